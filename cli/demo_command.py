@@ -1,0 +1,24 @@
+"""``quanta-db demo``: the README's main job on the embedded default."""
+
+from __future__ import annotations
+
+import click
+
+from cli.options import StoreRef, pass_store, progress_option
+from quanta_db.reports.formats import render
+
+
+@click.command()
+@click.option("--store", "store_path", type=click.Path(file_okay=False), help="Store to build (overrides the global --store).")
+@progress_option
+@pass_store
+def demo(ref, store_path, progress):
+    """Build a small corpus and tokenizer offline, ingest them, and show saved analyses."""
+    from quanta_db.demo import DEMO_ANALYSES, run_demo
+
+    path = StoreRef(store_path).path if store_path else ref.path
+    store = run_demo(path, echo=click.echo, progress=progress)
+    for name in DEMO_ANALYSES:
+        click.echo(f"\n== {name}")
+        click.echo(render(store.query_arrow(f'SELECT * FROM "{name}"'), "table"), nl=False)
+    click.echo(f"\nstore: {store.root}\ntry: quanta-db --store {path} query \"SELECT * FROM tokens_per_subset\"")

@@ -1,0 +1,41 @@
+"""Turn every failure into one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from quanta_db.errors import QuantaError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+DEBUG_ENV = "QUANTA_DB_DEBUG"
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+class QuantaGroup(click.Group):
+    """A click group whose subcommands report errors in one line."""
+
+    def invoke(self, ctx: click.Context):
+        if os.environ.get(DEBUG_ENV):
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted: nothing was committed; the store is as before (`quanta-db gc` cleans staging).", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except QuantaError as error:
+            click.echo(f"Error: {_one_line(error)}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except Exception as error:  # the last line of defence: still one line
+            click.echo(
+                f"Error: {type(error).__name__}: {_one_line(error)} (set {DEBUG_ENV}=1 for a traceback)", err=True
+            )
+            ctx.exit(EXIT_ERROR)

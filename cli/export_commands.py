@@ -1,0 +1,60 @@
+"""Export commands: LaTeX tables for papers."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from cli.options import emit, output_option, pass_store
+from quanta_db.errors import InputError, QueryError
+from quanta_db.reports.latex import LatexOptions, to_latex
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@click.group()
+def export():
+    """Export query results for papers."""
+
+
+def _column_digits(pairs: tuple[str, ...]) -> dict[str, int]:
+    digits = {}
+    for pair in pairs:
+        column, sep, value = pair.rpartition("=")
+        if not sep or not value.isdigit() or int(value) < 1:
+            raise InputError(f"--col-digits expects COLUMN=N with N >= 1, got {pair!r}")
+        digits[column] = int(value)
+    return digits
+
+
+@export.command()
+@click.argument("source")
+@output_option
+@click.option("--caption", help="Table caption (escaped).")
+@click.option("--label", help="LaTeX label, e.g. tab:losses.")
+@click.option("--digits", type=click.IntRange(1, 15), default=3, show_default=True, help="Significant digits of numbers.")
+@click.option("--col-digits", multiple=True, metavar="COL=N", help="Significant digits for one column (repeatable).")
+@click.option("--max", "maximize", multiple=True, metavar="COL", help="Bold the largest value of COL (repeatable).")
+@click.option("--min", "minimize", multiple=True, metavar="COL", help="Bold the smallest value of COL (repeatable).")
+@click.option("--siunitx", is_flag=True, help="Numeric columns as siunitx S columns.")
+@pass_store
+def latex(ref, source, output, caption, label, digits, col_digits, maximize, minimize, siunitx):
+    """Export a view, table or SQL query (SOURCE) as a booktabs LaTeX table."""
+    store = ref.open()
+    if IDENTIFIER.match(source):
+        if not store.relation_exists(source):
+            raise QueryError(f"unknown table or view {source!r} (see `quanta-db views` and `quanta-db status`)")
+        sql = f'SELECT * FROM "{source}"'
+    else:
+        sql = source
+    df = store.query_df(sql)
+    options = LatexOptions(
+        caption=caption, label=label, digits=digits, column_digits=_column_digits(col_digits),
+        maximize=list(maximize), minimize=list(minimize), siunitx=siunitx, source=source,
+    )
+    try:
+        text = to_latex(df, options)
+    except KeyError as error:
+        raise InputError(f"column {error.args[0]!r} is not in the result (columns: {', '.join(df.columns)})") from None
+    emit(text, output)

@@ -1,0 +1,45 @@
+"""Options shared by several commands, and the store handle on the click context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from quanta_db.reports.formats import FORMATS
+
+DEFAULT_STORE = "quanta-store"
+
+
+class StoreRef:
+    """The ``--store`` path; the store is opened only by commands that need it."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def open(self, create: bool = False):
+        from quanta_db import open_store
+
+        return open_store(self.path, create=create)
+
+
+pass_store = click.make_pass_decorator(StoreRef)
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+)
+output_option = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+    help="Write to this file instead of standard output.",
+)
+force_option = click.option("--force", is_flag=True, help="Redo the job even if an identical run committed.")
+progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+
+
+def emit(text: str, output: str | None) -> None:
+    """Print ``text`` or write it to ``output``."""
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)

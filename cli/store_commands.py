@@ -1,0 +1,127 @@
+"""Store commands: init, migrate, status, gc, views, query."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli.options import emit, format_option, output_option, pass_store
+from quanta_db.errors import InputError, QueryError
+from quanta_db.reports.formats import render, write_parquet
+
+
+@click.command()
+@pass_store
+def init(ref):
+    """Create a store (or upgrade an existing one) and install its views."""
+    from quanta_db.store.store import Store
+
+    store = Store.init(ref.path)
+    click.echo(f"store ready at {store.root} (schema version {store.check_schema()})")
+
+
+@click.command()
+@click.option("--list", "list_only", is_flag=True, help="List migrations and whether each is applied.")
+@pass_store
+def migrate(ref, list_only):
+    """Apply pending schema migrations (each in its own transaction)."""
+    from quanta_db.store.store import Store
+
+    store = Store.open(ref.path, check=False)
+    if list_only:
+        for row in store.migration_list():
+            state = f"applied {row['applied_at']:%Y-%m-%d %H:%M:%S}" if row["applied"] else "pending"
+            click.echo(f"{row['version']:04d}  {row['name']:<24} {state}")
+        return
+    applied = store.migrate()
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
+    click.echo(f"applied: {names}; schema is at version {store.check_schema()}")
+
+
+@click.command()
+@pass_store
+def status(ref):
+    """Schema version, each table's rows, files and bytes, and the last runs."""
+    info = ref.open().status()
+    click.echo(f"store {info['root']}  schema version {info['schema_version']}")
+    click.echo("\nfact tables (Parquet):")
+    for row in info["fact_tables"]:
+        click.echo(f"  {row['table']:<24} {row['rows']:>14,} rows {row['files']:>6} files {_size(row['bytes']):>10}")
+    click.echo("\ncatalog tables:")
+    for name, rows in info["catalog_tables"].items():
+        click.echo(f"  {name:<24} {rows:>14,} rows")
+    runs = info["last_runs"]
+    click.echo("\nlast runs:" if len(runs) else "\nno runs yet")
+    for run in runs.itertuples(index=False):
+        click.echo(f"  {run.run_id}  {run.kind:<10} {run.status:<10} {run.rows_written:>12,} rows  {run.ended_at:%Y-%m-%d %H:%M:%S}")
+
+
+def _size(n_bytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return ""
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Also remove staging folders of jobs that look alive.")
+@pass_store
+def gc(ref, force):
+    """Remove staged files of runs that never committed and unlisted table files."""
+    report = ref.open().gc(force=force)
+    click.echo(
+        f"removed {len(report.staging_removed)} staging folder(s) and {len(report.orphans_removed)} orphan file(s)"
+        + (f"; kept {len(report.staging_kept)} of running jobs" if report.staging_kept else "")
+    )
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--refresh", is_flag=True, help="Reinstall all saved queries from queries/.")
+@pass_store
+def views(ref, name, refresh):
+    """List saved analyses, or show the SQL of one (NAME)."""
+    store = ref.open()
+    if refresh:
+        store.refresh_views()
+    saved = store.saved_queries()
+    if name:
+        match = saved[saved["name"] == name]
+        if match.empty:
+            raise QueryError(f"unknown saved query {name!r} (see `quanta-db views`)")
+        row = match.iloc[0]
+        click.echo(f"-- name: {row['name']}\n-- description: {row['description']}")
+        if row["parameters"]:
+            click.echo(f"-- parameters: {row['parameters']}")
+        click.echo(row["sql"])
+        return
+    for row in saved.itertuples(index=False):
+        call = f"{row.name}({row.parameters})" if row.parameters else row.name
+        click.echo(f"{call}\n    {row.description}")
+
+
+@click.command()
+@click.argument("sql", required=False)
+@click.option("-f", "--file", "sql_file", type=click.File("r"), help="Read the SQL from a file.")
+@format_option
+@output_option
+@click.option("--max-rows", type=int, default=200, show_default=True, help="Rows shown by --format table.")
+@pass_store
+def query(ref, sql, sql_file, fmt, output, max_rows):
+    """Run ad-hoc SQL (argument, -f FILE, or stdin) on a read-only connection."""
+    if sql_file is not None:
+        sql = sql_file.read()
+    elif sql is None or sql == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("give SQL as an argument, with -f FILE, or on standard input")
+        sql = sys.stdin.read()
+    if not sql.strip():
+        raise InputError("the SQL is empty")
+    table = ref.open().query_arrow(sql)
+    if fmt == "parquet":
+        write_parquet(table, output)
+        click.echo(f"wrote {table.num_rows} rows to {output}", err=True)
+        return
+    emit(render(table, fmt, source=sql, max_rows=max_rows), output)

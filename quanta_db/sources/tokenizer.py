@@ -1,0 +1,50 @@
+"""Tokenizers: transformers ``AutoTokenizer`` from a hub name or a local folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+from quanta_db.errors import InputError
+
+
+def load_tokenizer(source: str):
+    """``AutoTokenizer.from_pretrained(source)``: a hub name (offline cache) or a folder."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(source))
+    except Exception as error:  # transformers raises OSError, ValueError, HF errors...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"tokenizer {source!r} does not load: {first}") from None
+
+
+def tokenizer_key(source: str) -> str:
+    """Default name of a tokenizer in the store: the hub name, or the folder's name."""
+    path = Path(source)
+    return path.resolve().name if path.exists() else str(source)
+
+
+def vocab_hash(tokenizer) -> str:
+    """sha256 of the vocabulary as sorted (id, token) pairs: equal iff the vocabularies are equal."""
+    pairs = sorted((int(i), t) for t, i in tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()
+
+
+def vocab_table(tokenizer, name: str) -> pa.Table:
+    """One row per token id: the decoded text of that token alone (bytes of a partial UTF-8
+    character decode to U+FFFD)."""
+    ids = sorted(set(tokenizer.get_vocab().values()))
+    texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
+    return pa.table({"tokenizer": [name] * len(ids), "token_id": ids, "token": texts})
+
+
+def encode(tokenizer, texts: list[str], max_tokens: int | None) -> list[list[int]]:
+    """Token ids of each text, without special tokens (Pythia adds no BOS), truncated."""
+    kwargs = {"add_special_tokens": False}
+    if max_tokens is not None:
+        kwargs.update(truncation=True, max_length=max_tokens)
+    return tokenizer(texts, **kwargs)["input_ids"]

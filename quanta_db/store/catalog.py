@@ -1,0 +1,103 @@
+"""The one place that opens the DuckDB catalog.
+
+DuckDB lets one process hold a database file for writing, and a writer in another process
+locks readers out ("Could not set lock on file"). Connections here are therefore short:
+every caller opens, does one piece of work, and closes; a locked catalog is retried with
+backoff for a bounded time and then reported in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from quanta_db.errors import StoreError
+
+CATALOG_FILE = "catalog.duckdb"
+LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+
+
+def catalog_path(root: Path) -> Path:
+    return Path(root) / CATALOG_FILE
+
+
+def lock_timeout_s() -> float:
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise StoreError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+
+
+def _is_lock_error(error: Exception) -> bool:
+    text = str(error).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open with bounded retry while another process holds the write lock."""
+    path = catalog_path(root)
+    # Views read Parquet through store-relative paths; file_search_path resolves them
+    # against the store, so a store can be moved or copied (FACTS.md, DuckDB).
+    config = {"file_search_path": str(Path(root).resolve())}
+    deadline = time.monotonic() + lock_timeout_s()
+    delay_s = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config)
+        except duckdb.Error as error:
+            if not _is_lock_error(error):
+                raise StoreError(f"cannot open catalog {path}: {_first_line(error)}") from None
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"catalog {path} is locked by another process (an ingest committing?); "
+                    f"gave up after {lock_timeout_s():.0f}s (set {LOCK_TIMEOUT_ENV} to wait longer)"
+                ) from None
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 1.0)
+
+
+@contextmanager
+def connect(root: Path, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection to the store's catalog; closed on exit."""
+    if not catalog_path(root).exists() and read_only:
+        raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE}); run `quanta-db init`")
+    con = _open(Path(root), read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def sqlalchemy_engine(root: Path):
+    """A read-only SQLAlchemy engine (duckdb-engine) that opens one connection per checkout.
+
+    NullPool keeps no connection open between statements, so a notebook holding this engine
+    never blocks an ingest's commit.
+    """
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    path = catalog_path(root)
+    if not path.exists():
+        raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE})")
+    return sqlalchemy.create_engine(
+        f"duckdb:///{path}",
+        poolclass=NullPool,
+        connect_args={
+            "read_only": True,
+            "config": {"file_search_path": str(Path(root).resolve())},
+        },
+    )

@@ -1,0 +1,112 @@
+"""Ordered SQL migrations: ``migrations/NNNN_name.sql``, each applied in its own transaction
+together with its row in ``schema_migrations`` (version, name, sha256, applied_at).
+
+The runner refuses, without changing anything, when numbers repeat or skip, when an applied
+file's checksum changed, or when the store is newer than this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from quanta_db.errors import StoreError
+from quanta_db.resources import migrations_dir
+
+FILE_PATTERN = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
+
+BOOTSTRAP_SQL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER NOT NULL, name VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
+    applied_at TIMESTAMP NOT NULL)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover(directory: Path | None = None) -> list[Migration]:
+    """Migrations in ``directory`` (default: the shipped ones), checked to number 1..N."""
+    directory = Path(directory) if directory is not None else migrations_dir()
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = FILE_PATTERN.match(path.name)
+        if not match:
+            raise StoreError(f"migration file {path.name} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise StoreError(f"migration number {version:04d} is used twice ({found[version].name}, {match.group(2)})")
+        found[version] = Migration(version, match.group(2), path.read_text())
+    versions = sorted(found)
+    expected = list(range(1, len(versions) + 1))
+    if versions != expected:
+        gap = next(v for v, e in zip(versions + [None], expected) if v != e)
+        raise StoreError(f"migrations must be numbered 0001..{len(versions):04d} without gaps; {gap:04d} is out of place")
+    return [found[v] for v in versions]
+
+
+def applied(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
+    """(version, name, sha256) of the migrations recorded in the store, in order."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()[0]
+    if not exists:
+        return []
+    return con.execute("SELECT version, name, sha256 FROM schema_migrations ORDER BY version").fetchall()
+
+
+def pending(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[Migration]:
+    """The migrations still to apply; raises when the store and the code disagree."""
+    known = {m.version: m for m in migrations}
+    done = applied(con)
+    latest_code = migrations[-1].version if migrations else 0
+    for version, name, sha in done:
+        if version not in known:
+            raise StoreError(
+                f"store schema is at version {done[-1][0]}, newer than this quanta-db "
+                f"(knows up to {latest_code}); upgrade quanta-db"
+            )
+        if known[version].sha256 != sha or known[version].name != name:
+            raise StoreError(
+                f"migration {version:04d}_{name} was changed after it was applied to this store "
+                "(checksum mismatch); restore the original file"
+            )
+    done_versions = {v for v, _, _ in done}
+    return [m for m in migrations if m.version not in done_versions]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    done = applied(con)
+    return done[-1][0] if done else 0
+
+
+def apply(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction; returns those applied."""
+    todo = pending(con, migrations)
+    for migration in todo:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(BOOTSTRAP_SQL)
+            con.execute(migration.sql)
+            con.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?, now()::TIMESTAMP)",
+                [migration.version, migration.name, migration.sha256],
+            )
+            con.execute("COMMIT")
+        except duckdb.Error as error:
+            con.execute("ROLLBACK")
+            first = str(error).strip().splitlines()[0]
+            raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {first}") from None
+    return todo

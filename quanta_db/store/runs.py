@@ -1,0 +1,279 @@
+"""Runs: begin → stage Parquet → commit in one short catalog transaction, or abort.
+
+Staged files live in ``staging/<run_id>/`` (outside every table folder). Commit takes the
+catalog's write lock, moves the staged files into ``tables/`` (same filesystem: atomic
+renames), then in one transaction records them in ``files``, upserts catalog rows, inserts
+the ``runs`` row and rebuilds the affected views. If anything fails the files are moved back
+and the transaction rolls back; if the process dies, the catalog never saw the files, so
+views read exactly as before and ``quanta-db gc`` removes the leftovers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from quanta_db import __version__
+from quanta_db.errors import QuantaError
+from quanta_db.store import catalog, views
+from quanta_db.store.schemas import conform, fact_table
+
+STAGING_DIR = "staging"
+TABLES_DIR = "tables"
+ROW_GROUP_ROWS = 1 << 20
+FILE_ROWS = 1 << 24
+
+
+def params_hash(kind: str, params: dict) -> str:
+    """sha256 of the job kind and its canonical (sorted-key) JSON parameters."""
+    canonical = json.dumps({"kind": kind, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+    return f"r{stamp}-{secrets.token_hex(4)}"
+
+
+def partition_dir(keys: dict[str, object]) -> str:
+    """Hive-style ``k=v/...`` with values percent-encoded so names like ``org/model`` stay one level."""
+    return "/".join(f"{k}={quote(str(v), safe='')}" for k, v in keys.items())
+
+
+@dataclass
+class _PartitionWriter:
+    table: str
+    partition: str
+    directory: Path
+    run_id: str
+    buffered: list[pa.Table] = field(default_factory=list)
+    buffered_rows: int = 0
+    writer: pq.ParquetWriter | None = None
+    file_rows: int = 0
+    finished: list[tuple[Path, int]] = field(default_factory=list)
+
+    def append(self, data: pa.Table) -> None:
+        self.buffered.append(data)
+        self.buffered_rows += data.num_rows
+        if self.buffered_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered_rows:
+            return
+        data = pa.concat_tables(self.buffered).combine_chunks()
+        self.buffered, self.buffered_rows = [], 0
+        if self.writer is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"part-{self.run_id}-{len(self.finished):05d}.parquet"
+            self.writer = pq.ParquetWriter(path, data.schema, compression="zstd")
+            self._path = path
+        self.writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
+        self.file_rows += data.num_rows
+        if self.file_rows >= FILE_ROWS:
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.finished.append((self._path, self.file_rows))
+            self.writer, self.file_rows = None, 0
+
+    def finish(self) -> list[tuple[Path, int]]:
+        self.flush()
+        self.close()
+        return self.finished
+
+
+class Run:
+    """One ingest: stage writes, then :meth:`commit` or :meth:`abort`.
+
+    Use as a context manager: leaving the block without a commit (an exception, Ctrl-C)
+    aborts and deletes the staged files.
+    """
+
+    def __init__(self, root: Path, kind: str, params: dict, device: str | None = None):
+        self.root = Path(root)
+        self.kind = kind
+        self.params = params
+        self.params_hash = params_hash(kind, params)
+        self.device = device
+        self.run_id = new_run_id()
+        self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        self.staging = self.root / STAGING_DIR / self.run_id
+        self._writers: dict[tuple[str, str], _PartitionWriter] = {}
+        self._upserts: list[tuple[str, list[dict], list[str]]] = []
+        self._superseded: list[tuple[str, str]] = []
+        self._state = "open"
+        self.staging.mkdir(parents=True)
+        marker = {"run_id": self.run_id, "kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
+        (self.staging / "run.json").write_text(json.dumps(marker))
+
+    # -- staging -----------------------------------------------------------------------
+    def write(self, table: str, data: pa.Table | pa.RecordBatch) -> int:
+        """Stage rows for a fact table (cast to its declared schema); returns rows staged."""
+        self._require_open()
+        spec = fact_table(table)
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        data = conform(data, spec)
+        if data.num_rows == 0:
+            return 0
+        for keys, part in _split_by_partition(data, spec.partition_by):
+            directory = partition_dir(keys)
+            writer = self._writers.get((table, directory))
+            if writer is None:
+                writer = _PartitionWriter(table, directory, self.staging / table / directory, self.run_id)
+                self._writers[(table, directory)] = writer
+            writer.append(part)
+        return data.num_rows
+
+    def upsert(self, catalog_table: str, rows: list[dict], key: list[str]) -> None:
+        """On commit, replace catalog rows matching ``key`` with ``rows``."""
+        self._require_open()
+        self._upserts.append((catalog_table, rows, key))
+
+    def supersede(self, table: str, partition: dict[str, object]) -> None:
+        """On commit, drop the previously committed files of one partition of ``table``."""
+        self._require_open()
+        fact_table(table)
+        self._superseded.append((table, partition_dir(partition)))
+
+    # -- ending --------------------------------------------------------------------------
+    def commit(self) -> int:
+        """Move staged files into place and record everything in one transaction; returns rows."""
+        self._require_open()
+        staged = self._finish_writers()
+        rows_written = sum(rows for *_, rows in staged)
+        with catalog.connect(self.root, read_only=False) as con:
+            moved: list[tuple[Path, Path]] = []
+            try:
+                for table, partition, path, rows in staged:
+                    dest = self.root / TABLES_DIR / table / partition / path.name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    _move(path, dest)
+                    moved.append((path, dest))
+                con.execute("BEGIN TRANSACTION")
+                dropped = self._record(con, staged, rows_written)
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback_quietly(con)
+                for src, dest in reversed(moved):
+                    _move(dest, src)
+                raise
+        self._state = "committed"
+        for rel in dropped:
+            (self.root / rel).unlink(missing_ok=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return rows_written
+
+    def abort(self) -> None:
+        """Forget everything staged; the catalog was never touched."""
+        for writer in self._writers.values():
+            if writer.writer is not None:
+                writer.writer.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self._state = "aborted"
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._state == "open":
+            self.abort()
+
+    # -- internals -------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise QuantaError(f"run {self.run_id} is already {self._state}")
+
+    def _finish_writers(self) -> list[tuple[str, str, Path, int]]:
+        staged = []
+        for (table, partition), writer in self._writers.items():
+            for path, rows in writer.finish():
+                staged.append((table, partition, path, rows))
+        return staged
+
+    def _record(self, con, staged, rows_written: int) -> list[str]:
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        dropped = []
+        for table, partition in self._superseded:
+            old = con.execute(
+                "SELECT path, run_id FROM files WHERE table_name = ? AND partition = ?", [table, partition]
+            ).fetchall()
+            dropped.extend(path for path, _ in old)
+            con.execute("DELETE FROM files WHERE table_name = ? AND partition = ?", [table, partition])
+        con.execute(
+            "UPDATE runs SET status = 'superseded' WHERE status = 'committed' "
+            "AND run_id NOT IN (SELECT DISTINCT run_id FROM files) AND rows_written > 0"
+        )
+        for catalog_table, rows, key in self._upserts:
+            _upsert(con, catalog_table, rows, key)
+        for table, partition, path, rows in staged:
+            rel = f"{TABLES_DIR}/{table}/{partition}/{path.name}"
+            size = (self.root / rel).stat().st_size
+            con.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [self.run_id, table, rel, partition, rows, size, now],
+            )
+        con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed')",
+            [
+                self.run_id, self.kind, json.dumps(self.params, sort_keys=True, default=str),
+                self.params_hash, __version__, socket.gethostname(), self.device,
+                self.started_at, now, rows_written,
+            ],
+        )
+        touched = sorted({t for t, *_ in staged} | {t for t, _ in self._superseded})
+        if touched:
+            views.refresh_fact_views(con, touched)
+        return dropped
+
+
+def _move(src: Path, dest: Path) -> None:
+    os.replace(src, dest)
+
+
+def _rollback_quietly(con) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # no transaction was open
+        pass
+
+
+def _upsert(con, table: str, rows: list[dict], key: list[str]) -> None:
+    for row in rows:
+        where = " AND ".join(f"{views.quote_ident(k)} = ?" for k in key)
+        con.execute(f"DELETE FROM {views.quote_ident(table)} WHERE {where}", [row[k] for k in key])
+        columns = ", ".join(views.quote_ident(c) for c in row)
+        marks = ", ".join("?" for _ in row)
+        con.execute(f"INSERT INTO {views.quote_ident(table)} ({columns}) VALUES ({marks})", list(row.values()))
+
+
+def _split_by_partition(data: pa.Table, partition_by: tuple[str, ...]):
+    """Yield (partition keys, rows) pairs; one pass when the batch holds one partition."""
+    if not partition_by:
+        yield {}, data
+        return
+    first = {c: data.column(c)[0].as_py() for c in partition_by}
+    if all(pc.all(pc.equal(data.column(c), pa.scalar(first[c], data.schema.field(c).type))).as_py() for c in partition_by):
+        yield first, data
+        return
+    for keys in data.select(list(partition_by)).group_by(list(partition_by)).aggregate([]).to_pylist():
+        mask = None
+        for c, v in keys.items():
+            term = pc.equal(data.column(c), pa.scalar(v, data.schema.field(c).type))
+            mask = term if mask is None else pc.and_(mask, term)
+        yield keys, data.filter(mask)

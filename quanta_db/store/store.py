@@ -1,0 +1,258 @@
+"""The store: one directory with ``catalog.duckdb`` and ``tables/<table>/...parquet``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from quanta_db.errors import QueryError, StoreError
+from quanta_db.store import catalog, migrations, views
+from quanta_db.store.runs import STAGING_DIR, TABLES_DIR, Run, params_hash
+from quanta_db.store.schemas import FACT_TABLES
+
+CATALOG_TABLES = ("runs", "files", "schema_migrations", "tokenizers", "corpora", "models", "checkpoints", "saved_queries")
+
+
+@dataclass(frozen=True)
+class GcReport:
+    staging_removed: list[str]
+    staging_kept: list[str]
+    orphans_removed: list[str]
+
+
+class Store:
+    """Handle on a store directory. Holds no connection: each method opens and closes one."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path, create: bool = False, check: bool = True) -> "Store":
+        """Open an existing store; ``check`` refuses one whose schema differs from this code."""
+        root = Path(path)
+        if create and (not root.exists() or (root.is_dir() and not any(root.iterdir()))):
+            return cls.init(root)
+        if not root.is_dir():
+            raise StoreError(f"store {root} does not exist; create it with `quanta-db init`")
+        if not catalog.catalog_path(root).is_file():
+            raise StoreError(f"{root} is not a quanta-db store (no {catalog.CATALOG_FILE})")
+        store = cls(root)
+        if check:
+            store.check_schema()
+        return store
+
+    @classmethod
+    def init(cls, path) -> "Store":
+        """Create (or upgrade) a store: directories, migrations, views."""
+        root = Path(path)
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root} exists and is not a directory")
+        if root.is_dir() and any(root.iterdir()) and not catalog.catalog_path(root).exists():
+            raise StoreError(f"{root} is not empty and is not a quanta-db store; choose an empty directory")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / TABLES_DIR).mkdir(exist_ok=True)
+        store = cls(root)
+        store.migrate()
+        return store
+
+    def check_schema(self) -> int:
+        """The store's schema version; raises unless it matches this code."""
+        code = migrations.discover()
+        with self.read() as con:
+            todo = migrations.pending(con, code)
+            version = migrations.current_version(con)
+        if todo:
+            raise StoreError(
+                f"store schema is at version {version}, this quanta-db expects {code[-1].version}; "
+                "run `quanta-db migrate`"
+            )
+        return version
+
+    # -- connections ---------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with catalog.connect(self.root, read_only=True) as con:
+            yield con
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with catalog.connect(self.root, read_only=False) as con:
+            yield con
+
+    def engine(self):
+        """A read-only SQLAlchemy engine; every view works with ``pandas.read_sql``."""
+        return catalog.sqlalchemy_engine(self.root)
+
+    # -- schema --------------------------------------------------------------------------------
+    def migrate(self, directory: Path | None = None) -> list[migrations.Migration]:
+        """Apply pending migrations, then rebuild views and saved queries."""
+        code = migrations.discover(directory)
+        with self.write() as con:
+            done = migrations.apply(con, code)
+            if directory is None:
+                self._refresh_views(con)
+        return done
+
+    def migration_list(self) -> list[dict]:
+        code = migrations.discover()
+        with self.read() as con:
+            done = {v: (n, s) for v, n, s in migrations.applied(con)}
+            applied_at = dict(con.execute("SELECT version, applied_at FROM schema_migrations").fetchall())
+        return [
+            {"version": m.version, "name": m.name, "applied": m.version in done, "applied_at": applied_at.get(m.version)}
+            for m in code
+        ]
+
+    def refresh_views(self) -> None:
+        with self.write() as con:
+            self._refresh_views(con)
+
+    def _refresh_views(self, con) -> None:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            views.refresh_fact_views(con)
+            views.install_saved_queries(con, views.discover_saved_queries())
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def saved_queries(self) -> pd.DataFrame:
+        with self.read() as con:
+            return con.execute(
+                "SELECT name, description, parameters, sql FROM saved_queries ORDER BY name"
+            ).df()
+
+    # -- querying --------------------------------------------------------------------------------
+    def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
+        """Run ad-hoc SQL on a read-only connection; errors become one-line QueryErrors."""
+        with self.read() as con:
+            try:
+                relation = con.sql(sql, params=params or None)
+                return relation.to_arrow_table() if relation is not None else pa.table({})
+            except duckdb.Error as error:
+                raise QueryError(_one_line(error)) from None
+
+    def query_df(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Like :meth:`query_arrow`, as pandas with nullable integer columns (NULL stays NA)."""
+        return arrow_to_pandas(self.query_arrow(sql, params))
+
+    def relation_exists(self, name: str) -> bool:
+        """Whether ``name`` is a table or view of the catalog."""
+        with self.read() as con:
+            return con.execute(
+                "SELECT count(*) FROM (SELECT view_name AS n FROM duckdb_views() WHERE NOT internal "
+                "UNION ALL SELECT table_name FROM duckdb_tables()) WHERE n = ?",
+                [name],
+            ).fetchone()[0] > 0
+
+    # -- runs ------------------------------------------------------------------------------------
+    def begin_run(self, kind: str, params: dict, device: str | None = None) -> Run:
+        return Run(self.root, kind, params, device=device)
+
+    def find_committed_run(self, kind: str, params: dict) -> str | None:
+        """The run id of a committed run with identical kind and parameters, if any."""
+        with self.read() as con:
+            row = con.execute(
+                "SELECT run_id FROM runs WHERE params_hash = ? AND status = 'committed' ORDER BY ended_at DESC LIMIT 1",
+                [params_hash(kind, params)],
+            ).fetchone()
+        return row[0] if row else None
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    def status(self, last_runs: int = 10) -> dict:
+        with self.read() as con:
+            version = migrations.current_version(con)
+            tables = con.execute(
+                "SELECT table_name, count(*) AS files, sum(rows) AS rows, sum(bytes) AS bytes "
+                "FROM files GROUP BY table_name"
+            ).df().set_index("table_name")
+            catalog_rows = {
+                t: con.execute(f"SELECT count(*) FROM {views.quote_ident(t)}").fetchone()[0] for t in CATALOG_TABLES
+            }
+            runs = con.execute(
+                "SELECT run_id, kind, status, rows_written, ended_at FROM runs ORDER BY ended_at DESC LIMIT ?",
+                [last_runs],
+            ).df()
+        fact = [
+            {
+                "table": name,
+                "rows": int(tables.loc[name, "rows"]) if name in tables.index else 0,
+                "files": int(tables.loc[name, "files"]) if name in tables.index else 0,
+                "bytes": int(tables.loc[name, "bytes"]) if name in tables.index else 0,
+            }
+            for name in FACT_TABLES
+        ]
+        return {"root": str(self.root), "schema_version": version, "fact_tables": fact,
+                "catalog_tables": catalog_rows, "last_runs": runs}
+
+    def gc(self, force: bool = False) -> GcReport:
+        """Remove staged files of runs that never committed and table files the catalog does not list.
+
+        Holding the write lock while scanning keeps a concurrent commit (which moves files
+        under the same lock) from being mistaken for leftovers. Staging folders of jobs still
+        running on this host are kept unless ``force``.
+        """
+        removed, kept, orphans = [], [], []
+        with self.write() as con:
+            listed = {row[0] for row in con.execute("SELECT path FROM files").fetchall()}
+            staging = self.root / STAGING_DIR
+            for run_dir in sorted(staging.iterdir()) if staging.is_dir() else []:
+                if not force and _job_alive(run_dir):
+                    kept.append(run_dir.name)
+                    continue
+                shutil.rmtree(run_dir, ignore_errors=True)
+                removed.append(run_dir.name)
+            tables = self.root / TABLES_DIR
+            for path in sorted(tables.rglob("*")) if tables.is_dir() else []:
+                rel = path.relative_to(self.root).as_posix()
+                if path.is_file() and rel not in listed:
+                    path.unlink()
+                    orphans.append(rel)
+            _remove_empty_dirs(tables)
+        return GcReport(removed, kept, orphans)
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas keeping integer columns integral when they hold NULLs."""
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=nullable.get)
+
+
+def _one_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _job_alive(run_dir: Path) -> bool:
+    try:
+        marker = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if marker.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(marker["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return False
+    return int(marker["pid"]) != os.getpid()
+
+
+def _remove_empty_dirs(top: Path) -> None:
+    if not top.is_dir():
+        return
+    for path in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()

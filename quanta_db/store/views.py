@@ -1,0 +1,140 @@
+"""Views over committed data: one typed view per fact table, plus the saved analyses.
+
+Fact views are built from the catalog's ``files`` list (never a glob), so staged or
+half-written files are invisible. Saved analyses are ``queries/*.sql`` files with a header::
+
+    -- name: low_loss_tokens
+    -- description: Tokens whose loss is below a threshold.
+    -- parameters: threshold := 0.1
+
+A file without parameters becomes a view; one with parameters becomes a DuckDB table macro
+called as ``SELECT * FROM low_loss_tokens(threshold := 0.05)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from quanta_db.errors import QueryError
+from quanta_db.resources import queries_dir
+from quanta_db.store.schemas import FACT_TABLES, FactTable, duckdb_type
+
+HEADER_LINE = re.compile(r"^--\s*(name|description|parameters)\s*:\s*(.*)$")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def fact_view_sql(spec: FactTable, paths: list[str]) -> str:
+    casts = ", ".join(
+        f"CAST({quote_ident(f.name)} AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in spec.schema
+    )
+    if not paths:
+        nulls = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in spec.schema)
+        return f"CREATE OR REPLACE VIEW {quote_ident(spec.name)} AS SELECT {nulls} LIMIT 0"
+    files = ", ".join(quote_literal(p) for p in paths)
+    return (
+        f"CREATE OR REPLACE VIEW {quote_ident(spec.name)} AS SELECT {casts} FROM "
+        f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
+    )
+
+
+def refresh_fact_views(con: duckdb.DuckDBPyConnection, tables: list[str] | None = None) -> None:
+    """(Re)build the views of ``tables`` (default: all) from the committed-file list."""
+    for name in tables or list(FACT_TABLES):
+        paths = [
+            row[0]
+            for row in con.execute(
+                "SELECT path FROM files WHERE table_name = ? ORDER BY path", [name]
+            ).fetchall()
+        ]
+        con.execute(fact_view_sql(FACT_TABLES[name], paths))
+
+
+@dataclass(frozen=True)
+class SavedQuery:
+    name: str
+    description: str
+    parameters: str
+    body: str
+    path: Path
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body.encode()).hexdigest()
+
+    def create_sql(self) -> str:
+        if self.parameters:
+            return f"CREATE OR REPLACE MACRO {quote_ident(self.name)}({self.parameters}) AS TABLE {self.body}"
+        return f"CREATE OR REPLACE VIEW {quote_ident(self.name)} AS {self.body}"
+
+    def drop_sql(self) -> str:
+        return drop_saved_sql(self.name, bool(self.parameters))
+
+
+def drop_saved_sql(name: str, is_macro: bool) -> str:
+    kind = "MACRO TABLE" if is_macro else "VIEW"
+    return f"DROP {kind} IF EXISTS {quote_ident(name)}"
+
+
+def parse_saved_query(path: Path) -> SavedQuery:
+    """Read one ``queries/*.sql`` file: header comment lines, then one SELECT."""
+    header: dict[str, str] = {}
+    body_lines: list[str] = []
+    for line in path.read_text().splitlines():
+        match = HEADER_LINE.match(line.strip()) if not body_lines else None
+        if match:
+            header[match.group(1)] = match.group(2).strip()
+        elif body_lines or (line.strip() and not line.strip().startswith("--")):
+            body_lines.append(line)
+    name = header.get("name") or path.stem
+    if name != path.stem:
+        raise QueryError(f"saved query {path.name} declares name {name!r}; the file must be named {name}.sql")
+    if name in FACT_TABLES:
+        raise QueryError(f"saved query {name!r} would shadow the fact table of the same name")
+    body = "\n".join(body_lines).strip().rstrip(";").strip()
+    if not body:
+        raise QueryError(f"saved query {path.name} has no SQL after its header")
+    return SavedQuery(name, header.get("description", ""), header.get("parameters", ""), body, path)
+
+
+def discover_saved_queries(directory: Path | None = None) -> list[SavedQuery]:
+    directory = Path(directory) if directory is not None else queries_dir()
+    return [parse_saved_query(p) for p in sorted(directory.glob("*.sql"))]
+
+
+def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> None:
+    """Install every saved query and drop those no longer shipped (call inside a transaction).
+
+    Queries may reference one another, so creation is retried in passes until all bind.
+    """
+    for name, parameters in con.execute("SELECT name, parameters FROM saved_queries").fetchall():
+        con.execute(drop_saved_sql(name, bool(parameters)))
+    con.execute("DELETE FROM saved_queries")
+    remaining = list(queries)
+    while remaining:
+        failed: list[tuple[SavedQuery, str]] = []
+        for query in remaining:
+            try:
+                con.execute(query.create_sql())
+            except duckdb.Error as error:
+                failed.append((query, str(error).strip().splitlines()[0]))
+        if len(failed) == len(remaining):
+            query, message = failed[0]
+            raise QueryError(f"saved query {query.path.name} does not install: {message}")
+        remaining = [q for q, _ in failed]
+    for query in queries:
+        con.execute(
+            "INSERT INTO saved_queries VALUES (?, ?, ?, ?, ?)",
+            [query.name, query.description, query.parameters, query.body, query.sha256],
+        )

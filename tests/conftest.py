@@ -1,0 +1,65 @@
+"""Shared fixtures: inputs the project builds itself (no network) and fresh stores."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from quanta_db.sources import toy
+from quanta_db.store.store import Store
+
+
+@pytest.fixture(scope="session")
+def toy_inputs(tmp_path_factory) -> dict:
+    """A Pile-format JSONL corpus from the standard library and a BPE tokenizer trained on it."""
+    work = tmp_path_factory.mktemp("toy")
+    records = toy.stdlib_documents(40, max_chars=1500)
+    records.insert(3, {"text": "", "meta": {"pile_set_name": toy.SUBSET_SOURCE}})  # an empty document
+    corpus = toy.write_jsonl(records, work / "corpus.jsonl")
+    tokenizer = toy.train_tokenizer([r["text"] for r in records], work / "tokenizer", vocab_size=400)
+    return {"corpus": corpus, "tokenizer": tokenizer, "records": records, "dir": work}
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store.init(tmp_path / "store")
+
+
+@pytest.fixture
+def corpus_store(store, toy_inputs) -> Store:
+    from quanta_db.jobs.corpus import ingest_corpus
+
+    ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
+    return store
+
+
+def snapshot(store: Store) -> dict:
+    """Everything a reader can see, plus every file under tables/: equal iff nothing changed."""
+    from quanta_db.store.catalog import connect
+    from quanta_db.store.schemas import FACT_TABLES
+    from quanta_db.store.store import CATALOG_TABLES
+
+    state = {}
+    with connect(store.root, read_only=True) as con:
+        for table in CATALOG_TABLES:
+            state[table] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
+        for table in FACT_TABLES:
+            state[f"view:{table}"] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
+    tables = store.root / "tables"
+    state["files"] = {
+        p.relative_to(store.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(tables.rglob("*")) if p.is_file()
+    }
+    return state
+
+
+@pytest.fixture
+def store_snapshot():
+    return snapshot
+
+
+def staging_entries(store: Store) -> list[Path]:
+    staging = store.root / "staging"
+    return sorted(staging.iterdir()) if staging.exists() else []

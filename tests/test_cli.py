@@ -1,0 +1,136 @@
+"""Every command: help text, a working call, and one-line errors that leave the store as it was."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from cli.reference import _walk
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args, input=None):
+        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def _assert_one_line_error(result, pattern):
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert pattern in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_every_command_has_help(run):
+    for path, command in _walk(cli, []):
+        result = run(*path, "--help")
+        assert result.exit_code == 0, path
+        assert command.help, f"{path} has no help text"
+
+
+def test_init_status_views_query(run, tmp_path):
+    store = tmp_path / "s"
+    assert "schema version 2" in run("--store", store, "init").output
+    status = run("--store", store, "status").output
+    assert "tokens" in status and "schema version 2" in status
+    assert "tokens_per_subset" in run("--store", store, "views").output
+    shown = run("--store", store, "views", "tokens_per_subset").output
+    assert shown.startswith("-- name: tokens_per_subset") and "FROM documents" in shown
+    assert "migrations" not in run("--store", store, "views", "--refresh").output
+    listing = run("--store", store, "migrate", "--list").output
+    assert "0001  core" in listing and "applied" in listing
+    assert "nothing to apply" in run("--store", store, "migrate").output
+
+
+def test_ingest_then_query_in_every_format(run, tmp_path, toy_inputs):
+    store = tmp_path / "s"
+    out = run("--store", store, "ingest", "corpus", toy_inputs["corpus"], "--name", "toy",
+              "--tokenizer", toy_inputs["tokenizer"], "--max-tokens", 64, "--no-progress")
+    assert out.exit_code == 0 and "committed run" in out.output
+    again = run("--store", store, "ingest", "corpus", toy_inputs["corpus"], "--name", "toy",
+                "--tokenizer", toy_inputs["tokenizer"], "--max-tokens", 64, "--no-progress")
+    assert again.output.startswith("skipped")
+    sql = "SELECT corpus, count(*) AS n FROM tokens GROUP BY corpus"
+    assert "toy" in run("--store", store, "query", sql).output
+    assert run("--store", store, "query", sql, "--format", "csv").output.startswith("corpus,n\ntoy,")
+    records = json.loads(run("--store", store, "query", sql, "--format", "json").output)
+    assert records[0]["corpus"] == "toy" and records[0]["n"] > 0
+    assert run("--store", store, "query", sql, "--format", "markdown").output.startswith("| corpus | n |\n|---|---|")
+    assert "\\toprule" in run("--store", store, "query", sql, "--format", "latex").output
+    assert "toy" in run("--store", store, "query", input=sql).output
+    sql_file = tmp_path / "q.sql"
+    sql_file.write_text(sql)
+    assert "toy" in run("--store", store, "query", "-f", sql_file).output
+    target = tmp_path / "out.parquet"
+    run("--store", store, "query", sql, "--format", "parquet", "-o", target)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(target).column("corpus").to_pylist() == ["toy"]
+    latex = run("--store", store, "export", "latex", "tokens_per_subset", "--max", "n_tokens", "--label", "tab:x")
+    assert latex.exit_code == 0 and "\\label{tab:x}" in latex.output and "\\bfseries" in latex.output
+
+
+def test_errors_are_one_line(run, tmp_path, toy_inputs, store_snapshot):
+    from quanta_db.store.store import Store
+
+    store_dir = tmp_path / "s"
+    store = Store.init(store_dir)
+    before = store_snapshot(store)
+    _assert_one_line_error(run("--store", store_dir, "query", "SELEC 1"), "syntax error")
+    _assert_one_line_error(run("--store", store_dir, "query", "SELECT * FROM nope"), "nope")
+    _assert_one_line_error(run("--store", store_dir, "query", "CREATE TABLE x (a INT)"), "read-only")
+    _assert_one_line_error(run("--store", store_dir, "query", "DROP VIEW tokens"), "read-only")
+    _assert_one_line_error(run("--store", store_dir, "export", "latex", "no_such_view"), "unknown table or view")
+    _assert_one_line_error(run("--store", store_dir, "export", "latex", "tokens_per_subset", "--max", "zzz"),
+                           "column 'zzz'")
+    _assert_one_line_error(run("--store", store_dir, "views", "nope"), "unknown saved query")
+    _assert_one_line_error(run("--store", store_dir, "query", "SELECT 1", "--format", "parquet"), "-o FILE")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\n{oops\n')
+    _assert_one_line_error(run("--store", store_dir, "ingest", "corpus", bad, "--name", "b", "--tokenizer",
+                               toy_inputs["tokenizer"], "--no-progress"), "not JSON")
+    _assert_one_line_error(run("--store", store_dir, "ingest", "corpus", toy_inputs["corpus"], "--name", "b",
+                               "--tokenizer", tmp_path / "no-tokenizer", "--no-progress"), "does not load")
+    _assert_one_line_error(run("--store", store_dir, "ingest", "corpus", tmp_path / "missing.jsonl", "--name", "b",
+                               "--tokenizer", toy_inputs["tokenizer"]), "does not exist")
+    assert store_snapshot(store) == before
+
+
+def test_not_a_store_and_newer_store(run, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("hello")
+    _assert_one_line_error(run("--store", plain, "status"), "not a quanta-db store")
+    _assert_one_line_error(run("--store", plain, "init"), "not empty")
+    _assert_one_line_error(run("--store", tmp_path / "missing", "query", "SELECT 1"), "does not exist")
+    import duckdb
+
+    newer = tmp_path / "newer"
+    run("--store", newer, "init")
+    con = duckdb.connect(str(newer / "catalog.duckdb"))
+    con.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x', now())")
+    con.close()
+    for args in (("status",), ("query", "SELECT 1"), ("migrate",)):
+        _assert_one_line_error(run("--store", newer, *args), "newer than this quanta-db")
+
+
+def test_gc_reports(run, tmp_path):
+    store = tmp_path / "s"
+    run("--store", store, "init")
+    (store / "staging" / "r-dead").mkdir(parents=True)
+    assert "removed 1 staging folder(s)" in run("--store", store, "gc").output
+
+
+def test_readme_cli_reference_is_current():
+    from pathlib import Path
+
+    from cli.reference import readme_section
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert readme_section() in readme, "README CLI reference is stale: run `python -m cli.reference --write`"

@@ -1,0 +1,97 @@
+import shutil
+
+import pytest
+
+from quanta_db.errors import StoreError
+from quanta_db.resources import migrations_dir
+from quanta_db.store import migrations
+from quanta_db.store.catalog import connect
+from quanta_db.store.store import Store
+
+
+def test_init_applies_every_migration_with_checksums(store):
+    code = migrations.discover()
+    with connect(store.root, read_only=True) as con:
+        rows = con.execute("SELECT version, name, sha256 FROM schema_migrations ORDER BY version").fetchall()
+    assert rows == [(m.version, m.name, m.sha256) for m in code]
+    assert store.check_schema() == code[-1].version
+
+
+def _copy_migrations(tmp_path, upto=None):
+    target = tmp_path / "migrations"
+    target.mkdir()
+    for path in sorted(migrations_dir().glob("*.sql")):
+        if upto is None or int(path.name[:4]) <= upto:
+            shutil.copy(path, target / path.name)
+    return target
+
+
+def test_old_store_upgrades_without_losing_rows(tmp_path):
+    old = _copy_migrations(tmp_path, upto=1)
+    root = tmp_path / "store"
+    root.mkdir()
+    store = Store(root)
+    store.migrate(old)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "tables/vocab").mkdir(parents=True)
+    pq.write_table(pa.table({"tokenizer": ["t"] * 5, "token_id": range(5), "token": list("abcde")}),
+                   root / "tables/vocab/x.parquet")
+    with connect(root, read_only=False) as con:
+        con.execute("INSERT INTO runs VALUES ('r1', 'corpus', '{}', 'h', '0', 'host', 'cpu', now(), now(), 5, 'committed')")
+        con.execute("INSERT INTO files VALUES ('r1', 'vocab', 'tables/vocab/x.parquet', 'tokenizer=t', 5, 10, now())")
+    with pytest.raises(StoreError, match="run `quanta-db migrate`"):
+        Store.open(root)
+    applied = Store.open(root, check=False).migrate()
+    assert [m.version for m in applied] == [m.version for m in migrations.discover()][1:]
+    reopened = Store.open(root)
+    assert reopened.query_df("SELECT run_id, rows_written FROM runs").values.tolist() == [["r1", 5]]
+    assert reopened.query_df("SELECT count(*) AS n FROM files")["n"][0] == 1
+    assert reopened.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 5  # views rebuilt on upgrade
+
+
+def test_changed_checksum_is_refused(tmp_path, store, store_snapshot):
+    changed = _copy_migrations(tmp_path)
+    first = sorted(changed.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited\n")
+    before = store_snapshot(store)
+    with pytest.raises(StoreError, match="checksum mismatch"):
+        store.migrate(changed)
+    assert store_snapshot(store) == before
+
+
+@pytest.mark.parametrize("names, message", [
+    (["0001_a.sql", "0003_c.sql"], "without gaps"),
+    (["0001_a.sql", "0001_b.sql"], "used twice"),
+    (["1_a.sql"], "NNNN_name"),
+])
+def test_bad_numbering_is_refused(tmp_path, names, message):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_text("CREATE TABLE t_%s (a INT);" % name[:4])
+    with pytest.raises(StoreError, match=message):
+        migrations.discover(folder)
+
+
+def test_store_newer_than_code_is_refused(store, store_snapshot):
+    with connect(store.root, read_only=False) as con:
+        con.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x', now())")
+    before = store_snapshot(store)
+    with pytest.raises(StoreError, match="newer than this quanta-db"):
+        Store.open(store.root)
+    with pytest.raises(StoreError, match="newer than this quanta-db"):
+        store.migrate()
+    assert store_snapshot(store) == before
+
+
+def test_failing_migration_rolls_back(tmp_path, store, store_snapshot):
+    folder = _copy_migrations(tmp_path)
+    n = len(list(folder.glob("*.sql")))
+    (folder / f"{n + 1:04d}_broken.sql").write_text("CREATE TABLE half (a INT);\nSELECT * FROM no_such_table;")
+    before = store_snapshot(store)
+    with pytest.raises(StoreError, match="broken failed"):
+        store.migrate(folder)
+    assert store_snapshot(store) == before
+    assert not store.relation_exists("half")

@@ -1,0 +1,31 @@
+"""A non-editable install ships migrations and saved queries as package data."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_sql_and_cli_finds_it(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
+                    str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("quanta_db-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for sql in ROOT.glob("migrations/*.sql"):
+        assert f"quanta_db/migrations/{sql.name}" in names
+    for sql in ROOT.glob("queries/*.sql"):
+        assert f"quanta_db/queries/{sql.name}" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    code = ("import sys; sys.path = [p for p in sys.path if p not in ('', %r)]; sys.path.insert(0, %r);"
+            "import quanta_db.resources as r; assert str(r.migrations_dir()).startswith(%r), r.migrations_dir();"
+            "from cli.main import main; sys.argv = ['quanta-db', '--store', 'st', 'init']; main()") % (
+        str(ROOT), str(target), str(target))
+    result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "schema version" in result.stdout

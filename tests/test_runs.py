@@ -1,0 +1,186 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow as pa
+import pytest
+
+from quanta_db.errors import StoreError
+from quanta_db.store import runs, views
+from quanta_db.store.schemas import FACT_TABLES
+from quanta_db.store.store import Store
+from tests.conftest import staging_entries
+
+
+def _vocab(name="tok", n=5):
+    return pa.table({"tokenizer": [name] * n, "token_id": list(range(n)), "token": [f"t{i}" for i in range(n)]})
+
+
+def test_empty_fact_tables_are_typed_views(store):
+    for name, spec in FACT_TABLES.items():
+        table = store.query_arrow(f'SELECT * FROM "{name}"')
+        assert table.num_rows == 0
+        assert table.schema.names == spec.schema.names
+        assert [f.type for f in table.schema] == [f.type for f in spec.schema]
+
+
+def test_commit_makes_rows_visible_with_declared_types(store):
+    with store.begin_run("test", {"a": 1}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["tok"] * 3, "token_id": pa.array([0, 1, 2], pa.int64()),
+                                     "token": ["a", "b", "c"], "extra": [1, 2, 3]}))
+        assert store.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 0  # staged is invisible
+        assert run.commit() == 3
+    table = store.query_arrow("SELECT * FROM vocab ORDER BY token_id")
+    assert table.column("token").to_pylist() == ["a", "b", "c"]
+    assert table.schema.field("token_id").type == pa.int32()
+    files = store.query_df("SELECT path, partition, rows FROM files")
+    assert files["partition"].tolist() == ["tokenizer=tok"]
+    assert files["path"][0].startswith("tables/vocab/tokenizer=tok/")
+    assert store.query_df("SELECT status, rows_written FROM runs").values.tolist() == [["committed", 3]]
+    assert staging_entries(store) == []
+
+
+def test_batches_split_into_hive_partitions_with_encoded_names(store):
+    data = pa.concat_tables([_vocab("org/model-a", 4), _vocab("b", 2)])
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", data)
+        run.commit()
+    parts = store.query_df("SELECT partition, rows FROM files ORDER BY partition").values.tolist()
+    assert parts == [["tokenizer=b", 2], ["tokenizer=org%2Fmodel-a", 4]]
+    assert store.query_df("SELECT count(*) AS n FROM vocab WHERE tokenizer = 'org/model-a'")["n"][0] == 4
+
+
+def test_abort_and_exception_leave_store_unchanged(store, store_snapshot):
+    before = store_snapshot(store)
+    with pytest.raises(RuntimeError):
+        with store.begin_run("test", {}) as run:
+            run.write("vocab", _vocab())
+            raise RuntimeError("boom inside the write")
+    assert store_snapshot(store) == before
+    assert staging_entries(store) == []
+
+
+def test_failure_inside_commit_transaction_rolls_back_and_moves_files_back(store, store_snapshot, monkeypatch):
+    with store.begin_run("test", {"first": True}) as run:
+        run.write("vocab", _vocab("kept"))
+        run.commit()
+    before = store_snapshot(store)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("view rebuild failed")
+
+    monkeypatch.setattr(views, "refresh_fact_views", broken)
+    with pytest.raises(RuntimeError):
+        with store.begin_run("test", {"second": True}) as run:
+            run.write("vocab", _vocab("lost"))
+            run.commit()
+    assert store_snapshot(store) == before
+
+
+def test_store_can_be_moved(tmp_path, store):
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", _vocab())
+        run.commit()
+    moved = tmp_path / "elsewhere" / "copy"
+    moved.parent.mkdir()
+    os.rename(store.root, moved)
+    assert Store.open(moved).query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 5
+
+
+def test_supersede_replaces_partition(store):
+    for n in (5, 3):
+        with store.begin_run("test", {"n": n}) as run:
+            run.supersede("vocab", {"tokenizer": "tok"})
+            run.write("vocab", _vocab(n=n))
+            run.commit()
+    assert store.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 3
+    assert sorted(store.query_df("SELECT status FROM runs")["status"]) == ["committed", "superseded"]
+    assert len(list((store.root / "tables/vocab").rglob("*.parquet"))) == 1
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import pyarrow as pa
+    from quanta_db.store import runs
+    from quanta_db.store.store import Store
+    store = Store.open(sys.argv[1])
+    original = runs._move
+    def slow_move(src, dest):
+        original(src, dest)
+        print("moved", flush=True)
+        time.sleep(120)
+    runs._move = slow_move
+    run = store.begin_run("test", {"child": True})
+    run.write("vocab", pa.table({"tokenizer": ["child"] * 3, "token_id": [0, 1, 2], "token": list("abc")}))
+    run.commit()
+""")
+
+
+def test_killed_mid_commit_reads_as_before_and_gc_cleans(store, store_snapshot):
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", _vocab())
+        run.commit()
+    before = store_snapshot(store)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(store.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "moved"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    after = store_snapshot(store)
+    assert {k: v for k, v in after.items() if k != "files"} == {k: v for k, v in before.items() if k != "files"}
+    assert len(after["files"]) == len(before["files"]) + 1  # the moved, never-recorded file
+    assert len(staging_entries(store)) == 1
+    report = store.gc()
+    assert len(report.staging_removed) == 1 and len(report.orphans_removed) == 1
+    assert store_snapshot(store) == before
+    assert staging_entries(store) == []
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+""")
+
+
+def _hold_lock(store, seconds):
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.root / "catalog.duckdb"), str(seconds)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def test_locked_catalog_fails_after_bounded_wait(store, monkeypatch):
+    monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "0.5")
+    child = _hold_lock(store, 5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="locked by another process"):
+            store.query_df("SELECT 1")
+        assert time.monotonic() - started < 4
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_locked_catalog_is_retried_until_free(store, monkeypatch):
+    monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "30")
+    child = _hold_lock(store, 1.5)
+    try:
+        with store.begin_run("test", {}) as run:
+            run.write("vocab", _vocab())
+            run.commit()
+    finally:
+        child.wait()
+    assert store.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 5
+
+
+def test_params_hash_is_order_independent():
+    assert runs.params_hash("k", {"a": 1, "b": 2}) == runs.params_hash("k", {"b": 2, "a": 1})
+    assert runs.params_hash("k", {"a": 1}) != runs.params_hash("j", {"a": 1})

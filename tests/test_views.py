@@ -1,0 +1,82 @@
+"""Saved analyses against pandas computations on the raw Parquet, and the SQLAlchemy engine."""
+
+from collections import Counter
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from quanta_db.errors import QueryError
+from quanta_db.store import views
+
+
+def _raw(store, table):
+    files = sorted((store.root / "tables" / table).rglob("*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def test_tokens_per_subset_matches_pandas(corpus_store):
+    docs = _raw(corpus_store, "documents")
+    expected = docs.groupby("subset").agg(n_docs=("doc_id", "size"), n_tokens=("n_tokens", "sum"))
+    got = corpus_store.query_df("SELECT * FROM tokens_per_subset").set_index("subset")
+    for subset, row in expected.iterrows():
+        assert got.loc[subset, "n_docs"] == row["n_docs"]
+        assert got.loc[subset, "n_tokens"] == row["n_tokens"]
+        assert got.loc[subset, "n_predictable"] == (docs[docs.subset == subset].n_tokens - 1).clip(lower=0).sum()
+
+
+def test_vocabulary_frequency_matches_counter(corpus_store):
+    tokens = _raw(corpus_store, "tokens")
+    counts = Counter(tokens["token_id"].tolist())
+    got = corpus_store.query_df("SELECT token_id, n, share FROM vocabulary_frequency")
+    assert dict(zip(got["token_id"], got["n"])) == counts
+    assert got["share"].sum() == pytest.approx(1.0)
+
+
+def test_document_length_distribution_matches_numpy(corpus_store):
+    docs = _raw(corpus_store, "documents")
+    got = corpus_store.query_df("SELECT * FROM document_length_distribution").set_index("subset")
+    for subset, group in docs.groupby("subset"):
+        assert got.loc[subset, "median_tokens"] == pytest.approx(group.n_tokens.median())
+        assert got.loc[subset, "p90_tokens"] == pytest.approx(group.n_tokens.quantile(0.9))
+        assert got.loc[subset, "n_truncated"] == (group.n_tokens == 128).sum()
+
+
+def test_parameterised_saved_query(corpus_store):
+    got = corpus_store.query_df("SELECT pos, token_id FROM corpus_tokens('toy', document_id := 2)")
+    tokens = _raw(corpus_store, "tokens")
+    expected = tokens[tokens.doc_id == 2].sort_values("pos")
+    assert got["token_id"].tolist() == expected["token_id"].tolist()
+
+
+def test_every_view_reads_through_sqlalchemy(corpus_store):
+    engine = corpus_store.engine()
+    names = corpus_store.query_df("SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"]
+    assert {"tokens", "documents", "vocab", "tokens_per_subset"} <= set(names)
+    for name in names:
+        frame = pd.read_sql(f'SELECT * FROM "{name}" LIMIT 5', engine)
+        assert len(frame.columns) > 0
+    with pytest.raises(Exception, match="read-only"):
+        with engine.connect() as con:
+            con.exec_driver_sql("CREATE TABLE x (a INT)")
+
+
+def test_saved_query_header_parsing(tmp_path):
+    path = tmp_path / "my_view.sql"
+    path.write_text("-- name: my_view\n-- description: Something useful.\n-- parameters: k := 3\n\nSELECT k AS v;\n")
+    query = views.parse_saved_query(path)
+    assert (query.name, query.description, query.parameters, query.body) == ("my_view", "Something useful.", "k := 3", "SELECT k AS v")
+    assert query.create_sql().startswith('CREATE OR REPLACE MACRO "my_view"(k := 3) AS TABLE')
+    bad = tmp_path / "other.sql"
+    bad.write_text("-- name: not_other\nSELECT 1")
+    with pytest.raises(QueryError, match="must be named"):
+        views.parse_saved_query(bad)
+    shadow = tmp_path / "tokens.sql"
+    shadow.write_text("SELECT 1")
+    with pytest.raises(QueryError, match="shadow"):
+        views.parse_saved_query(shadow)
+
+
+def test_every_shipped_query_has_a_description():
+    for query in views.discover_saved_queries():
+        assert query.description, query.path.name
