@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from quanta_db.sources import toy
@@ -63,3 +64,18 @@ def store_snapshot():
 def staging_entries(store: Store) -> list[Path]:
     staging = store.root / "staging"
     return sorted(staging.iterdir()) if staging.exists() else []
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_inputs, tmp_path_factory) -> dict:
+    """A tiny GPT-NeoX trained for a few steps, saved as step0/, step4/ and step8/ with its tokenizer."""
+    from transformers import AutoTokenizer
+
+    from quanta_db.sources.toy_models import gpt_neox_config, train_checkpoints
+
+    tok = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
+    sequences = [np.array(tok.encode(r["text"]), dtype=np.int64) for r in toy_inputs["records"]]
+    config = gpt_neox_config(len(tok), d_model=32, n_layers=2, n_heads=4, n_ctx=256)
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    train_checkpoints(config, sequences, out, save_steps=[0, 4, 8], tokenizer_dir=toy_inputs["tokenizer"], seq_len=64)
+    return {"dir": out, "steps": [0, 4, 8]}

@@ -116,6 +116,7 @@ class Run:
         self._writers: dict[tuple[str, str], _PartitionWriter] = {}
         self._upserts: list[tuple[str, list[dict], list[str]]] = []
         self._superseded: list[tuple[str, str]] = []
+        self._superseded_runs: list[tuple[str, str]] = []
         self._state = "open"
         self.staging.mkdir(parents=True)
         marker = {"run_id": self.run_id, "kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
@@ -150,6 +151,12 @@ class Run:
         self._require_open()
         fact_table(table)
         self._superseded.append((table, partition_dir(partition)))
+
+    def supersede_run(self, table: str, run_id: str) -> None:
+        """On commit, drop the files that an earlier run committed to ``table``."""
+        self._require_open()
+        fact_table(table)
+        self._superseded_runs.append((table, run_id))
 
     # -- ending --------------------------------------------------------------------------
     def commit(self) -> int:
@@ -215,6 +222,10 @@ class Run:
             ).fetchall()
             dropped.extend(path for path, _ in old)
             con.execute("DELETE FROM files WHERE table_name = ? AND partition = ?", [table, partition])
+        for table, run_id in self._superseded_runs:
+            old = con.execute("SELECT path FROM files WHERE table_name = ? AND run_id = ?", [table, run_id]).fetchall()
+            dropped.extend(path for (path,) in old)
+            con.execute("DELETE FROM files WHERE table_name = ? AND run_id = ?", [table, run_id])
         con.execute(
             "UPDATE runs SET status = 'superseded' WHERE status = 'committed' "
             "AND run_id NOT IN (SELECT DISTINCT run_id FROM files) AND rows_written > 0"
@@ -236,7 +247,7 @@ class Run:
                 self.started_at, now, rows_written,
             ],
         )
-        touched = sorted({t for t, *_ in staged} | {t for t, _ in self._superseded})
+        touched = sorted({t for t, *_ in staged} | {t for t, _ in self._superseded + self._superseded_runs})
         if touched:
             views.refresh_fact_views(con, touched)
         return dropped

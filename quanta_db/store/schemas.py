@@ -38,9 +38,13 @@ _declare(
         ("subset", pa.string()),
         ("n_tokens", pa.int32()),
         ("text", pa.string()),
+        ("source_corpus", pa.string()),
+        ("source_doc_id", pa.int64()),
+        ("source_start", pa.int32()),
     ],
     ("corpus",),
-    "One row per document of a corpus (doc_id = its 0-based line/row in the source).",
+    "One row per document (doc_id = its 0-based record in the source); sampled contexts name "
+    "the corpus, document and token position they were cut from.",
 )
 _declare(
     "tokens",
@@ -63,6 +67,46 @@ _declare(
     ],
     ("tokenizer",),
     "Each tokenizer's vocabulary: token_id and the decoded text of that single token.",
+)
+
+_declare(
+    "token_losses",
+    [
+        ("model", pa.string()),
+        ("step", pa.int64()),
+        ("corpus", pa.string()),
+        ("doc_id", pa.int64()),
+        ("pos", pa.int32()),
+        ("loss_nats", pa.float32()),
+        ("run_id", pa.string()),
+    ],
+    ("model", "step"),
+    "Next-token cross-entropy (nats) of token pos given tokens 0..pos-1 of its document; pos >= 1.",
+)
+_declare(
+    "token_filters",
+    [
+        ("corpus", pa.string()),
+        ("doc_id", pa.int64()),
+        ("pos", pa.int32()),
+        ("filter", pa.string()),
+        ("value", pa.bool_()),
+    ],
+    ("corpus", "filter"),
+    "Boolean token filters: trigram (present trigram) and bigram (induction mask).",
+)
+_declare(
+    "token_alignments",
+    [
+        ("corpus", pa.string()),
+        ("doc_id", pa.int64()),
+        ("pos", pa.int32()),
+        ("ref_corpus", pa.string()),
+        ("ref_doc_id", pa.int64()),
+        ("ref_pos", pa.int32()),
+    ],
+    ("corpus",),
+    "Token-for-token links between corpora, e.g. each few-shot DM-math token to its zero-shot twin.",
 )
 
 ARROW_TO_DUCKDB = {
@@ -90,8 +134,16 @@ def fact_table(name: str) -> FactTable:
 
 
 def conform(table: pa.Table, spec: FactTable) -> pa.Table:
-    """Select and cast ``table`` to the declared schema; a missing column is an error."""
-    missing = [f.name for f in spec.schema if f.name not in table.column_names]
-    if missing:
-        raise QuantaError(f"batch for {spec.name} lacks column(s) {', '.join(missing)}")
-    return table.select(spec.schema.names).cast(spec.schema)
+    """Select and cast ``table`` to the declared schema.
+
+    A missing column is an error unless it is nullable-by-design (every non-key column may be
+    absent and is filled with NULL); partition keys must be present.
+    """
+    missing_keys = [k for k in spec.partition_by if k not in table.column_names]
+    if missing_keys:
+        raise QuantaError(f"batch for {spec.name} lacks partition column(s) {', '.join(missing_keys)}")
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in spec.schema
+    ]
+    return pa.Table.from_arrays(columns, schema=spec.schema)

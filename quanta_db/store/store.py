@@ -72,6 +72,9 @@ class Store:
         with self.read() as con:
             todo = migrations.pending(con, code)
             version = migrations.current_version(con)
+            present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        if not todo and not set(FACT_TABLES) <= present:
+            raise StoreError("store views are out of date with this quanta-db; run `quanta-db migrate`")
         if todo:
             raise StoreError(
                 f"store schema is at version {version}, this quanta-db expects {code[-1].version}; "
@@ -103,6 +106,34 @@ class Store:
             if directory is None:
                 self._refresh_views(con)
         return done
+
+    def committed_paths(self, table: str, partition: dict | None = None) -> list[Path]:
+        """Absolute paths of the committed files of ``table`` (optionally one partition)."""
+        from quanta_db.store.runs import partition_dir
+
+        with self.read() as con:
+            if partition:
+                rows = con.execute("SELECT path FROM files WHERE table_name = ? AND partition = ? ORDER BY path",
+                                   [table, partition_dir(partition)]).fetchall()
+            else:
+                rows = con.execute("SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]).fetchall()
+        return [self.root / r[0] for r in rows]
+
+    def read_fact(self, table: str, columns: list[str] | None = None, partition: dict | None = None,
+                  where=None) -> pa.Table:
+        """Read committed rows of a fact table straight from Parquet (no catalog held open).
+
+        ``where`` is a pyarrow.dataset expression; the result is cast to the declared schema.
+        """
+        import pyarrow.dataset as ds
+
+        spec = FACT_TABLES[table]
+        paths = self.committed_paths(table, partition)
+        wanted = columns or spec.schema.names
+        if not paths:
+            return spec.schema.empty_table().select(wanted)
+        dataset = ds.dataset([str(p) for p in paths], format="parquet", schema=spec.schema)
+        return dataset.to_table(columns=wanted, filter=where)
 
     def migration_list(self) -> list[dict]:
         code = migrations.discover()
@@ -169,6 +200,22 @@ class Store:
                 [params_hash(kind, params)],
             ).fetchone()
         return row[0] if row else None
+
+    def committed_runs(self, kind: str) -> list[tuple[str, dict]]:
+        """(run_id, parameters) of the committed runs of one kind, oldest first."""
+        with self.read() as con:
+            rows = con.execute(
+                "SELECT run_id, params FROM runs WHERE kind = ? AND status = 'committed' ORDER BY ended_at", [kind]
+            ).fetchall()
+        return [(run_id, json.loads(params)) for run_id, params in rows]
+
+    def catalog_rows(self, table: str, **equal) -> list[dict]:
+        """Rows of a small catalog table matching column = value filters, as dicts."""
+        where = " AND ".join(f"{views.quote_ident(k)} = ?" for k in equal) or "TRUE"
+        with self.read() as con:
+            result = con.execute(f"SELECT * FROM {views.quote_ident(table)} WHERE {where}", list(equal.values()))
+            names = [d[0] for d in result.description]
+            return [dict(zip(names, row)) for row in result.fetchall()]
 
     # -- housekeeping ----------------------------------------------------------------------------
     def status(self, last_runs: int = 10) -> dict:

@@ -1,0 +1,66 @@
+"""Per-token next-token losses, batched by length with right padding.
+
+For a document x_0..x_{L-1} the loss at position p (1 <= p < L) is
+``-log softmax(f(x_0..x_{p-1}))[x_p]`` in nats. Documents are right-padded to the longest
+in their batch: with causal attention a real token never attends to a later padding
+token, and positions count from 0 at the left edge, so the logits of real tokens are the
+same as for the document alone and no attention mask is needed (which keeps SDPA on its
+fused causal path). Only real positions are scored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+LOGIT_CHUNK_TOKENS = 8192
+
+
+def plan_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
+    """Group document indices into batches of at most ``token_budget`` padded tokens.
+
+    Documents are sorted longest first, so each batch pads to its first document and
+    padding is small.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    order = order[lengths[order] >= 2]  # a document needs two tokens to score one
+    batches, start = [], 0
+    while start < len(order):
+        rows = max(1, token_budget // int(lengths[order[start]]))
+        batches.append(order[start:start + rows])
+        start += rows
+    return batches
+
+
+def pad_batch(sequences: list[np.ndarray]) -> torch.Tensor:
+    width = max(len(s) for s in sequences)
+    ids = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = seq
+    return torch.from_numpy(ids)
+
+
+@torch.inference_mode()
+def batch_token_losses(model, sequences: list[np.ndarray], device) -> list[np.ndarray]:
+    """Loss (nats, float32) of positions 1..L-1 of each sequence, one array per sequence.
+
+    The unembedding runs over real positions only, in chunks, with log-softmax in float32:
+    the full [batch, length, vocab] logits tensor is never built.
+    """
+    ids = pad_batch(sequences).to(device, non_blocking=True)
+    lengths = torch.tensor([len(s) for s in sequences], device=device)
+    hidden = model.base_model(input_ids=ids).last_hidden_state[:, :-1]
+    real = torch.arange(ids.shape[1] - 1, device=device)[None, :] < (lengths - 1)[:, None]
+    hidden = hidden[real]
+    targets = ids[:, 1:][real]
+    head = model.get_output_embeddings()
+    losses = torch.empty(targets.shape[0], dtype=torch.float32, device=device)
+    for start in range(0, targets.shape[0], LOGIT_CHUNK_TOKENS):
+        logits = head(hidden[start:start + LOGIT_CHUNK_TOKENS]).float()
+        chunk_targets = targets[start:start + LOGIT_CHUNK_TOKENS]
+        losses[start:start + LOGIT_CHUNK_TOKENS] = torch.nn.functional.cross_entropy(
+            logits, chunk_targets, reduction="none"
+        )
+    flat = losses.cpu().numpy()
+    return np.split(flat, np.cumsum([len(s) - 1 for s in sequences])[:-1])
