@@ -13,12 +13,12 @@ from quanta_db.reports.formats import render
 @progress_option
 @pass_store
 def demo(ref, store_path, progress):
-    """Build a small corpus and tokenizer offline, ingest them, and show saved analyses."""
-    from quanta_db.demo import DEMO_ANALYSES, run_demo
+    """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; show analyses."""
+    from quanta_db.demo import ANALYSES, run_demo
 
     path = StoreRef(store_path).path if store_path else ref.path
     store = run_demo(path, echo=click.echo, progress=progress)
-    for name in DEMO_ANALYSES:
-        click.echo(f"\n== {name}")
-        click.echo(render(store.query_arrow(f'SELECT * FROM "{name}"'), "table"), nl=False)
-    click.echo(f"\nstore: {store.root}\ntry: quanta-db --store {path} query \"SELECT * FROM tokens_per_subset\"")
+    for name, sql in ANALYSES.items():
+        click.echo(f"\n== {name}   ({sql})")
+        click.echo(render(store.query_arrow(sql), "table"), nl=False)
+    click.echo(f"\nstore: {store.root}\ntry: quanta-db --store {path} views")

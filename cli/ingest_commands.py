@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import force_option, pass_store, progress_option
+from cli.options import device_option, force_option, pass_store, progress_option
 
 
 @click.group()
@@ -39,3 +39,87 @@ def corpus(ref, source, name, tokenizer, tokenizer_name, max_docs, max_tokens, t
         force=force, progress=progress,
     )
     report(result)
+
+
+def _report_all(results) -> None:
+    for result in results:
+        report(result)
+
+
+@ingest.command()
+@click.option("--model", "model_source", required=True, help="Hub name, save_pretrained folder, or folder of stepN/ folders.")
+@click.option("--name", help="Model name in the store [default: last part of the source].")
+@click.option("--corpus", required=True, help="Corpus to score (ingested with the model's tokenizer).")
+@click.option("--steps", help="Comma-separated training steps, or 'all' (Pythia's 154 checkpoints).")
+@click.option("--revision", "revisions", multiple=True, help="Hub revision(s) instead of --steps (repeatable).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--batch-size", default="auto", show_default=True, help="'auto' (token budget from free memory) or documents per batch.")
+@click.option("--tokenizer", help="Tokenizer to check the corpus against [default: the model's own].")
+@click.option("--shard", help="i/n: this process scores documents with doc_id % n == i.")
+@device_option
+@force_option
+@progress_option
+@pass_store
+def losses(ref, model_source, name, corpus, steps, revisions, dtype, batch_size, tokenizer, shard, device, force, progress):
+    """Per-token losses (nats) of a model at one or more checkpoints over a corpus."""
+    from quanta_db.errors import InputError
+    from quanta_db.jobs.common import parse_shard
+    from quanta_db.jobs.losses import ingest_losses
+    from quanta_db.sources.models import parse_steps
+
+    if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) > 0):
+        raise InputError(f"--batch-size must be 'auto' or a positive integer, got {batch_size!r}")
+    results = ingest_losses(
+        ref.open(), model_source, corpus, name=name, steps=parse_steps(steps), revisions=revisions, dtype=dtype,
+        batch_size=batch_size, device=device, shard=parse_shard(shard), tokenizer=tokenizer, force=force,
+        progress=progress,
+    )
+    _report_all(results)
+
+
+@ingest.command()
+@click.option("--from", "source_corpus", required=True, help="Corpus to sample from.")
+@click.option("--name", required=True, help="Name of the new corpus of contexts.")
+@click.option("--per-subset", type=click.IntRange(1), default=512, show_default=True, help="Contexts per subset.")
+@click.option("--length", type=click.IntRange(2), default=512, show_default=True, help="Tokens per context (at most).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@force_option
+@pass_store
+def contexts(ref, source_corpus, name, per_subset, length, seed, force):
+    """Sample random token windows per subset of a corpus into a new corpus."""
+    from quanta_db.jobs.contexts import ingest_contexts
+
+    report(ingest_contexts(ref.open(), source_corpus, name, per_subset, length, seed, force))
+
+
+@ingest.command("dm-math")
+@click.option("--name", required=True, help="Prefix of the two corpora (<name>_zero_shot, <name>_few_shot).")
+@click.option("--tokenizer", required=True, help="Transformers tokenizer: hub name or local folder.")
+@click.option("--per-category", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--categories", help="Comma-separated module/template names [default: all].")
+@click.option("--source", type=click.Path(), help="Folder of released module__template.txt files [default: generate].")
+@click.option("--few-shot-tokens", type=click.IntRange(2), default=2048, show_default=True, help="Token limit of a few-shot context.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@force_option
+@pass_store
+def dm_math(ref, name, tokenizer, per_category, categories, source, few_shot_tokens, seed, force):
+    """DeepMind-mathematics problems as aligned zero-shot and few-shot corpora."""
+    from quanta_db.jobs.dm_math import ingest_dm_math
+
+    wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    report(ingest_dm_math(ref.open(create=True), name, tokenizer, per_category, wanted, source, seed, few_shot_tokens,
+                          force=force))
+
+
+@ingest.command()
+@click.option("--corpus", required=True, help="Corpus to mark.")
+@click.option("--kind", type=click.Choice(["trigram", "bigram", "induction"]), required=True,
+              help="trigram: the trigram ending here occurred earlier; bigram (= induction): the bigram did.")
+@force_option
+@progress_option
+@pass_store
+def filters(ref, corpus, kind, force, progress):
+    """Boolean token filters of a corpus (present trigram, induction bigram)."""
+    from quanta_db.jobs.filters import ingest_filters
+
+    report(ingest_filters(ref.open(), corpus, kind, force=force, progress=progress))

@@ -43,3 +43,7 @@ def emit(text: str, output: str | None) -> None:
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda or cuda:N."
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -35,35 +36,20 @@ def ingest_corpus(
     if max_tokens is not None and max_tokens < 1:
         raise InputError("--max-tokens must be at least 1")
     check_source(source)
-    tok = load_tokenizer(tokenizer)
-    tok_name = tokenizer_name or tokenizer_key(tokenizer)
-    vhash = vocab_hash(tok)
+    tok = prepare_tokenizer(store, tokenizer, tokenizer_name)
     params = {
-        "source": file_fingerprint(source), "name": name, "tokenizer": str(tokenizer), "tokenizer_name": tok_name,
-        "vocab_hash": vhash, "max_docs": max_docs, "max_tokens": max_tokens,
+        "source": file_fingerprint(source), "name": name, "tokenizer": str(tokenizer), "tokenizer_name": tok.name,
+        "vocab_hash": tok.vocab_hash, "max_docs": max_docs, "max_tokens": max_tokens,
         "text_column": text_column, "subset_column": subset_column,
     }
-    previous = store.find_committed_run("corpus", params)
-    if previous and not force:
-        return JobResult(previous, 0, skipped=True, message=f"corpus {name!r} already ingested by run {previous}")
-    existing = _existing(store, name, tok_name)
-    if existing["corpus"] and not force:
-        raise InputError(f"corpus {name!r} already exists with other parameters; pass --force to replace it")
-    if existing["tokenizer_hash"] not in (None, vhash):
-        raise InputError(f"tokenizer name {tok_name!r} is already used for a different vocabulary; pass --tokenizer-name")
-
-    with store.begin_run("corpus", params) as run:
-        if existing["corpus"]:
-            run.supersede("documents", {"corpus": name})
-            run.supersede("tokens", {"corpus": name})
-        if existing["tokenizer_hash"] is None:
-            vocab = vocab_table(tok, tok_name)
-            run.write("vocab", vocab)
-            run.upsert("tokenizers", [{"tokenizer": tok_name, "source": str(tokenizer), "vocab_hash": vhash,
-                                       "vocab_size": vocab.num_rows, "run_id": run.run_id}], key=["tokenizer"])
-        counts = _write_documents(run, tok, source, name, max_docs, max_tokens, text_column, subset_column, progress)
+    run, skipped = start_corpus_run(store, "corpus", params, [name], force)
+    if skipped:
+        return skipped
+    with run:
+        stage_tokenizer(run, tok)
+        counts = _write_documents(run, tok.tokenizer, source, name, max_docs, max_tokens, text_column, subset_column, progress)
         run.upsert("corpora", [{
-            "corpus": name, "source": str(source), "tokenizer": tok_name, "vocab_hash": vhash,
+            "corpus": name, "source": str(source), "tokenizer": tok.name, "vocab_hash": tok.vocab_hash,
             "max_tokens": max_tokens, **counts, "run_id": run.run_id, "created_at": run.started_at,
         }], key=["corpus"])
         rows = run.commit()
@@ -71,37 +57,92 @@ def ingest_corpus(
                      f"{counts['n_tokens']} tokens", details=counts)
 
 
-def _existing(store: Store, corpus: str, tok_name: str) -> dict:
-    with store.read() as con:
-        has_corpus = con.execute("SELECT count(*) FROM corpora WHERE corpus = ?", [corpus]).fetchone()[0] > 0
-        row = con.execute("SELECT vocab_hash FROM tokenizers WHERE tokenizer = ?", [tok_name]).fetchone()
-    return {"corpus": has_corpus, "tokenizer_hash": row[0] if row else None}
+@dataclass
+class TokenizerRef:
+    tokenizer: object
+    name: str
+    source: str
+    vocab_hash: str
+    known: bool  # already registered in the store
+
+
+def prepare_tokenizer(store: Store, source: str, name: str | None = None) -> TokenizerRef:
+    """Load a tokenizer and check its name is not taken by a different vocabulary."""
+    tok = load_tokenizer(source)
+    tok_name = name or tokenizer_key(source)
+    vhash = vocab_hash(tok)
+    rows = store.catalog_rows("tokenizers", tokenizer=tok_name)
+    if rows and rows[0]["vocab_hash"] != vhash:
+        raise InputError(f"tokenizer name {tok_name!r} is already used for a different vocabulary; pass --tokenizer-name")
+    return TokenizerRef(tok, tok_name, str(source), vhash, bool(rows))
+
+
+def stage_tokenizer(run, ref: TokenizerRef) -> None:
+    """Stage the vocabulary and catalog row of a tokenizer the store does not know yet."""
+    if ref.known:
+        return
+    vocab = vocab_table(ref.tokenizer, ref.name)
+    run.write("vocab", vocab)
+    run.upsert("tokenizers", [{"tokenizer": ref.name, "source": ref.source, "vocab_hash": ref.vocab_hash,
+                               "vocab_size": vocab.num_rows, "run_id": run.run_id}], key=["tokenizer"])
+
+
+def start_corpus_run(store: Store, kind: str, params: dict, names: list[str], force: bool):
+    """Begin a run that (re)creates the corpora ``names``: ``(run, None)``, or ``(None, skipped)``.
+
+    An identical earlier run makes the job a no-op; an existing corpus of the same name is an
+    error unless ``force``, which replaces it together with everything computed on it
+    (filters, alignments, losses).
+    """
+    previous = store.find_committed_run(kind, params)
+    if previous and not force:
+        return None, JobResult(previous, 0, skipped=True, message=f"{', '.join(names)}: already ingested by run {previous}")
+    existing = [n for n in names if store.catalog_rows("corpora", corpus=n)]
+    if existing and not force:
+        raise InputError(f"corpus {existing[0]!r} already exists with other parameters; pass --force to replace it")
+    loss_runs = [run_id for run_id, p in store.committed_runs("losses") if p.get("corpus") in existing]
+    run = store.begin_run(kind, params)
+    for name in existing:
+        for table in ("documents", "tokens", "token_filters", "token_alignments"):
+            run.supersede(table, {"corpus": name})
+    for run_id in loss_runs:
+        run.supersede_run("token_losses", run_id)
+    return run, None
+
+
+def write_corpus_chunk(run, name: str, doc_ids: np.ndarray, subsets: list, texts: list, id_lists: list,
+                       canonical_start: int, extra_doc_columns: dict | None = None) -> dict:
+    """Stage one chunk of documents and their tokens; returns the chunk's counts.
+
+    ``canonical_start`` is the number of predictable tokens in earlier chunks, so the
+    canonical index runs on across chunks in document order.
+    """
+    lengths = np.array([len(x) for x in id_lists], dtype=np.int64)
+    columns = token_columns(doc_ids, lengths, canonical_start=canonical_start)
+    canonical = columns["canonical_idx"]
+    run.write("documents", pa.table({
+        "corpus": pa.repeat(name, len(doc_ids)), "doc_id": doc_ids, "subset": pa.array(subsets, pa.string()),
+        "n_tokens": lengths.astype(np.int32), "text": pa.array(texts, pa.string()), **(extra_doc_columns or {}),
+    }))
+    run.write("tokens", pa.table({
+        "corpus": pa.repeat(name, len(canonical)), "doc_id": columns["doc_id"], "pos": columns["pos"],
+        "token_id": np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int32, count=int(lengths.sum())),
+        "canonical_idx": pa.array(canonical, mask=canonical < 0),
+    }))
+    return {"n_docs": len(doc_ids), "n_tokens": int(lengths.sum()), "n_predictable": int((canonical >= 0).sum())}
 
 
 def _write_documents(run, tok, source, name, max_docs, max_tokens, text_column, subset_column, progress) -> dict:
     docs = iter_documents(source, text_column, subset_column, max_docs)
-    n_docs = n_tokens = n_predictable = 0
+    totals = {"n_docs": 0, "n_tokens": 0, "n_predictable": 0}
     with tqdm(total=max_docs, unit="doc", desc=f"corpus {name}", disable=not progress) as bar:
         while chunk := list(itertools.islice(docs, CHUNK_DOCS)):
             ids = encode(tok, [d.text for d in chunk], max_tokens)
-            lengths = np.array([len(x) for x in ids], dtype=np.int64)
             doc_ids = np.array([d.doc_id for d in chunk], dtype=np.int64)
-            columns = token_columns(doc_ids, lengths, canonical_start=n_predictable)
-            canonical = columns["canonical_idx"]
-            run.write("documents", pa.table({
-                "corpus": [name] * len(chunk), "doc_id": doc_ids, "subset": [d.subset for d in chunk],
-                "n_tokens": lengths.astype(np.int32), "text": [d.text for d in chunk],
-            }))
-            run.write("tokens", pa.table({
-                "corpus": pa.array([name] * len(canonical), pa.string()),
-                "doc_id": columns["doc_id"], "pos": columns["pos"],
-                "token_id": np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum())),
-                "canonical_idx": pa.array(canonical, mask=canonical < 0),
-            }))
-            n_docs += len(chunk)
-            n_tokens += int(lengths.sum())
-            n_predictable += int((canonical >= 0).sum())
+            counts = write_corpus_chunk(run, name, doc_ids, [d.subset for d in chunk], [d.text for d in chunk], ids,
+                                        canonical_start=totals["n_predictable"])
+            totals = {k: totals[k] + counts[k] for k in totals}
             bar.update(len(chunk))
-    if n_docs == 0:
+    if totals["n_docs"] == 0:
         raise InputError(f"corpus source {source} holds no documents")
-    return {"n_docs": n_docs, "n_tokens": n_tokens, "n_predictable": n_predictable}
+    return totals

@@ -217,11 +217,11 @@ class Run:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         dropped = []
         for table, partition in self._superseded:
-            old = con.execute(
-                "SELECT path, run_id FROM files WHERE table_name = ? AND partition = ?", [table, partition]
-            ).fetchall()
-            dropped.extend(path for path, _ in old)
-            con.execute("DELETE FROM files WHERE table_name = ? AND partition = ?", [table, partition])
+            # A partition also covers its sub-partitions (corpus=x covers corpus=x/filter=y).
+            match = "table_name = ? AND (partition = ? OR starts_with(partition, ? || '/'))"
+            args = [table, partition, partition]
+            dropped.extend(path for (path,) in con.execute(f"SELECT path FROM files WHERE {match}", args).fetchall())
+            con.execute(f"DELETE FROM files WHERE {match}", args)
         for table, run_id in self._superseded_runs:
             old = con.execute("SELECT path FROM files WHERE table_name = ? AND run_id = ?", [table, run_id]).fetchall()
             dropped.extend(path for (path,) in old)
