@@ -137,3 +137,34 @@ def test_readme_cli_reference_is_current():
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert readme_section() in readme, "README CLI reference is stale: run `python -m cli.reference --write`"
+
+
+def test_loss_pipeline_commands(run, tmp_path, toy_inputs, toy_model):
+    store = tmp_path / "s"
+    run("--store", store, "ingest", "corpus", toy_inputs["corpus"], "--name", "toy", "--tokenizer",
+        toy_inputs["tokenizer"], "--max-tokens", 48, "--no-progress")
+    out = run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--name", "tiny", "--corpus", "toy",
+              "--steps", "0,8", "--no-progress")
+    assert out.exit_code == 0 and out.output.count("committed run") == 2, out.output
+    again = run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--name", "tiny", "--corpus", "toy",
+                "--steps", "0,8", "--no-progress")
+    assert again.output.count("skipped") == 2
+    assert "committed run" in run("--store", store, "ingest", "filters", "--corpus", "toy", "--kind", "induction",
+                                  "--no-progress").output
+    assert "committed run" in run("--store", store, "ingest", "contexts", "--from", "toy", "--name", "ctx",
+                                  "--per-subset", 3, "--length", 16).output
+    dm = tmp_path / "dm"
+    dm.mkdir()
+    (dm / "arithmetic__add.txt").write_text("What is 1 + 1?\n2\nWhat is 2 + 3?\n5\n")
+    assert "2 problems in 1 categories" in run("--store", store, "ingest", "dm-math", "--name", "dm", "--tokenizer",
+                                               toy_inputs["tokenizer"], "--source", dm).output
+    steps = run("--store", store, "query", "SELECT DISTINCT step FROM stepwise_difference", "--format", "csv").output
+    assert steps.split() == ["step", "8"]
+    _assert_one_line_error(run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--corpus", "toy",
+                               "--steps", "3", "--no-progress"), "no checkpoint for step")
+    _assert_one_line_error(run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--corpus", "toy",
+                               "--shard", "5/2"), "--shard")
+    _assert_one_line_error(run("--store", store, "ingest", "losses", "--model", tmp_path / "nomodel",
+                               "--corpus", "toy"), "not a folder")
+    _assert_one_line_error(run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--corpus", "toy",
+                               "--batch-size", "x"), "--batch-size")

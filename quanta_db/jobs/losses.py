@@ -58,6 +58,10 @@ def ingest_losses(
     progress: bool = True,
 ) -> list[JobResult]:
     """Compute and commit ``token_losses`` for every checkpoint not yet in the store."""
+    if not progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     corpus_info = corpus_row(store, corpus)
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     checkpoints = model_sources.resolve_checkpoints(source, steps, revisions)

@@ -1,0 +1,106 @@
+"""Loss analyses (saved queries) against pandas on the raw Parquet files."""
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from quanta_db.jobs.contexts import ingest_contexts
+from quanta_db.jobs.dm_math import ingest_dm_math
+from quanta_db.jobs.filters import ingest_filters
+from quanta_db.jobs.losses import ingest_losses
+
+
+def _raw(store, table):
+    files = sorted((store.root / "tables" / table).rglob("*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+@pytest.fixture
+def analysed(corpus_store, toy_model, toy_inputs, tmp_path):
+    folder = tmp_path / "dm"
+    folder.mkdir()
+    (folder / "arithmetic__add.txt").write_text("".join(f"What is {i} + {i}?\n{2 * i}\n" for i in range(12)))
+    ingest_dm_math(corpus_store, "dm", str(toy_inputs["tokenizer"]), per_category=6, source=folder, few_shot_tokens=200)
+    ingest_contexts(corpus_store, "toy", "ctx", per_subset=4, length=24, seed=0)
+    ingest_filters(corpus_store, "toy", "trigram", progress=False)
+    for corpus in ("toy", "dm_zero_shot", "dm_few_shot"):
+        ingest_losses(corpus_store, str(toy_model["dir"]), corpus, name="tiny", progress=False)
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny_b", steps=[8], dtype="bfloat16",
+                  progress=False)
+    return corpus_store
+
+
+def test_stepwise_difference(analysed):
+    losses = _raw(analysed, "token_losses")
+    toy = losses[(losses.model == "tiny") & (losses.corpus == "toy")].pivot_table(
+        index=["doc_id", "pos"], columns="step", values="loss_nats")
+    got = analysed.query_df("SELECT * FROM stepwise_difference WHERE model = 'tiny' AND corpus = 'toy'")
+    assert set(zip(got.prev_step, got.step)) == {(0, 4), (4, 8)}
+    assert len(got) == 2 * len(toy)
+    got = got.set_index(["doc_id", "pos", "step"])["diff_nats"]
+    for prev, step in ((0, 4), (4, 8)):
+        expected = (toy[step] - toy[prev]).rename("diff_nats")
+        ours = got.xs(step, level="step").reindex(expected.index)
+        np.testing.assert_allclose(ours.to_numpy(), expected.to_numpy(), atol=1e-6)
+
+
+def test_model_difference(analysed):
+    losses = _raw(analysed, "token_losses")
+    a = losses[(losses.model == "tiny") & (losses.step == 8) & (losses.corpus == "toy")].set_index(["doc_id", "pos"])
+    b = losses[(losses.model == "tiny_b") & (losses.step == 8)].set_index(["doc_id", "pos"])
+    got = analysed.query_df("SELECT * FROM model_difference('tiny', 'tiny_b')").set_index(["doc_id", "pos"])
+    assert len(got) == len(b) and set(got.step) == {8}
+    expected = (a.loss_nats - b.loss_nats).reindex(got.index)
+    np.testing.assert_allclose(got.diff_nats.to_numpy(), expected.to_numpy(), atol=1e-6)
+
+
+def test_prompting_difference(analysed):
+    losses = _raw(analysed, "token_losses")
+    align = _raw(analysed, "token_alignments")
+    few = losses[losses.corpus == "dm_few_shot"].rename(columns={"loss_nats": "few"})
+    zero = losses[losses.corpus == "dm_zero_shot"].rename(columns={"loss_nats": "zero", "doc_id": "ref_doc_id",
+                                                                   "pos": "ref_pos"})
+    expected = (align.merge(few, on=["doc_id", "pos"]).merge(zero, on=["model", "step", "ref_doc_id", "ref_pos"]))
+    got = analysed.query_df("SELECT * FROM prompting_difference")
+    assert len(got) == len(expected) > 0
+    merged = got.merge(expected, left_on=["model", "step", "problem_id", "pos"],
+                       right_on=["model", "step", "ref_doc_id", "ref_pos"])
+    np.testing.assert_allclose(merged.diff_nats, merged.few - merged.zero, atol=1e-6)
+
+
+def test_low_loss_tokens_excludes_filter(analysed):
+    losses = _raw(analysed, "token_losses")
+    filters = _raw(analysed, "token_filters")
+    threshold = float(losses[(losses.corpus == "toy") & (losses.step == 8)].loss_nats.quantile(0.2))
+    toy = losses[(losses.model == "tiny") & (losses.step == 8) & (losses.corpus == "toy")]
+    merged = toy.merge(filters[filters["filter"] == "trigram"], on=["corpus", "doc_id", "pos"])
+    expected = merged[(merged.loss_nats < threshold) & ~merged.value]
+    got = analysed.query_df(f"SELECT * FROM low_loss_tokens('tiny', 8, threshold := {threshold}) WHERE corpus = 'toy'")
+    assert len(got) == len(expected) > 0
+    assert got.canonical_idx.is_monotonic_increasing
+    everything = analysed.query_df(
+        f"SELECT * FROM low_loss_tokens('tiny', 8, threshold := {threshold}, exclude_filter := NULL) WHERE corpus = 'toy'")
+    assert len(everything) == (toy.loss_nats < threshold).sum() > len(got)
+
+
+def test_loss_trajectory_and_subset_means(analysed):
+    traj = analysed.query_df("SELECT * FROM loss_trajectory WHERE model = 'tiny' AND corpus = 'toy' LIMIT 5")
+    assert all(list(s) == [0, 4, 8] for s in traj.steps)
+    losses = _raw(analysed, "token_losses")
+    docs = _raw(analysed, "documents")
+    merged = losses[losses.corpus == "toy"].merge(docs[["corpus", "doc_id", "subset"]], on=["corpus", "doc_id"])
+    expected = merged.groupby(["model", "step", "subset"]).loss_nats.mean()
+    got = analysed.query_df("SELECT * FROM loss_by_subset_and_step WHERE corpus = 'toy'").set_index(
+        ["model", "step", "subset"]).mean_loss_nats
+    np.testing.assert_allclose(got.reindex(expected.index).to_numpy(), expected.to_numpy(), rtol=1e-5)
+
+
+def test_replacing_a_corpus_drops_what_was_computed_on_it(analysed, toy_inputs):
+    from quanta_db.jobs.corpus import ingest_corpus
+
+    ingest_corpus(analysed, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=16, force=True,
+                  progress=False)
+    left = analysed.query_df("SELECT corpus, count(*) AS n FROM token_losses GROUP BY corpus")
+    assert "toy" not in set(left.corpus)
+    assert analysed.query_df("SELECT count(*) AS n FROM token_filters WHERE corpus = 'toy'")["n"][0] == 0
