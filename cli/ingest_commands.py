@@ -123,3 +123,37 @@ def filters(ref, corpus, kind, force, progress):
     from quanta_db.jobs.filters import ingest_filters
 
     report(ingest_filters(ref.open(), corpus, kind, force=force, progress=progress))
+
+
+@ingest.command()
+@click.option("--model", help="Model name in the store (its losses must be ingested).")
+@click.option("--step", type=int, help="Training step of the model.")
+@click.option("--corpus", help="Corpus whose tokens are clustered.")
+@click.option("--loss-below", type=float, default=0.1, show_default=True, help="Keep tokens with loss below this.")
+@click.option("--loss-unit", type=click.Choice(["nats", "bits"]), default="nats", show_default=True)
+@click.option("--exclude-filter", help="Drop tokens where this filter is true (e.g. trigram).")
+@click.option("--n-tokens", type=click.IntRange(2), default=10000, show_default=True)
+@click.option("--skip", type=click.IntRange(1), default=50, show_default=True, help="Take every skip-th candidate.")
+@click.option("--n-clusters", type=click.IntRange(2), default=400, show_default=True)
+@click.option("--n-init", type=click.IntRange(1), default=30, show_default=True, help="k-means restarts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sketch", type=click.IntRange(16), help="CountSketch the gradients to this many dimensions.")
+@click.option("--grad-dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+              show_default=True, help="Storage of gradient blocks (products accumulate in float32).")
+@click.option("--grad-memory-gb", type=float, help="Memory for gradient blocks [default: 70% of free GPU, 4 GB on CPU].")
+@click.option("--from-similarity", help="Recluster the similarity matrix of this run instead.")
+@device_option
+@force_option
+@progress_option
+@pass_store
+def clusters(ref, model, step, corpus, loss_below, loss_unit, exclude_filter, n_tokens, skip, n_clusters, n_init,
+             seed, sketch, grad_dtype, grad_memory_gb, from_similarity, device, force, progress):
+    """Quanta: cluster low-loss tokens by the cosine similarity of their loss gradients."""
+    from quanta_db.jobs.clusters import ingest_clusters
+
+    report(ingest_clusters(
+        ref.open(), model, step, corpus, loss_below=loss_below, loss_unit=loss_unit, exclude_filter=exclude_filter,
+        n_tokens=n_tokens, skip=skip, n_clusters=n_clusters, n_init=n_init, seed=seed, device=device, sketch=sketch,
+        grad_dtype=grad_dtype, grad_memory_gb=grad_memory_gb, from_similarity=from_similarity, force=force,
+        progress=progress,
+    ))

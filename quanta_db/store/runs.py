@@ -32,6 +32,8 @@ from quanta_db.store.schemas import conform, fact_table
 
 STAGING_DIR = "staging"
 TABLES_DIR = "tables"
+ARTIFACTS_DIR = "artifacts"
+ARTIFACT_TABLE = "artifact"
 ROW_GROUP_ROWS = 1 << 20
 FILE_ROWS = 1 << 24
 
@@ -117,6 +119,7 @@ class Run:
         self._upserts: list[tuple[str, list[dict], list[str]]] = []
         self._superseded: list[tuple[str, str]] = []
         self._superseded_runs: list[tuple[str, str]] = []
+        self._artifacts: list[tuple[Path, int]] = []
         self._state = "open"
         self.staging.mkdir(parents=True)
         marker = {"run_id": self.run_id, "kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
@@ -141,6 +144,16 @@ class Run:
             writer.append(part)
         return data.num_rows
 
+    def write_artifact(self, name: str, array) -> None:
+        """Stage a numpy array as ``artifacts/<run_id>/<name>.npy`` (listed in ``files``)."""
+        import numpy as np
+
+        self._require_open()
+        path = self.staging / ARTIFACTS_DIR / f"{name}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, array)
+        self._artifacts.append((path, int(array.shape[0]) if array.ndim else 1))
+
     def upsert(self, catalog_table: str, rows: list[dict], key: list[str]) -> None:
         """On commit, replace catalog rows matching ``key`` with ``rows``."""
         self._require_open()
@@ -163,12 +176,12 @@ class Run:
         """Move staged files into place and record everything in one transaction; returns rows."""
         self._require_open()
         staged = self._finish_writers()
-        rows_written = sum(rows for *_, rows in staged)
+        rows_written = sum(rows for table, *_, rows in staged if table != ARTIFACT_TABLE)
         with catalog.connect(self.root, read_only=False) as con:
             moved: list[tuple[Path, Path]] = []
             try:
                 for table, partition, path, rows in staged:
-                    dest = self.root / TABLES_DIR / table / partition / path.name
+                    dest = self.root / _relative_dest(table, partition, path)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     _move(path, dest)
                     moved.append((path, dest))
@@ -211,7 +224,7 @@ class Run:
         for (table, partition), writer in self._writers.items():
             for path, rows in writer.finish():
                 staged.append((table, partition, path, rows))
-        return staged
+        return staged + [(ARTIFACT_TABLE, self.run_id, path, rows) for path, rows in self._artifacts]
 
     def _record(self, con, staged, rows_written: int) -> list[str]:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -233,7 +246,7 @@ class Run:
         for catalog_table, rows, key in self._upserts:
             _upsert(con, catalog_table, rows, key)
         for table, partition, path, rows in staged:
-            rel = f"{TABLES_DIR}/{table}/{partition}/{path.name}"
+            rel = _relative_dest(table, partition, path)
             size = (self.root / rel).stat().st_size
             con.execute(
                 "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -247,10 +260,18 @@ class Run:
                 self.started_at, now, rows_written,
             ],
         )
-        touched = sorted({t for t, *_ in staged} | {t for t, _ in self._superseded + self._superseded_runs})
+        touched = sorted(({t for t, *_ in staged} | {t for t, _ in self._superseded + self._superseded_runs})
+                         - {ARTIFACT_TABLE})
         if touched:
             views.refresh_fact_views(con, touched)
         return dropped
+
+
+def _relative_dest(table: str, partition: str, path: Path) -> str:
+    """Where a staged file lives once committed, relative to the store."""
+    if table == ARTIFACT_TABLE:
+        return f"{ARTIFACTS_DIR}/{partition}/{path.name}"
+    return f"{TABLES_DIR}/{table}/{partition}/{path.name}"
 
 
 def _move(src: Path, dest: Path) -> None:

@@ -109,6 +109,32 @@ _declare(
     "Token-for-token links between corpora, e.g. each few-shot DM-math token to its zero-shot twin.",
 )
 
+_declare(
+    "similarity_tokens",
+    [
+        ("similarity_run", pa.string()),
+        ("idx", pa.int32()),
+        ("corpus", pa.string()),
+        ("doc_id", pa.int64()),
+        ("pos", pa.int32()),
+        ("loss_nats", pa.float32()),
+    ],
+    ("similarity_run",),
+    "The tokens of a gradient-similarity matrix: row/column idx of the matrix is this token.",
+)
+_declare(
+    "cluster_labels",
+    [
+        ("clustering", pa.string()),
+        ("corpus", pa.string()),
+        ("doc_id", pa.int64()),
+        ("pos", pa.int32()),
+        ("cluster", pa.int32()),
+    ],
+    ("clustering",),
+    "Cluster (quantum) of each clustered token; cluster 0 is the largest.",
+)
+
 ARROW_TO_DUCKDB = {
     pa.string(): "VARCHAR",
     pa.large_string(): "VARCHAR",

@@ -17,10 +17,11 @@ import pyarrow as pa
 
 from quanta_db.errors import QueryError, StoreError
 from quanta_db.store import catalog, migrations, views
-from quanta_db.store.runs import STAGING_DIR, TABLES_DIR, Run, params_hash
+from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.schemas import FACT_TABLES
 
-CATALOG_TABLES = ("runs", "files", "schema_migrations", "tokenizers", "corpora", "models", "checkpoints", "saved_queries")
+CATALOG_TABLES = ("runs", "files", "schema_migrations", "tokenizers", "corpora", "models", "checkpoints",
+                  "saved_queries", "clusterings")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,19 @@ class Store:
             else:
                 rows = con.execute("SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]).fetchall()
         return [self.root / r[0] for r in rows]
+
+    def artifact(self, run_id: str, name: str):
+        """The numpy array a run stored as ``name`` (memory-mapped)."""
+        import numpy as np
+
+        from quanta_db.errors import InputError
+
+        with self.read() as con:
+            row = con.execute("SELECT path FROM files WHERE table_name = ? AND run_id = ? AND path LIKE ?",
+                              [ARTIFACT_TABLE, run_id, f"%/{name}.npy"]).fetchone()
+        if row is None:
+            raise InputError(f"run {run_id!r} has no artifact {name!r}")
+        return np.load(self.root / row[0], mmap_mode="r")
 
     def read_fact(self, table: str, columns: list[str] | None = None, partition: dict | None = None,
                   where=None) -> pa.Table:
@@ -261,13 +275,13 @@ class Store:
                     continue
                 shutil.rmtree(run_dir, ignore_errors=True)
                 removed.append(run_dir.name)
-            tables = self.root / TABLES_DIR
-            for path in sorted(tables.rglob("*")) if tables.is_dir() else []:
-                rel = path.relative_to(self.root).as_posix()
-                if path.is_file() and rel not in listed:
-                    path.unlink()
-                    orphans.append(rel)
-            _remove_empty_dirs(tables)
+            for top in (self.root / TABLES_DIR, self.root / ARTIFACTS_DIR):
+                for path in sorted(top.rglob("*")) if top.is_dir() else []:
+                    rel = path.relative_to(self.root).as_posix()
+                    if path.is_file() and rel not in listed:
+                        path.unlink()
+                        orphans.append(rel)
+                _remove_empty_dirs(top)
         return GcReport(removed, kept, orphans)
 
 

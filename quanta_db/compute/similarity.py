@@ -1,0 +1,103 @@
+"""Cosine similarity of per-token gradients: exact (blockwise) or sketched.
+
+Exact: C[i, j] = <g_i, g_j> / (|g_i| |g_j|) over the flattened gradients, accumulated in
+float32. Gradients are computed in blocks that fit a memory budget; with B blocks, block i
+is computed once and kept while blocks j > i are computed and multiplied against it, so
+each gradient is computed at most (B + 1) / 2 times on average (once when all fit), against
+once per block pair per token for the reference procedure.
+
+Sketch: a CountSketch (sparse JL with one nonzero per coordinate, Charikar et al. 2002):
+coordinate k goes to bucket h(k) with sign s(k) from a seeded generator, so
+E[<S g, S g'>] = <g, g'> with variance O(|g|^2 |g'|^2 / dim). Each gradient is computed once
+and only its sketch is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from quanta_db.compute.gradients import document_gradients
+
+TokenList = list[tuple[int, int]]  # (index into sequences, position)
+
+
+def _by_document(tokens: TokenList):
+    """Runs of consecutive tokens from the same document: (doc index, positions, row indices)."""
+    start = 0
+    while start < len(tokens):
+        end = start
+        while end < len(tokens) and tokens[end][0] == tokens[start][0]:
+            end += 1
+        yield tokens[start][0], [pos for _, pos in tokens[start:end]], range(start, end)
+        start = end
+
+
+def gradient_rows(model, params, sequences, tokens: TokenList, device, transform: Callable | None = None,
+                  storage_dtype=torch.float32, on_row: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Unit-normalised gradient rows (or their ``transform``) of ``tokens``, in order."""
+    rows = []
+    for doc, positions, _ in _by_document(tokens):
+        grads = document_gradients(model, params, sequences[doc], positions, device)
+        grads = torch.nn.functional.normalize(grads, dim=1)
+        rows.append((transform(grads) if transform else grads).to(storage_dtype))
+        if on_row:
+            on_row(len(positions))
+    return torch.cat(rows)
+
+
+def gram(a: torch.Tensor, b: torch.Tensor, column_chunk: int = 1 << 22) -> torch.Tensor:
+    """a @ b.T accumulated in float32 (half-precision storage is upcast chunk by chunk)."""
+    if a.dtype == torch.float32 and b.dtype == torch.float32:
+        return a @ b.T
+    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float32, device=a.device)
+    for start in range(0, a.shape[1], column_chunk):
+        out += a[:, start:start + column_chunk].float() @ b[:, start:start + column_chunk].float().T
+    return out
+
+
+def exact_cosine(model, params, sequences, tokens: TokenList, device, block_tokens: int,
+                 storage_dtype=torch.float32, on_row=None) -> np.ndarray:
+    """The exact N x N cosine matrix, blockwise under a memory budget of ``block_tokens`` rows."""
+    n = len(tokens)
+    blocks = [list(range(s, min(s + block_tokens, n))) for s in range(0, n, block_tokens)]
+    result = np.zeros((n, n), dtype=np.float32)
+    for i, rows_i in enumerate(blocks):
+        g_i = gradient_rows(model, params, sequences, [tokens[r] for r in rows_i], device,
+                            storage_dtype=storage_dtype, on_row=on_row)
+        result[np.ix_(rows_i, rows_i)] = gram(g_i, g_i).cpu().numpy()
+        for rows_j in blocks[i + 1:]:
+            g_j = gradient_rows(model, params, sequences, [tokens[r] for r in rows_j], device,
+                                storage_dtype=storage_dtype, on_row=on_row)
+            block = gram(g_i, g_j).cpu().numpy()
+            result[np.ix_(rows_i, rows_j)] = block
+            result[np.ix_(rows_j, rows_i)] = block.T
+            del g_j
+        del g_i
+    return result
+
+
+class CountSketch:
+    """Seeded CountSketch of R^P into R^dim."""
+
+    def __init__(self, n_in: int, dim: int, seed: int, device):
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.bucket = torch.randint(0, dim, (n_in,), generator=generator).to(device)
+        self.sign = (torch.randint(0, 2, (n_in,), generator=generator) * 2 - 1).float().to(device)
+        self.dim = dim
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(rows.shape[0], self.dim, dtype=torch.float32, device=rows.device)
+        return out.index_add_(1, self.bucket, rows * self.sign)
+
+
+def sketched_cosine(model, params, sequences, tokens: TokenList, device, dim: int, seed: int,
+                    on_row=None) -> np.ndarray:
+    """Cosine matrix of CountSketch-projected gradients (each gradient computed once)."""
+    n_in = sum(p.numel() for _, p in params)
+    sketch = CountSketch(n_in, dim, seed, device)
+    rows = gradient_rows(model, params, sequences, tokens, device, transform=sketch, on_row=on_row)
+    rows = torch.nn.functional.normalize(rows, dim=1)
+    return (rows @ rows.T).cpu().numpy()

@@ -1,0 +1,181 @@
+"""``ingest clusters``: quanta discovery — select low-loss tokens, compute the cosine similarity of
+their loss gradients, cluster it spectrally, and store labels, the chosen tokens and the matrix.
+
+``--from-similarity RUN`` reclusters a stored matrix without recomputing gradients.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import torch
+from tqdm.auto import tqdm
+
+from quanta_db.compute.clustering import spectral_clusters
+from quanta_db.compute.gradients import DEFAULT_EXCLUDE, n_gradient_numbers, select_parameters
+from quanta_db.compute.similarity import exact_cosine, sketched_cosine
+from quanta_db.device import resolve_device
+from quanta_db.errors import InputError
+from quanta_db.jobs.common import JobResult, load_corpus_tokens
+from quanta_db.sources import models as model_sources
+from quanta_db.store.store import Store
+
+SIMILARITY_ARTIFACT = "similarity"
+CPU_GRADIENT_MEMORY_GB = 4.0
+
+
+def select_tokens(store: Store, model: str, step: int, corpus: str, loss_below_nats: float,
+                  exclude_filter: str | None, n_tokens: int, skip: int) -> pa.Table:
+    """Tokens with loss below the threshold, minus the filter, in canonical order: every
+    ``skip``-th, then the first ``n_tokens`` (the reference's deterministic selection)."""
+    losses = store.read_fact("token_losses", ["corpus", "doc_id", "pos", "loss_nats"],
+                             partition={"model": model, "step": step}, where=ds.field("corpus") == corpus)
+    if losses.num_rows == 0:
+        raise InputError(f"no losses of model {model!r} at step {step} on corpus {corpus!r}; "
+                         "run `quanta-db ingest losses` first")
+    frame = losses.to_pandas()
+    frame = frame[frame.loss_nats < loss_below_nats]
+    tokens = store.read_fact("tokens", ["doc_id", "pos", "canonical_idx"], partition={"corpus": corpus}).to_pandas()
+    frame = frame.merge(tokens, on=["doc_id", "pos"])
+    if exclude_filter:
+        flags = store.read_fact("token_filters", ["doc_id", "pos", "value"],
+                                partition={"corpus": corpus, "filter": exclude_filter}).to_pandas()
+        if flags.empty:
+            raise InputError(f"filter {exclude_filter!r} was not ingested for corpus {corpus!r}")
+        frame = frame.merge(flags, on=["doc_id", "pos"])
+        frame = frame[~frame.value.astype(bool)]
+    chosen = frame.sort_values("canonical_idx").iloc[::skip].head(n_tokens)
+    if chosen.empty:
+        raise InputError(f"no token of {corpus!r} has loss below {loss_below_nats:g} nats"
+                         + (f" outside filter {exclude_filter!r}" if exclude_filter else ""))
+    return pa.Table.from_pandas(chosen[["corpus", "doc_id", "pos", "loss_nats"]], preserve_index=False)
+
+
+def ingest_clusters(store: Store, model: str | None = None, step: int | None = None, corpus: str | None = None,
+                    loss_below: float = 0.1, loss_unit: str = "nats", exclude_filter: str | None = None,
+                    n_tokens: int = 10000, skip: int = 50, n_clusters: int = 400, n_init: int = 30, seed: int = 0,
+                    device: str = "auto", sketch: int | None = None, grad_dtype: str = "float32",
+                    grad_memory_gb: float | None = None, exclude_params: tuple[str, ...] = DEFAULT_EXCLUDE,
+                    from_similarity: str | None = None, force: bool = False, progress: bool = True) -> JobResult:
+    if from_similarity:
+        return _recluster(store, from_similarity, n_clusters, n_init, seed, force)
+    if model is None or step is None or corpus is None:
+        raise InputError("--model, --step and --corpus are required (or --from-similarity RUN)")
+    if loss_unit not in ("nats", "bits"):
+        raise InputError("--loss-unit must be nats or bits")
+    threshold_nats = loss_below * math.log(2) if loss_unit == "bits" else loss_below
+    params = {"model": model, "step": step, "corpus": corpus, "loss_below_nats": threshold_nats,
+              "exclude_filter": exclude_filter, "n_tokens": n_tokens, "skip": skip, "n_clusters": n_clusters,
+              "n_init": n_init, "seed": seed, "sketch": sketch, "grad_dtype": grad_dtype,
+              "exclude_params": list(exclude_params)}
+    previous = store.find_committed_run("clusters", params)
+    if previous and not force:
+        return JobResult(previous, 0, skipped=True, message=f"clustering {previous} already has these parameters")
+    chosen = select_tokens(store, model, step, corpus, threshold_nats, exclude_filter, n_tokens, skip)
+    if n_clusters >= chosen.num_rows:
+        raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} selected tokens")
+    torch_device = resolve_device(device)
+    loaded = _load_checkpoint(store, model, step, torch_device)
+    parameters = select_parameters(loaded, exclude_params)
+    doc_ids, sequences = load_corpus_tokens(store, corpus)
+    doc_index = {int(d): i for i, d in enumerate(doc_ids)}
+    tokens = [(doc_index[int(d)], int(p)) for d, p in zip(chosen.column("doc_id").to_pylist(),
+                                                          chosen.column("pos").to_pylist())]
+    started = time.perf_counter()
+    with tqdm(total=len(tokens), unit="grad", disable=not progress, desc="gradients") as bar:
+        if sketch:
+            cosine = sketched_cosine(loaded, parameters, sequences, tokens, torch_device, sketch, seed,
+                                     on_row=bar.update)
+        else:
+            storage = getattr(torch, grad_dtype)
+            block = _block_tokens(n_gradient_numbers(parameters), storage, torch_device, grad_memory_gb)
+            bar.total = _gradient_computations(len(tokens), block)
+            cosine = exact_cosine(loaded, parameters, sequences, tokens, torch_device, block, storage,
+                                  on_row=bar.update)
+    similarity_seconds = time.perf_counter() - started
+    with store.begin_run("clusters", params, device=str(torch_device)) as run:
+        run.write_artifact(SIMILARITY_ARTIFACT, cosine)
+        run.write("similarity_tokens", chosen.append_column("similarity_run", pa.repeat(run.run_id, chosen.num_rows))
+                  .append_column("idx", pa.array(np.arange(chosen.num_rows, dtype=np.int32))))
+        method = f"sketch:{sketch}" if sketch else "exact"
+        summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, model, step, corpus,
+                                     run.run_id, method, params, similarity_seconds)
+        rows = run.commit()
+    return JobResult(run.run_id, rows, message=f"clustering {run.run_id}: {chosen.num_rows} tokens into "
+                     f"{n_clusters} clusters ({method} similarity {similarity_seconds:.1f}s)", details=summary)
+
+
+def _recluster(store: Store, similarity_run: str, n_clusters: int, n_init: int, seed: int, force: bool) -> JobResult:
+    rows = store.catalog_rows("clusterings", run_id=similarity_run)
+    if not rows:
+        raise InputError(f"run {similarity_run!r} made no similarity matrix")
+    origin = rows[0]
+    params = {"from_similarity": similarity_run, "n_clusters": n_clusters, "n_init": n_init, "seed": seed}
+    previous = store.find_committed_run("clusters", params)
+    if previous and not force:
+        return JobResult(previous, 0, skipped=True, message=f"clustering {previous} already has these parameters")
+    cosine = np.asarray(store.artifact(similarity_run, SIMILARITY_ARTIFACT))
+    chosen = store.read_fact("similarity_tokens", ["idx", "corpus", "doc_id", "pos", "loss_nats"],
+                             partition={"similarity_run": similarity_run}).sort_by("idx")
+    if n_clusters >= chosen.num_rows:
+        raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} tokens")
+    with store.begin_run("clusters", params) as run:
+        summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, origin["model"], origin["step"],
+                                     origin["corpus"], similarity_run, origin["similarity_method"], params, 0.0)
+        written = run.commit()
+    return JobResult(run.run_id, written, message=f"clustering {run.run_id}: {chosen.num_rows} tokens of "
+                     f"{similarity_run} into {n_clusters} clusters", details=summary)
+
+
+def _cluster_and_stage(run, chosen: pa.Table, cosine, n_clusters, n_init, seed, model, step, corpus,
+                       similarity_run, method, params, similarity_seconds) -> dict:
+    started = time.perf_counter()
+    labels = spectral_clusters(cosine, n_clusters, n_init, seed)
+    clustering_seconds = time.perf_counter() - started
+    n = chosen.num_rows
+    run.write("cluster_labels", pa.table({
+        "clustering": pa.repeat(run.run_id, n), "corpus": chosen.column("corpus"), "doc_id": chosen.column("doc_id"),
+        "pos": chosen.column("pos"), "cluster": labels.astype(np.int32),
+    }))
+    run.upsert("clusterings", [{
+        "clustering": run.run_id, "model": model, "step": int(step), "corpus": corpus, "similarity_run": similarity_run,
+        "similarity_method": method, "n_tokens": n, "n_clusters": n_clusters, "params": _json(params),
+        "similarity_seconds": similarity_seconds, "clustering_seconds": clustering_seconds, "run_id": run.run_id,
+    }], key=["clustering"])
+    return {"labels": labels, "similarity_seconds": similarity_seconds, "clustering_seconds": clustering_seconds}
+
+
+def _json(params: dict) -> str:
+    import json
+
+    return json.dumps(params, sort_keys=True)
+
+
+def _load_checkpoint(store: Store, model: str, step: int, device):
+    rows = store.catalog_rows("checkpoints", model=model, step=step)
+    if not rows:
+        raise InputError(f"unknown checkpoint {model!r} step {step}; ingest its losses first")
+    checkpoint = model_sources.Checkpoint(int(step), rows[0]["revision"], rows[0]["source"])
+    return model_sources.load_model(checkpoint, torch.float32, device)
+
+
+def _block_tokens(n_numbers: int, storage, device, memory_gb: float | None) -> int:
+    """Gradient rows per block so that two blocks fit the memory budget."""
+    if memory_gb is None:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            memory_gb = 0.7 * free / 2**30
+        else:
+            memory_gb = CPU_GRADIENT_MEMORY_GB
+    bytes_per_row = n_numbers * torch.tensor([], dtype=storage).element_size()
+    return max(1, int(memory_gb * 2**30 / (2 * bytes_per_row)))
+
+
+def _gradient_computations(n: int, block: int) -> int:
+    """Gradients computed by :func:`exact_cosine`: block i once for itself and once per earlier block."""
+    blocks = math.ceil(n / block)
+    return sum(min(block, n - i * block) * (1 + i) for i in range(blocks))

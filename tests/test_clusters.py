@@ -1,0 +1,162 @@
+"""Quanta discovery: gradients, similarity, clustering, selection — each against a reference."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import SpectralClustering
+
+from quanta_db.compute.clustering import angular_affinity, relabel_by_size, spectral_clusters
+from quanta_db.compute.gradients import document_gradients, select_parameters, single_token_gradient
+from quanta_db.compute.similarity import exact_cosine, sketched_cosine
+from quanta_db.errors import InputError
+from quanta_db.jobs.clusters import _gradient_computations, ingest_clusters, select_tokens
+from quanta_db.jobs.filters import ingest_filters
+from quanta_db.jobs.losses import ingest_losses
+from quanta_db.sources.toy_models import gpt_neox_config, pythia_config, random_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = random_model(gpt_neox_config(300, 32, 2, 4, n_ctx=128), seed=1)
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(0, 300, size=n) for n in (40, 25, 60, 33)]
+    tokens = [(0, 3), (0, 17), (0, 39), (1, 1), (1, 24), (2, 10), (2, 11), (2, 59), (3, 5), (3, 32)]
+    return model, select_parameters(model), sequences, tokens
+
+
+def _reference_gradients(model, params, sequences, tokens):
+    """One forward and one backward per token, flattened and unit-normalised in float64."""
+    g = np.stack([single_token_gradient(model, params, sequences[d], p, "cpu").numpy() for d, p in tokens])
+    g = g.astype(np.float64)
+    return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+def test_parameter_selection_matches_pythia_70m_count():
+    params = select_parameters(random_model(pythia_config("pythia-70m")))
+    names = [n for n, _ in params]
+    assert sum(p.numel() for _, p in params) == 18_903_040
+    assert not any("embed_in" in n or "embed_out" in n or "lm_head" in n or "layernorm" in n for n in names)
+    assert "gpt_neox.final_layer_norm.weight" in names
+
+
+def test_batched_gradients_match_single_token_backward(tiny):
+    model, params, sequences, _ = tiny
+    batched = document_gradients(model, params, sequences[2], [10, 11, 59], "cpu")
+    for row, pos in enumerate([10, 11, 59]):
+        single = single_token_gradient(model, params, sequences[2], pos, "cpu")
+        torch.testing.assert_close(batched[row], single, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("block", [100, 3, 1])
+def test_exact_similarity_matches_numpy(tiny, block):
+    model, params, sequences, tokens = tiny
+    reference = _reference_gradients(model, params, sequences, tokens)
+    cosine = exact_cosine(model, params, sequences, tokens, "cpu", block_tokens=block)
+    np.testing.assert_allclose(cosine, reference @ reference.T, atol=1e-5)
+
+
+def test_half_precision_storage_error_is_small(tiny):
+    model, params, sequences, tokens = tiny
+    reference = _reference_gradients(model, params, sequences, tokens)
+    cosine = exact_cosine(model, params, sequences, tokens, "cpu", block_tokens=4, storage_dtype=torch.bfloat16)
+    assert np.abs(cosine - reference @ reference.T).max() < 5e-3
+
+
+def test_sketch_is_close_and_seeded(tiny):
+    model, params, sequences, tokens = tiny
+    exact = _reference_gradients(model, params, sequences, tokens)
+    exact = exact @ exact.T
+    sketch = sketched_cosine(model, params, sequences, tokens, "cpu", dim=8192, seed=0)
+    assert np.abs(sketch - exact).max() < 0.05
+    again = sketched_cosine(model, params, sequences, tokens, "cpu", dim=8192, seed=0)
+    np.testing.assert_array_equal(sketch, again)
+
+
+def test_clustering_matches_sklearn_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 20))
+    points = np.concatenate([c + 0.3 * rng.normal(size=(n, 20)) for c, n in zip(centers, (30, 12, 20, 8))])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    cosine = points @ points.T
+    ours = spectral_clusters(cosine, 4, n_init=10, seed=3)
+    sk = SpectralClustering(n_clusters=4, affinity="precomputed", assign_labels="kmeans", n_init=10,
+                            random_state=3).fit_predict(1 - np.arccos(np.clip(cosine, -1, 1)) / math.pi)
+    np.testing.assert_array_equal(ours, relabel_by_size(sk))
+    np.testing.assert_array_equal(ours, spectral_clusters(cosine, 4, n_init=10, seed=3))
+    sizes = np.bincount(ours)
+    assert list(sizes) == sorted(sizes, reverse=True) == [30, 20, 12, 8]
+
+
+def test_affinity_and_relabel():
+    assert angular_affinity(np.array([1.0, 0.0, -1.0, 1.0000001])).tolist() == [1.0, 0.5, 0.0, 1.0]
+    assert relabel_by_size(np.array([5, 2, 2, 7, 7, 7])).tolist() == [2, 1, 1, 0, 0, 0]
+
+
+def test_gradient_computation_count():
+    assert _gradient_computations(10, 10) == 10
+    assert _gradient_computations(10, 5) == 5 + 5 * 2
+    assert _gradient_computations(9, 4) == 4 + 4 * 2 + 1 * 3
+
+
+@pytest.fixture
+def cluster_store(corpus_store, toy_model):
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
+    ingest_filters(corpus_store, "toy", "trigram", progress=False)
+    return corpus_store
+
+
+def test_selection_follows_the_reference_rule(cluster_store):
+    threshold = float(cluster_store.query_df(
+        "SELECT quantile_cont(loss_nats, 0.5) AS q FROM token_losses WHERE model = 'tiny'")["q"][0])
+    chosen = select_tokens(cluster_store, "tiny", 8, "toy", threshold, "trigram", n_tokens=25, skip=3).to_pandas()
+    frame = cluster_store.query_df(
+        "SELECT l.doc_id, l.pos, t.canonical_idx, l.loss_nats, f.value FROM token_losses l "
+        "JOIN tokens t USING (corpus, doc_id, pos) JOIN token_filters f USING (corpus, doc_id, pos) "
+        "WHERE l.model = 'tiny' AND f.filter = 'trigram'")
+    expected = frame[(frame.loss_nats < threshold) & ~frame.value.astype(bool)].sort_values("canonical_idx")
+    expected = expected.iloc[::3].head(25)
+    assert list(zip(chosen.doc_id, chosen.pos)) == list(zip(expected.doc_id, expected.pos))
+    bits = select_tokens(cluster_store, "tiny", 8, "toy", threshold, None, 25, 3)
+    assert bits.num_rows == 25
+
+
+def test_ingest_clusters_end_to_end(cluster_store, toy_model):
+    result = ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=6.0, n_tokens=40, skip=2, n_clusters=4,
+                             n_init=4, seed=0, progress=False)
+    run_id = result.run_id
+    labels = cluster_store.query_df(f"SELECT * FROM cluster_labels WHERE clustering = '{run_id}'")
+    assert len(labels) == 40 and set(labels.cluster) == {0, 1, 2, 3}
+    sizes = cluster_store.query_df(f"SELECT n_tokens FROM cluster_sizes WHERE clustering = '{run_id}' ORDER BY cluster")
+    assert list(sizes.n_tokens) == sorted(sizes.n_tokens, reverse=True)
+    matrix = np.asarray(cluster_store.artifact(run_id, "similarity"))
+    assert matrix.shape == (40, 40) and np.allclose(np.diag(matrix), 1, atol=1e-5)
+    # the stored labels are sklearn's clustering of the stored matrix
+    expected = spectral_clusters(matrix, 4, 4, 0)
+    stored = cluster_store.query_df(
+        f"SELECT s.idx, l.cluster FROM cluster_labels l JOIN similarity_tokens s USING (corpus, doc_id, pos) "
+        f"WHERE l.clustering = '{run_id}' AND s.similarity_run = '{run_id}' ORDER BY s.idx")
+    np.testing.assert_array_equal(stored.cluster.to_numpy(), expected)
+    again = ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=6.0, n_tokens=40, skip=2, n_clusters=4,
+                            n_init=4, seed=0, progress=False)
+    assert again.skipped
+    recluster = ingest_clusters(cluster_store, from_similarity=run_id, n_clusters=3, n_init=4, seed=0)
+    relabelled = cluster_store.query_df(f"SELECT count(DISTINCT cluster) AS k FROM cluster_labels "
+                                        f"WHERE clustering = '{recluster.run_id}'")
+    assert relabelled.k[0] == 3
+    summary = cluster_store.query_df(f"SELECT * FROM cluster_summary WHERE clustering = '{run_id}'")
+    assert summary.n_tokens.sum() == 40 and summary.mean_loss_nats.max() < 6.0
+    tokens = cluster_store.query_df(f"SELECT * FROM cluster_tokens('{run_id}', 0)")
+    assert len(tokens) == sizes.n_tokens[0]
+
+
+def test_cluster_errors(cluster_store):
+    with pytest.raises(InputError, match="no token"):
+        ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=0.0, n_clusters=2, progress=False)
+    with pytest.raises(InputError, match="no losses"):
+        ingest_clusters(cluster_store, "tiny", 4, "toy", progress=False)
+    with pytest.raises(InputError, match="was not ingested"):
+        ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=6.0, exclude_filter="bigram", progress=False)
+    with pytest.raises(InputError, match="made no similarity"):
+        ingest_clusters(cluster_store, from_similarity="r-nope")
