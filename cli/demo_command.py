@@ -13,12 +13,13 @@ from quanta_db.reports.formats import render
 @progress_option
 @pass_store
 def demo(ref, store_path, progress):
-    """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; show analyses."""
-    from quanta_db.demo import ANALYSES, run_demo
+    """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; cluster; show analyses."""
+    from quanta_db.demo import ANALYSES, run_demo, write_viewer
 
     path = StoreRef(store_path).path if store_path else ref.path
     store = run_demo(path, echo=click.echo, progress=progress)
     for name, sql in ANALYSES.items():
         click.echo(f"\n== {name}   ({sql})")
         click.echo(render(store.query_arrow(sql), "table"), nl=False)
-    click.echo(f"\nstore: {store.root}\ntry: quanta-db --store {path} views")
+    click.echo(f"\ncluster viewer: {write_viewer(store, path)}")
+    click.echo(f"store: {store.root}\ntry: quanta-db --store {path} views")

@@ -9,6 +9,7 @@ from cli.export_commands import export
 from cli.ingest_commands import ingest
 from cli.demo_command import demo
 from cli.options import DEFAULT_STORE, StoreRef
+from cli.report_commands import report
 from cli.store_commands import gc, init, migrate, query, status, views
 from quanta_db import __version__
 
@@ -29,7 +30,7 @@ def cli(ctx, store):
     ctx.obj = StoreRef(store)
 
 
-for command in (init, migrate, status, gc, views, query, ingest, export, demo):
+for command in (init, migrate, status, gc, views, query, ingest, export, report, demo):
     cli.add_command(command)
 
 

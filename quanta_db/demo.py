@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from quanta_db.jobs.clusters import ingest_clusters
 from quanta_db.jobs.contexts import ingest_contexts
 from quanta_db.jobs.corpus import ingest_corpus
 from quanta_db.jobs.dm_math import ingest_dm_math
@@ -33,7 +34,10 @@ ANALYSES = {
     "prompting_summary": "SELECT * FROM prompting_summary WHERE step IN (0, 64, 256)",
     "low_loss_tokens": "SELECT count(*) AS n_tokens_below_0_1_nats, count(DISTINCT token) AS n_distinct "
                        "FROM low_loss_tokens('tiny-128d', 256, threshold := 0.1)",
+    "cluster_summary": "SELECT * FROM cluster_summary WHERE cluster < 6",
 }
+CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, exclude_filter="trigram", n_tokens=300,
+                  skip=3, n_clusters=10, n_init=10, seed=0)
 
 
 def inputs_dir(store_path) -> Path:
@@ -115,7 +119,18 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
             for corpus in (CORPUS, CONTEXTS, f"{DM_MATH}_zero_shot", f"{DM_MATH}_few_shot")
         ],
     ]
+    steps.append(lambda: [ingest_clusters(store, **CLUSTERING, progress=progress)])
     for step in steps:
         for result in step():
             echo(("skipped: " if result.skipped else "") + result.message)
     return store
+
+
+def write_viewer(store: Store, store_path) -> Path:
+    """The cluster viewer of the demo's clustering, beside the store."""
+    from quanta_db.reports.clusters_html import render_clusters_html
+
+    clustering = store.catalog_rows("clusterings", model=CLUSTERING["model"], corpus=CORPUS)[-1]["clustering"]
+    path = inputs_dir(store_path) / "clusters.html"
+    path.write_text(render_clusters_html(store, clustering, before=200, after=0), encoding="utf-8")
+    return path

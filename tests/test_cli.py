@@ -160,6 +160,17 @@ def test_loss_pipeline_commands(run, tmp_path, toy_inputs, toy_model):
                                                toy_inputs["tokenizer"], "--source", dm).output
     steps = run("--store", store, "query", "SELECT DISTINCT step FROM stepwise_difference", "--format", "csv").output
     assert steps.split() == ["step", "8"]
+    clustered = run("--store", store, "ingest", "clusters", "--model", "tiny", "--step", 8, "--corpus", "toy",
+                    "--loss-below", 10, "--n-tokens", 30, "--skip", 2, "--n-clusters", 3, "--n-init", 2,
+                    "--exclude-filter", "bigram", "--no-progress")
+    assert clustered.exit_code == 0 and "into 3 clusters" in clustered.output, clustered.output
+    run_id = clustered.output.split()[2].rstrip(":")
+    page = tmp_path / "c.html"
+    assert "wrote" in run("--store", store, "report", "clusters", run_id, "-o", page, "--before", 20).output
+    assert page.read_text().startswith("<!DOCTYPE html>")
+    _assert_one_line_error(run("--store", store, "report", "clusters", "r-missing", "-o", page), "unknown clustering")
+    _assert_one_line_error(run("--store", store, "ingest", "clusters", "--model", "tiny", "--step", 8, "--corpus",
+                               "toy", "--loss-below", 0, "--no-progress"), "no token")
     _assert_one_line_error(run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--corpus", "toy",
                                "--steps", "3", "--no-progress"), "no checkpoint for step")
     _assert_one_line_error(run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--corpus", "toy",
