@@ -28,6 +28,8 @@ class QuantaGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # output piped into `head` and the like: not an error
+            ctx.exit(0)
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was committed; the store is as before (`quanta-db gc` cleans staging).", err=True)
             ctx.exit(EXIT_INTERRUPTED)

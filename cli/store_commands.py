@@ -45,7 +45,7 @@ def status(ref):
     """Schema version, each table's rows, files and bytes, and the last runs."""
     info = ref.open().status()
     click.echo(f"store {info['root']}  schema version {info['schema_version']}")
-    click.echo("\nfact tables (Parquet):")
+    click.echo("\nfact tables (Parquet) and artifacts:")
     for row in info["fact_tables"]:
         click.echo(f"  {row['table']:<24} {row['rows']:>14,} rows {row['files']:>6} files {_size(row['bytes']):>10}")
     click.echo("\ncatalog tables:")

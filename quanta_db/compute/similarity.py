@@ -37,15 +37,24 @@ def _by_document(tokens: TokenList):
 
 def gradient_rows(model, params, sequences, tokens: TokenList, device, transform: Callable | None = None,
                   storage_dtype=torch.float32, on_row: Callable[[int], None] | None = None) -> torch.Tensor:
-    """Unit-normalised gradient rows (or their ``transform``) of ``tokens``, in order."""
-    rows = []
-    for doc, positions, _ in _by_document(tokens):
+    """Unit-normalised gradient rows (or their ``transform``) of ``tokens``, in order.
+
+    The output is allocated once and filled document by document, so a block never needs
+    twice its size in memory.
+    """
+    out = None
+    for doc, positions, rows in _by_document(tokens):
         grads = document_gradients(model, params, sequences[doc], positions, device)
         grads = torch.nn.functional.normalize(grads, dim=1)
-        rows.append((transform(grads) if transform else grads).to(storage_dtype))
+        if transform is not None:
+            grads = transform(grads)
+        if out is None:
+            out = torch.empty(len(tokens), grads.shape[1], dtype=storage_dtype, device=grads.device)
+        out[rows.start:rows.stop] = grads.to(storage_dtype)
+        del grads
         if on_row:
             on_row(len(positions))
-    return torch.cat(rows)
+    return out
 
 
 def gram(a: torch.Tensor, b: torch.Tensor, column_chunk: int = 1 << 22) -> torch.Tensor:

@@ -89,8 +89,11 @@ def load_model(checkpoint: Checkpoint, dtype, device):
     """``AutoModelForCausalLM.from_pretrained`` in eval mode on ``device``."""
     from transformers import AutoModelForCausalLM
 
+    from quanta_db.sources.tokenizer import quiet_hub
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(checkpoint.location, revision=checkpoint.revision, dtype=dtype)
+        with quiet_hub():
+            model = AutoModelForCausalLM.from_pretrained(checkpoint.location, revision=checkpoint.revision, dtype=dtype)
     except Exception as error:
         where = checkpoint.location + (f"@{checkpoint.revision}" if checkpoint.revision else "")
         raise InputError(f"model {where} does not load: {_first_line(error)}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,12 +12,26 @@ import pyarrow as pa
 from quanta_db.errors import InputError
 
 
+@contextmanager
+def quiet_hub():
+    """Silence the hub client's per-retry warnings: a failed load is reported in one line."""
+    import huggingface_hub.utils as hub_utils
+
+    previous = hub_utils.logging.get_verbosity()
+    hub_utils.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hub_utils.logging.set_verbosity(previous)
+
+
 def load_tokenizer(source: str):
     """``AutoTokenizer.from_pretrained(source)``: a hub name (offline cache) or a folder."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(source))
+        with quiet_hub():
+            return AutoTokenizer.from_pretrained(str(source))
     except Exception as error:  # transformers raises OSError, ValueError, HF errors...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"tokenizer {source!r} does not load: {first}") from None

@@ -253,7 +253,7 @@ class Store:
                 "files": int(tables.loc[name, "files"]) if name in tables.index else 0,
                 "bytes": int(tables.loc[name, "bytes"]) if name in tables.index else 0,
             }
-            for name in FACT_TABLES
+            for name in [*FACT_TABLES, ARTIFACT_TABLE]
         ]
         return {"root": str(self.root), "schema_version": version, "fact_tables": fact,
                 "catalog_tables": catalog_rows, "last_runs": runs}
