@@ -160,3 +160,24 @@ def test_cluster_errors(cluster_store):
         ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=6.0, exclude_filter="bigram", progress=False)
     with pytest.raises(InputError, match="made no similarity"):
         ingest_clusters(cluster_store, from_similarity="r-nope")
+
+
+def test_interrupted_exact_similarity_resumes(tiny, tmp_path):
+    model, params, sequences, tokens = tiny
+    full = exact_cosine(model, params, sequences, tokens, "cpu", block_tokens=3)
+    computed = {"n": 0}
+
+    def crash_in_third_block_row(k):
+        computed["n"] += k
+        if computed["n"] > 3 + 3 + 3 + 1 + 3 + 3 + 1:  # block rows 0 and 1 done (blocks: 3, 3, 3, 1)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        exact_cosine(model, params, sequences, tokens, "cpu", block_tokens=3, on_row=crash_in_third_block_row,
+                     resume_dir=tmp_path / "resume")
+    resumed_count = {"n": 0}
+    resumed = exact_cosine(model, params, sequences, tokens, "cpu", block_tokens=3,
+                           on_row=lambda k: resumed_count.update(n=resumed_count["n"] + k),
+                           resume_dir=tmp_path / "resume")
+    np.testing.assert_allclose(resumed, full, atol=1e-6)
+    assert resumed_count["n"] == 3 + 1 + 1  # only block rows 2 and 3 were computed again

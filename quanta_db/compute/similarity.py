@@ -14,6 +14,9 @@ and only its sketch is kept.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -68,12 +71,18 @@ def gram(a: torch.Tensor, b: torch.Tensor, column_chunk: int = 1 << 22) -> torch
 
 
 def exact_cosine(model, params, sequences, tokens: TokenList, device, block_tokens: int,
-                 storage_dtype=torch.float32, on_row=None) -> np.ndarray:
-    """The exact N x N cosine matrix, blockwise under a memory budget of ``block_tokens`` rows."""
+                 storage_dtype=torch.float32, on_row=None, resume_dir: Path | None = None) -> np.ndarray:
+    """The exact N x N cosine matrix, blockwise under a memory budget of ``block_tokens`` rows.
+
+    With ``resume_dir``, the matrix is saved there after each finished block row, and a later
+    call with the same tokens and block size continues from the first unfinished block row.
+    """
     n = len(tokens)
     blocks = [list(range(s, min(s + block_tokens, n))) for s in range(0, n, block_tokens)]
-    result = np.zeros((n, n), dtype=np.float32)
+    result, first_block = _resume(resume_dir, n, block_tokens)
     for i, rows_i in enumerate(blocks):
+        if i < first_block:
+            continue
         g_i = gradient_rows(model, params, sequences, [tokens[r] for r in rows_i], device,
                             storage_dtype=storage_dtype, on_row=on_row)
         result[np.ix_(rows_i, rows_i)] = gram(g_i, g_i).cpu().numpy()
@@ -85,7 +94,29 @@ def exact_cosine(model, params, sequences, tokens: TokenList, device, block_toke
             result[np.ix_(rows_j, rows_i)] = block.T
             del g_j
         del g_i
+        _save_progress(resume_dir, result, block_tokens, i + 1)
     return result
+
+
+def _resume(resume_dir: Path | None, n: int, block_tokens: int) -> tuple[np.ndarray, int]:
+    """(matrix so far, first block row to compute) from an earlier interrupted call, if any."""
+    if resume_dir is not None and (resume_dir / "progress.json").exists():
+        progress = json.loads((resume_dir / "progress.json").read_text())
+        if progress["n"] == n and progress["block_tokens"] == block_tokens:
+            return np.load(resume_dir / "partial.npy"), progress["blocks_done"]
+    return np.zeros((n, n), dtype=np.float32), 0
+
+
+def _save_progress(resume_dir: Path | None, result: np.ndarray, block_tokens: int, blocks_done: int) -> None:
+    if resume_dir is None:
+        return
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a crash mid-save leaves the previous state intact.
+    np.save(resume_dir / "partial.tmp.npy", result)
+    os.replace(resume_dir / "partial.tmp.npy", resume_dir / "partial.npy")
+    progress = {"n": result.shape[0], "block_tokens": block_tokens, "blocks_done": blocks_done}
+    (resume_dir / "progress.tmp.json").write_text(json.dumps(progress))
+    os.replace(resume_dir / "progress.tmp.json", resume_dir / "progress.json")
 
 
 class CountSketch:

@@ -6,7 +6,11 @@ their loss gradients, cluster it spectrally, and store labels, the chosen tokens
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
+import socket
 import time
 
 import numpy as np
@@ -85,6 +89,7 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
     doc_index = {int(d): i for i, d in enumerate(doc_ids)}
     tokens = [(doc_index[int(d)], int(p)) for d, p in zip(chosen.column("doc_id").to_pylist(),
                                                           chosen.column("pos").to_pylist())]
+    resume_dir = _resume_dir(store, params)
     started = time.perf_counter()
     with tqdm(total=len(tokens), unit="grad", disable=not progress, desc="gradients") as bar:
         if sketch:
@@ -95,7 +100,7 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
             block = _block_tokens(n_gradient_numbers(parameters), storage, torch_device, grad_memory_gb)
             bar.total = _gradient_computations(len(tokens), block)
             cosine = exact_cosine(loaded, parameters, sequences, tokens, torch_device, block, storage,
-                                  on_row=bar.update)
+                                  on_row=bar.update, resume_dir=resume_dir)
     similarity_seconds = time.perf_counter() - started
     with store.begin_run("clusters", params, device=str(torch_device)) as run:
         run.write_artifact(SIMILARITY_ARTIFACT, cosine)
@@ -105,8 +110,20 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
         summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, model, step, corpus,
                                      run.run_id, method, params, similarity_seconds)
         rows = run.commit()
+    shutil.rmtree(resume_dir, ignore_errors=True)
     return JobResult(run.run_id, rows, message=f"clustering {run.run_id}: {chosen.num_rows} tokens into "
                      f"{n_clusters} clusters ({method} similarity {similarity_seconds:.1f}s)", details=summary)
+
+
+def _resume_dir(store: Store, params: dict):
+    """Where an interrupted exact similarity keeps its finished block rows (``gc`` removes it
+    once no live job owns it); the same parameters find the same folder."""
+    from quanta_db.store.runs import STAGING_DIR, params_hash
+
+    folder = store.root / STAGING_DIR / f"resume-clusters-{params_hash('clusters', params)[:16]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    return folder
 
 
 def _recluster(store: Store, similarity_run: str, n_clusters: int, n_init: int, seed: int, force: bool) -> JobResult:
@@ -150,8 +167,6 @@ def _cluster_and_stage(run, chosen: pa.Table, cosine, n_clusters, n_init, seed, 
 
 
 def _json(params: dict) -> str:
-    import json
-
     return json.dumps(params, sort_keys=True)
 
 
