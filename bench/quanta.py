@@ -107,8 +107,8 @@ def main() -> None:
     agreement = np.abs(exact[:n_ref, :n_ref] - reference).max()
     off_diagonal = ~np.eye(len(tokens), dtype=bool)
     error = np.abs(sketch - exact)[off_diagonal]
-    print(f"| method | seconds | vs reference |")
-    print(f"|---|---|---|")
+    print("| method | seconds | vs reference |")
+    print("|---|---|---|")
     print(f"| reference (block {args.reference_block}, {reference_backwards(len(tokens), args.reference_block):,} "
           f"backwards) | {full_ref_s:.1f}{' (extrapolated from %d tokens)' % n_ref if extrapolated else ''} | 1.0x |")
     print(f"| exact, blocks of {block} rows, {args.grad_dtype} storage | {ours:.1f} | {full_ref_s / ours:.1f}x |")

@@ -6,16 +6,11 @@ import os
 
 import click
 
-from quanta_db.errors import QuantaError
+from quanta_db.errors import QuantaError, first_line
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = "QUANTA_DB_DEBUG"
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 class QuantaGroup(click.Group):
@@ -34,10 +29,10 @@ class QuantaGroup(click.Group):
             click.echo("Interrupted: nothing was committed; the store is as before (`quanta-db gc` cleans staging).", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except QuantaError as error:
-            click.echo(f"Error: {_one_line(error)}", err=True)
+            click.echo(f"Error: {first_line(error)}", err=True)
             ctx.exit(EXIT_ERROR)
         except Exception as error:  # the last line of defence: still one line
             click.echo(
-                f"Error: {type(error).__name__}: {_one_line(error)} (set {DEBUG_ENV}=1 for a traceback)", err=True
+                f"Error: {type(error).__name__}: {first_line(error)} (set {DEBUG_ENV}=1 for a traceback)", err=True
             )
             ctx.exit(EXIT_ERROR)

@@ -15,3 +15,9 @@ class InputError(QuantaError):
 
 class QueryError(QuantaError):
     """SQL that does not parse or bind, or names an unknown table or view."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

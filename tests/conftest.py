@@ -61,6 +61,15 @@ def store_snapshot():
     return snapshot
 
 
+def raw_table(store: Store, table: str):
+    """All Parquet files under tables/<table> read with pyarrow, bypassing the catalog."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    files = sorted((store.root / "tables" / table).rglob("*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
 def staging_entries(store: Store) -> list[Path]:
     staging = store.root / "staging"
     return sorted(staging.iterdir()) if staging.exists() else []

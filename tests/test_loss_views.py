@@ -2,8 +2,9 @@
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
+
+from tests.conftest import raw_table as _raw
 
 from quanta_db.jobs.contexts import ingest_contexts
 from quanta_db.jobs.dm_math import ingest_dm_math
@@ -11,9 +12,6 @@ from quanta_db.jobs.filters import ingest_filters
 from quanta_db.jobs.losses import ingest_losses
 
 
-def _raw(store, table):
-    files = sorted((store.root / "tables" / table).rglob("*.parquet"))
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
 
 @pytest.fixture

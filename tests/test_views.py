@@ -3,16 +3,14 @@
 from collections import Counter
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
+
+from tests.conftest import raw_table as _raw
 
 from quanta_db.errors import QueryError
 from quanta_db.store import views
 
 
-def _raw(store, table):
-    files = sorted((store.root / "tables" / table).rglob("*.parquet"))
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
 
 def test_tokens_per_subset_matches_pandas(corpus_store):

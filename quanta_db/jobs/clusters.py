@@ -160,14 +160,10 @@ def _cluster_and_stage(run, chosen: pa.Table, cosine, n_clusters, n_init, seed, 
     }))
     run.upsert("clusterings", [{
         "clustering": run.run_id, "model": model, "step": int(step), "corpus": corpus, "similarity_run": similarity_run,
-        "similarity_method": method, "n_tokens": n, "n_clusters": n_clusters, "params": _json(params),
+        "similarity_method": method, "n_tokens": n, "n_clusters": n_clusters, "params": json.dumps(params, sort_keys=True),
         "similarity_seconds": similarity_seconds, "clustering_seconds": clustering_seconds, "run_id": run.run_id,
     }], key=["clustering"])
     return {"labels": labels, "similarity_seconds": similarity_seconds, "clustering_seconds": clustering_seconds}
-
-
-def _json(params: dict) -> str:
-    return json.dumps(params, sort_keys=True)
 
 
 def _load_checkpoint(store: Store, model: str, step: int, device):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quanta_db.errors import InputError
+from quanta_db.errors import InputError, first_line
 
 
 @dataclass(frozen=True)
@@ -99,5 +99,5 @@ def generate(per_category: int, categories: list[str] | None, seed: int) -> tupl
                 problems.append(Problem(category, str(problem.question), str(problem.answer)))
         except Exception as error:  # the package's own incompatibilities with current numpy/sympy
             problems = [p for p in problems if p.category != category]
-            failed[category] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".strip()
+            failed[category] = f"{type(error).__name__}: {first_line(error)}"
     return problems, failed

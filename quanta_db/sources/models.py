@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from quanta_db.errors import InputError
+from quanta_db.errors import InputError, first_line
 
 # Pythia's 154 checkpoints: 0, 1, 2, 4, ..., 512, then every 1000 up to 143000.
 PYTHIA_STEPS = [0] + [2**i for i in range(10)] + list(range(1000, 143001, 1000))
@@ -96,7 +96,7 @@ def load_model(checkpoint: Checkpoint, dtype, device):
             model = AutoModelForCausalLM.from_pretrained(checkpoint.location, revision=checkpoint.revision, dtype=dtype)
     except Exception as error:
         where = checkpoint.location + (f"@{checkpoint.revision}" if checkpoint.revision else "")
-        raise InputError(f"model {where} does not load: {_first_line(error)}") from None
+        raise InputError(f"model {where} does not load: {first_line(error)}") from None
     return model.to(device).eval()
 
 
@@ -128,6 +128,3 @@ def model_info(model) -> dict:
     }
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

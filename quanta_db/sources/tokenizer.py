@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from quanta_db.errors import InputError
+from quanta_db.errors import InputError, first_line
 
 
 @contextmanager
@@ -33,8 +33,7 @@ def load_tokenizer(source: str):
         with quiet_hub():
             return AutoTokenizer.from_pretrained(str(source))
     except Exception as error:  # transformers raises OSError, ValueError, HF errors...
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"tokenizer {source!r} does not load: {first}") from None
+        raise InputError(f"tokenizer {source!r} does not load: {first_line(error)}") from None
 
 
 def tokenizer_key(source: str) -> str:

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import duckdb
 
-from quanta_db.errors import StoreError
+from quanta_db.errors import StoreError, first_line
 
 CATALOG_FILE = "catalog.duckdb"
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
@@ -42,10 +42,6 @@ def _is_lock_error(error: Exception) -> bool:
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open with bounded retry while another process holds the write lock."""
     path = catalog_path(root)
@@ -59,7 +55,7 @@ def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as error:
             if not _is_lock_error(error):
-                raise StoreError(f"cannot open catalog {path}: {_first_line(error)}") from None
+                raise StoreError(f"cannot open catalog {path}: {first_line(error)}") from None
             if time.monotonic() >= deadline:
                 raise StoreError(
                     f"catalog {path} is locked by another process (an ingest committing?); "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from quanta_db.errors import StoreError
+from quanta_db.errors import StoreError, first_line
 from quanta_db.resources import migrations_dir
 
 FILE_PATTERN = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
@@ -107,6 +107,5 @@ def apply(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[M
             con.execute("COMMIT")
         except duckdb.Error as error:
             con.execute("ROLLBACK")
-            first = str(error).strip().splitlines()[0]
-            raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {first}") from None
+            raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {first_line(error)}") from None
     return todo

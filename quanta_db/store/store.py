@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from quanta_db.errors import QueryError, StoreError
+from quanta_db.errors import QueryError, StoreError, first_line
 from quanta_db.store import catalog, migrations, views
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.schemas import FACT_TABLES
@@ -187,7 +187,7 @@ class Store:
                 relation = con.sql(sql, params=params or None)
                 return relation.to_arrow_table() if relation is not None else pa.table({})
             except duckdb.Error as error:
-                raise QueryError(_one_line(error)) from None
+                raise QueryError(first_line(error)) from None
 
     def query_df(self, sql: str, params: list | None = None) -> pd.DataFrame:
         """Like :meth:`query_arrow`, as pandas with nullable integer columns (NULL stays NA)."""
@@ -290,11 +290,6 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
                 pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=nullable.get)
-
-
-def _one_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def _job_alive(run_dir: Path) -> bool:

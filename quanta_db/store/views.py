@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from quanta_db.errors import QueryError
+from quanta_db.errors import QueryError, first_line
 from quanta_db.resources import queries_dir
 from quanta_db.store.schemas import FACT_TABLES, FactTable, duckdb_type
 
@@ -78,9 +78,6 @@ class SavedQuery:
             return f"CREATE OR REPLACE MACRO {quote_ident(self.name)}({self.parameters}) AS TABLE {self.body}"
         return f"CREATE OR REPLACE VIEW {quote_ident(self.name)} AS {self.body}"
 
-    def drop_sql(self) -> str:
-        return drop_saved_sql(self.name, bool(self.parameters))
-
 
 def drop_saved_sql(name: str, is_macro: bool) -> str:
     kind = "MACRO TABLE" if is_macro else "VIEW"
@@ -128,7 +125,7 @@ def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQue
             try:
                 con.execute(query.create_sql())
             except duckdb.Error as error:
-                failed.append((query, str(error).strip().splitlines()[0]))
+                failed.append((query, first_line(error)))
         if len(failed) == len(remaining):
             query, message = failed[0]
             raise QueryError(f"saved query {query.path.name} does not install: {message}")
