@@ -1,7 +1,6 @@
 """Loss analyses (saved queries) against pandas on the raw Parquet files."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tests.conftest import raw_table as _raw
