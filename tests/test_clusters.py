@@ -118,8 +118,11 @@ def test_selection_follows_the_reference_rule(cluster_store):
     expected = frame[(frame.loss_nats < threshold) & ~frame.value.astype(bool)].sort_values("canonical_idx")
     expected = expected.iloc[::3].head(25)
     assert list(zip(chosen.doc_id, chosen.pos)) == list(zip(expected.doc_id, expected.pos))
-    bits = select_tokens(cluster_store, "tiny", 8, "toy", threshold, None, 25, 3)
-    assert bits.num_rows == 25
+    unfiltered = select_tokens(cluster_store, "tiny", 8, "toy", threshold, None, 25, 3)
+    assert unfiltered.num_rows == 25
+    ingest_filters(cluster_store, "toy", "bigram", progress=False)
+    alias = select_tokens(cluster_store, "tiny", 8, "toy", threshold, "induction", 25, 3)
+    assert alias.equals(select_tokens(cluster_store, "tiny", 8, "toy", threshold, "bigram", 25, 3))
 
 
 def test_ingest_clusters_end_to_end(cluster_store, toy_model):

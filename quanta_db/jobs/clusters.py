@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.compute.clustering import spectral_clusters
+from quanta_db.compute.filters import canonical_filter
 from quanta_db.compute.gradients import DEFAULT_EXCLUDE, n_gradient_numbers, select_parameters
 from quanta_db.compute.similarity import exact_cosine, sketched_cosine
 from quanta_db.device import resolve_device
@@ -46,6 +47,7 @@ def select_tokens(store: Store, model: str, step: int, corpus: str, loss_below_n
     tokens = store.read_fact("tokens", ["doc_id", "pos", "canonical_idx"], partition={"corpus": corpus}).to_pandas()
     frame = frame.merge(tokens, on=["doc_id", "pos"])
     if exclude_filter:
+        exclude_filter = canonical_filter(exclude_filter)
         flags = store.read_fact("token_filters", ["doc_id", "pos", "value"],
                                 partition={"corpus": corpus, "filter": exclude_filter}).to_pandas()
         if flags.empty:
