@@ -36,10 +36,10 @@ def cluster_page_data(store: Store, clustering: str, before: int, after: int) ->
     index_of = {int(d): i for i, d in enumerate(doc_ids)}
     used = sorted(set(labels.doc_id.astype(int)))
     local = {d: k for k, d in enumerate(used)}
+    last_pos = labels.groupby("doc_id").pos.max()
     pieces, offsets = [], [0]
     for d in used:
-        last = int(labels.pos[labels.doc_id == d].max()) + after + 1
-        pieces.append(sequences[index_of[d]][:last])
+        pieces.append(sequences[index_of[d]][: int(last_pos[d]) + after + 1])
         offsets.append(offsets[-1] + len(pieces[-1]))
     ids = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
     labels = labels.sort_values(["cluster", "doc_id", "pos"]).reset_index(drop=True)

@@ -231,14 +231,10 @@ class Run:
         dropped = []
         for table, partition in self._superseded:
             # A partition also covers its sub-partitions (corpus=x covers corpus=x/filter=y).
-            match = "table_name = ? AND (partition = ? OR starts_with(partition, ? || '/'))"
-            args = [table, partition, partition]
-            dropped.extend(path for (path,) in con.execute(f"SELECT path FROM files WHERE {match}", args).fetchall())
-            con.execute(f"DELETE FROM files WHERE {match}", args)
+            dropped += _unlist_files(con, "table_name = ? AND (partition = ? OR starts_with(partition, ? || '/'))",
+                                     [table, partition, partition])
         for table, run_id in self._superseded_runs:
-            old = con.execute("SELECT path FROM files WHERE table_name = ? AND run_id = ?", [table, run_id]).fetchall()
-            dropped.extend(path for (path,) in old)
-            con.execute("DELETE FROM files WHERE table_name = ? AND run_id = ?", [table, run_id])
+            dropped += _unlist_files(con, "table_name = ? AND run_id = ?", [table, run_id])
         con.execute(
             "UPDATE runs SET status = 'superseded' WHERE status = 'committed' "
             "AND run_id NOT IN (SELECT DISTINCT run_id FROM files) AND rows_written > 0"
@@ -265,6 +261,13 @@ class Run:
         if touched:
             views.refresh_fact_views(con, touched)
         return dropped
+
+
+def _unlist_files(con, where: str, args: list) -> list[str]:
+    """Delete matching rows of ``files``; returns their paths, to remove once committed."""
+    paths = [path for (path,) in con.execute(f"SELECT path FROM files WHERE {where}", args).fetchall()]
+    con.execute(f"DELETE FROM files WHERE {where}", args)
+    return paths
 
 
 def _relative_dest(table: str, partition: str, path: Path) -> str:
