@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from quanta_db.compute.gradients import select_parameters, single_token_gradient  # noqa: E402
-from quanta_db.compute.similarity import exact_cosine, sketched_cosine  # noqa: E402
-from quanta_db.jobs.clusters import _block_tokens  # noqa: E402
-from quanta_db.sources.toy_models import gpt_neox_config, pythia_config, random_model  # noqa: E402
+from quanta_db.results.quanta.gradients import select_parameters, single_token_gradient  # noqa: E402
+from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine  # noqa: E402
+from quanta_db.results.quanta.job import block_tokens  # noqa: E402
+from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model  # noqa: E402
 
 REFERENCE_LIMIT_S = 600
 
@@ -85,7 +85,7 @@ def main() -> None:
               for p in sorted(rng.choice(np.arange(1, args.doc_len), args.tokens_per_doc, replace=False))]
     tokens = tokens[: args.n_tokens]
     storage = getattr(torch, args.grad_dtype)
-    block = _block_tokens(n_numbers, storage, device, args.grad_memory_gb)
+    block = block_tokens(n_numbers, storage, device, args.grad_memory_gb)
     print(f"{args.shape}: {n_numbers:,} gradient numbers per token, {len(tokens)} tokens, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
 

@@ -14,7 +14,7 @@ from quanta_db.reports.formats import render
 @pass_store
 def demo(ref, store_path, progress):
     """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; cluster; show analyses."""
-    from quanta_db.demo import ANALYSES, run_demo, write_viewer
+    from quanta_db.demo.run import ANALYSES, run_demo, write_viewer
 
     path = StoreRef(store_path).path if store_path else ref.path
     store = run_demo(path, echo=click.echo, progress=progress)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 
 from cli.options import emit, output_option, pass_store
-from quanta_db.errors import InputError, QueryError
+from quanta_db.errors import InputError
 from quanta_db.reports.latex import LatexOptions, to_latex
-
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
 
 @click.group()
 def export():
@@ -42,13 +37,7 @@ def _column_digits(pairs: tuple[str, ...]) -> dict[str, int]:
 def latex(ref, source, output, caption, label, digits, col_digits, maximize, minimize, siunitx):
     """Export a view, table or SQL query (SOURCE) as a booktabs LaTeX table."""
     store = ref.open()
-    if IDENTIFIER.match(source):
-        if not store.relation_exists(source):
-            raise QueryError(f"unknown table or view {source!r} (see `quanta-db views` and `quanta-db status`)")
-        sql = f'SELECT * FROM "{source}"'
-    else:
-        sql = source
-    df = store.query_df(sql)
+    df = store.query_df(store.resolve_source(source))
     options = LatexOptions(
         caption=caption, label=label, digits=digits, column_digits=_column_digits(col_digits),
         maximize=list(maximize), minimize=list(minimize), siunitx=siunitx, source=source,

@@ -1,17 +1,20 @@
-"""The ``quanta-db`` command: one click group; commands live in modules by area."""
+"""The ``quanta-db`` command: one click group. Store commands live in ``store_commands``;
+each result kind's ``ingest`` and ``report`` commands come from its module in ``cli/kinds/``."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import click
 
+from cli import kinds
+from cli.demo_command import demo
 from cli.errors import QuantaGroup
 from cli.export_commands import export
-from cli.ingest_commands import ingest
-from cli.demo_command import demo
 from cli.options import DEFAULT_STORE, StoreRef
-from cli.report_commands import report
 from cli.store_commands import gc, init, migrate, query, status, views
-from quanta_db import __version__
+from quanta_db.version import __version__
 
 
 @click.group(cls=QuantaGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +32,28 @@ def cli(ctx, store):
     """
     ctx.obj = StoreRef(store)
 
+
+@click.group()
+def ingest():
+    """Compute results and commit them to the store as one run."""
+
+
+@click.group()
+def report():
+    """HTML reports."""
+
+
+def kind_modules() -> list:
+    """The CLI module of every result kind (``cli/kinds/*.py``), by name."""
+    return [importlib.import_module(f"{kinds.__name__}.{m.name}") for m in sorted(pkgutil.iter_modules(kinds.__path__),
+                                                                                  key=lambda m: m.name)]
+
+
+for module in kind_modules():
+    for command in module.INGEST:
+        ingest.add_command(command)
+    for command in module.REPORT:
+        report.add_command(command)
 
 for command in (init, migrate, status, gc, views, query, ingest, export, report, demo):
     cli.add_command(command)

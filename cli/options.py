@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from quanta_db.reports.formats import FORMATS
+from quanta_db.runtime.device import DTYPES
 
 DEFAULT_STORE = "quanta-store"
 
@@ -47,3 +48,22 @@ def emit(text: str, output: str | None) -> None:
 device_option = click.option(
     "--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda or cuda:N."
 )
+
+
+def dtype_option(flag: str, help: str | None = None):
+    """A ``--dtype``-like option over the dtypes every model-running job accepts."""
+    return click.option(flag, type=click.Choice(DTYPES), default="float32", show_default=True, help=help)
+
+
+def echo_result(result) -> None:
+    """One line per job: what it committed (and what the commit replaced), or why it skipped."""
+    prefix = "skipped" if result.skipped else f"committed run {result.run_id}"
+    line = f"{prefix}: {result.message}" + ("" if result.skipped else f" ({result.rows_written:,} rows)")
+    if result.dropped:
+        line += "; replaced " + ", ".join(f"{table} ({n:,})" for table, n in result.dropped.items())
+    click.echo(line)
+
+
+def echo_results(results) -> None:
+    for result in results:
+        echo_result(result)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from cli.options import emit, format_option, output_option, pass_store
-from quanta_db.errors import InputError, QueryError
+from quanta_db.errors import InputError
 from quanta_db.reports.formats import render, write_parquet
 
 
@@ -54,7 +55,10 @@ def status(ref):
     runs = info["last_runs"]
     click.echo("\nlast runs:" if len(runs) else "\nno runs yet")
     for run in runs.itertuples(index=False):
-        click.echo(f"  {run.run_id}  {run.kind:<10} {run.status:<10} {run.rows_written:>12,} rows  {run.ended_at:%Y-%m-%d %H:%M:%S}")
+        line = f"  {run.run_id}  {run.kind:<10} {run.status:<10} {run.rows_written:>12,} rows  {run.ended_at:%Y-%m-%d %H:%M:%S}"
+        if isinstance(run.dropped, str):
+            line += "  replaced " + ", ".join(f"{t} ({n:,})" for t, n in json.loads(run.dropped).items())
+        click.echo(line)
 
 
 def _size(n_bytes: int) -> str:
@@ -86,17 +90,14 @@ def views(ref, name, refresh):
     store = ref.open()
     if refresh:
         store.refresh_views()
-    saved = store.saved_queries()
     if name:
-        match = saved[saved["name"] == name]
-        if match.empty:
-            raise QueryError(f"unknown saved query {name!r} (see `quanta-db views`)")
-        row = match.iloc[0]
+        row = store.saved_query(name)
         click.echo(f"-- name: {row['name']}\n-- description: {row['description']}")
         if row["parameters"]:
             click.echo(f"-- parameters: {row['parameters']}")
         click.echo(row["sql"])
         return
+    saved = store.saved_queries()
     for row in saved.itertuples(index=False):
         call = f"{row.name}({row.parameters})" if row.parameters else row.name
         click.echo(f"{call}\n    {row.description}")

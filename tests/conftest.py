@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quanta_db.sources import toy
+from quanta_db.demo import toy_corpus as toy
 from quanta_db.store.store import Store
 
 
@@ -30,7 +30,7 @@ def store(tmp_path) -> Store:
 
 @pytest.fixture
 def corpus_store(store, toy_inputs) -> Store:
-    from quanta_db.jobs.corpus import ingest_corpus
+    from quanta_db.results.corpus.job import ingest_corpus
 
     ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
     return store
@@ -39,14 +39,13 @@ def corpus_store(store, toy_inputs) -> Store:
 def snapshot(store: Store) -> dict:
     """Everything a reader can see, plus every file under tables/: equal iff nothing changed."""
     from quanta_db.store.catalog import connect
-    from quanta_db.store.schemas import FACT_TABLES
-    from quanta_db.store.store import CATALOG_TABLES
+    from quanta_db.store.registry import catalog_tables, fact_tables
 
     state = {}
     with connect(store.root, read_only=True) as con:
-        for table in CATALOG_TABLES:
+        for table in catalog_tables():
             state[table] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
-        for table in FACT_TABLES:
+        for table in fact_tables():
             state[f"view:{table}"] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
     tables = store.root / "tables"
     state["files"] = {
@@ -80,7 +79,7 @@ def toy_model(toy_inputs, tmp_path_factory) -> dict:
     """A tiny GPT-NeoX trained for a few steps, saved as step0/, step4/ and step8/ with its tokenizer."""
     from transformers import AutoTokenizer
 
-    from quanta_db.sources.toy_models import gpt_neox_config, train_checkpoints
+    from quanta_db.demo.toy_models import gpt_neox_config, train_checkpoints
 
     tok = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
     sequences = [np.array(tok.encode(r["text"]), dtype=np.int64) for r in toy_inputs["records"]]

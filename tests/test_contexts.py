@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from quanta_db.errors import InputError
-from quanta_db.jobs.contexts import ingest_contexts, sample_contexts
+from quanta_db.results.corpus.contexts import ingest_contexts, sample_contexts
 
 
 def test_contexts_are_slices_of_their_source(corpus_store):
@@ -23,7 +23,7 @@ def test_contexts_are_slices_of_their_source(corpus_store):
         assert len(ids) == min(20, len(full))
         starts.add(int(start))
     assert len(starts) > 1  # not only document beginnings
-    kinds = corpus_store.query_df("SELECT kind, parent_corpus FROM corpora WHERE corpus = 'ctx'")
+    kinds = corpus_store.query_df("SELECT origin, parent_corpus FROM corpora WHERE corpus = 'ctx'")
     assert kinds.values.tolist() == [["contexts", "toy"]]
     assert ingest_contexts(corpus_store, "toy", "ctx", per_subset=6, length=20, seed=1).skipped
 

@@ -1,8 +1,8 @@
 import pytest
 
 from quanta_db.errors import InputError
-from quanta_db.jobs.dm_math import ingest_dm_math
-from quanta_db.sources import dm_math
+from quanta_db.results.corpus.dm_math import ingest_dm_math
+from quanta_db.results.corpus import dm_math_problems as dm_math
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_released_files_give_aligned_corpora(store, toy_inputs, released):
         assert zero_ids[int(ref_doc)][int(ref_pos)] == token  # each few-shot token is its zero-shot twin
     few_lengths = store.query_df("SELECT max(n_tokens) AS m FROM documents WHERE corpus = 'dm_few_shot'")
     assert few_lengths["m"][0] <= 60
-    kinds = store.query_df("SELECT corpus, kind, parent_corpus FROM corpora ORDER BY corpus").values.tolist()
+    kinds = store.query_df("SELECT corpus, origin, parent_corpus FROM corpora ORDER BY corpus").values.tolist()
     assert kinds == [["dm_few_shot", "dm_math_few_shot", "dm_zero_shot"], ["dm_zero_shot", "dm_math_zero_shot", "dm_few_shot"]]
 
 

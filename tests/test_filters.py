@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from quanta_db.compute.filters import repeated_ngram
+from quanta_db.results.filters.compute import repeated_ngram
 from quanta_db.errors import InputError
-from quanta_db.jobs.filters import ingest_filters
+from quanta_db.results.filters.job import ingest_filters
 
 
 def brute_force(ids, n):

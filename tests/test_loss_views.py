@@ -5,10 +5,10 @@ import pytest
 
 from tests.conftest import raw_table as _raw
 
-from quanta_db.jobs.contexts import ingest_contexts
-from quanta_db.jobs.dm_math import ingest_dm_math
-from quanta_db.jobs.filters import ingest_filters
-from quanta_db.jobs.losses import ingest_losses
+from quanta_db.results.corpus.contexts import ingest_contexts
+from quanta_db.results.corpus.dm_math import ingest_dm_math
+from quanta_db.results.filters.job import ingest_filters
+from quanta_db.results.losses.job import ingest_losses
 
 
 
@@ -94,7 +94,7 @@ def test_loss_trajectory_and_subset_means(analysed):
 
 
 def test_replacing_a_corpus_drops_what_was_computed_on_it(analysed, toy_inputs):
-    from quanta_db.jobs.corpus import ingest_corpus
+    from quanta_db.results.corpus.job import ingest_corpus
 
     ingest_corpus(analysed, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=16, force=True,
                   progress=False)

@@ -15,8 +15,12 @@ def test_wheel_ships_sql_and_cli_finds_it(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for sql in ROOT.glob("migrations/*.sql"):
         assert f"quanta_db/migrations/{sql.name}" in names
-    for sql in ROOT.glob("queries/*.sql"):
-        assert f"quanta_db/queries/{sql.name}" in names
+    queries = sorted(ROOT.glob("queries/*/*.sql"))
+    assert queries
+    for sql in queries:
+        assert f"quanta_db/queries/{sql.relative_to(ROOT / 'queries').as_posix()}" in names
+    for page in ROOT.glob("quanta_db/**/templates/*.html"):
+        assert page.relative_to(ROOT).as_posix() in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)

@@ -10,7 +10,7 @@ import pytest
 
 from quanta_db.errors import StoreError
 from quanta_db.store import runs, views
-from quanta_db.store.schemas import FACT_TABLES
+from quanta_db.store.registry import fact_tables
 from quanta_db.store.store import Store
 from tests.conftest import staging_entries
 
@@ -20,7 +20,7 @@ def _vocab(name="tok", n=5):
 
 
 def test_empty_fact_tables_are_typed_views(store):
-    for name, spec in FACT_TABLES.items():
+    for name, spec in fact_tables().items():
         table = store.query_arrow(f'SELECT * FROM "{name}"')
         assert table.num_rows == 0
         assert table.schema.names == spec.schema.names
@@ -90,10 +90,10 @@ def test_store_can_be_moved(tmp_path, store):
     assert Store.open(moved).query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 5
 
 
-def test_supersede_replaces_partition(store):
+def test_replace_drops_the_partition(store):
     for n in (5, 3):
         with store.begin_run("test", {"n": n}) as run:
-            run.supersede("vocab", {"tokenizer": "tok"})
+            run.replace("vocab", tokenizer="tok")
             run.write("vocab", _vocab(n=n))
             run.commit()
     assert store.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 3

@@ -109,3 +109,30 @@ def apply(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[M
             con.execute("ROLLBACK")
             raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {first_line(error)}") from None
     return todo
+
+
+def backfill_file_keys(con: duckdb.DuckDBPyConnection, root: Path) -> int:
+    """Record the per-file key values of files committed before files had ``keys`` (0005).
+
+    Reads only the key columns of those files; returns how many were filled in.
+    """
+    import json
+
+    from quanta_db.store.registry import fact_tables
+    from quanta_db.store.sql import quote_ident, quote_literal
+
+    tables = fact_tables()
+    missing = con.execute("SELECT path, table_name FROM files WHERE keys IS NULL").fetchall()
+    filled = 0
+    for path, table in missing:
+        if table not in tables:
+            continue
+        columns = list(tables[table].file_keys)
+        select = ", ".join(quote_ident(c) for c in columns)
+        source = quote_literal(str(Path(root) / path))
+        rows = con.execute(f"SELECT DISTINCT {select} FROM read_parquet({source})").fetchall()
+        if len(rows) == 1:
+            keys = json.dumps(dict(zip(columns, rows[0])), sort_keys=True, default=str)
+            con.execute("UPDATE files SET keys = ? WHERE path = ?", [keys, path])
+            filled += 1
+    return filled

@@ -25,10 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quanta_db import __version__
 from quanta_db.errors import QuantaError
-from quanta_db.store import catalog, views
-from quanta_db.store.schemas import conform, fact_table
+from quanta_db.store import catalog, lineage, views
+from quanta_db.store.registry import fact_table, fact_tables
+from quanta_db.store.sql import quote_ident
+from quanta_db.store.tables import conform
+from quanta_db.version import __version__
 
 STAGING_DIR = "staging"
 TABLES_DIR = "tables"
@@ -56,10 +58,13 @@ def partition_dir(keys: dict[str, object]) -> str:
 
 @dataclass
 class _PartitionWriter:
+    """The files of one run for one group of per-file keys (a partition, maybe split further)."""
+
     table: str
     partition: str
+    keys: dict
     directory: Path
-    run_id: str
+    prefix: str
     buffered: list[pa.Table] = field(default_factory=list)
     buffered_rows: int = 0
     writer: pq.ParquetWriter | None = None
@@ -79,7 +84,7 @@ class _PartitionWriter:
         self.buffered, self.buffered_rows = [], 0
         if self.writer is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"part-{self.run_id}-{len(self.finished):05d}.parquet"
+            path = self.directory / f"{self.prefix}-{len(self.finished):05d}.parquet"
             self.writer = pq.ParquetWriter(path, data.schema, compression="zstd")
             self._path = path
         self.writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
@@ -99,6 +104,15 @@ class _PartitionWriter:
         return self.finished
 
 
+@dataclass(frozen=True)
+class StagedFile:
+    table: str
+    partition: str
+    path: Path
+    rows: int
+    keys: dict | None
+
+
 class Run:
     """One ingest: stage writes, then :meth:`commit` or :meth:`abort`.
 
@@ -115,15 +129,14 @@ class Run:
         self.run_id = new_run_id()
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.staging = self.root / STAGING_DIR / self.run_id
+        self.dropped: dict[str, int] = {}
         self._writers: dict[tuple[str, str], _PartitionWriter] = {}
         self._upserts: list[tuple[str, list[dict], list[str]]] = []
-        self._superseded: list[tuple[str, str]] = []
-        self._superseded_runs: list[tuple[str, str]] = []
+        self._replaced: list[tuple[str, dict]] = []
         self._artifacts: list[tuple[Path, int]] = []
         self._state = "open"
         self.staging.mkdir(parents=True)
-        marker = {"run_id": self.run_id, "kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
-        (self.staging / "run.json").write_text(json.dumps(marker))
+        write_job_marker(self.staging, run_id=self.run_id, kind=kind)
 
     # -- staging -----------------------------------------------------------------------
     def write(self, table: str, data: pa.Table | pa.RecordBatch) -> int:
@@ -135,12 +148,14 @@ class Run:
         data = conform(data, spec)
         if data.num_rows == 0:
             return 0
-        for keys, part in _split_by_partition(data, spec.partition_by):
-            directory = partition_dir(keys)
-            writer = self._writers.get((table, directory))
+        for keys, part in _split_by_keys(data, spec.file_keys):
+            partition = partition_dir({k: keys[k] for k in spec.partition_by})
+            group = json.dumps(keys, sort_keys=True, default=str)
+            writer = self._writers.get((table, group))
             if writer is None:
-                writer = _PartitionWriter(table, directory, self.staging / table / directory, self.run_id)
-                self._writers[(table, directory)] = writer
+                prefix = f"part-{self.run_id}" + (f"-{len(self._writers):03d}" if spec.split_by else "")
+                writer = _PartitionWriter(table, partition, keys, self.staging / table / partition, prefix)
+                self._writers[(table, group)] = writer
             writer.append(part)
         return data.num_rows
 
@@ -155,36 +170,30 @@ class Run:
         self._artifacts.append((path, int(array.shape[0]) if array.ndim else 1))
 
     def upsert(self, catalog_table: str, rows: list[dict], key: list[str]) -> None:
-        """On commit, replace catalog rows matching ``key`` with ``rows``."""
+        """On commit, replace catalog rows matching ``key`` with ``rows`` (no cascade)."""
         self._require_open()
         self._upserts.append((catalog_table, rows, key))
 
-    def supersede(self, table: str, partition: dict[str, object]) -> None:
-        """On commit, drop the previously committed files of one partition of ``table``."""
+    def replace(self, table: str, **where) -> None:
+        """On commit, drop the rows of ``table`` matching ``where`` (committed files, for a fact
+        table: matched on its per-file keys) and everything derived from them, transitively."""
         self._require_open()
-        fact_table(table)
-        self._superseded.append((table, partition_dir(partition)))
-
-    def supersede_run(self, table: str, run_id: str) -> None:
-        """On commit, drop the files that an earlier run committed to ``table``."""
-        self._require_open()
-        fact_table(table)
-        self._superseded_runs.append((table, run_id))
+        self._replaced.append((table, where))
 
     # -- ending --------------------------------------------------------------------------
     def commit(self) -> int:
         """Move staged files into place and record everything in one transaction; returns rows."""
         self._require_open()
         staged = self._finish_writers()
-        rows_written = sum(rows for table, *_, rows in staged if table != ARTIFACT_TABLE)
+        rows_written = sum(f.rows for f in staged if f.table != ARTIFACT_TABLE)
         with catalog.connect(self.root, read_only=False) as con:
             moved: list[tuple[Path, Path]] = []
             try:
-                for table, partition, path, rows in staged:
-                    dest = self.root / _relative_dest(table, partition, path)
+                for f in staged:
+                    dest = self.root / _relative_dest(f.table, f.partition, f.path)
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    _move(path, dest)
-                    moved.append((path, dest))
+                    _move(f.path, dest)
+                    moved.append((f.path, dest))
                 con.execute("BEGIN TRANSACTION")
                 dropped = self._record(con, staged, rows_written)
                 con.execute("COMMIT")
@@ -194,7 +203,8 @@ class Run:
                     _move(dest, src)
                 raise
         self._state = "committed"
-        for rel in dropped:
+        self.dropped = dropped.summary()
+        for rel in dropped.paths:
             (self.root / rel).unlink(missing_ok=True)
         shutil.rmtree(self.staging, ignore_errors=True)
         return rows_written
@@ -219,55 +229,58 @@ class Run:
         if self._state != "open":
             raise QuantaError(f"run {self.run_id} is already {self._state}")
 
-    def _finish_writers(self) -> list[tuple[str, str, Path, int]]:
-        staged = []
-        for (table, partition), writer in self._writers.items():
-            for path, rows in writer.finish():
-                staged.append((table, partition, path, rows))
-        return staged + [(ARTIFACT_TABLE, self.run_id, path, rows) for path, rows in self._artifacts]
+    def _finish_writers(self) -> list[StagedFile]:
+        staged = [StagedFile(w.table, w.partition, path, rows, w.keys)
+                  for w in self._writers.values() for path, rows in w.finish()]
+        return staged + [StagedFile(ARTIFACT_TABLE, self.run_id, path, rows, None) for path, rows in self._artifacts]
 
-    def _record(self, con, staged, rows_written: int) -> list[str]:
+    def _record(self, con, staged: list[StagedFile], rows_written: int) -> lineage.Dropped:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        dropped = []
-        for table, partition in self._superseded:
-            # A partition also covers its sub-partitions (corpus=x covers corpus=x/filter=y).
-            dropped += _unlist_files(con, "table_name = ? AND (partition = ? OR starts_with(partition, ? || '/'))",
-                                     [table, partition, partition])
-        for table, run_id in self._superseded_runs:
-            dropped += _unlist_files(con, "table_name = ? AND run_id = ?", [table, run_id])
-        con.execute(
-            "UPDATE runs SET status = 'superseded' WHERE status = 'committed' "
-            "AND run_id NOT IN (SELECT DISTINCT run_id FROM files) AND rows_written > 0"
-        )
+        dropped = lineage.Dropped()
+        for table, where in self._replaced:
+            lineage.drop(con, table, where, dropped)
+        _supersede_emptied_runs(con, dropped)
         for catalog_table, rows, key in self._upserts:
             _upsert(con, catalog_table, rows, key)
-        for table, partition, path, rows in staged:
-            rel = _relative_dest(table, partition, path)
-            size = (self.root / rel).stat().st_size
+        for f in staged:
+            rel = _relative_dest(f.table, f.partition, f.path)
             con.execute(
-                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [self.run_id, table, rel, partition, rows, size, now],
+                "INSERT INTO files (run_id, table_name, path, partition, rows, bytes, committed_at, keys) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [self.run_id, f.table, rel, f.partition, f.rows, (self.root / rel).stat().st_size, now,
+                 None if f.keys is None else json.dumps(f.keys, sort_keys=True, default=str)],
             )
+        summary = dropped.summary()
         con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed')",
+            "INSERT INTO runs (run_id, kind, params, params_hash, code_version, host, device, started_at, ended_at, "
+            "rows_written, status, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed', ?)",
             [
                 self.run_id, self.kind, json.dumps(self.params, sort_keys=True, default=str),
                 self.params_hash, __version__, socket.gethostname(), self.device,
-                self.started_at, now, rows_written,
+                self.started_at, now, rows_written, json.dumps(summary) if summary else None,
             ],
         )
-        touched = sorted(({t for t, *_ in staged} | {t for t, _ in self._superseded + self._superseded_runs})
-                         - {ARTIFACT_TABLE})
+        touched = sorted(({f.table for f in staged} | set(dropped.rows)) & set(fact_tables()))
         if touched:
             views.refresh_fact_views(con, touched)
         return dropped
 
 
-def _unlist_files(con, where: str, args: list) -> list[str]:
-    """Delete matching rows of ``files``; returns their paths, to remove once committed."""
-    paths = [path for (path,) in con.execute(f"SELECT path FROM files WHERE {where}", args).fetchall()]
-    con.execute(f"DELETE FROM files WHERE {where}", args)
-    return paths
+def _supersede_emptied_runs(con, dropped: lineage.Dropped) -> None:
+    """Runs left without any committed table file are superseded; their artifacts go too."""
+    emptied = [r for (r,) in con.execute(
+        "SELECT run_id FROM runs WHERE status = 'committed' AND rows_written > 0 AND run_id NOT IN "
+        "(SELECT DISTINCT run_id FROM files WHERE table_name <> ?)", [ARTIFACT_TABLE]).fetchall()]
+    for run_id in emptied:
+        con.execute("UPDATE runs SET status = 'superseded' WHERE run_id = ?", [run_id])
+        lineage.unlist_files(con, "table_name = ? AND run_id = ?", [ARTIFACT_TABLE, run_id], dropped)
+
+
+def write_job_marker(folder: Path, **fields) -> None:
+    """Mark ``folder`` (staging or resumable state) as owned by this live process, for ``gc``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = {**fields, "pid": os.getpid(), "host": socket.gethostname()}
+    (folder / "run.json").write_text(json.dumps(marker))
 
 
 def _relative_dest(table: str, partition: str, path: Path) -> str:
@@ -290,15 +303,15 @@ def _rollback_quietly(con) -> None:
 
 def _upsert(con, table: str, rows: list[dict], key: list[str]) -> None:
     for row in rows:
-        where = " AND ".join(f"{views.quote_ident(k)} = ?" for k in key)
-        con.execute(f"DELETE FROM {views.quote_ident(table)} WHERE {where}", [row[k] for k in key])
-        columns = ", ".join(views.quote_ident(c) for c in row)
+        where = " AND ".join(f"{quote_ident(k)} = ?" for k in key)
+        con.execute(f"DELETE FROM {quote_ident(table)} WHERE {where}", [row[k] for k in key])
+        columns = ", ".join(quote_ident(c) for c in row)
         marks = ", ".join("?" for _ in row)
-        con.execute(f"INSERT INTO {views.quote_ident(table)} ({columns}) VALUES ({marks})", list(row.values()))
+        con.execute(f"INSERT INTO {quote_ident(table)} ({columns}) VALUES ({marks})", list(row.values()))
 
 
-def _split_by_partition(data: pa.Table, partition_by: tuple[str, ...]):
-    """Yield (partition keys, rows) pairs; one pass when the batch holds one partition."""
+def _split_by_keys(data: pa.Table, partition_by: tuple[str, ...]):
+    """Yield (key values, rows) pairs; one pass when the batch holds one group."""
     if not partition_by:
         yield {}, data
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 from contextlib import contextmanager
@@ -17,11 +18,11 @@ import pyarrow as pa
 
 from quanta_db.errors import QueryError, StoreError, first_line
 from quanta_db.store import catalog, migrations, views
+from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
-from quanta_db.store.schemas import FACT_TABLES
+from quanta_db.store.sql import quote_ident
 
-CATALOG_TABLES = ("runs", "files", "schema_migrations", "tokenizers", "corpora", "models", "checkpoints",
-                  "saved_queries", "clusterings")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Store:
             todo = migrations.pending(con, code)
             version = migrations.current_version(con)
             present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        if not todo and not set(FACT_TABLES) <= present:
+        if not todo and not set(fact_tables()) <= present:
             raise StoreError("store views are out of date with this quanta-db; run `quanta-db migrate`")
         if todo:
             raise StoreError(
@@ -105,6 +106,7 @@ class Store:
         with self.write() as con:
             done = migrations.apply(con, code)
             if directory is None:
+                migrations.backfill_file_keys(con, self.root)
                 self._refresh_views(con)
         return done
 
@@ -141,7 +143,7 @@ class Store:
         """
         import pyarrow.dataset as ds
 
-        spec = FACT_TABLES[table]
+        spec = fact_table(table)
         paths = self.committed_paths(table, partition)
         wanted = columns or spec.schema.names
         if not paths:
@@ -179,6 +181,19 @@ class Store:
                 "SELECT name, description, parameters, sql FROM saved_queries ORDER BY name"
             ).df()
 
+    def saved_query(self, name: str) -> dict:
+        """One installed saved analysis (name, description, parameters, sql); unknown is an error."""
+        with self.read() as con:
+            return views.find_saved_query(con, name)
+
+    def resolve_source(self, source: str) -> str:
+        """SQL for SOURCE: a table or view name becomes ``SELECT *`` from it; anything else is SQL."""
+        if not IDENTIFIER.match(source):
+            return source
+        if not self.relation_exists(source):
+            raise QueryError(f"unknown table or view {source!r} (see `quanta-db views` and `quanta-db status`)")
+        return f"SELECT * FROM {quote_ident(source)}"
+
     # -- querying --------------------------------------------------------------------------------
     def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
         """Run ad-hoc SQL on a read-only connection; errors become one-line QueryErrors."""
@@ -206,6 +221,15 @@ class Store:
     def begin_run(self, kind: str, params: dict, device: str | None = None) -> Run:
         return Run(self.root, kind, params, device=device)
 
+    def resume_dir(self, job: str, params: dict) -> Path:
+        """A staging folder where a job with these parameters keeps resumable state between
+        attempts; marked as owned by this live process so ``gc`` keeps it while it runs."""
+        from quanta_db.store.runs import write_job_marker
+
+        folder = self.root / STAGING_DIR / f"resume-{job}-{params_hash(job, params)[:16]}"
+        write_job_marker(folder, job=job)
+        return folder
+
     def find_committed_run(self, kind: str, params: dict) -> str | None:
         """The run id of a committed run with identical kind and parameters, if any."""
         with self.read() as con:
@@ -225,9 +249,9 @@ class Store:
 
     def catalog_rows(self, table: str, **equal) -> list[dict]:
         """Rows of a small catalog table matching column = value filters, as dicts."""
-        where = " AND ".join(f"{views.quote_ident(k)} = ?" for k in equal) or "TRUE"
+        where = " AND ".join(f"{quote_ident(k)} = ?" for k in equal) or "TRUE"
         with self.read() as con:
-            result = con.execute(f"SELECT * FROM {views.quote_ident(table)} WHERE {where}", list(equal.values()))
+            result = con.execute(f"SELECT * FROM {quote_ident(table)} WHERE {where}", list(equal.values()))
             names = [d[0] for d in result.description]
             return [dict(zip(names, row)) for row in result.fetchall()]
 
@@ -240,10 +264,10 @@ class Store:
                 "FROM files GROUP BY table_name"
             ).df().set_index("table_name")
             catalog_rows = {
-                t: con.execute(f"SELECT count(*) FROM {views.quote_ident(t)}").fetchone()[0] for t in CATALOG_TABLES
+                t: con.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0] for t in catalog_tables()
             }
             runs = con.execute(
-                "SELECT run_id, kind, status, rows_written, ended_at FROM runs ORDER BY ended_at DESC LIMIT ?",
+                "SELECT run_id, kind, status, rows_written, ended_at, dropped FROM runs ORDER BY ended_at DESC LIMIT ?",
                 [last_runs],
             ).df()
         fact = [
@@ -253,7 +277,7 @@ class Store:
                 "files": int(tables.loc[name, "files"]) if name in tables.index else 0,
                 "bytes": int(tables.loc[name, "bytes"]) if name in tables.index else 0,
             }
-            for name in [*FACT_TABLES, ARTIFACT_TABLE]
+            for name in [*fact_tables(), ARTIFACT_TABLE]
         ]
         return {"root": str(self.root), "schema_version": version, "fact_tables": fact,
                 "catalog_tables": catalog_rows, "last_runs": runs}

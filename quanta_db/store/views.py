@@ -1,7 +1,7 @@
 """Views over committed data: one typed view per fact table, plus the saved analyses.
 
 Fact views are built from the catalog's ``files`` list (never a glob), so staged or
-half-written files are invisible. Saved analyses are ``queries/*.sql`` files with a header::
+half-written files are invisible. Saved analyses are ``queries/<kind>/*.sql`` files with a header::
 
     -- name: low_loss_tokens
     -- description: Tokens whose loss is below a threshold.
@@ -22,17 +22,11 @@ import duckdb
 
 from quanta_db.errors import QueryError, first_line
 from quanta_db.resources import queries_dir
-from quanta_db.store.schemas import FACT_TABLES, FactTable, duckdb_type
+from quanta_db.store.registry import fact_tables
+from quanta_db.store.sql import quote_ident, quote_literal
+from quanta_db.store.tables import FactTable, duckdb_type
 
 HEADER_LINE = re.compile(r"^--\s*(name|description|parameters)\s*:\s*(.*)$")
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def fact_view_sql(spec: FactTable, paths: list[str]) -> str:
@@ -51,14 +45,14 @@ def fact_view_sql(spec: FactTable, paths: list[str]) -> str:
 
 def refresh_fact_views(con: duckdb.DuckDBPyConnection, tables: list[str] | None = None) -> None:
     """(Re)build the views of ``tables`` (default: all) from the committed-file list."""
-    for name in tables or list(FACT_TABLES):
+    for name in tables or list(fact_tables()):
         paths = [
             row[0]
             for row in con.execute(
                 "SELECT path FROM files WHERE table_name = ? ORDER BY path", [name]
             ).fetchall()
         ]
-        con.execute(fact_view_sql(FACT_TABLES[name], paths))
+        con.execute(fact_view_sql(fact_tables()[name], paths))
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ def parse_saved_query(path: Path) -> SavedQuery:
     name = header.get("name") or path.stem
     if name != path.stem:
         raise QueryError(f"saved query {path.name} declares name {name!r}; the file must be named {name}.sql")
-    if name in FACT_TABLES:
+    if name in fact_tables():
         raise QueryError(f"saved query {name!r} would shadow the fact table of the same name")
     body = "\n".join(body_lines).strip().rstrip(";").strip()
     if not body:
@@ -106,8 +100,25 @@ def parse_saved_query(path: Path) -> SavedQuery:
 
 
 def discover_saved_queries(directory: Path | None = None) -> list[SavedQuery]:
+    """Every ``*.sql`` under ``directory`` (default: the shipped ``queries/``), recursively;
+    names must be unique across kinds."""
     directory = Path(directory) if directory is not None else queries_dir()
-    return [parse_saved_query(p) for p in sorted(directory.glob("*.sql"))]
+    queries = [parse_saved_query(p) for p in sorted(directory.rglob("*.sql"))]
+    seen: dict[str, Path] = {}
+    for query in queries:
+        if query.name in seen:
+            raise QueryError(f"saved query {query.name!r} is defined twice: {seen[query.name]} and {query.path}")
+        seen[query.name] = query.path
+    return queries
+
+
+def find_saved_query(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+    """The installed saved query ``name`` (name, description, parameters, sql)."""
+    result = con.execute("SELECT name, description, parameters, sql FROM saved_queries WHERE name = ?", [name])
+    row = result.fetchone()
+    if row is None:
+        raise QueryError(f"unknown saved query {name!r} (see `quanta-db views`)")
+    return dict(zip([d[0] for d in result.description], row))
 
 
 def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> None:

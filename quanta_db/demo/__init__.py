@@ -1,0 +1,1 @@
+"""The embedded default: a corpus, a tokenizer and tiny Pythia-architecture models built offline."""

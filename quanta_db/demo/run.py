@@ -1,0 +1,137 @@
+"""The embedded default: everything the README's first command runs, offline, on CPU.
+
+Builds its inputs next to the store (a corpus from the Python standard library's docstrings
+and source as two subsets, DeepMind-mathematics problems, a BPE tokenizer trained on them,
+and two tiny Pythia-architecture models trained for a few hundred steps with Pythia-style
+log-spaced checkpoints), then runs the same jobs as the `ingest` commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from quanta_db.results.quanta.job import ingest_clusters
+from quanta_db.results.corpus.contexts import ingest_contexts
+from quanta_db.results.corpus.job import ingest_corpus
+from quanta_db.results.corpus.dm_math import ingest_dm_math
+from quanta_db.results.filters.job import ingest_filters
+from quanta_db.results.losses.job import ingest_losses
+from quanta_db.demo import toy_corpus as toy
+from quanta_db.results.corpus import dm_math_problems as dm_math
+from quanta_db.demo.toy_models import gpt_neox_config, train_checkpoints
+from quanta_db.store.store import Store
+
+CORPUS = "stdlib"
+CONTEXTS = "stdlib_contexts"
+DM_MATH = "dm_math"
+CHECKPOINT_STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256]
+MODELS = {"tiny-64d": dict(d_model=64, n_layers=2, n_heads=4), "tiny-128d": dict(d_model=128, n_layers=3, n_heads=4)}
+ANALYSES = {
+    "loss_curve": "SELECT * FROM loss_curve WHERE corpus = 'stdlib_contexts' AND step IN (0, 16, 64, 256)",
+    "loss_by_subset_and_step": "SELECT * FROM loss_by_subset_and_step WHERE corpus = 'stdlib_contexts' AND step = 256",
+    "prompting_summary": "SELECT * FROM prompting_summary WHERE step IN (0, 64, 256)",
+    "low_loss_tokens": "SELECT count(*) AS n_tokens_below_0_1_nats, count(DISTINCT token) AS n_distinct "
+                       "FROM low_loss_tokens('tiny-128d', 256, threshold := 0.1)",
+    "cluster_summary": "SELECT * FROM cluster_summary WHERE cluster < 6",
+}
+CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, exclude_filter="trigram", n_tokens=300,
+                  skip=3, n_clusters=10, n_init=10, seed=0)
+
+
+def inputs_dir(store_path) -> Path:
+    """Where the demo keeps what it builds: beside the store, never inside it."""
+    store_path = Path(store_path).resolve()
+    return store_path.with_name(store_path.name + "-inputs")
+
+
+def build_inputs(work: Path, echo: Callable[[str], None]) -> dict:
+    """Corpus, DM-mathematics problem files, tokenizer and trained models (reused when present)."""
+    records = toy.stdlib_documents(150)
+    corpus = work / "stdlib.jsonl"
+    if not corpus.exists():  # rewriting would change its mtime, and so the ingest's identity
+        toy.write_jsonl(records, corpus)
+    problems, failed = _dm_math_problems(work / "dm_math")
+    tokenizer = work / "tokenizer"
+    if not (tokenizer / "tokenizer.json").exists():
+        toy.train_tokenizer([r["text"] for r in records] + [p.text for p in problems], tokenizer, vocab_size=1024)
+    models = {}
+    for name, shape in MODELS.items():
+        models[name] = work / "models" / name
+        if not (models[name] / f"step{CHECKPOINT_STEPS[-1]}" / "config.json").exists():
+            echo(f"training {name} for {CHECKPOINT_STEPS[-1]} steps on CPU")
+            _train(models[name], tokenizer, records, problems, shape)
+    return {"corpus": corpus, "tokenizer": tokenizer, "models": models, "dm_math": work / "dm_math", "dm_failed": failed}
+
+
+def _dm_math_problems(folder: Path):
+    """Generate once and keep them in the released format: generation also depends on Python's
+    hash seed, so reading the files back keeps re-runs of the demo identical (and no-ops)."""
+    if not folder.is_dir():
+        problems, failed = dm_math.generate(per_category=4, categories=None, seed=0)
+        staging = folder.with_name(folder.name + ".tmp")
+        staging.mkdir(parents=True, exist_ok=True)
+        for category in sorted({p.category for p in problems}):
+            lines = [line for p in problems if p.category == category for line in (p.question, p.answer)]
+            (staging / (category.replace("/", "__") + ".txt")).write_text("\n".join(lines) + "\n")
+        (staging / "FAILED").write_text("".join(f"{c}\t{why}\n" for c, why in sorted(failed.items())))
+        staging.rename(folder)
+    failed = dict(line.split("\t", 1) for line in (folder / "FAILED").read_text().splitlines() if line)
+    return dm_math.read_released(folder, per_category=4, categories=None, seed=0), failed
+
+
+def _train(out: Path, tokenizer: Path, records, problems, shape) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer))
+    texts = [r["text"] for r in records] + [p.text for p in problems]
+    sequences = [np.array(ids, dtype=np.int64) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    config = gpt_neox_config(len(tok), n_ctx=512, **shape)
+    train_checkpoints(config, sequences, out, CHECKPOINT_STEPS, tokenizer_dir=tokenizer, seq_len=128, batch_size=16)
+
+
+def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = True) -> Store:
+    """Build inputs, then ingest corpus, contexts, DM mathematics, filters and losses."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    work = inputs_dir(store_path)
+    echo(f"building demo inputs in {work}")
+    inputs = build_inputs(work, echo)
+    if inputs["dm_failed"]:
+        echo(f"DM mathematics: {len(inputs['dm_failed'])} categories cannot be generated with this numpy/sympy: "
+             + ", ".join(sorted(inputs["dm_failed"])))
+    store = Store.open(store_path, create=True)
+    tokenizer = str(inputs["tokenizer"])
+    steps = [
+        lambda: [ingest_corpus(store, inputs["corpus"], CORPUS, tokenizer, max_tokens=512, progress=progress)],
+        lambda: [ingest_contexts(store, CORPUS, CONTEXTS, per_subset=64, length=128, seed=0)],
+        lambda: [ingest_dm_math(store, DM_MATH, tokenizer, per_category=4, source=inputs["dm_math"],
+                                       seed=0, few_shot_tokens=512)],
+        lambda: [ingest_filters(store, CORPUS, kind, progress=progress) for kind in ("trigram", "bigram")],
+        *[
+            (lambda name=name, path=path, corpus=corpus: ingest_losses(store, str(path), corpus, name=name,
+                                                                      progress=progress))
+            for name, path in inputs["models"].items()
+            for corpus in (CORPUS, CONTEXTS, f"{DM_MATH}_zero_shot", f"{DM_MATH}_few_shot")
+        ],
+    ]
+    steps.append(lambda: [ingest_clusters(store, **CLUSTERING, progress=progress)])
+    for step in steps:
+        for result in step():
+            echo(("skipped: " if result.skipped else "") + result.message)
+    return store
+
+
+def write_viewer(store: Store, store_path) -> Path:
+    """The cluster viewer of the demo's clustering, beside the store."""
+    from quanta_db.results.quanta.viewer import render_clusters_html
+
+    clustering = store.catalog_rows("clusterings", model=CLUSTERING["model"], corpus=CORPUS)[-1]["clustering"]
+    path = inputs_dir(store_path) / "clusters.html"
+    path.write_text(render_clusters_html(store, clustering, before=200, after=0), encoding="utf-8")
+    return path

@@ -1,0 +1,38 @@
+"""What every ingest job shares: the result it reports, input fingerprints, shard parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class JobResult:
+    run_id: str | None
+    rows_written: int
+    skipped: bool = False
+    message: str = ""
+    details: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)  # rows per table its commit replaced
+
+
+def file_fingerprint(path) -> dict:
+    """Identity of an input file for the run's parameter hash: resolved path, size, mtime."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` → (i, n) with 0 <= i < n."""
+    if text is None:
+        return None
+    from quanta_db.errors import InputError
+
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise InputError(f"--shard {text}: need 0 <= i < n")
+    return index, count

@@ -1,0 +1,1 @@
+"""Boolean token filters: present trigram and the induction (repeated bigram) mask."""

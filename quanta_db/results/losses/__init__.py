@@ -1,0 +1,1 @@
+"""Per-token next-token losses of models at training checkpoints."""

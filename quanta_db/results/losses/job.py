@@ -1,0 +1,194 @@
+"""``ingest losses``: per-token losses of a model at one or more training checkpoints.
+
+Each checkpoint is its own run, committed as soon as it is computed (in a background
+thread, while the next checkpoint loads and runs), so a crash or Ctrl-C after k
+checkpoints keeps those k and re-running the command skips them.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from quanta_db.errors import InputError
+from quanta_db.job import JobResult
+from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
+from quanta_db.results.losses.compute import batch_token_losses
+from quanta_db.runtime import models as model_sources
+from quanta_db.runtime.batching import plan_batches, run_batches
+from quanta_db.runtime.device import memory_budget_bytes, parse_batch_size, resolve_device, resolve_dtype
+from quanta_db.runtime.tokenizer import load_tokenizer, vocab_hash
+from quanta_db.store.store import Store
+
+log = logging.getLogger(__name__)
+CPU_TOKEN_BUDGET = 16384
+MAX_GPU_TOKEN_BUDGET = 262144
+
+
+@dataclass
+class LossSpec:
+    model: str
+    source: str
+    corpus: str
+    dtype: str
+    shard: tuple[int, int] | None
+
+    def params(self, checkpoint: model_sources.Checkpoint) -> dict:
+        return {"model": self.model, "source": self.source, "step": checkpoint.step, "revision": checkpoint.revision,
+                "corpus": self.corpus, "dtype": self.dtype, "shard": list(self.shard) if self.shard else None}
+
+
+def ingest_losses(
+    store: Store,
+    source: str,
+    corpus: str,
+    name: str | None = None,
+    steps=None,
+    revisions: tuple[str, ...] = (),
+    dtype: str = "float32",
+    batch_size: str | int = "auto",
+    device: str = "auto",
+    shard: tuple[int, int] | None = None,
+    tokenizer: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> list[JobResult]:
+    """Compute and commit ``token_losses`` for every checkpoint not yet in the store."""
+    if not progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    corpus_info = corpus_row(store, corpus)
+    batch_size = parse_batch_size(batch_size)
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    checkpoints = model_sources.resolve_checkpoints(source, steps, revisions)
+    spec = LossSpec(name or model_sources.default_model_name(source), str(source), corpus, dtype, shard)
+    _check_tokenizer(source, checkpoints[0], tokenizer, corpus_info)
+    plan = [(c, _existing_run(store, spec, c, force)) for c in checkpoints]
+    results = [JobResult(run_id, 0, skipped=True, message=f"{spec.model} step {c.step}: already ingested")
+               for c, run_id in plan if run_id]
+    todo = [c for c, run_id in plan if not run_id]
+    if not todo:
+        return results
+    doc_ids, sequences = load_corpus_tokens(store, corpus, shard)
+    if not sequences:
+        raise InputError(f"corpus {corpus!r} has no documents" + (" in this shard" if shard else ""))
+    total = sum(max(len(s) - 1, 0) for s in sequences) * len(todo)
+    with ThreadPoolExecutor(max_workers=1) as committer, \
+            tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=spec.model) as bar:
+        pending: Future | None = None
+        try:
+            for checkpoint in todo:
+                bar.set_description(f"{spec.model} step {checkpoint.step}")
+                model = model_sources.load_model(checkpoint, torch_dtype, torch_device)
+                arrays = _checkpoint_losses(model, doc_ids, sequences, batch_size, torch_device, bar)
+                run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device))
+                try:
+                    _prepare_catalog(run, spec, checkpoint, model, corpus_info, replace=force)
+                except BaseException:
+                    run.abort()
+                    raise
+                del model
+                if pending is not None:
+                    results.append(pending.result())
+                pending = committer.submit(_write_and_commit, run, spec, checkpoint, arrays)
+        finally:
+            if pending is not None:
+                results.append(pending.result())
+    return results
+
+
+def _check_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
+    """The corpus must have been tokenized with the model's own tokenizer (vocabulary hash)."""
+    tok = load_tokenizer(tokenizer) if tokenizer else model_sources.load_model_tokenizer(source, checkpoint)
+    if vocab_hash(tok) != corpus_info["vocab_hash"]:
+        raise InputError(
+            f"corpus {corpus_info['corpus']!r} was tokenized with {corpus_info['tokenizer']!r}, "
+            f"whose vocabulary differs from the tokenizer of model {source}; re-ingest the corpus with it"
+        )
+
+
+def _existing_run(store: Store, spec: LossSpec, checkpoint, force: bool) -> str | None:
+    """The run that already covers this job (then it is skipped), or None.
+
+    Under ``force`` nothing is skipped: the commit replaces every earlier loss of the same
+    (model, step, corpus). A conflicting earlier run is an error.
+    """
+    mine = list(spec.shard) if spec.shard else None
+    same = [(run_id, p) for run_id, p in store.committed_runs("losses")
+            if (p["model"], p["step"], p["corpus"]) == (spec.model, checkpoint.step, spec.corpus)]
+    if not same or force:
+        return None
+    for run_id, p in same:
+        if p["dtype"] == spec.dtype and (p["shard"] is None or p["shard"] == mine):
+            return run_id
+    if any(p["shard"] == mine for _, p in same):
+        raise InputError(f"{spec.model} step {checkpoint.step} on {spec.corpus} exists in another dtype; "
+                         "pass --force to replace it")
+    if any(p["shard"] != mine and p["shard"] is not None and mine is not None and p["shard"][1] == mine[1]
+           for _, p in same):
+        return None  # another shard of the same split: no overlap
+    raise InputError(f"{spec.model} step {checkpoint.step} on {spec.corpus} was ingested with other "
+                     "--shard settings; finish those shards or pass --force to replace them")
+
+
+def _token_budget(batch_size, device, model) -> int:
+    if batch_size != "auto":
+        return int(batch_size) * max(1, int(model.config.max_position_embeddings or 1024))
+    # Inference keeps about one layer's activations alive: ~16 hidden-sized vectors a token.
+    bytes_per_token = 16 * model.config.hidden_size * next(model.parameters()).element_size()
+    budget = memory_budget_bytes(device, gpu_fraction=0.5, cpu_bytes=CPU_TOKEN_BUDGET * bytes_per_token)
+    return int(min(MAX_GPU_TOKEN_BUDGET, max(1024, budget / bytes_per_token)))
+
+
+def _checkpoint_losses(model, doc_ids, sequences, batch_size, device, bar) -> dict[str, np.ndarray]:
+    n_ctx = model.config.max_position_embeddings
+    if n_ctx and any(len(s) > n_ctx for s in sequences):
+        log.warning("documents longer than the model context (%d) are scored on their first %d tokens", n_ctx, n_ctx)
+        sequences = [s[:n_ctx] for s in sequences]
+    lengths = np.array([len(s) for s in sequences])
+    budget = _token_budget(batch_size, device, model)
+    per_doc: list[np.ndarray | None] = [None] * len(sequences)
+    batches = run_batches(plan_batches(lengths, budget),
+                          lambda batch: batch_token_losses(model, [sequences[i] for i in batch], device))
+    for batch, losses in batches:
+        for i, loss in zip(batch, losses):
+            per_doc[i] = loss
+        bar.update(int(sum(len(x) for x in losses)))
+    scored = [i for i, x in enumerate(per_doc) if x is not None]
+    counts = np.array([len(per_doc[i]) for i in scored], dtype=np.int64)
+    return {
+        "doc_id": np.repeat(doc_ids[scored], counts),
+        "pos": np.concatenate([np.arange(1, c + 1, dtype=np.int32) for c in counts]) if scored else np.zeros(0, np.int32),
+        "loss_nats": np.concatenate([per_doc[i] for i in scored]) if scored else np.zeros(0, np.float32),
+    }
+
+
+def _prepare_catalog(run, spec: LossSpec, checkpoint, model, corpus_info, replace: bool) -> None:
+    info = model_sources.model_info(model)
+    run.upsert("models", [{"model": spec.model, "source": spec.source, **info,
+                           "vocab_hash": corpus_info["vocab_hash"], "run_id": run.run_id}], key=["model"])
+    run.upsert("checkpoints", [{"model": spec.model, "step": checkpoint.step, "revision": checkpoint.revision,
+                                "source": checkpoint.location, "run_id": run.run_id}], key=["model", "step"])
+    if replace:
+        run.replace("token_losses", model=spec.model, step=checkpoint.step, corpus=spec.corpus)
+
+
+def _write_and_commit(run, spec: LossSpec, checkpoint, arrays: dict[str, np.ndarray]) -> JobResult:
+    try:
+        n = len(arrays["loss_nats"])
+        run.write("token_losses", pa.table({
+            "model": pa.repeat(spec.model, n), "step": pa.repeat(checkpoint.step, n),
+            "corpus": pa.repeat(spec.corpus, n), **arrays, "run_id": pa.repeat(run.run_id, n),
+        }))
+        rows = run.commit()
+    except BaseException:
+        run.abort()
+        raise
+    return JobResult(run.run_id, rows, dropped=run.dropped, message=f"{spec.model} step {checkpoint.step}: {rows:,} token losses")

@@ -1,0 +1,178 @@
+"""``ingest clusters``: quanta discovery — select low-loss tokens, compute the cosine similarity of
+their loss gradients, cluster it spectrally, and store labels, the chosen tokens and the matrix.
+
+``--from-similarity RUN`` reclusters a stored matrix without recomputing gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from quanta_db.results.quanta.spectral import spectral_clusters
+from quanta_db.results.filters.compute import canonical_filter
+from quanta_db.results.quanta.gradients import DEFAULT_EXCLUDE, n_gradient_numbers, select_parameters
+from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
+from quanta_db.runtime.device import memory_budget_bytes, resolve_device
+from quanta_db.errors import InputError
+from quanta_db.job import JobResult
+from quanta_db.results.corpus.read import load_corpus_tokens
+from quanta_db.runtime import models as model_sources
+from quanta_db.store.store import Store
+
+SIMILARITY_ARTIFACT = "similarity"
+CPU_GRADIENT_MEMORY_GB = 4.0
+
+
+def select_tokens(store: Store, model: str, step: int, corpus: str, loss_below_nats: float,
+                  exclude_filter: str | None, n_tokens: int, skip: int) -> pa.Table:
+    """Tokens with loss below the threshold, minus the filter, in canonical order: every
+    ``skip``-th, then the first ``n_tokens`` (the reference's deterministic selection).
+
+    This is the saved analysis ``quanta_candidates``, so what a user queries is what the job uses.
+    """
+    if not store.committed_paths("token_losses", {"model": model, "step": step}):
+        raise InputError(f"no losses of model {model!r} at step {step}; run `quanta-db ingest losses` first")
+    if exclude_filter:
+        exclude_filter = canonical_filter(exclude_filter)
+        if not store.committed_paths("token_filters", {"corpus": corpus, "filter": exclude_filter}):
+            raise InputError(f"filter {exclude_filter!r} was not ingested for corpus {corpus!r}")
+    chosen = store.query_arrow(
+        "SELECT idx, corpus, doc_id, pos, loss_nats FROM quanta_candidates(?, ?, ?, threshold := ?, "
+        "exclude_filter := ?, skip_every := ?, max_tokens := ?)",
+        [model, step, corpus, loss_below_nats, exclude_filter, skip, n_tokens],
+    )
+    if chosen.num_rows == 0:
+        raise InputError(f"no token of {corpus!r} has loss below {loss_below_nats:g} nats at {model!r} step {step}"
+                         + (f" outside filter {exclude_filter!r}" if exclude_filter else ""))
+    return chosen
+
+
+def ingest_clusters(store: Store, model: str | None = None, step: int | None = None, corpus: str | None = None,
+                    loss_below: float = 0.1, loss_unit: str = "nats", exclude_filter: str | None = None,
+                    n_tokens: int = 10000, skip: int = 50, n_clusters: int = 400, n_init: int = 30, seed: int = 0,
+                    device: str = "auto", sketch: int | None = None, grad_dtype: str = "float32",
+                    grad_memory_gb: float | None = None, exclude_params: tuple[str, ...] = DEFAULT_EXCLUDE,
+                    from_similarity: str | None = None, force: bool = False, progress: bool = True) -> JobResult:
+    if from_similarity:
+        return _recluster(store, from_similarity, n_clusters, n_init, seed, force)
+    if model is None or step is None or corpus is None:
+        raise InputError("--model, --step and --corpus are required (or --from-similarity RUN)")
+    if loss_unit not in ("nats", "bits"):
+        raise InputError("--loss-unit must be nats or bits")
+    threshold_nats = loss_below * math.log(2) if loss_unit == "bits" else loss_below
+    params = {"model": model, "step": step, "corpus": corpus, "loss_below_nats": threshold_nats,
+              "exclude_filter": exclude_filter, "n_tokens": n_tokens, "skip": skip, "n_clusters": n_clusters,
+              "n_init": n_init, "seed": seed, "sketch": sketch, "grad_dtype": grad_dtype,
+              "exclude_params": list(exclude_params)}
+    previous = store.find_committed_run("clusters", params)
+    if previous and not force:
+        return JobResult(previous, 0, skipped=True, message=f"clustering {previous} already has these parameters")
+    chosen = select_tokens(store, model, step, corpus, threshold_nats, exclude_filter, n_tokens, skip)
+    if n_clusters >= chosen.num_rows:
+        raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} selected tokens")
+    torch_device = resolve_device(device)
+    loaded = _load_checkpoint(store, model, step, torch_device)
+    parameters = select_parameters(loaded, exclude_params)
+    doc_ids, sequences = load_corpus_tokens(store, corpus)
+    doc_index = {int(d): i for i, d in enumerate(doc_ids)}
+    tokens = [(doc_index[int(d)], int(p)) for d, p in zip(chosen.column("doc_id").to_pylist(),
+                                                          chosen.column("pos").to_pylist())]
+    resume_dir = _resume_dir(store, params)
+    started = time.perf_counter()
+    with tqdm(total=len(tokens), unit="grad", disable=not progress, desc="gradients") as bar:
+        if sketch:
+            cosine = sketched_cosine(loaded, parameters, sequences, tokens, torch_device, sketch, seed,
+                                     on_row=bar.update)
+        else:
+            storage = getattr(torch, grad_dtype)
+            block = block_tokens(n_gradient_numbers(parameters), storage, torch_device, grad_memory_gb)
+            bar.total = _gradient_computations(len(tokens), block)
+            cosine = exact_cosine(loaded, parameters, sequences, tokens, torch_device, block, storage,
+                                  on_row=bar.update, resume_dir=resume_dir)
+    similarity_seconds = time.perf_counter() - started
+    with store.begin_run("clusters", params, device=str(torch_device)) as run:
+        run.write_artifact(SIMILARITY_ARTIFACT, cosine)
+        run.write("similarity_tokens", chosen.append_column("similarity_run", pa.repeat(run.run_id, chosen.num_rows)))
+        method = f"sketch:{sketch}" if sketch else "exact"
+        summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, model, step, corpus,
+                                     run.run_id, method, params, similarity_seconds)
+        rows = run.commit()
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    return JobResult(run.run_id, rows, dropped=run.dropped, message=f"clustering {run.run_id}: {chosen.num_rows} tokens into "
+                     f"{n_clusters} clusters ({method} similarity {similarity_seconds:.1f}s)", details=summary)
+
+
+def _resume_dir(store: Store, params: dict):
+    """Where an interrupted exact similarity keeps its finished block rows (``gc`` removes it
+    once no live job owns it); the same parameters find the same folder."""
+    return store.resume_dir("clusters", params)
+
+
+def _recluster(store: Store, similarity_run: str, n_clusters: int, n_init: int, seed: int, force: bool) -> JobResult:
+    rows = store.catalog_rows("clusterings", run_id=similarity_run)
+    if not rows:
+        raise InputError(f"run {similarity_run!r} made no similarity matrix")
+    origin = rows[0]
+    params = {"from_similarity": similarity_run, "n_clusters": n_clusters, "n_init": n_init, "seed": seed}
+    previous = store.find_committed_run("clusters", params)
+    if previous and not force:
+        return JobResult(previous, 0, skipped=True, message=f"clustering {previous} already has these parameters")
+    cosine = np.asarray(store.artifact(similarity_run, SIMILARITY_ARTIFACT))
+    chosen = store.read_fact("similarity_tokens", ["idx", "corpus", "doc_id", "pos", "loss_nats"],
+                             partition={"similarity_run": similarity_run}).sort_by("idx")
+    if n_clusters >= chosen.num_rows:
+        raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} tokens")
+    with store.begin_run("clusters", params) as run:
+        summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, origin["model"], origin["step"],
+                                     origin["corpus"], similarity_run, origin["similarity_method"], params, 0.0)
+        written = run.commit()
+    return JobResult(run.run_id, written, dropped=run.dropped, message=f"clustering {run.run_id}: {chosen.num_rows} tokens of "
+                     f"{similarity_run} into {n_clusters} clusters", details=summary)
+
+
+def _cluster_and_stage(run, chosen: pa.Table, cosine, n_clusters, n_init, seed, model, step, corpus,
+                       similarity_run, method, params, similarity_seconds) -> dict:
+    started = time.perf_counter()
+    labels = spectral_clusters(cosine, n_clusters, n_init, seed)
+    clustering_seconds = time.perf_counter() - started
+    n = chosen.num_rows
+    run.write("cluster_labels", pa.table({
+        "clustering": pa.repeat(run.run_id, n), "corpus": chosen.column("corpus"), "doc_id": chosen.column("doc_id"),
+        "pos": chosen.column("pos"), "cluster": labels.astype(np.int32),
+    }))
+    run.upsert("clusterings", [{
+        "clustering": run.run_id, "model": model, "step": int(step), "corpus": corpus, "similarity_run": similarity_run,
+        "similarity_method": method, "n_tokens": n, "n_clusters": n_clusters, "params": json.dumps(params, sort_keys=True),
+        "similarity_seconds": similarity_seconds, "clustering_seconds": clustering_seconds, "run_id": run.run_id,
+    }], key=["clustering"])
+    return {"labels": labels, "similarity_seconds": similarity_seconds, "clustering_seconds": clustering_seconds}
+
+
+def _load_checkpoint(store: Store, model: str, step: int, device):
+    rows = store.catalog_rows("checkpoints", model=model, step=step)
+    if not rows:
+        raise InputError(f"unknown checkpoint {model!r} step {step}; ingest its losses first")
+    checkpoint = model_sources.Checkpoint(int(step), rows[0]["revision"], rows[0]["source"])
+    return model_sources.load_model(checkpoint, torch.float32, device)
+
+
+def block_tokens(n_numbers: int, storage, device, memory_gb: float | None) -> int:
+    """Gradient rows per block so that two blocks fit the memory budget."""
+    budget = memory_budget_bytes(device, gpu_fraction=0.7, cpu_bytes=CPU_GRADIENT_MEMORY_GB * 2**30,
+                                 override_gb=memory_gb)
+    bytes_per_row = n_numbers * torch.tensor([], dtype=storage).element_size()
+    return max(1, int(budget / (2 * bytes_per_row)))
+
+
+def _gradient_computations(n: int, block: int) -> int:
+    """Gradients computed by :func:`exact_cosine`: block i once for itself and once per earlier block."""
+    blocks = math.ceil(n / block)
+    return sum(min(block, n - i * block) * (1 + i) for i in range(blocks))

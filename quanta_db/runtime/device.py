@@ -1,0 +1,54 @@
+"""Device, dtype and memory-budget choices shared by every model-running job."""
+
+from __future__ import annotations
+
+from quanta_db.errors import InputError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_device(name: str = "auto"):
+    """``auto`` → cuda when available, else cpu."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}") from None
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def memory_budget_bytes(device, gpu_fraction: float, cpu_bytes: float, override_gb: float | None = None) -> float:
+    """Bytes a job may fill: ``override_gb`` when given, else ``gpu_fraction`` of the device's
+    free memory on CUDA, else ``cpu_bytes``."""
+    import torch
+
+    if override_gb is not None:
+        if override_gb <= 0:
+            raise InputError("a memory budget must be positive")
+        return override_gb * 2**30
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return gpu_fraction * free
+    return cpu_bytes
+
+
+def parse_batch_size(value) -> str | int:
+    """``"auto"`` or a positive number of documents per batch."""
+    if value == "auto":
+        return "auto"
+    text = str(value)
+    if not (text.isdigit() and int(text) > 0):
+        raise InputError(f"--batch-size must be 'auto' or a positive integer, got {value!r}")
+    return int(text)

@@ -1,0 +1,106 @@
+"""Replacing an entity drops everything derived from it, transitively, inside one commit.
+
+Tables declare their parents (:class:`~quanta_db.store.tables.Link`). Dropping rows of a
+catalog table, or committed files of a fact table, continues into every child table with the
+key values of what was dropped: a child catalog table loses its matching rows, a child fact
+table the files whose recorded keys match. Fact files are coarse (one partition and per-file
+key), so a drop always removes whole groups, and matching a child on the coarse columns it
+shares with the link is exact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from quanta_db.store import registry
+from quanta_db.store.sql import quote_ident
+
+
+@dataclass
+class Dropped:
+    """What a commit removed: rows per table, and committed files to delete once it is durable."""
+
+    rows: Counter = field(default_factory=Counter)
+    paths: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        return {table: n for table, n in sorted(self.rows.items()) if n}
+
+
+def drop(con, table: str, where: dict, dropped: Dropped) -> None:
+    """Drop the rows of ``table`` matching ``where`` (column = value) and all their descendants."""
+    queue, seen = [(table, where)], set()
+    while queue:
+        table, where = queue.pop()
+        signature = (table, json.dumps(where, sort_keys=True, default=str))
+        if signature in seen:
+            continue
+        seen.add(signature)
+        if table in registry.fact_tables():
+            removed = _drop_files(con, table, where, dropped)
+        else:
+            removed = _drop_catalog_rows(con, table, where, dropped)
+        for child, mapping in registry.children(table):
+            queue += [(child, w) for w in _child_filters(child, mapping, removed)]
+
+
+def _child_filters(child: str, mapping: dict[str, str], removed: list[dict]) -> list[dict]:
+    usable = registry.fact_table(child).file_keys if child in registry.fact_tables() else None
+    filters = []
+    for row in removed:
+        where = {c: row[p] for c, p in mapping.items() if p in row and (usable is None or c in usable)}
+        if where and where not in filters:
+            filters.append(where)
+    return filters
+
+
+def _condition(where: dict, column_sql) -> tuple[str, list]:
+    terms, args = [], []
+    for column, value in where.items():
+        if value is None:
+            terms.append(f"{column_sql(column)} IS NULL")
+        else:
+            terms.append(f"{column_sql(column)} = ?")
+            args.append(value)
+    return " AND ".join(terms), args
+
+
+def _drop_catalog_rows(con, table: str, where: dict, dropped: Dropped) -> list[dict]:
+    condition, args = _condition(where, quote_ident)
+    result = con.execute(f"SELECT * FROM {quote_ident(table)} WHERE {condition}", args)
+    names = [d[0] for d in result.description]
+    rows = [dict(zip(names, r)) for r in result.fetchall()]
+    if rows:
+        con.execute(f"DELETE FROM {quote_ident(table)} WHERE {condition}", args)
+        dropped.rows[table] += len(rows)
+    return rows
+
+
+def _drop_files(con, table: str, where: dict, dropped: Dropped) -> list[dict]:
+    def key_sql(column: str) -> str:
+        return f"json_extract_string(keys, '$.{column}')"
+
+    condition, args = _condition(where, key_sql)
+    args = [str(a) for a in args]
+    found = con.execute(f"SELECT path, keys, rows FROM files WHERE table_name = ? AND {condition}",
+                        [table, *args]).fetchall()
+    if not found:
+        return []
+    con.execute(f"DELETE FROM files WHERE table_name = ? AND {condition}", [table, *args])
+    dropped.rows[table] += sum(rows for _, _, rows in found)
+    dropped.paths += [path for path, _, _ in found]
+    keys = []
+    for _, text, _ in found:
+        value = json.loads(text) if text else {}
+        if value not in keys:
+            keys.append(value)
+    return keys
+
+
+def unlist_files(con, where: str, args: list, dropped: Dropped) -> None:
+    """Delete matching rows of ``files`` (no cascade); their paths go to ``dropped``."""
+    paths = [path for (path,) in con.execute(f"SELECT path FROM files WHERE {where}", args).fetchall()]
+    con.execute(f"DELETE FROM files WHERE {where}", args)
+    dropped.paths += paths
