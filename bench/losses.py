@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from quanta_db.results.corpus.job import stage_tokenizer, prepare_tokenizer, write_corpus_chunk  # noqa: E402
-from quanta_db.results.losses.job import ingest_losses  # noqa: E402
 from quanta_db.demo import toy_corpus as toy  # noqa: E402
 from quanta_db.demo.toy_models import pythia_config, random_model  # noqa: E402
+from quanta_db.results.corpus.job import prepare_tokenizer, stage_tokenizer, write_corpus_chunk  # noqa: E402
+from quanta_db.results.losses.job import ingest_losses  # noqa: E402
 from quanta_db.store.store import Store  # noqa: E402
 
 

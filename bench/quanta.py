@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from quanta_db.results.quanta.gradients import select_parameters, single_token_gradient  # noqa: E402
-from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine  # noqa: E402
-from quanta_db.results.quanta.job import block_tokens  # noqa: E402
 from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model  # noqa: E402
+from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine  # noqa: E402
+from quanta_db.results.quanta.gradients import select_parameters, single_token_gradient  # noqa: E402
+from quanta_db.results.quanta.job import block_tokens  # noqa: E402
 
 REFERENCE_LIMIT_S = 600
 

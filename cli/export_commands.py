@@ -8,6 +8,7 @@ from cli.options import emit, output_option, pass_store
 from quanta_db.errors import InputError
 from quanta_db.reports.latex import LatexOptions, to_latex
 
+
 @click.group()
 def export():
     """Export query results for papers."""
@@ -42,8 +43,4 @@ def latex(ref, source, output, caption, label, digits, col_digits, maximize, min
         caption=caption, label=label, digits=digits, column_digits=_column_digits(col_digits),
         maximize=list(maximize), minimize=list(minimize), siunitx=siunitx, source=source,
     )
-    try:
-        text = to_latex(df, options)
-    except KeyError as error:
-        raise InputError(f"column {error.args[0]!r} is not in the result (columns: {', '.join(df.columns)})") from None
-    emit(text, output)
+    emit(to_latex(df, options), output)

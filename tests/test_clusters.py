@@ -7,14 +7,14 @@ import pytest
 import torch
 from sklearn.cluster import SpectralClustering
 
-from quanta_db.results.quanta.spectral import angular_affinity, relabel_by_size, spectral_clusters
-from quanta_db.results.quanta.gradients import document_gradients, select_parameters, single_token_gradient
-from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
+from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model
 from quanta_db.errors import InputError
-from quanta_db.results.quanta.job import _gradient_computations, ingest_clusters, select_tokens
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
-from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model
+from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
+from quanta_db.results.quanta.gradients import document_gradients, select_parameters, single_token_gradient
+from quanta_db.results.quanta.job import _gradient_computations, ingest_clusters, select_tokens
+from quanta_db.results.quanta.spectral import angular_affinity, relabel_by_size, spectral_clusters
 
 
 @pytest.fixture(scope="module")

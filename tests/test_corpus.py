@@ -7,10 +7,10 @@ import pytest
 import zstandard
 from transformers import AutoTokenizer
 
-from quanta_db.results.corpus.tokens import token_columns
 from quanta_db.errors import InputError
 from quanta_db.results.corpus import job as corpus_job
 from quanta_db.results.corpus.job import ingest_corpus
+from quanta_db.results.corpus.tokens import token_columns
 from tests.conftest import staging_entries
 
 

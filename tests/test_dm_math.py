@@ -1,8 +1,8 @@
 import pytest
 
 from quanta_db.errors import InputError
-from quanta_db.results.corpus.dm_math import ingest_dm_math
 from quanta_db.results.corpus import dm_math_problems as dm_math
+from quanta_db.results.corpus.dm_math import ingest_dm_math
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from quanta_db.results.filters.compute import repeated_ngram
 from quanta_db.errors import InputError
+from quanta_db.results.filters.compute import repeated_ngram
 from quanta_db.results.filters.job import ingest_filters
 
 

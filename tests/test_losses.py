@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from quanta_db.results.losses.compute import batch_token_losses
-from quanta_db.runtime.batching import plan_batches
 from quanta_db.errors import InputError
 from quanta_db.results.losses import job as loss_job
+from quanta_db.results.losses.compute import batch_token_losses
 from quanta_db.results.losses.job import ingest_losses
+from quanta_db.runtime.batching import plan_batches
 from quanta_db.runtime.models import PYTHIA_STEPS, parse_steps, resolve_checkpoints
 from tests.conftest import staging_entries
 
@@ -121,8 +121,8 @@ def test_shards_cover_the_corpus_once(corpus_store, toy_model):
 
 
 def test_wrong_tokenizer_is_refused(store, toy_model, tmp_path, toy_inputs, store_snapshot):
-    from quanta_db.results.corpus.job import ingest_corpus
     from quanta_db.demo.toy_corpus import train_tokenizer
+    from quanta_db.results.corpus.job import ingest_corpus
 
     other = train_tokenizer(["completely different text " * 50], tmp_path / "other_tok", vocab_size=300)
     ingest_corpus(store, toy_inputs["corpus"], "other", str(other), max_tokens=32, progress=False)

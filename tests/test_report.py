@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
-from quanta_db.results.quanta.job import ingest_clusters
+from quanta_db.demo.toy_corpus import write_jsonl
 from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.losses.job import ingest_losses
+from quanta_db.results.quanta.job import ingest_clusters
 from quanta_db.results.quanta.viewer import render_clusters_html
-from quanta_db.demo.toy_corpus import write_jsonl
 
 HOSTILE = "<script>alert('x')</script>\n\t<b>bold</b> & done. "
 

@@ -5,12 +5,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from tests.conftest import raw_table as _raw
-
 from quanta_db.errors import QueryError
 from quanta_db.store import views
-
-
+from tests.conftest import raw_table as _raw
 
 
 def test_tokens_per_subset_matches_pandas(corpus_store):

@@ -13,15 +13,15 @@ from typing import Callable
 
 import numpy as np
 
-from quanta_db.results.quanta.job import ingest_clusters
+from quanta_db.demo import toy_corpus as toy
+from quanta_db.demo.toy_models import gpt_neox_config, train_checkpoints
+from quanta_db.results.corpus import dm_math_problems as dm_math
 from quanta_db.results.corpus.contexts import ingest_contexts
-from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.corpus.dm_math import ingest_dm_math
+from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
-from quanta_db.demo import toy_corpus as toy
-from quanta_db.results.corpus import dm_math_problems as dm_math
-from quanta_db.demo.toy_models import gpt_neox_config, train_checkpoints
+from quanta_db.results.quanta.job import ingest_clusters
 from quanta_db.store.store import Store
 
 CORPUS = "stdlib"

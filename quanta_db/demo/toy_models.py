@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Shapes of the real Pythia models (hidden, layers, heads, MLP), from FACTS.md.
+# Shapes of the real Pythia models (hidden, layers, heads, MLP), as in their hub config.json
+# files; vocabulary 50304 (padded), rotary on 25% of each head, parallel residual.
 PYTHIA_SHAPES = {
     "pythia-70m": (512, 6, 8, 2048),
     "pythia-160m": (768, 12, 12, 3072),

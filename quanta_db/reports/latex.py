@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from quanta_db.errors import InputError
+
 PREAMBLE_BOOKTABS = r"\usepackage{booktabs}"
 PREAMBLE_SIUNITX = r"\usepackage{siunitx} \usepackage{etoolbox} \robustify\bfseries \sisetup{detect-weight=true}"
 
@@ -72,7 +74,7 @@ def to_latex(df: pd.DataFrame, options: LatexOptions) -> str:
     """Render ``df`` as a booktabs ``table`` environment; the output is deterministic."""
     for column in [*options.maximize, *options.minimize, *options.column_digits]:
         if column not in df.columns:
-            raise KeyError(column)
+            raise InputError(f"column {column!r} is not in the result (columns: {', '.join(map(str, df.columns))})")
     numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
     shown = pd.DataFrame(
         {c: _displayed(df[c], options.column_digits.get(c, options.digits)) if c in numeric else df[c] for c in df.columns}

@@ -45,8 +45,9 @@ def _is_lock_error(error: Exception) -> bool:
 def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open with bounded retry while another process holds the write lock."""
     path = catalog_path(root)
-    # Views read Parquet through store-relative paths; file_search_path resolves them
-    # against the store, so a store can be moved or copied (FACTS.md, DuckDB).
+    # Views read Parquet through store-relative paths, which DuckDB resolves against the
+    # reader's working directory; file_search_path resolves them against the store instead,
+    # so a store can be moved or copied.
     config = {"file_search_path": str(Path(root).resolve())}
     deadline = time.monotonic() + lock_timeout_s()
     delay_s = 0.05

@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from quanta_db.errors import InputError
 from quanta_db.job import JobResult
-from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.corpus.job import stage_corpus_row, start_corpus_run, write_corpus_chunk
+from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.runtime.tokenizer import load_tokenizer
 from quanta_db.store.store import Store
 

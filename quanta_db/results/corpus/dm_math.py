@@ -15,9 +15,14 @@ import pyarrow as pa
 
 from quanta_db.errors import InputError
 from quanta_db.job import JobResult
-from quanta_db.results.corpus.job import (prepare_tokenizer, stage_corpus_row, stage_tokenizer, start_corpus_run,
-                                          write_corpus_chunk)
 from quanta_db.results.corpus import dm_math_problems as dm_math
+from quanta_db.results.corpus.job import (
+    prepare_tokenizer,
+    stage_corpus_row,
+    stage_tokenizer,
+    start_corpus_run,
+    write_corpus_chunk,
+)
 from quanta_db.runtime.tokenizer import encode
 from quanta_db.store.store import Store
 

@@ -59,8 +59,9 @@ def read_released(source_dir, per_category: int, categories: list[str] | None, s
 
 
 def _import_generator():
-    """Import mathematics_dataset with its sympy shim (FACTS.md): it imports
-    ``sympy.solvers.diophantine`` names that moved to ``sympy.solvers.diophantine.diophantine``."""
+    """Import mathematics_dataset (1.0.1) with a sympy shim: it imports ``base_solution_linear``
+    from ``sympy.solvers.diophantine``, which moved to ``sympy.solvers.diophantine.diophantine``
+    in sympy 1.7, and torch needs a newer sympy than the package was written for."""
     name = "sympy.solvers.diophantine"
     try:
         saved = importlib.import_module(name)

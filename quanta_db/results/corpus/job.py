@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from quanta_db.results.corpus.tokens import token_columns
 from quanta_db.errors import InputError
 from quanta_db.job import JobResult, file_fingerprint
 from quanta_db.results.corpus.source import check_source, iter_documents
+from quanta_db.results.corpus.tokens import token_columns
 from quanta_db.runtime.tokenizer import encode, load_tokenizer, tokenizer_key, vocab_hash, vocab_table
 from quanta_db.store.store import Store
 

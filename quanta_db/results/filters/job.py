@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from quanta_db.results.filters.compute import FILTER_ORDERS, canonical_filter, repeated_ngram
 from quanta_db.errors import InputError
 from quanta_db.job import JobResult
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
+from quanta_db.results.filters.compute import FILTER_ORDERS, canonical_filter, repeated_ngram
 from quanta_db.store.store import Store
 
 CHUNK_DOCS = 4096

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError

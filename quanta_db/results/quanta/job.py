@@ -16,15 +16,15 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from quanta_db.results.quanta.spectral import spectral_clusters
-from quanta_db.results.filters.compute import canonical_filter
-from quanta_db.results.quanta.gradients import DEFAULT_EXCLUDE, n_gradient_numbers, select_parameters
-from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
-from quanta_db.runtime.device import memory_budget_bytes, resolve_device
 from quanta_db.errors import InputError
 from quanta_db.job import JobResult
 from quanta_db.results.corpus.read import load_corpus_tokens
+from quanta_db.results.filters.compute import canonical_filter
+from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
+from quanta_db.results.quanta.gradients import DEFAULT_EXCLUDE, n_gradient_numbers, select_parameters
+from quanta_db.results.quanta.spectral import spectral_clusters
 from quanta_db.runtime import models as model_sources
+from quanta_db.runtime.device import memory_budget_bytes, resolve_device
 from quanta_db.store.store import Store
 
 SIMILARITY_ARTIFACT = "similarity"
