@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from cli.reference import _walk
+from cli.reference import walk
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def _assert_one_line_error(result, pattern):
 
 
 def test_every_command_has_help(run):
-    for path, command in _walk(cli, []):
+    for path, command in walk(cli, []):
         result = run(*path, "--help")
         assert result.exit_code == 0, path
         assert command.help, f"{path} has no help text"
@@ -136,7 +136,8 @@ def test_readme_cli_reference_is_current():
     from cli.reference import readme_section
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert readme_section() in readme, "README CLI reference is stale: run `python -m cli.reference --write`"
+    for name in ("cli-reference", "entity-diagram"):
+        assert readme_section(name) in readme, f"README {name} is stale: run `python -m cli.reference --write`"
 
 
 def test_loss_pipeline_commands(run, tmp_path, toy_inputs, toy_model):

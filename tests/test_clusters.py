@@ -8,12 +8,13 @@ import torch
 from sklearn.cluster import SpectralClustering
 
 from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model
+from tests.conftest import raw_table as _raw
 from quanta_db.errors import InputError
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
 from quanta_db.results.quanta.gradients import document_gradients, select_parameters, single_token_gradient
-from quanta_db.results.quanta.job import _gradient_computations, ingest_clusters, select_tokens
+from quanta_db.results.quanta.job import gradient_computations, ingest_clusters, select_tokens
 from quanta_db.results.quanta.spectral import angular_affinity, relabel_by_size, spectral_clusters
 
 
@@ -95,9 +96,9 @@ def test_affinity_and_relabel():
 
 
 def test_gradient_computation_count():
-    assert _gradient_computations(10, 10) == 10
-    assert _gradient_computations(10, 5) == 5 + 5 * 2
-    assert _gradient_computations(9, 4) == 4 + 4 * 2 + 1 * 3
+    assert gradient_computations(10, 10) == 10
+    assert gradient_computations(10, 5) == 5 + 5 * 2
+    assert gradient_computations(9, 4) == 4 + 4 * 2 + 1 * 3
 
 
 @pytest.fixture
@@ -148,10 +149,39 @@ def test_ingest_clusters_end_to_end(cluster_store, toy_model):
     relabelled = cluster_store.query_df(f"SELECT count(DISTINCT cluster) AS k FROM cluster_labels "
                                         f"WHERE clustering = '{recluster.run_id}'")
     assert relabelled.k[0] == 3
-    summary = cluster_store.query_df(f"SELECT * FROM cluster_summary WHERE clustering = '{run_id}'")
-    assert summary.n_tokens.sum() == 40 and summary.mean_loss_nats.max() < 6.0
-    tokens = cluster_store.query_df(f"SELECT * FROM cluster_tokens('{run_id}', 0)")
-    assert len(tokens) == sizes.n_tokens[0]
+    for clustering in (run_id, recluster.run_id):  # a reclustering joins its labels to the original tokens
+        _check_cluster_summary(cluster_store, clustering, run_id)
+    _check_cluster_tokens(cluster_store, recluster.run_id)
+
+
+def _check_cluster_summary(store, clustering, similarity_run):
+    """cluster_summary against pandas on the raw labels, chosen tokens, tokens and vocabulary."""
+    labels = _raw(store, "cluster_labels")
+    labels = labels[labels.clustering == clustering]
+    chosen = _raw(store, "similarity_tokens")
+    chosen = chosen[chosen.similarity_run == similarity_run]
+    merged = labels.merge(chosen, on=["corpus", "doc_id", "pos"]).merge(
+        _raw(store, "tokens"), on=["corpus", "doc_id", "pos"]).merge(_raw(store, "vocab"), on="token_id")
+    assert len(merged) == len(labels)
+    got = store.query_df(f"SELECT * FROM cluster_summary WHERE clustering = '{clustering}'").set_index("cluster")
+    for cluster, group in merged.groupby("cluster"):
+        assert got.loc[cluster, "n_tokens"] == len(group)
+        assert got.loc[cluster, "mean_loss_nats"] == pytest.approx(group.loss_nats.astype("float64").mean(), rel=1e-6)
+        counts = group.token.value_counts()
+        top = sorted(counts.index, key=lambda t: (-counts[t], t))[:5]
+        assert list(got.loc[cluster, "top_answer_tokens"]) == top
+
+
+def _check_cluster_tokens(store, clustering):
+    """cluster_tokens: each token of the cluster with the text of up to 30 preceding tokens."""
+    labels = _raw(store, "cluster_labels")
+    members = labels[(labels.clustering == clustering) & (labels.cluster == 1)].sort_values(["doc_id", "pos"])
+    tokens = _raw(store, "tokens").merge(_raw(store, "vocab"), on="token_id").set_index(["doc_id", "pos"]).token
+    got = store.query_df(f"SELECT * FROM cluster_tokens('{clustering}', 1)")
+    assert list(zip(got.doc_id, got.pos)) == list(zip(members.doc_id, members.pos))
+    for row in got.itertuples():
+        assert row.answer == tokens[(row.doc_id, row.pos)]
+        assert row.context == "".join(tokens[(row.doc_id, p)] for p in range(max(0, row.pos - 30), row.pos))
 
 
 def test_cluster_errors(cluster_store):

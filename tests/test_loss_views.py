@@ -78,9 +78,45 @@ def test_low_loss_tokens_excludes_filter(analysed):
     assert len(everything) == (toy.loss_nats < threshold).sum() > len(got)
 
 
-def test_loss_trajectory_and_subset_means(analysed):
-    traj = analysed.query_df("SELECT * FROM loss_trajectory WHERE model = 'tiny' AND corpus = 'toy' LIMIT 5")
-    assert all(list(s) == [0, 4, 8] for s in traj.steps)
+def test_loss_trajectory_matches_pandas_pivot(analysed):
+    losses = _raw(analysed, "token_losses")
+    toy = losses[(losses.model == "tiny") & (losses.corpus == "toy")]
+    pivot = toy.pivot_table(index=["doc_id", "pos"], columns="step", values="loss_nats")
+    got = analysed.query_df("SELECT * FROM loss_trajectory WHERE model = 'tiny' AND corpus = 'toy'")
+    assert len(got) == len(pivot)
+    assert all(list(s) == [0, 4, 8] for s in got.steps)
+    got = got.set_index(["doc_id", "pos"]).reindex(pivot.index)
+    np.testing.assert_allclose(np.stack(got.losses_nats.to_numpy()), pivot[[0, 4, 8]].to_numpy(), atol=0)
+
+
+def test_loss_curve_matches_pandas(analysed):
+    losses = _raw(analysed, "token_losses")
+    expected = losses.groupby(["model", "corpus", "step"]).loss_nats.agg(["size", "mean"])
+    got = analysed.query_df("SELECT * FROM loss_curve").set_index(["model", "corpus", "step"])
+    assert list(got.index) == sorted(expected.index)  # ordered by model, corpus, step
+    got = got.reindex(expected.index)
+    assert (got.n_tokens.to_numpy() == expected["size"].to_numpy()).all()
+    np.testing.assert_allclose(got.mean_loss_nats.to_numpy(), expected["mean"].to_numpy(), rtol=1e-6)
+
+
+def test_prompting_summary_matches_pandas(analysed):
+    losses = _raw(analysed, "token_losses")
+    align = _raw(analysed, "token_alignments")
+    few = losses[losses.corpus == "dm_few_shot"].rename(columns={"loss_nats": "few"})
+    zero = losses[losses.corpus == "dm_zero_shot"].rename(columns={"loss_nats": "zero", "doc_id": "ref_doc_id",
+                                                                   "pos": "ref_pos"})
+    pairs = align.merge(few, on=["doc_id", "pos"]).merge(zero, on=["model", "step", "ref_doc_id", "ref_pos"])
+    pairs["diff"] = pairs.few.astype("float64") - pairs.zero.astype("float64")
+    expected = pairs.groupby(["model", "step"]).agg(n=("diff", "size"), zero=("zero", "mean"), few=("few", "mean"),
+                                                    diff=("diff", "mean"))
+    got = analysed.query_df("SELECT * FROM prompting_summary").set_index(["model", "step"]).reindex(expected.index)
+    assert set(got.few_shot_corpus) == {"dm_few_shot"}
+    assert (got.n_tokens.to_numpy() == expected.n.to_numpy()).all()
+    for ours, theirs in (("zero_shot_loss_nats", "zero"), ("few_shot_loss_nats", "few"), ("mean_diff_nats", "diff")):
+        np.testing.assert_allclose(got[ours].to_numpy(), expected[theirs].to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_subset_means(analysed):
     losses = _raw(analysed, "token_losses")
     docs = _raw(analysed, "documents")
     merged = losses[losses.corpus == "toy"].merge(docs[["corpus", "doc_id", "subset"]], on=["corpus", "doc_id"])

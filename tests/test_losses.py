@@ -87,7 +87,7 @@ def test_plan_batches_respects_budget():
 
 def test_rerun_skips_and_resume_after_crash(corpus_store, toy_model, monkeypatch, store_snapshot):
     calls = {"n": 0}
-    original = loss_job._checkpoint_losses
+    original = loss_job.checkpoint_losses
 
     def crash_on_second(*args, **kwargs):
         calls["n"] += 1
@@ -95,12 +95,12 @@ def test_rerun_skips_and_resume_after_crash(corpus_store, toy_model, monkeypatch
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(loss_job, "_checkpoint_losses", crash_on_second)
+    monkeypatch.setattr(loss_job, "checkpoint_losses", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", progress=False)
     assert corpus_store.query_df("SELECT DISTINCT step FROM token_losses")["step"].tolist() == [0]
     assert staging_entries(corpus_store) == []
-    monkeypatch.setattr(loss_job, "_checkpoint_losses", original)
+    monkeypatch.setattr(loss_job, "checkpoint_losses", original)
     results = ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", progress=False)
     assert [r.skipped for r in results] == [True, False, False]
     before = store_snapshot(corpus_store)

@@ -107,12 +107,12 @@ CHILD = textwrap.dedent("""
     from quanta_db.store import runs
     from quanta_db.store.store import Store
     store = Store.open(sys.argv[1])
-    original = runs._move
+    original = runs.move_file
     def slow_move(src, dest):
         original(src, dest)
         print("moved", flush=True)
         time.sleep(120)
-    runs._move = slow_move
+    runs.move_file = slow_move
     run = store.begin_run("test", {"child": True})
     run.write("vocab", pa.table({"tokenizer": ["child"] * 3, "token_id": [0, 1, 2], "token": list("abc")}))
     run.commit()

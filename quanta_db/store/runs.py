@@ -192,7 +192,7 @@ class Run:
                 for f in staged:
                     dest = self.root / _relative_dest(f.table, f.partition, f.path)
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    _move(f.path, dest)
+                    move_file(f.path, dest)
                     moved.append((f.path, dest))
                 con.execute("BEGIN TRANSACTION")
                 dropped = self._record(con, staged, rows_written)
@@ -200,7 +200,7 @@ class Run:
             except BaseException:
                 _rollback_quietly(con)
                 for src, dest in reversed(moved):
-                    _move(dest, src)
+                    move_file(dest, src)
                 raise
         self._state = "committed"
         self.dropped = dropped.summary()
@@ -290,7 +290,7 @@ def _relative_dest(table: str, partition: str, path: Path) -> str:
     return f"{TABLES_DIR}/{table}/{partition}/{path.name}"
 
 
-def _move(src: Path, dest: Path) -> None:
+def move_file(src: Path, dest: Path) -> None:
     os.replace(src, dest)
 
 

@@ -86,7 +86,7 @@ def ingest_losses(
             for checkpoint in todo:
                 bar.set_description(f"{spec.model} step {checkpoint.step}")
                 model = model_sources.load_model(checkpoint, torch_dtype, torch_device)
-                arrays = _checkpoint_losses(model, doc_ids, sequences, batch_size, torch_device, bar)
+                arrays = checkpoint_losses(model, doc_ids, sequences, batch_size, torch_device, bar)
                 run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device))
                 try:
                     _prepare_catalog(run, spec, checkpoint, model, corpus_info, replace=force)
@@ -146,7 +146,7 @@ def _token_budget(batch_size, device, model) -> int:
     return int(min(MAX_GPU_TOKEN_BUDGET, max(1024, budget / bytes_per_token)))
 
 
-def _checkpoint_losses(model, doc_ids, sequences, batch_size, device, bar) -> dict[str, np.ndarray]:
+def checkpoint_losses(model, doc_ids, sequences, batch_size, device, bar) -> dict[str, np.ndarray]:
     n_ctx = model.config.max_position_embeddings
     if n_ctx and any(len(s) > n_ctx for s in sequences):
         log.warning("documents longer than the model context (%d) are scored on their first %d tokens", n_ctx, n_ctx)

@@ -94,7 +94,7 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
         else:
             storage = getattr(torch, grad_dtype)
             block = block_tokens(n_gradient_numbers(parameters), storage, torch_device, grad_memory_gb)
-            bar.total = _gradient_computations(len(tokens), block)
+            bar.total = gradient_computations(len(tokens), block)
             cosine = exact_cosine(loaded, parameters, sequences, tokens, torch_device, block, storage,
                                   on_row=bar.update, resume_dir=resume_dir)
     similarity_seconds = time.perf_counter() - started
@@ -172,7 +172,7 @@ def block_tokens(n_numbers: int, storage, device, memory_gb: float | None) -> in
     return max(1, int(budget / (2 * bytes_per_row)))
 
 
-def _gradient_computations(n: int, block: int) -> int:
+def gradient_computations(n: int, block: int) -> int:
     """Gradients computed by :func:`exact_cosine`: block i once for itself and once per earlier block."""
     blocks = math.ceil(n / block)
     return sum(min(block, n - i * block) * (1 + i) for i in range(blocks))
