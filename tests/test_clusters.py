@@ -8,7 +8,6 @@ import torch
 from sklearn.cluster import SpectralClustering
 
 from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model
-from tests.conftest import raw_table as _raw
 from quanta_db.errors import InputError
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
@@ -16,6 +15,7 @@ from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosi
 from quanta_db.results.quanta.gradients import document_gradients, select_parameters, single_token_gradient
 from quanta_db.results.quanta.job import gradient_computations, ingest_clusters, select_tokens
 from quanta_db.results.quanta.spectral import angular_affinity, relabel_by_size, spectral_clusters
+from tests.conftest import raw_table as _raw
 
 
 @pytest.fixture(scope="module")

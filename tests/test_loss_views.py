@@ -49,13 +49,18 @@ def test_model_difference(analysed):
     np.testing.assert_allclose(got.diff_nats.to_numpy(), expected.to_numpy(), atol=1e-6)
 
 
-def test_prompting_difference(analysed):
-    losses = _raw(analysed, "token_losses")
-    align = _raw(analysed, "token_alignments")
+def _aligned_losses(store):
+    """Each aligned few-shot token with its loss (few) and its zero-shot twin's (zero), in pandas."""
+    losses = _raw(store, "token_losses")
+    align = _raw(store, "token_alignments")
     few = losses[losses.corpus == "dm_few_shot"].rename(columns={"loss_nats": "few"})
     zero = losses[losses.corpus == "dm_zero_shot"].rename(columns={"loss_nats": "zero", "doc_id": "ref_doc_id",
                                                                    "pos": "ref_pos"})
-    expected = (align.merge(few, on=["doc_id", "pos"]).merge(zero, on=["model", "step", "ref_doc_id", "ref_pos"]))
+    return align.merge(few, on=["doc_id", "pos"]).merge(zero, on=["model", "step", "ref_doc_id", "ref_pos"])
+
+
+def test_prompting_difference(analysed):
+    expected = _aligned_losses(analysed)
     got = analysed.query_df("SELECT * FROM prompting_difference")
     assert len(got) == len(expected) > 0
     merged = got.merge(expected, left_on=["model", "step", "problem_id", "pos"],
@@ -100,12 +105,7 @@ def test_loss_curve_matches_pandas(analysed):
 
 
 def test_prompting_summary_matches_pandas(analysed):
-    losses = _raw(analysed, "token_losses")
-    align = _raw(analysed, "token_alignments")
-    few = losses[losses.corpus == "dm_few_shot"].rename(columns={"loss_nats": "few"})
-    zero = losses[losses.corpus == "dm_zero_shot"].rename(columns={"loss_nats": "zero", "doc_id": "ref_doc_id",
-                                                                   "pos": "ref_pos"})
-    pairs = align.merge(few, on=["doc_id", "pos"]).merge(zero, on=["model", "step", "ref_doc_id", "ref_pos"])
+    pairs = _aligned_losses(analysed)
     pairs["diff"] = pairs.few.astype("float64") - pairs.zero.astype("float64")
     expected = pairs.groupby(["model", "step"]).agg(n=("diff", "size"), zero=("zero", "mean"), few=("few", "mean"),
                                                     diff=("diff", "mean"))

@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -44,13 +45,28 @@ def test_parameterised_saved_query(corpus_store):
     assert got["token_id"].tolist() == expected["token_id"].tolist()
 
 
+def _normalised(frame):
+    """Rows as Python values, numbers as floats and every kind of missing as None."""
+    def value(v):
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return list(v)
+        if v is None or pd.isna(v):
+            return None
+        return float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) else v
+    return [[value(v) for v in row] for row in frame.itertuples(index=False)]
+
+
 def test_every_view_reads_through_sqlalchemy(corpus_store):
     engine = corpus_store.engine()
     names = corpus_store.query_df("SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"]
     assert {"tokens", "documents", "vocab", "tokens_per_subset"} <= set(names)
     for name in names:
-        frame = pd.read_sql(f'SELECT * FROM "{name}" LIMIT 5', engine)
-        assert len(frame.columns) > 0
+        sql = f'SELECT * FROM "{name}" ORDER BY ALL LIMIT 50'
+        frame = pd.read_sql(sql, engine)
+        direct = corpus_store.query_df(sql)
+        assert list(frame.columns) == list(direct.columns)
+        assert _normalised(frame) == _normalised(direct), name
+    assert len(pd.read_sql("SELECT * FROM tokens", engine)) == len(_raw(corpus_store, "tokens"))
     with pytest.raises(Exception, match="read-only"):
         with engine.connect() as con:
             con.exec_driver_sql("CREATE TABLE x (a INT)")
