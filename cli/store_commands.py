@@ -108,7 +108,7 @@ def views(ref, name, refresh):
 @click.option("-f", "--file", "sql_file", type=click.File("r"), help="Read the SQL from a file.")
 @format_option
 @output_option
-@click.option("--max-rows", type=int, default=200, show_default=True, help="Rows shown by --format table.")
+@click.option("--max-rows", type=click.IntRange(1), default=200, show_default=True, help="Rows shown by --format table.")
 @pass_store
 def query(ref, sql, sql_file, fmt, output, max_rows):
     """Run ad-hoc SQL (argument, -f FILE, or stdin) on a read-only connection."""

@@ -36,3 +36,11 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if count < 1 or not 0 <= index < count:
         raise InputError(f"--shard {text}: need 0 <= i < n")
     return index, count
+
+
+def require_name(value: str | None, option: str) -> None:
+    """Names become keys in every table and parts of file paths: an empty or blank one is refused."""
+    from quanta_db.errors import InputError
+
+    if value is not None and not str(value).strip():
+        raise InputError(f"{option} must not be empty")

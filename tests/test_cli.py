@@ -180,3 +180,17 @@ def test_loss_pipeline_commands(run, tmp_path, toy_inputs, toy_model):
                                "--corpus", "toy"), "not a folder")
     _assert_one_line_error(run("--store", store, "ingest", "losses", "--model", toy_model["dir"], "--corpus", "toy",
                                "--batch-size", "x"), "--batch-size")
+
+
+def test_empty_names_and_row_limits_are_refused(run, tmp_path, toy_inputs, store_snapshot):
+    store_dir = tmp_path / "s"
+    run("--store", store_dir, "init")
+    from quanta_db.store.store import Store
+
+    before = store_snapshot(Store.open(store_dir))
+    for name in ("", "  "):
+        _assert_one_line_error(run("--store", store_dir, "ingest", "corpus", toy_inputs["corpus"], "--name", name,
+                                   "--tokenizer", toy_inputs["tokenizer"]), "--name must not be empty")
+    result = run("--store", store_dir, "query", "SELECT 1", "--max-rows", "-1")
+    assert result.exit_code != 0 and "--max-rows" in result.output
+    assert store_snapshot(Store.open(store_dir)) == before

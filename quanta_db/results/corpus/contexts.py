@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult
+from quanta_db.job import JobResult, require_name
 from quanta_db.results.corpus.job import stage_corpus_row, start_corpus_run, write_corpus_chunk
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.runtime.tokenizer import load_tokenizer
@@ -35,6 +35,7 @@ def sample_contexts(subsets: np.ndarray, lengths: np.ndarray, per_subset: int, l
 
 def ingest_contexts(store: Store, source_corpus: str, name: str, per_subset: int = 512, length: int = 512,
                     seed: int = 0, force: bool = False) -> JobResult:
+    require_name(name, "--name")
     if per_subset < 1 or length < 2:
         raise InputError("--per-subset must be >= 1 and --length >= 2")
     info = corpus_row(store, source_corpus)

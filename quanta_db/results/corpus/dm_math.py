@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult
+from quanta_db.job import JobResult, require_name
 from quanta_db.results.corpus import dm_math_problems as dm_math
 from quanta_db.results.corpus.job import (
     prepare_tokenizer,
@@ -30,6 +30,7 @@ from quanta_db.store.store import Store
 def ingest_dm_math(store: Store, name: str, tokenizer: str, per_category: int = 10, categories: list[str] | None = None,
                    source=None, seed: int = 0, few_shot_tokens: int = 2048, tokenizer_name: str | None = None,
                    force: bool = False) -> JobResult:
+    require_name(name, "--name")
     if per_category < 1 or few_shot_tokens < 2:
         raise InputError("--per-category must be >= 1 and --few-shot-tokens >= 2")
     tok = prepare_tokenizer(store, tokenizer, tokenizer_name)

@@ -10,7 +10,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, file_fingerprint
+from quanta_db.job import JobResult, file_fingerprint, require_name
 from quanta_db.results.corpus.source import check_source, iter_documents
 from quanta_db.results.corpus.tokens import token_columns
 from quanta_db.runtime.tokenizer import encode, load_tokenizer, tokenizer_key, vocab_hash, vocab_table
@@ -35,6 +35,8 @@ def ingest_corpus(
     """Tokenize ``source`` into corpus ``name``; an identical earlier run makes this a no-op."""
     if max_tokens is not None and max_tokens < 1:
         raise InputError("--max-tokens must be at least 1")
+    require_name(name, "--name")
+    require_name(tokenizer_name, "--tokenizer-name")
     check_source(source)
     tok = prepare_tokenizer(store, tokenizer, tokenizer_name)
     params = {

@@ -16,7 +16,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult
+from quanta_db.job import JobResult, require_name
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import batch_token_losses
 from quanta_db.runtime import models as model_sources
@@ -63,6 +63,7 @@ def ingest_losses(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    require_name(name, "--name")
     corpus_info = corpus_row(store, corpus)
     batch_size = parse_batch_size(batch_size)
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
