@@ -189,6 +189,8 @@ def test_cluster_errors(cluster_store):
         ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=0.0, n_clusters=2, progress=False)
     with pytest.raises(InputError, match="no losses"):
         ingest_clusters(cluster_store, "tiny", 4, "toy", progress=False)
+    with pytest.raises(InputError, match="no losses of model 'tiny' at step 8 on corpus 'ctx'"):
+        ingest_clusters(cluster_store, "tiny", 8, "ctx", progress=False)  # losses exist, on another corpus
     with pytest.raises(InputError, match="was not ingested"):
         ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=6.0, exclude_filter="bigram", progress=False)
     with pytest.raises(InputError, match="made no similarity"):

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from quanta_db.store import registry
-from quanta_db.store.sql import quote_ident
+from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident
 
 
 @dataclass
@@ -56,19 +56,8 @@ def _child_filters(child: str, mapping: dict[str, str], removed: list[dict]) -> 
     return filters
 
 
-def _condition(where: dict, column_sql) -> tuple[str, list]:
-    terms, args = [], []
-    for column, value in where.items():
-        if value is None:
-            terms.append(f"{column_sql(column)} IS NULL")
-        else:
-            terms.append(f"{column_sql(column)} = ?")
-            args.append(value)
-    return " AND ".join(terms), args
-
-
 def _drop_catalog_rows(con, table: str, where: dict, dropped: Dropped) -> list[dict]:
-    condition, args = _condition(where, quote_ident)
+    condition, args = equal_condition(where)
     result = con.execute(f"SELECT * FROM {quote_ident(table)} WHERE {condition}", args)
     names = [d[0] for d in result.description]
     rows = [dict(zip(names, r)) for r in result.fetchall()]
@@ -79,11 +68,7 @@ def _drop_catalog_rows(con, table: str, where: dict, dropped: Dropped) -> list[d
 
 
 def _drop_files(con, table: str, where: dict, dropped: Dropped) -> list[dict]:
-    def key_sql(column: str) -> str:
-        return f"json_extract_string(keys, '$.{column}')"
-
-    condition, args = _condition(where, key_sql)
-    args = [str(a) for a in args]
+    condition, args = file_key_condition(where)
     found = con.execute(f"SELECT path, keys, rows FROM files WHERE table_name = ? AND {condition}",
                         [table, *args]).fetchall()
     if not found:

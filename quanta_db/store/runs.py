@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from quanta_db.errors import QuantaError
 from quanta_db.store import catalog, lineage, views
 from quanta_db.store.registry import fact_table, fact_tables
-from quanta_db.store.sql import quote_ident
+from quanta_db.store.sql import equal_condition, quote_ident
 from quanta_db.store.tables import conform
 from quanta_db.version import __version__
 
@@ -303,8 +303,8 @@ def _rollback_quietly(con) -> None:
 
 def _upsert(con, table: str, rows: list[dict], key: list[str]) -> None:
     for row in rows:
-        where = " AND ".join(f"{quote_ident(k)} = ?" for k in key)
-        con.execute(f"DELETE FROM {quote_ident(table)} WHERE {where}", [row[k] for k in key])
+        where, args = equal_condition({k: row[k] for k in key})
+        con.execute(f"DELETE FROM {quote_ident(table)} WHERE {where}", args)
         columns = ", ".join(quote_ident(c) for c in row)
         marks = ", ".join("?" for _ in row)
         con.execute(f"INSERT INTO {quote_ident(table)} ({columns}) VALUES ({marks})", list(row.values()))

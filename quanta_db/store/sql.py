@@ -7,3 +7,24 @@ def quote_ident(name: str) -> str:
 
 def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def equal_condition(where: dict, column_sql=quote_ident) -> tuple[str, list]:
+    """``col = ? AND ...`` (``IS NULL`` for None values) and its arguments; ``TRUE`` when empty.
+
+    ``column_sql`` turns a column name into the SQL that reads it.
+    """
+    terms, args = [], []
+    for column, value in where.items():
+        if value is None:
+            terms.append(f"{column_sql(column)} IS NULL")
+        else:
+            terms.append(f"{column_sql(column)} = ?")
+            args.append(value)
+    return " AND ".join(terms) or "TRUE", args
+
+
+def file_key_condition(where: dict) -> tuple[str, list]:
+    """The condition on ``files.keys`` (a committed file's per-file key values, JSON) for ``where``."""
+    condition, args = equal_condition(where, lambda column: f"json_extract_string(keys, '$.{column}')")
+    return condition, [str(a) for a in args]

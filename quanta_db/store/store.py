@@ -20,7 +20,7 @@ from quanta_db.errors import QueryError, StoreError, first_line
 from quanta_db.store import catalog, migrations, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
-from quanta_db.store.sql import quote_ident
+from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -121,6 +121,14 @@ class Store:
             else:
                 rows = con.execute("SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]).fetchall()
         return [self.root / r[0] for r in rows]
+
+    def has_files(self, table: str, **keys) -> bool:
+        """Whether ``table`` has a committed file whose per-file keys match ``keys``
+        (e.g. ``token_losses`` with model, step and corpus); reads only the catalog."""
+        condition, args = file_key_condition(keys)
+        with self.read() as con:
+            return con.execute(f"SELECT count(*) FROM files WHERE table_name = ? AND {condition}",
+                               [table, *args]).fetchone()[0] > 0
 
     def artifact(self, run_id: str, name: str):
         """The numpy array a run stored as ``name`` (memory-mapped)."""
@@ -249,9 +257,9 @@ class Store:
 
     def catalog_rows(self, table: str, **equal) -> list[dict]:
         """Rows of a small catalog table matching column = value filters, as dicts."""
-        where = " AND ".join(f"{quote_ident(k)} = ?" for k in equal) or "TRUE"
+        where, args = equal_condition(equal)
         with self.read() as con:
-            result = con.execute(f"SELECT * FROM {quote_ident(table)} WHERE {where}", list(equal.values()))
+            result = con.execute(f"SELECT * FROM {quote_ident(table)} WHERE {where}", args)
             names = [d[0] for d in result.description]
             return [dict(zip(names, row)) for row in result.fetchall()]
 

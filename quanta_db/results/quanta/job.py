@@ -38,11 +38,12 @@ def select_tokens(store: Store, model: str, step: int, corpus: str, loss_below_n
 
     This is the saved analysis ``quanta_candidates``, so what a user queries is what the job uses.
     """
-    if not store.committed_paths("token_losses", {"model": model, "step": step}):
-        raise InputError(f"no losses of model {model!r} at step {step}; run `quanta-db ingest losses` first")
+    if not store.has_files("token_losses", model=model, step=step, corpus=corpus):
+        raise InputError(f"no losses of model {model!r} at step {step} on corpus {corpus!r}; "
+                         "run `quanta-db ingest losses` first")
     if exclude_filter:
         exclude_filter = canonical_filter(exclude_filter)
-        if not store.committed_paths("token_filters", {"corpus": corpus, "filter": exclude_filter}):
+        if not store.has_files("token_filters", corpus=corpus, filter=exclude_filter):
             raise InputError(f"filter {exclude_filter!r} was not ingested for corpus {corpus!r}")
     chosen = store.query_arrow(
         "SELECT idx, corpus, doc_id, pos, loss_nats FROM quanta_candidates(?, ?, ?, threshold := ?, "
@@ -85,7 +86,9 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
     doc_index = {int(d): i for i, d in enumerate(doc_ids)}
     tokens = [(doc_index[int(d)], int(p)) for d, p in zip(chosen.column("doc_id").to_pylist(),
                                                           chosen.column("pos").to_pylist())]
-    resume_dir = _resume_dir(store, params)
+    # An interrupted exact similarity keeps its finished block rows here; the same parameters
+    # find the same folder, and gc removes it once no live job owns it.
+    resume_dir = store.resume_dir("clusters", params)
     started = time.perf_counter()
     with tqdm(total=len(tokens), unit="grad", disable=not progress, desc="gradients") as bar:
         if sketch:
@@ -108,12 +111,6 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
     shutil.rmtree(resume_dir, ignore_errors=True)
     return JobResult(run.run_id, rows, dropped=run.dropped, message=f"clustering {run.run_id}: {chosen.num_rows} tokens into "
                      f"{n_clusters} clusters ({method} similarity {similarity_seconds:.1f}s)", details=summary)
-
-
-def _resume_dir(store: Store, params: dict):
-    """Where an interrupted exact similarity keeps its finished block rows (``gc`` removes it
-    once no live job owns it); the same parameters find the same folder."""
-    return store.resume_dir("clusters", params)
 
 
 def _recluster(store: Store, similarity_run: str, n_clusters: int, n_init: int, seed: int, force: bool) -> JobResult:
