@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quanta_db.demo import toy_corpus as toy  # noqa: E402
 from quanta_db.demo.toy_models import pythia_config, random_model  # noqa: E402
-from quanta_db.results.corpus.job import prepare_tokenizer, stage_tokenizer, write_corpus_chunk  # noqa: E402
+from quanta_db.results.corpus.job import prepare_tokenizer, stage_corpus_row, stage_tokenizer, write_corpus_chunk  # noqa: E402
 from quanta_db.results.losses.job import ingest_losses  # noqa: E402
 from quanta_db.store.store import Store  # noqa: E402
 
@@ -38,9 +38,7 @@ def build_corpus(store: Store, tokenizer_dir: Path, n_docs: int, doc_len: int, v
     with store.begin_run("bench_corpus", {"n": n_docs, "len": doc_len}) as run:
         stage_tokenizer(run, tok)
         counts = write_corpus_chunk(run, "bench", np.arange(n_docs), ["random"] * n_docs, [None] * n_docs, docs, 0)
-        run.upsert("corpora", [{"corpus": "bench", "source": "random", "tokenizer": tok.name,
-                                "vocab_hash": tok.vocab_hash, "max_tokens": doc_len, **counts, "run_id": run.run_id,
-                                "created_at": run.started_at, "kind": "text"}], key=["corpus"])
+        stage_corpus_row(run, "bench", "random", tok.name, tok.vocab_hash, doc_len, counts)
         run.commit()
     return docs
 
@@ -100,7 +98,10 @@ def main() -> None:
         for shape in args.shapes.split(","):
             config = pythia_config(shape)
             model_dir = tmp / shape
-            random_model(config).save_pretrained(model_dir)
+            model = random_model(config)
+            n_params = sum(p.numel() for p in model.parameters())
+            model.save_pretrained(model_dir)
+            del model
             for dtype in args.dtypes.split(","):
                 store = Store.init(tmp / f"store-{shape}-{dtype}")
                 docs = build_corpus(store, tokenizer_dir, args.n_docs, args.doc_len, config.vocab_size)
@@ -112,7 +113,6 @@ def main() -> None:
                 ref_docs = docs[: args.reference_docs] if args.reference_docs else docs
                 seconds = reference_losses(model_dir, ref_docs, device, tmp / "reference.npy")
                 reference = sum(len(d) - 1 for d in ref_docs) / seconds
-                n_params = sum(p.numel() for p in random_model(config).parameters())
                 flops = 2 * n_params * ours
                 share = f"{100 * flops / peak:.0f}%" if peak else "-"
                 print(f"| {shape} | {dtype} | {n_tokens:,} | {ours:,.0f} | {reference:,.0f} | {ours / reference:.2f}x "

@@ -11,7 +11,7 @@ from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_mod
 from quanta_db.errors import InputError
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
-from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
+from quanta_db.results.quanta.gradient_cosine import exact_cosine, gram, sketched_cosine
 from quanta_db.results.quanta.gradients import document_gradients, select_parameters, single_token_gradient
 from quanta_db.results.quanta.job import gradient_computations, ingest_clusters, select_tokens
 from quanta_db.results.quanta.spectral import angular_affinity, relabel_by_size, spectral_clusters
@@ -63,6 +63,17 @@ def test_half_precision_storage_error_is_small(tiny):
     reference = _reference_gradients(model, params, sequences, tokens)
     cosine = exact_cosine(model, params, sequences, tokens, "cpu", block_tokens=4, storage_dtype=torch.bfloat16)
     assert np.abs(cosine - reference @ reference.T).max() < 5e-3
+
+
+@pytest.mark.parametrize("chunk_bytes", [4 * 7 * 13, 1 << 28])
+def test_half_precision_gram_is_chunked_and_exact_in_float32(chunk_bytes):
+    # The upcast temporaries of a bf16 Gram product are bounded (an H100 run of 779-row blocks
+    # ran out of memory when a chunk was a fixed 4M columns); chunking must not change the sum.
+    rng = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 1000, generator=rng).bfloat16()
+    b = torch.randn(5, 1000, generator=rng).bfloat16()
+    expected = a.double() @ b.double().T
+    np.testing.assert_allclose(gram(a, b, chunk_bytes=chunk_bytes).double(), expected, rtol=0, atol=1e-3)
 
 
 def test_sketch_is_close_and_seeded(tiny):

@@ -60,10 +60,15 @@ def gradient_rows(model, params, sequences, tokens: TokenList, device, transform
     return out
 
 
-def gram(a: torch.Tensor, b: torch.Tensor, column_chunk: int = 1 << 22) -> torch.Tensor:
-    """a @ b.T accumulated in float32 (half-precision storage is upcast chunk by chunk)."""
+def gram(a: torch.Tensor, b: torch.Tensor, chunk_bytes: int = 1 << 28) -> torch.Tensor:
+    """a @ b.T accumulated in float32 (half-precision storage is upcast chunk by chunk).
+
+    Each upcast chunk holds at most ``chunk_bytes`` per operand, so the temporaries stay small
+    next to the gradient blocks the memory budget was planned for.
+    """
     if a.dtype == torch.float32 and b.dtype == torch.float32:
         return a @ b.T
+    column_chunk = max(1, chunk_bytes // (4 * max(a.shape[0], b.shape[0])))
     out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float32, device=a.device)
     for start in range(0, a.shape[1], column_chunk):
         out += a[:, start:start + column_chunk].float() @ b[:, start:start + column_chunk].float().T
