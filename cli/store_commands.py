@@ -109,9 +109,11 @@ def views(ref, name, refresh):
 @format_option
 @output_option
 @click.option("--max-rows", type=click.IntRange(1), default=200, show_default=True, help="Rows shown by --format table.")
+@click.option("--unsafe", is_flag=True,
+              help="Allow any statement type and file access outside the store (the catalog stays read-only).")
 @pass_store
-def query(ref, sql, sql_file, fmt, output, max_rows):
-    """Run ad-hoc SQL (argument, -f FILE, or stdin) on a read-only connection."""
+def query(ref, sql, sql_file, fmt, output, max_rows, unsafe):
+    """Run one SELECT (argument, -f FILE, or stdin); it can read only the store's own files."""
     if sql_file is not None:
         sql = sql_file.read()
     elif sql is None or sql == "-":
@@ -120,7 +122,7 @@ def query(ref, sql, sql_file, fmt, output, max_rows):
         sql = sys.stdin.read()
     if not sql.strip():
         raise InputError("the SQL is empty")
-    table = ref.open().query_arrow(sql)
+    table = ref.open().query_arrow(sql, unsafe=unsafe)
     if fmt == "parquet":
         write_parquet(table, output)
         click.echo(f"wrote {table.num_rows} rows to {output}", err=True)

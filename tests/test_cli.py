@@ -87,8 +87,8 @@ def test_errors_are_one_line(run, tmp_path, toy_inputs, store_snapshot):
     before = store_snapshot(store)
     _assert_one_line_error(run("--store", store_dir, "query", "SELEC 1"), "syntax error")
     _assert_one_line_error(run("--store", store_dir, "query", "SELECT * FROM nope"), "nope")
-    _assert_one_line_error(run("--store", store_dir, "query", "CREATE TABLE x (a INT)"), "read-only")
-    _assert_one_line_error(run("--store", store_dir, "query", "DROP VIEW tokens"), "read-only")
+    _assert_one_line_error(run("--store", store_dir, "query", "CREATE TABLE x (a INT)"), "only SELECT")
+    _assert_one_line_error(run("--store", store_dir, "query", "DROP VIEW tokens"), "only SELECT")
     _assert_one_line_error(run("--store", store_dir, "export", "latex", "no_such_view"), "unknown table or view")
     _assert_one_line_error(run("--store", store_dir, "export", "latex", "tokens_per_subset", "--max", "zzz"),
                            "column 'zzz'")

@@ -17,10 +17,16 @@ from typing import Iterator
 import duckdb
 
 from quanta_db.errors import StoreError, first_line
+from quanta_db.store import sandbox
 
 CATALOG_FILE = "catalog.duckdb"
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+STORAGE_COMPATIBILITY = "v1.0.0"
+
+
+class CatalogLocked(StoreError):
+    """Another process held the catalog's write lock past the timeout."""
 
 
 def catalog_path(root: Path) -> Path:
@@ -45,10 +51,9 @@ def _is_lock_error(error: Exception) -> bool:
 def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open with bounded retry while another process holds the write lock."""
     path = catalog_path(root)
-    # Views read Parquet through store-relative paths, which DuckDB resolves against the
-    # reader's working directory; file_search_path resolves them against the store instead,
-    # so a store can be moved or copied.
-    config = {"file_search_path": str(Path(root).resolve())}
+    # A new catalog is written in a storage format that DuckDB 1.0 and later can read, so
+    # the CLI, DBeaver or an R session of another DuckDB version can open the store.
+    config = {} if path.exists() else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
     deadline = time.monotonic() + lock_timeout_s()
     delay_s = 0.05
     while True:
@@ -58,7 +63,7 @@ def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             if not _is_lock_error(error):
                 raise StoreError(f"cannot open catalog {path}: {first_line(error)}") from None
             if time.monotonic() >= deadline:
-                raise StoreError(
+                raise CatalogLocked(
                     f"catalog {path} is locked by another process (an ingest committing?); "
                     f"gave up after {lock_timeout_s():.0f}s (set {LOCK_TIMEOUT_ENV} to wait longer)"
                 ) from None
@@ -67,22 +72,28 @@ def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def connect(root: Path, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection to the store's catalog; closed on exit."""
+def connect(root: Path, *, read_only: bool, user_sql: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection to the store's catalog; closed on exit.
+
+    ``user_sql`` confines a read-only connection to the store's own files (see sandbox).
+    """
     if not catalog_path(root).exists() and read_only:
         raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE}); run `quanta-db init`")
     con = _open(Path(root), read_only)
     try:
+        if user_sql:
+            sandbox.restrict(con, root)
         yield con
     finally:
         con.close()
 
 
-def sqlalchemy_engine(root: Path):
+def sqlalchemy_engine(root: Path, unsafe: bool = False):
     """A read-only SQLAlchemy engine (duckdb-engine) that opens one connection per checkout.
 
     NullPool keeps no connection open between statements, so a notebook holding this engine
-    never blocks an ingest's commit.
+    never blocks an ingest's commit. Unless ``unsafe``, each connection is confined to the
+    store's files and every statement must be a single read (see sandbox).
     """
     import sqlalchemy
     from sqlalchemy.pool import NullPool
@@ -90,11 +101,9 @@ def sqlalchemy_engine(root: Path):
     path = catalog_path(root)
     if not path.exists():
         raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE})")
-    return sqlalchemy.create_engine(
-        f"duckdb:///{path}",
-        poolclass=NullPool,
-        connect_args={
-            "read_only": True,
-            "config": {"file_search_path": str(Path(root).resolve())},
-        },
-    )
+    engine = sqlalchemy.create_engine(f"duckdb:///{path}", poolclass=NullPool, connect_args={"read_only": True})
+    if not unsafe:
+        sqlalchemy.event.listen(engine, "connect", lambda dbapi_con, _record: sandbox.restrict(dbapi_con, root))
+        sqlalchemy.event.listen(engine, "before_cursor_execute",
+                                lambda _con, _cursor, statement, *_rest: sandbox.check_read_only(statement))
+    return engine

@@ -262,7 +262,7 @@ class Run:
         )
         touched = sorted(({f.table for f in staged} | set(dropped.rows)) & set(fact_tables()))
         if touched:
-            views.refresh_fact_views(con, touched)
+            views.refresh_fact_views(con, self.root, touched)
         return dropped
 
 

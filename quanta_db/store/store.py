@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quanta_db.errors import QueryError, StoreError, first_line
-from quanta_db.store import catalog, migrations, views
+from quanta_db.store import catalog, migrations, sandbox, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident
@@ -52,6 +52,7 @@ class Store:
         store = cls(root)
         if check:
             store.check_schema()
+            store._follow_move()
         return store
 
     @classmethod
@@ -95,9 +96,22 @@ class Store:
         with catalog.connect(self.root, read_only=False) as con:
             yield con
 
-    def engine(self):
-        """A read-only SQLAlchemy engine; every view works with ``pandas.read_sql``."""
-        return catalog.sqlalchemy_engine(self.root)
+    def engine(self, unsafe: bool = False):
+        """A read-only SQLAlchemy engine; every view works with ``pandas.read_sql``.
+
+        Statements are checked as in :meth:`query_arrow` unless ``unsafe``."""
+        return catalog.sqlalchemy_engine(self.root, unsafe=unsafe)
+
+    def _follow_move(self) -> None:
+        """Rebuild the views when the store was moved or copied since they were built."""
+        with self.read() as con:
+            row = con.execute("SELECT value FROM store_info WHERE key = 'root'").fetchone()
+        if row is None or row[0] != self.root.as_posix():
+            try:
+                self.refresh_views()
+            except StoreError as error:
+                raise StoreError(f"store moved here from {row[0] if row else 'elsewhere'} and its views "
+                                 f"could not be rebuilt: {error}") from None
 
     # -- schema --------------------------------------------------------------------------------
     def migrate(self, directory: Path | None = None) -> list[migrations.Migration]:
@@ -176,8 +190,9 @@ class Store:
     def _refresh_views(self, con) -> None:
         con.execute("BEGIN TRANSACTION")
         try:
-            views.refresh_fact_views(con)
+            views.refresh_fact_views(con, self.root)
             views.install_saved_queries(con, views.discover_saved_queries())
+            con.execute("INSERT OR REPLACE INTO store_info VALUES ('root', ?)", [self.root.as_posix()])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -203,18 +218,25 @@ class Store:
         return f"SELECT * FROM {quote_ident(source)}"
 
     # -- querying --------------------------------------------------------------------------------
-    def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
-        """Run ad-hoc SQL on a read-only connection; errors become one-line QueryErrors."""
-        with self.read() as con:
+    def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:
+        """Run one read-only statement of ad-hoc SQL; errors become one-line QueryErrors.
+
+        The statement must be a SELECT (or EXPLAIN) and can open no file outside the store's
+        tables and artifacts (see :mod:`quanta_db.store.sandbox`); ``unsafe`` lifts both for
+        the store's owner (the catalog itself still opens read-only).
+        """
+        if not unsafe:
+            sandbox.check_read_only(sql)
+        with catalog.connect(self.root, read_only=True, user_sql=not unsafe) as con:
             try:
                 relation = con.sql(sql, params=params or None)
                 return relation.to_arrow_table() if relation is not None else pa.table({})
             except duckdb.Error as error:
                 raise QueryError(first_line(error)) from None
 
-    def query_df(self, sql: str, params: list | None = None) -> pd.DataFrame:
+    def query_df(self, sql: str, params: list | None = None, unsafe: bool = False) -> pd.DataFrame:
         """Like :meth:`query_arrow`, as pandas with nullable integer columns (NULL stays NA)."""
-        return arrow_to_pandas(self.query_arrow(sql, params))
+        return arrow_to_pandas(self.query_arrow(sql, params, unsafe))
 
     def relation_exists(self, name: str) -> bool:
         """Whether ``name`` is a table or view of the catalog."""

@@ -43,11 +43,15 @@ def fact_view_sql(spec: FactTable, paths: list[str]) -> str:
     )
 
 
-def refresh_fact_views(con: duckdb.DuckDBPyConnection, tables: list[str] | None = None) -> None:
-    """(Re)build the views of ``tables`` (default: all) from the committed-file list."""
+def refresh_fact_views(con: duckdb.DuckDBPyConnection, root: Path, tables: list[str] | None = None) -> None:
+    """(Re)build the views of ``tables`` (default: all) from the committed-file list.
+
+    Views name absolute paths (``root`` / the store-relative path), so any DuckDB client reads
+    them from any working directory; a moved store gets them rebuilt on its next open.
+    """
     for name in tables or list(fact_tables()):
         paths = [
-            row[0]
+            (Path(root) / row[0]).as_posix()
             for row in con.execute(
                 "SELECT path FROM files WHERE table_name = ? ORDER BY path", [name]
             ).fetchall()

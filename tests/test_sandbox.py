@@ -1,0 +1,123 @@
+"""User SQL can only read the store, and any DuckDB client reads the store from anywhere."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import duckdb
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from quanta_db.errors import QueryError
+from quanta_db.store.store import Store
+
+ATTACKS = [
+    "COPY (SELECT 1 AS a) TO '{victim}' (FORMAT parquet)",
+    "COPY (SELECT 1 AS a) TO '{outside}'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM glob('/root/*')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM read_csv('{outside_csv}')",
+    "ATTACH '{outside_db}' AS other",
+    "INSTALL httpfs",
+    "LOAD parquet",
+    "SET enable_external_access = true",
+    "SET allowed_directories = ['/']",
+    "RESET lock_configuration",
+    "SELECT 1; COPY (SELECT 1 AS a) TO '{victim}' (FORMAT parquet)",
+    "SELECT 1; SELECT 2",
+    "CREATE TABLE x AS SELECT 1",
+    "EXPORT DATABASE '{outside_dir}'",
+    "CALL pragma_version()",
+    "CHECKPOINT",
+]
+
+
+@pytest.fixture
+def attack_paths(corpus_store, tmp_path):
+    victim = corpus_store.committed_paths("tokens")[0]
+    outside_csv = tmp_path / "secret.csv"
+    outside_csv.write_text("secret\n42\n")
+    return {"victim": victim, "outside": tmp_path / "out.csv", "outside_csv": outside_csv,
+            "outside_db": tmp_path / "other.duckdb", "outside_dir": tmp_path / "export"}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_user_sql_cannot_write_or_read_outside_the_store(corpus_store, attack_paths, store_snapshot, attack):
+    before = store_snapshot(corpus_store)
+    sql = attack.format(**attack_paths)
+    with pytest.raises(QueryError):
+        corpus_store.query_arrow(sql)
+    with pytest.raises(Exception, match="only SELECT|one SQL statement|Permission|disabled"):
+        pd.read_sql(sql, corpus_store.engine())
+    result = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "query", sql])
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, result.output
+    assert store_snapshot(corpus_store) == before
+    assert not attack_paths["outside"].exists() and not attack_paths["outside_db"].exists()
+    assert not attack_paths["outside_dir"].exists()
+
+
+def test_reads_of_the_store_itself_still_work(corpus_store):
+    path = corpus_store.committed_paths("tokens")[0].as_posix()
+    direct = corpus_store.query_arrow(f"SELECT count(*) AS n FROM read_parquet('{path}')").column("n")[0].as_py()
+    assert direct == len(pd.read_parquet(path)) > 0
+    assert corpus_store.query_df("EXPLAIN SELECT * FROM tokens").shape[0] >= 1
+    assert corpus_store.query_df("SELECT * FROM glob(?)", [f"{corpus_store.root}/tables/tokens/**"]).shape[0] >= 1
+
+
+def test_the_connection_wall_holds_without_the_statement_check(corpus_store):
+    from quanta_db.store import catalog
+
+    with catalog.connect(corpus_store.root, read_only=True, user_sql=True) as con:
+        for sql in ("SELECT * FROM read_csv('/etc/passwd')", "SET enable_external_access = true"):
+            with pytest.raises(duckdb.Error, match="disabled|Cannot change"):
+                con.execute(sql)
+
+
+def test_unsafe_is_the_owners_explicit_escape_hatch(corpus_store, attack_paths):
+    sql = f"SELECT * FROM read_csv('{attack_paths['outside_csv']}')"
+    assert corpus_store.query_df(sql, unsafe=True)["secret"].tolist() == [42]
+    result = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "query", "--unsafe", "--format", "csv", sql])
+    assert result.exit_code == 0 and "42" in result.output
+    with pytest.raises(QueryError, match="read-only"):  # the catalog itself stays read-only
+        corpus_store.query_arrow("CREATE TABLE x AS SELECT 1", unsafe=True)
+
+
+def _plain_count(catalog_file) -> int:
+    with duckdb.connect(str(catalog_file), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM tokens").fetchone()[0]
+
+
+def test_plain_duckdb_reads_the_store_from_another_directory(corpus_store, tmp_path, monkeypatch):
+    expected = corpus_store.query_arrow("SELECT count(*) AS n FROM tokens").column("n")[0].as_py()
+    monkeypatch.chdir(tmp_path)
+    assert _plain_count(corpus_store.root / "catalog.duckdb") == expected
+
+
+def test_duckdb_command_line_client_reads_the_store(corpus_store, tmp_path):
+    executable = shutil.which("duckdb")
+    if executable is None:
+        pytest.skip("the duckdb command-line client is not installed (pip install duckdb-cli)")
+    expected = corpus_store.query_arrow("SELECT count(*) AS n FROM tokens").column("n")[0].as_py()
+    out = subprocess.run([executable, "-readonly", "-csv", str(corpus_store.root / "catalog.duckdb"),
+                          "-c", "SELECT count(*) AS n FROM tokens"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["n", str(expected)]
+
+
+def test_a_moved_store_is_rebuilt_on_open_or_by_the_documented_one_liner(corpus_store, tmp_path, monkeypatch):
+    expected = corpus_store.query_arrow("SELECT count(*) AS n FROM tokens").column("n")[0].as_py()
+    moved, copied = tmp_path / "moved", tmp_path / "copied"
+    shutil.copytree(corpus_store.root, copied)
+    shutil.move(corpus_store.root, moved)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(duckdb.Error, match="No files found"):  # views still name the old location
+        _plain_count(moved / "catalog.duckdb")
+    Store.open(moved)
+    assert _plain_count(moved / "catalog.duckdb") == expected
+    result = CliRunner().invoke(cli, ["--store", str(copied), "views", "--refresh"])  # the README's one-liner
+    assert result.exit_code == 0, result.output
+    assert _plain_count(copied / "catalog.duckdb") == expected
