@@ -16,6 +16,15 @@ class JobResult:
     dropped: dict = field(default_factory=dict)  # rows per table its commit replaced
 
 
+def committed(run, rows_written: int, message: str, details: dict | None = None) -> JobResult:
+    """The result of a job whose run ``run`` was committed; when an identical run committed
+    first (a concurrent job), the commit was a no-op and the result says so."""
+    if run.duplicate_of:
+        return JobResult(run.duplicate_of, 0, skipped=True,
+                         message=f"already committed by run {run.duplicate_of} (a concurrent identical job)")
+    return JobResult(run.run_id, rows_written, dropped=run.dropped, message=message, details=details or {})
+
+
 def file_fingerprint(path) -> dict:
     """Identity of an input file for the run's parameter hash: resolved path, size, mtime."""
     path = Path(path).resolve()

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import pickle
 import secrets
 import shutil
 import socket
@@ -25,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quanta_db.errors import QuantaError
-from quanta_db.store import catalog, lineage, views
+from quanta_db.errors import QuantaError, StoreError
+from quanta_db.store import catalog, expectations, lineage, liveness, views
 from quanta_db.store.registry import fact_table, fact_tables
 from quanta_db.store.sql import equal_condition, quote_ident
 from quanta_db.store.tables import conform
@@ -67,6 +68,7 @@ class _PartitionWriter:
     prefix: str
     buffered: list[pa.Table] = field(default_factory=list)
     buffered_rows: int = 0
+    registration: int | None = None
     writer: pq.ParquetWriter | None = None
     file_rows: int = 0
     finished: list[tuple[Path, int]] = field(default_factory=list)
@@ -111,35 +113,57 @@ class StagedFile:
     path: Path
     rows: int
     keys: dict | None
+    registration: int | None = None  # index into Run._registrations, for files kept only if it is new
+
+
+@dataclass
+class _Registration:
+    """A shared entity (e.g. a tokenizer and its vocabulary) that the commit adds only if absent."""
+
+    catalog_table: str
+    row: dict
+    key: list[str]
+    same: list[str]
+
+
+READY_STATE = "commit.pkl"
 
 
 class Run:
     """One ingest: stage writes, then :meth:`commit` or :meth:`abort`.
 
     Use as a context manager: leaving the block without a commit (an exception, Ctrl-C)
-    aborts and deletes the staged files.
+    aborts and deletes the staged files. ``observation`` is what the job saw when it decided
+    to run and ``inputs`` the runs it reads from; the commit checks both again (see
+    :mod:`quanta_db.store.expectations`).
     """
 
-    def __init__(self, root: Path, kind: str, params: dict, device: str | None = None):
+    def __init__(self, root: Path, kind: str, params: dict, device: str | None = None,
+                 observation: expectations.Observation | None = None, inputs: list[str] | None = None):
         self.root = Path(root)
         self.kind = kind
         self.params = params
         self.params_hash = params_hash(kind, params)
         self.device = device
+        self.observation = observation or expectations.Observation(kind, self.params_hash, [])
+        self.inputs = sorted(set(inputs or []) | self.observation.input_runs)
         self.run_id = new_run_id()
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.staging = self.root / STAGING_DIR / self.run_id
         self.dropped: dict[str, int] = {}
-        self._writers: dict[tuple[str, str], _PartitionWriter] = {}
+        self.duplicate_of: str | None = None
+        self._writers: dict[tuple[str, str, int | None], _PartitionWriter] = {}
         self._upserts: list[tuple[str, list[dict], list[str]]] = []
         self._replaced: list[tuple[str, dict]] = []
+        self._registrations: list[_Registration] = []
         self._artifacts: list[tuple[Path, int]] = []
+        self._staged: list[StagedFile] | None = None
         self._state = "open"
         self.staging.mkdir(parents=True)
-        write_job_marker(self.staging, run_id=self.run_id, kind=kind)
+        liveness.write_marker(self.staging, run_id=self.run_id, kind=kind, params_hash=self.params_hash)
 
     # -- staging -----------------------------------------------------------------------
-    def write(self, table: str, data: pa.Table | pa.RecordBatch) -> int:
+    def write(self, table: str, data: pa.Table | pa.RecordBatch, _registration: int | None = None) -> int:
         """Stage rows for a fact table (cast to its declared schema); returns rows staged."""
         self._require_open()
         spec = fact_table(table)
@@ -150,13 +174,14 @@ class Run:
             return 0
         for keys, part in _split_by_keys(data, spec.file_keys):
             partition = partition_dir({k: keys[k] for k in spec.partition_by})
-            group = json.dumps(keys, sort_keys=True, default=str)
-            writer = self._writers.get((table, group))
+            group = (table, json.dumps(keys, sort_keys=True, default=str), _registration)
+            writer = self._writers.get(group)
             if writer is None:
                 prefix = f"part-{self.run_id}" + (f"-{len(self._writers):03d}" if spec.split_by else "")
-                writer = _PartitionWriter(table, partition, keys, self.staging / table / partition, prefix)
-                self._writers[(table, group)] = writer
-            writer.append(part)
+                writer = _PartitionWriter(table, partition, keys, self.staging / table / partition, prefix,
+                                          registration=_registration)
+                self._writers[group] = writer
+            self._staging_guard(writer.append, part)
         return data.num_rows
 
     def write_artifact(self, name: str, array) -> None:
@@ -165,14 +190,24 @@ class Run:
 
         self._require_open()
         path = self.staging / ARTIFACTS_DIR / f"{name}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, array)
+        self._staging_guard(lambda: (path.parent.mkdir(parents=True, exist_ok=True), np.save(path, array)))
         self._artifacts.append((path, int(array.shape[0]) if array.ndim else 1))
 
     def upsert(self, catalog_table: str, rows: list[dict], key: list[str]) -> None:
         """On commit, replace catalog rows matching ``key`` with ``rows`` (no cascade)."""
         self._require_open()
         self._upserts.append((catalog_table, rows, key))
+
+    def register(self, catalog_table: str, row: dict, key: list[str], same: list[str],
+                 facts: dict[str, pa.Table]) -> None:
+        """On commit, add a shared entity's catalog ``row`` and its ``facts`` only if no row with
+        the same ``key`` exists by then. One that does and agrees on the ``same`` columns was
+        registered by a concurrent run first: these rows are dropped, not duplicated. One that
+        disagrees aborts the commit."""
+        self._require_open()
+        self._registrations.append(_Registration(catalog_table, row, key, same))
+        for table, data in facts.items():
+            self.write(table, data, _registration=len(self._registrations) - 1)
 
     def replace(self, table: str, **where) -> None:
         """On commit, drop the rows of ``table`` matching ``where`` (committed files, for a fact
@@ -182,39 +217,67 @@ class Run:
 
     # -- ending --------------------------------------------------------------------------
     def commit(self) -> int:
-        """Move staged files into place and record everything in one transaction; returns rows."""
+        """Check what the run assumed, move staged files into place and record everything in
+        one transaction; returns rows written (0 when an identical run committed first).
+
+        If the catalog stays locked past the timeout, the run is kept staged and ready: the
+        same command run again commits it instead of computing it again.
+        """
         self._require_open()
-        staged = self._finish_writers()
+        if self._staged is None:
+            self._staged = self._staging_guard(self._finish_writers)
+        try:
+            connection = catalog.connect(self.root, read_only=False)
+            con = connection.__enter__()
+        except catalog.CatalogLocked as error:
+            self._keep_ready()
+            raise catalog.CatalogLocked(f"{error}; run {self.run_id} is kept staged, and running the same "
+                                        "command again commits it") from None
+        try:
+            return self._commit_locked(con)
+        finally:
+            connection.__exit__(None, None, None)
+
+    def _commit_locked(self, con) -> int:
+        self.duplicate_of = expectations.duplicate_of(con, self.observation)
+        if self.duplicate_of:
+            self.abort()
+            return 0
+        expectations.check(con, self.observation, self.inputs)
+        skipped = self._resolve_registrations(con)
+        staged = [f for f in self._staged if f.registration not in skipped]
         rows_written = sum(f.rows for f in staged if f.table != ARTIFACT_TABLE)
-        with catalog.connect(self.root, read_only=False) as con:
-            moved: list[tuple[Path, Path]] = []
-            try:
-                for f in staged:
-                    dest = self.root / _relative_dest(f.table, f.partition, f.path)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    move_file(f.path, dest)
-                    moved.append((f.path, dest))
-                con.execute("BEGIN TRANSACTION")
-                dropped = self._record(con, staged, rows_written)
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback_quietly(con)
-                for src, dest in reversed(moved):
-                    move_file(dest, src)
-                raise
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for f in staged:
+                dest = self.root / _relative_dest(f.table, f.partition, f.path)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                move_file(f.path, dest)
+                moved.append((f.path, dest))
+            con.execute("BEGIN TRANSACTION")
+            dropped = self._record(con, staged, rows_written, skipped)
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback_quietly(con)
+            for src, dest in reversed(moved):
+                move_file(dest, src)
+            raise
         self._state = "committed"
         self.dropped = dropped.summary()
         for rel in dropped.paths:
             (self.root / rel).unlink(missing_ok=True)
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self._forget_staging()
         return rows_written
 
     def abort(self) -> None:
         """Forget everything staged; the catalog was never touched."""
         for writer in self._writers.values():
             if writer.writer is not None:
-                writer.writer.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
+                try:
+                    writer.writer.close()
+                except OSError:  # its folder is already gone
+                    pass
+        self._forget_staging()
         self._state = "aborted"
 
     def __enter__(self) -> "Run":
@@ -224,23 +287,80 @@ class Run:
         if self._state == "open":
             self.abort()
 
+    # -- ready runs (kept after a lock timeout) ----------------------------------------------
+    def _keep_ready(self) -> None:
+        state = {k: v for k, v in self.__dict__.items() if k != "_writers"}
+        (self.staging / READY_STATE).write_bytes(pickle.dumps(state))
+        marker = liveness.read_marker(self.staging) or {}
+        (self.staging / liveness.MARKER).write_text(json.dumps({**marker, "ready": True}))
+        liveness.let_go(self.staging)
+        self._state = "kept"
+
+    @classmethod
+    def load_ready(cls, folder: Path) -> "Run":
+        """A run kept staged by an earlier commit that timed out on the lock."""
+        run = cls.__new__(cls)
+        run.__dict__.update(pickle.loads((folder / READY_STATE).read_bytes()))
+        run._writers, run._state = {}, "open"
+        liveness.write_marker(run.staging, run_id=run.run_id, kind=run.kind, params_hash=run.params_hash)
+        return run
+
     # -- internals -------------------------------------------------------------------------
     def _require_open(self) -> None:
         if self._state != "open":
             raise QuantaError(f"run {self.run_id} is already {self._state}")
 
+    def _staging_guard(self, action, *args):
+        """Run a staging step; a staging folder removed under a live job is one clear line."""
+        try:
+            return action(*args)
+        except OSError:
+            if self.staging.is_dir():
+                raise
+            raise StoreError(f"the staged files of run {self.run_id} were removed while the job ran (by "
+                             "`quanta-db gc` on a host that judged it dead?); nothing was committed, "
+                             "re-run the command") from None
+
+    def _forget_staging(self) -> None:
+        liveness.let_go(self.staging)
+        shutil.rmtree(self.staging, ignore_errors=True)
+
     def _finish_writers(self) -> list[StagedFile]:
-        staged = [StagedFile(w.table, w.partition, path, rows, w.keys)
+        if not self.staging.is_dir():
+            raise FileNotFoundError(self.staging)
+        staged = [StagedFile(w.table, w.partition, path, rows, w.keys, w.registration)
                   for w in self._writers.values() for path, rows in w.finish()]
+        missing = [f.path for f in staged if not f.path.is_file()]
+        if missing:
+            raise FileNotFoundError(missing[0])
         return staged + [StagedFile(ARTIFACT_TABLE, self.run_id, path, rows, None) for path, rows in self._artifacts]
 
-    def _record(self, con, staged: list[StagedFile], rows_written: int) -> lineage.Dropped:
+    def _resolve_registrations(self, con) -> set[int]:
+        """Indices of registrations another run made first (their rows are dropped)."""
+        skipped = set()
+        for index, reg in enumerate(self._registrations):
+            where, args = equal_condition({k: reg.row[k] for k in reg.key})
+            columns = ", ".join(quote_ident(c) for c in reg.same)
+            existing = con.execute(f"SELECT {columns} FROM {quote_ident(reg.catalog_table)} WHERE {where}",
+                                   args).fetchone()
+            if existing is None:
+                continue
+            if list(existing) != [reg.row[c] for c in reg.same]:
+                raise expectations.ConflictError(
+                    f"{reg.catalog_table} {where_text(reg.row, reg.key)} was registered with a different "
+                    f"{', '.join(reg.same)} while this job ran; nothing was committed")
+            skipped.add(index)
+        return skipped
+
+    def _record(self, con, staged: list[StagedFile], rows_written: int, skipped: set[int]) -> lineage.Dropped:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         dropped = lineage.Dropped()
         for table, where in self._replaced:
             lineage.drop(con, table, where, dropped)
         _supersede_emptied_runs(con, dropped)
-        for catalog_table, rows, key in self._upserts:
+        upserts = self._upserts + [(r.catalog_table, [r.row], r.key) for i, r in enumerate(self._registrations)
+                                   if i not in skipped]
+        for catalog_table, rows, key in upserts:
             _upsert(con, catalog_table, rows, key)
         for f in staged:
             rel = _relative_dest(f.table, f.partition, f.path)
@@ -253,17 +373,22 @@ class Run:
         summary = dropped.summary()
         con.execute(
             "INSERT INTO runs (run_id, kind, params, params_hash, code_version, host, device, started_at, ended_at, "
-            "rows_written, status, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed', ?)",
+            "rows_written, status, dropped, inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed', ?, ?)",
             [
                 self.run_id, self.kind, json.dumps(self.params, sort_keys=True, default=str),
                 self.params_hash, __version__, socket.gethostname(), self.device,
                 self.started_at, now, rows_written, json.dumps(summary) if summary else None,
+                json.dumps(self.inputs) if self.inputs else None,
             ],
         )
         touched = sorted(({f.table for f in staged} | set(dropped.rows)) & set(fact_tables()))
         if touched:
             views.refresh_fact_views(con, self.root, touched)
         return dropped
+
+
+def where_text(row: dict, key: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]!r}" for k in key)
 
 
 def _supersede_emptied_runs(con, dropped: lineage.Dropped) -> None:
@@ -274,13 +399,6 @@ def _supersede_emptied_runs(con, dropped: lineage.Dropped) -> None:
     for run_id in emptied:
         con.execute("UPDATE runs SET status = 'superseded' WHERE run_id = ?", [run_id])
         lineage.unlist_files(con, "table_name = ? AND run_id = ?", [ARTIFACT_TABLE, run_id], dropped)
-
-
-def write_job_marker(folder: Path, **fields) -> None:
-    """Mark ``folder`` (staging or resumable state) as owned by this live process, for ``gc``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = {**fields, "pid": os.getpid(), "host": socket.gethostname()}
-    (folder / "run.json").write_text(json.dumps(marker))
 
 
 def _relative_dest(table: str, partition: str, path: Path) -> str:

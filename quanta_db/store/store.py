@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quanta_db.errors import QueryError, StoreError, first_line
-from quanta_db.store import catalog, migrations, sandbox, views
+from quanta_db.store import catalog, expectations, liveness, migrations, sandbox, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident
@@ -248,26 +246,58 @@ class Store:
             ).fetchone()[0] > 0
 
     # -- runs ------------------------------------------------------------------------------------
-    def begin_run(self, kind: str, params: dict, device: str | None = None) -> Run:
-        return Run(self.root, kind, params, device=device)
+    def begin_run(self, kind: str, params: dict, device: str | None = None,
+                  observation: expectations.Observation | None = None, inputs: list[str] | None = None) -> Run:
+        """Start staging a run. ``observation`` (from :meth:`observe`) is what the job decided on,
+        ``inputs`` the run ids it reads from; its commit checks both again. Without an
+        observation, one is taken now (an identical run committed meanwhile makes it a no-op)."""
+        return Run(self.root, kind, params, device=device, observation=observation or self.observe(kind, params),
+                   inputs=inputs)
+
+    def observe(self, kind: str, params: dict) -> expectations.Observation:
+        """What a job deciding now sees: the committed runs with identical parameters (its
+        ``previous``), to which :meth:`see` adds the entities it creates or replaces.
+
+        A run with these parameters kept staged by an earlier commit that timed out on the
+        catalog lock is committed first, so it counts as identical and the job need not recompute.
+        """
+        wanted = params_hash(kind, params)
+        self._commit_ready_runs(wanted)
+        with self.read() as con:
+            return expectations.observe(con, kind, wanted)
+
+    def see(self, observation: expectations.Observation, table: str, shard: tuple[int, int] | None = None,
+            is_input: bool = False, **keys) -> frozenset[str]:
+        """The runs holding ``table``'s rows matching ``keys`` now (empty: absent), recorded in
+        ``observation`` so that the commit refuses if they changed (other shards of ``shard``'s
+        split excepted). ``is_input``: the job reads these rows; their runs become its inputs."""
+        with self.read() as con:
+            run_ids = expectations.current_runs(con, table, keys)
+        observation.seen.append(expectations.Seen(table, keys, run_ids, tuple(shard) if shard else None, is_input))
+        return run_ids
+
+    def _commit_ready_runs(self, wanted_hash: str) -> None:
+        staging = self.root / STAGING_DIR
+        for folder in sorted(staging.iterdir()) if staging.is_dir() else []:
+            marker = liveness.read_marker(folder) or {}
+            if not marker.get("ready") or marker.get("params_hash") != wanted_hash:
+                continue
+            run = Run.load_ready(folder)
+            try:
+                run.commit()
+            except expectations.ConflictError:
+                run.abort()  # computed from data that has changed since: compute again
 
     def resume_dir(self, job: str, params: dict) -> Path:
         """A staging folder where a job with these parameters keeps resumable state between
-        attempts; marked as owned by this live process so ``gc`` keeps it while it runs."""
-        from quanta_db.store.runs import write_job_marker
-
+        attempts; its heartbeat keeps ``gc`` away while the job runs."""
         folder = self.root / STAGING_DIR / f"resume-{job}-{params_hash(job, params)[:16]}"
-        write_job_marker(folder, job=job)
+        liveness.write_marker(folder, job=job)
         return folder
 
     def find_committed_run(self, kind: str, params: dict) -> str | None:
         """The run id of a committed run with identical kind and parameters, if any."""
-        with self.read() as con:
-            row = con.execute(
-                "SELECT run_id FROM runs WHERE params_hash = ? AND status = 'committed' ORDER BY ended_at DESC LIMIT 1",
-                [params_hash(kind, params)],
-            ).fetchone()
-        return row[0] if row else None
+        return self.observe(kind, params).previous
 
     def committed_runs(self, kind: str) -> list[tuple[str, dict]]:
         """(run_id, parameters) of the committed runs of one kind, oldest first."""
@@ -316,15 +346,17 @@ class Store:
         """Remove staged files of runs that never committed and table files the catalog does not list.
 
         Holding the write lock while scanning keeps a concurrent commit (which moves files
-        under the same lock) from being mistaken for leftovers. Staging folders of jobs still
-        running on this host are kept unless ``force``.
+        under the same lock) from being mistaken for leftovers. A staging folder is kept while
+        its owner's heartbeat is fresh, on any host (see :mod:`quanta_db.store.liveness`), and a
+        run kept ready to commit after a lock timeout is kept too; ``force`` removes them all.
         """
         removed, kept, orphans = [], [], []
         with self.write() as con:
             listed = {row[0] for row in con.execute("SELECT path FROM files").fetchall()}
             staging = self.root / STAGING_DIR
             for run_dir in sorted(staging.iterdir()) if staging.is_dir() else []:
-                if not force and _job_alive(run_dir):
+                ready = (liveness.read_marker(run_dir) or {}).get("ready", False)
+                if not force and (ready or liveness.owner_alive(run_dir)):
                     kept.append(run_dir.name)
                     continue
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -344,20 +376,6 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
                 pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=nullable.get)
-
-
-def _job_alive(run_dir: Path) -> bool:
-    try:
-        marker = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if marker.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(marker["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return False
-    return int(marker["pid"]) != os.getpid()
 
 
 def _remove_empty_dirs(top: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, require_name
+from quanta_db.job import JobResult, committed, require_name
 from quanta_db.results.corpus.job import stage_corpus_row, start_corpus_run, write_corpus_chunk
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.runtime.tokenizer import load_tokenizer
@@ -41,7 +41,7 @@ def ingest_contexts(store: Store, source_corpus: str, name: str, per_subset: int
     info = corpus_row(store, source_corpus)
     params = {"from": source_corpus, "from_run": info["run_id"], "name": name, "per_subset": per_subset,
               "length": length, "seed": seed}
-    run, skipped = start_corpus_run(store, "contexts", params, [name], force)
+    run, skipped = start_corpus_run(store, "contexts", params, [name], force, from_corpus=source_corpus)
     if skipped:
         return skipped
     with run:
@@ -66,8 +66,8 @@ def ingest_contexts(store: Store, source_corpus: str, name: str, per_subset: int
         stage_corpus_row(run, name, f"contexts of {source_corpus}", info["tokenizer"], info["vocab_hash"], length,
                          counts, origin="contexts", parent_corpus=source_corpus)
         rows = run.commit()
-    return JobResult(run.run_id, rows, dropped=run.dropped, message=f"contexts {name!r}: {counts['n_docs']} contexts, "
-                     f"{counts['n_tokens']:,} tokens", details=counts)
+    return committed(run, rows, f"contexts {name!r}: {counts['n_docs']} contexts, {counts['n_tokens']:,} tokens",
+                     counts)
 
 
 def _decode(store: Store, tokenizer_name: str, windows: list[np.ndarray]) -> list[str | None]:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, require_name
+from quanta_db.job import JobResult, committed, require_name
 from quanta_db.results.corpus import dm_math_problems as dm_math
 from quanta_db.results.corpus.job import (
     prepare_tokenizer,
@@ -67,7 +67,7 @@ def ingest_dm_math(store: Store, name: str, tokenizer: str, per_category: int = 
     message = f"dm-math {name!r}: {len(problems)} problems in {len(few_docs)} categories"
     if failed:
         message += f"; {len(failed)} categories could not be generated here: {', '.join(sorted(failed))}"
-    return JobResult(run.run_id, rows, dropped=run.dropped, message=message, details={"failed": failed, "n_problems": len(problems)})
+    return committed(run, rows, message, {"failed": failed, "n_problems": len(problems)})
 
 
 def few_shot_documents(problems, problem_ids, separator: list[int], limit: int) -> list[dict]:

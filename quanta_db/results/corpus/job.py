@@ -10,7 +10,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, file_fingerprint, require_name
+from quanta_db.job import JobResult, committed, file_fingerprint, require_name
 from quanta_db.results.corpus.source import check_source, iter_documents
 from quanta_db.results.corpus.tokens import token_columns
 from quanta_db.runtime.tokenizer import encode, load_tokenizer, tokenizer_key, vocab_hash, vocab_table
@@ -52,8 +52,7 @@ def ingest_corpus(
         counts = _write_documents(run, tok.tokenizer, source, name, max_docs, max_tokens, text_column, subset_column, progress)
         stage_corpus_row(run, name, str(source), tok.name, tok.vocab_hash, max_tokens, counts)
         rows = run.commit()
-    return JobResult(run.run_id, rows, dropped=run.dropped, message=f"corpus {name!r}: {counts['n_docs']} documents, "
-                     f"{counts['n_tokens']} tokens", details=counts)
+    return committed(run, rows, f"corpus {name!r}: {counts['n_docs']} documents, {counts['n_tokens']} tokens", counts)
 
 
 @dataclass
@@ -77,29 +76,34 @@ def prepare_tokenizer(store: Store, source: str, name: str | None = None) -> Tok
 
 
 def stage_tokenizer(run, ref: TokenizerRef) -> None:
-    """Stage the vocabulary and catalog row of a tokenizer the store does not know yet."""
+    """Stage the vocabulary and catalog row of a tokenizer the store does not know yet; if a
+    concurrent run registers the same vocabulary first, the commit keeps only that one."""
     if ref.known:
         return
     vocab = vocab_table(ref.tokenizer, ref.name)
-    run.write("vocab", vocab)
-    run.upsert("tokenizers", [{"tokenizer": ref.name, "source": ref.source, "vocab_hash": ref.vocab_hash,
-                               "vocab_size": vocab.num_rows, "run_id": run.run_id}], key=["tokenizer"])
+    row = {"tokenizer": ref.name, "source": ref.source, "vocab_hash": ref.vocab_hash,
+           "vocab_size": vocab.num_rows, "run_id": run.run_id}
+    run.register("tokenizers", row, key=["tokenizer"], same=["vocab_hash"], facts={"vocab": vocab})
 
 
-def start_corpus_run(store: Store, job: str, params: dict, names: list[str], force: bool):
+def start_corpus_run(store: Store, job: str, params: dict, names: list[str], force: bool,
+                     from_corpus: str | None = None):
     """Begin a run that (re)creates the corpora ``names``: ``(run, None)``, or ``(None, skipped)``.
 
     An identical earlier run makes the job a no-op; an existing corpus of the same name is an
     error unless ``force``, which replaces it together with everything derived from it
     (documents, tokens, filters, alignments, losses, clusterings: whatever declares it a parent).
     """
-    previous = store.find_committed_run(job, params)
-    if previous and not force:
-        return None, JobResult(previous, 0, skipped=True, message=f"{', '.join(names)}: already ingested by run {previous}")
-    existing = [n for n in names if store.catalog_rows("corpora", corpus=n)]
+    seen = store.observe(job, params)
+    if seen.previous and not force:
+        return None, JobResult(seen.previous, 0, skipped=True,
+                               message=f"{', '.join(names)}: already ingested by run {seen.previous}")
+    existing = [n for n in names if store.see(seen, "corpora", corpus=n)]
     if existing and not force:
         raise InputError(f"corpus {existing[0]!r} already exists with other parameters; pass --force to replace it")
-    run = store.begin_run(job, params)
+    if from_corpus:
+        store.see(seen, "corpora", is_input=True, corpus=from_corpus)
+    run = store.begin_run(job, params, observation=seen)
     for name in existing:
         run.replace("corpora", corpus=name)
     return run, None

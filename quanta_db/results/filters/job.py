@@ -7,7 +7,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult
+from quanta_db.job import JobResult, committed
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.filters.compute import FILTER_ORDERS, canonical_filter, repeated_ngram
 from quanta_db.store.store import Store
@@ -22,11 +22,13 @@ def ingest_filters(store: Store, corpus: str, kind: str, force: bool = False, pr
         raise InputError(f"unknown filter {kind!r}; choose trigram, bigram or induction")
     info = corpus_row(store, corpus)
     params = {"corpus": corpus, "filter": name, "corpus_run": info["run_id"]}
-    previous = store.find_committed_run("filters", params)
-    if previous and not force:
-        return JobResult(previous, 0, skipped=True, message=f"{name} filter of {corpus!r} already ingested")
+    seen = store.observe("filters", params)
+    if seen.previous and not force:
+        return JobResult(seen.previous, 0, skipped=True, message=f"{name} filter of {corpus!r} already ingested")
+    store.see(seen, "token_filters", corpus=corpus, filter=name)
+    store.see(seen, "corpora", is_input=True, corpus=corpus)
     doc_ids, sequences = load_corpus_tokens(store, corpus)
-    with store.begin_run("filters", params) as run:
+    with store.begin_run("filters", params, observation=seen) as run:
         run.replace("token_filters", corpus=corpus, filter=name)
         n_true = 0
         for start in tqdm(range(0, len(sequences), CHUNK_DOCS), disable=not progress, desc=f"{name} {corpus}"):
@@ -41,4 +43,4 @@ def ingest_filters(store: Store, corpus: str, kind: str, force: bool = False, pr
                 "filter": pa.repeat(name, len(values)), "value": values,
             }))
         rows = run.commit()
-    return JobResult(run.run_id, rows, dropped=run.dropped, message=f"{name} filter of {corpus!r}: {n_true:,} of {rows:,} tokens true")
+    return committed(run, rows, f"{name} filter of {corpus!r}: {n_true:,} of {rows:,} tokens true")

@@ -16,7 +16,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, require_name
+from quanta_db.job import JobResult, committed, require_name
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import batch_token_losses
 from quanta_db.runtime import models as model_sources
@@ -70,10 +70,10 @@ def ingest_losses(
     checkpoints = model_sources.resolve_checkpoints(source, steps, revisions)
     spec = LossSpec(name or model_sources.default_model_name(source), str(source), corpus, dtype, shard)
     _check_tokenizer(source, checkpoints[0], tokenizer, corpus_info)
-    plan = [(c, _existing_run(store, spec, c, force)) for c in checkpoints]
+    plan = [(c, *_decide(store, spec, c, force)) for c in checkpoints]
     results = [JobResult(run_id, 0, skipped=True, message=f"{spec.model} step {c.step}: already ingested")
-               for c, run_id in plan if run_id]
-    todo = [c for c, run_id in plan if not run_id]
+               for c, run_id, _ in plan if run_id]
+    todo = [(c, seen) for c, run_id, seen in plan if not run_id]
     if not todo:
         return results
     doc_ids, sequences = load_corpus_tokens(store, corpus, shard)
@@ -84,11 +84,11 @@ def ingest_losses(
             tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=spec.model) as bar:
         pending: Future | None = None
         try:
-            for checkpoint in todo:
+            for checkpoint, seen in todo:
                 bar.set_description(f"{spec.model} step {checkpoint.step}")
                 model = model_sources.load_model(checkpoint, torch_dtype, torch_device)
                 arrays = checkpoint_losses(model, doc_ids, sequences, batch_size, torch_device, bar)
-                run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device))
+                run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device), observation=seen)
                 try:
                     _prepare_catalog(run, spec, checkpoint, model, corpus_info, replace=force)
                 except BaseException:
@@ -112,6 +112,14 @@ def _check_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
             f"corpus {corpus_info['corpus']!r} was tokenized with {corpus_info['tokenizer']!r}, "
             f"whose vocabulary differs from the tokenizer of model {source}; re-ingest the corpus with it"
         )
+
+
+def _decide(store: Store, spec: LossSpec, checkpoint, force: bool):
+    """(run that already covers this checkpoint or None, what the decision saw)."""
+    seen = store.observe("losses", spec.params(checkpoint))
+    store.see(seen, "token_losses", shard=spec.shard, model=spec.model, step=checkpoint.step, corpus=spec.corpus)
+    store.see(seen, "corpora", is_input=True, corpus=spec.corpus)
+    return _existing_run(store, spec, checkpoint, force), seen
 
 
 def _existing_run(store: Store, spec: LossSpec, checkpoint, force: bool) -> str | None:
@@ -191,4 +199,4 @@ def _write_and_commit(run, spec: LossSpec, checkpoint, arrays: dict[str, np.ndar
     except BaseException:
         run.abort()
         raise
-    return JobResult(run.run_id, rows, dropped=run.dropped, message=f"{spec.model} step {checkpoint.step}: {rows:,} token losses")
+    return committed(run, rows, f"{spec.model} step {checkpoint.step}: {rows:,} token losses")

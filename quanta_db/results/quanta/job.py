@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult
+from quanta_db.job import JobResult, committed
 from quanta_db.results.corpus.read import load_corpus_tokens
 from quanta_db.results.filters.compute import canonical_filter
 from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
@@ -73,9 +73,10 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
               "exclude_filter": exclude_filter, "n_tokens": n_tokens, "skip": skip, "n_clusters": n_clusters,
               "n_init": n_init, "seed": seed, "sketch": sketch, "grad_dtype": grad_dtype,
               "exclude_params": list(exclude_params)}
-    previous = store.find_committed_run("clusters", params)
-    if previous and not force:
-        return JobResult(previous, 0, skipped=True, message=f"clustering {previous} already has these parameters")
+    seen = store.observe("clusters", params)
+    if seen.previous and not force:
+        return JobResult(seen.previous, 0, skipped=True, message=f"clustering {seen.previous} already has these parameters")
+    _see_inputs(store, seen, model, step, corpus, exclude_filter)
     chosen = select_tokens(store, model, step, corpus, threshold_nats, exclude_filter, n_tokens, skip)
     if n_clusters >= chosen.num_rows:
         raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} selected tokens")
@@ -101,7 +102,8 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
             cosine = exact_cosine(loaded, parameters, sequences, tokens, torch_device, block, storage,
                                   on_row=bar.update, resume_dir=resume_dir)
     similarity_seconds = time.perf_counter() - started
-    with store.begin_run("clusters", params, device=str(torch_device)) as run:
+    with store.begin_run("clusters", params, device=str(torch_device), observation=seen) as run:
+        _replace_identical(run, seen, force)
         run.write_artifact(SIMILARITY_ARTIFACT, cosine)
         run.write("similarity_tokens", chosen.append_column("similarity_run", pa.repeat(run.run_id, chosen.num_rows)))
         method = f"sketch:{sketch}" if sketch else "exact"
@@ -109,8 +111,8 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
                                      run.run_id, method, params, similarity_seconds)
         rows = run.commit()
     shutil.rmtree(resume_dir, ignore_errors=True)
-    return JobResult(run.run_id, rows, dropped=run.dropped, message=f"clustering {run.run_id}: {chosen.num_rows} tokens into "
-                     f"{n_clusters} clusters ({method} similarity {similarity_seconds:.1f}s)", details=summary)
+    return committed(run, rows, f"clustering {run.run_id}: {chosen.num_rows} tokens into {n_clusters} clusters "
+                     f"({method} similarity {similarity_seconds:.1f}s)", summary)
 
 
 def _recluster(store: Store, similarity_run: str, n_clusters: int, n_init: int, seed: int, force: bool) -> JobResult:
@@ -119,20 +121,36 @@ def _recluster(store: Store, similarity_run: str, n_clusters: int, n_init: int, 
         raise InputError(f"run {similarity_run!r} made no similarity matrix")
     origin = rows[0]
     params = {"from_similarity": similarity_run, "n_clusters": n_clusters, "n_init": n_init, "seed": seed}
-    previous = store.find_committed_run("clusters", params)
-    if previous and not force:
-        return JobResult(previous, 0, skipped=True, message=f"clustering {previous} already has these parameters")
+    seen = store.observe("clusters", params)
+    if seen.previous and not force:
+        return JobResult(seen.previous, 0, skipped=True, message=f"clustering {seen.previous} already has these parameters")
     cosine = np.asarray(store.artifact(similarity_run, SIMILARITY_ARTIFACT))
     chosen = store.read_fact("similarity_tokens", ["idx", "corpus", "doc_id", "pos", "loss_nats"],
                              partition={"similarity_run": similarity_run}).sort_by("idx")
     if n_clusters >= chosen.num_rows:
         raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} tokens")
-    with store.begin_run("clusters", params) as run:
+    with store.begin_run("clusters", params, observation=seen, inputs=[similarity_run]) as run:
+        _replace_identical(run, seen, force)
         summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, origin["model"], origin["step"],
                                      origin["corpus"], similarity_run, origin["similarity_method"], params, 0.0)
         written = run.commit()
-    return JobResult(run.run_id, written, dropped=run.dropped, message=f"clustering {run.run_id}: {chosen.num_rows} tokens of "
-                     f"{similarity_run} into {n_clusters} clusters", details=summary)
+    return committed(run, written, f"clustering {run.run_id}: {chosen.num_rows} tokens of {similarity_run} into "
+                     f"{n_clusters} clusters", summary)
+
+
+def _see_inputs(store: Store, seen, model: str, step: int, corpus: str, exclude_filter: str | None) -> None:
+    """What a clustering reads: the corpus, its losses at (model, step) and the filter."""
+    store.see(seen, "corpora", is_input=True, corpus=corpus)
+    store.see(seen, "token_losses", is_input=True, model=model, step=step, corpus=corpus)
+    if exclude_filter:
+        store.see(seen, "token_filters", is_input=True, corpus=corpus, filter=canonical_filter(exclude_filter))
+
+
+def _replace_identical(run, seen, force: bool) -> None:
+    """Under --force, the new clustering replaces the earlier ones with the same parameters."""
+    if force:
+        for previous in seen.identical:
+            run.replace("clusterings", clustering=previous)
 
 
 def _cluster_and_stage(run, chosen: pa.Table, cosine, n_clusters, n_init, seed, model, step, corpus,

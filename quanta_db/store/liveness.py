@@ -1,0 +1,112 @@
+"""Whether the job that owns a staging folder is still alive, on any host.
+
+Every staging folder (a run's staged files, a job's resumable state) holds a marker file,
+``run.json``, naming its host and process. While the folder is registered here, a daemon
+thread of the owning process refreshes the marker's modification time every 10 seconds
+(``QUANTA_DB_HEARTBEAT_S``). ``gc`` judges a folder dead when its heartbeat is older than the
+stale threshold (default 5 minutes; ``QUANTA_DB_STALE_AFTER_S``), whatever host wrote it; on
+the local host a process that no longer exists is dead at once.
+
+On a shared filesystem the heartbeat's time is the file server's (NFS sets mtime on the
+server), while ``gc`` compares it with its own clock: keep the hosts' clocks within a
+fraction of the threshold (NTP), or raise the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from quanta_db.errors import StoreError
+
+MARKER = "run.json"
+HEARTBEAT_ENV = "QUANTA_DB_HEARTBEAT_S"
+DEFAULT_HEARTBEAT_S = 10.0
+STALE_AFTER_ENV = "QUANTA_DB_STALE_AFTER_S"
+DEFAULT_STALE_AFTER_S = 300.0
+
+_registered: set[Path] = set()
+_lock = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def _seconds(env: str, default: float) -> float:
+    raw = os.environ.get(env)
+    if not raw:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise StoreError(f"{env}={raw!r} is not a number of seconds") from None
+
+
+def stale_after_s() -> float:
+    return _seconds(STALE_AFTER_ENV, DEFAULT_STALE_AFTER_S)
+
+
+def write_marker(folder: Path, **fields) -> None:
+    """Mark ``folder`` as owned by this live process and keep its heartbeat going."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = {**fields, "pid": os.getpid(), "host": socket.gethostname()}
+    (folder / MARKER).write_text(json.dumps(marker))
+    keep_alive(folder)
+
+
+def read_marker(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def keep_alive(folder: Path) -> None:
+    global _thread
+    with _lock:
+        _registered.add(Path(folder))
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_beat, name="quanta-db-heartbeat", daemon=True)
+            _thread.start()
+
+
+def let_go(folder: Path) -> None:
+    with _lock:
+        _registered.discard(Path(folder))
+
+
+def _beat() -> None:
+    while True:
+        time.sleep(_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S))
+        with _lock:
+            folders = list(_registered)
+        for folder in folders:
+            try:
+                os.utime(folder / MARKER)
+            except OSError:  # the folder was committed, aborted or removed: stop beating for it
+                let_go(folder)
+
+
+def heartbeat_age_s(folder: Path) -> float:
+    try:
+        return time.time() - (folder / MARKER).stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def owner_alive(folder: Path) -> bool:
+    """Whether the job owning ``folder`` is alive (see the module docstring)."""
+    marker = read_marker(folder)
+    if marker is None:
+        return False
+    if marker.get("host") == socket.gethostname():
+        pid = int(marker.get("pid", -1))
+        if pid == os.getpid():
+            return Path(folder) in _registered
+        try:
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return False
+    return heartbeat_age_s(folder) < stale_after_s()
