@@ -195,6 +195,18 @@ def _check_cluster_tokens(store, clustering):
         assert row.context == "".join(tokens[(row.doc_id, p)] for p in range(max(0, row.pos - 30), row.pos))
 
 
+def test_force_replaces_a_clustering_and_the_filter_is_a_parameter(cluster_store):
+    args = dict(loss_below=6.0, n_tokens=30, skip=2, n_clusters=3, n_init=2, seed=0, progress=False)
+    first = ingest_clusters(cluster_store, "tiny", 8, "toy", **args)
+    forced = ingest_clusters(cluster_store, "tiny", 8, "toy", force=True, **args)
+    assert forced.run_id != first.run_id and forced.dropped.get("cluster_labels") == 30
+    kept = cluster_store.query_df("SELECT clustering FROM clusterings")
+    assert kept.clustering.tolist() == [forced.run_id]
+    assert cluster_store.query_df("SELECT DISTINCT clustering FROM cluster_labels").clustering.tolist() == [forced.run_id]
+    filtered = ingest_clusters(cluster_store, "tiny", 8, "toy", exclude_filter="trigram", **args)
+    assert not filtered.skipped and filtered.run_id != forced.run_id
+
+
 def test_cluster_errors(cluster_store):
     with pytest.raises(InputError, match="no token"):
         ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=0.0, n_clusters=2, progress=False)

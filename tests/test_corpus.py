@@ -163,3 +163,59 @@ def test_pile_meta_subset_in_jsonl(tmp_path, store, toy_inputs):
                               for t, s in [("a b c", "ArXiv"), ("d e", "Github")]) + "\n")
     ingest_corpus(store, path, "pile", str(toy_inputs["tokenizer"]), progress=False)
     assert store.query_df("SELECT subset FROM documents ORDER BY doc_id")["subset"].tolist() == ["ArXiv", "Github"]
+
+
+def _zst_in_blocks(records, lines_per_block=5) -> bytes:
+    """One zstd frame written in flushed blocks (as a streaming writer does)."""
+    compressor = zstandard.ZstdCompressor().compressobj()
+    data = b""
+    for start in range(0, len(records), lines_per_block):
+        chunk = "".join(json.dumps(r) + "\n" for r in records[start:start + lines_per_block]).encode()
+        data += compressor.compress(chunk) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    return data + compressor.flush()
+
+
+@pytest.mark.parametrize("cut, message", [("after_block", "after part of its text"),
+                                          ("first_block", "inside its first block")])
+def test_truncated_zstd_is_refused(store, toy_inputs, tmp_path, store_snapshot, cut, message):
+    records = toy_inputs["records"]
+    whole = _zst_in_blocks(records)
+    first_block = _zst_in_blocks(records[:5])
+    # Cut right after the second flushed block: every line read so far is valid JSON.
+    cut_at = {"after_block": len(_zst_in_blocks(records[:10])) - 3, "first_block": 8}[cut]
+    assert cut_at < len(whole) and (cut != "first_block" or cut_at < len(first_block))
+    path = tmp_path / "cut.jsonl.zst"
+    path.write_bytes(whole[:cut_at])
+    before = store_snapshot(store)
+    with pytest.raises(InputError, match=f"truncated.*{message}"):
+        ingest_corpus(store, path, "cut", str(toy_inputs["tokenizer"]), progress=False)
+    assert store_snapshot(store) == before
+    good = tmp_path / "whole.jsonl.zst"
+    good.write_bytes(whole + zstandard.ZstdCompressor().compress(b'{"text": "a second frame"}\n'))
+    result = ingest_corpus(store, good, "whole", str(toy_inputs["tokenizer"]), progress=False)
+    assert result.details["n_docs"] == len(records) + 1
+
+
+def test_null_text_is_refused_in_parquet_as_in_jsonl(store, toy_inputs, tmp_path, store_snapshot):
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"text": ["fine", None, "also fine"]}), path)
+    before = store_snapshot(store)
+    with pytest.raises(InputError, match="row 2 has no string field 'text'"):
+        ingest_corpus(store, path, "nulls", str(toy_inputs["tokenizer"]), progress=False)
+    jsonl = tmp_path / "nulls.jsonl"
+    jsonl.write_text('{"text": "fine"}\n{"text": null}\n')
+    with pytest.raises(InputError, match="line 2 has no string field 'text'"):
+        ingest_corpus(store, jsonl, "nulls", str(toy_inputs["tokenizer"]), progress=False)
+    assert store_snapshot(store) == before
+
+
+def test_a_missing_subset_column_is_refused(store, toy_inputs, tmp_path, store_snapshot):
+    before = store_snapshot(store)
+    with pytest.raises(InputError, match="no field 'domain' \\(--subset-column\\)"):
+        ingest_corpus(store, toy_inputs["corpus"], "x", str(toy_inputs["tokenizer"]), subset_column="domain",
+                      progress=False)
+    path = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"text": ["a"]}), path)
+    with pytest.raises(InputError, match="no column 'domain' \\(--subset-column\\)"):
+        ingest_corpus(store, path, "x", str(toy_inputs["tokenizer"]), subset_column="domain", progress=False)
+    assert store_snapshot(store) == before

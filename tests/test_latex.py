@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quanta_db.errors import InputError
 from quanta_db.reports.latex import LatexOptions, escape_latex, format_significant, to_latex
 
 TRICKY = ["pythia_70m", "50% & more", "#1 $x$", "a~b^c", "back\\slash", "{braces}", "Zürich"]
@@ -52,13 +53,44 @@ def test_escape_latex_plain():
     assert escape_latex("a_b%c&d") == "a\\_b\\%c\\&d"
 
 
+ALL_TEN = "\\&%$#_{}~^"
+ALL_TEN_ESCAPED = ("\\textbackslash{}\\&\\%\\$\\#\\_\\{\\}\\textasciitilde{}\\textasciicircum{}")
+
+
+def test_all_ten_specials_are_escaped_in_cells_headers_and_caption():
+    assert escape_latex(ALL_TEN) == ALL_TEN_ESCAPED
+    df = pd.DataFrame({f"col {ALL_TEN}": [f"cell {ALL_TEN}"], "x": [1.0]})
+    text = to_latex(df, LatexOptions(caption=f"caption {ALL_TEN}", label="tab:ten"))
+    assert f"col {ALL_TEN_ESCAPED}" in text
+    assert f"cell {ALL_TEN_ESCAPED}" in text
+    assert f"\\caption{{caption {ALL_TEN_ESCAPED}}}" in text
+    assert "\\label{tab:ten}" in text
+
+
+@pytest.mark.parametrize("label", [ALL_TEN, "tab:a b", "tab:{x}", "tab:a~b"])
+def test_a_label_that_cannot_be_referenced_verbatim_is_refused(label):
+    with pytest.raises(InputError, match="--label"):
+        to_latex(pd.DataFrame({"x": [1.0]}), LatexOptions(label=label))
+
+
+def test_decimal_columns_are_numbers():
+    from decimal import Decimal
+
+    df = pd.DataFrame({"name": ["a", "b"], "loss": [Decimal("1.23456"), Decimal("0.5")]})
+    text = to_latex(df, LatexOptions(digits=2, minimize=["loss"]))
+    assert "{lr}" in text and "1.2" in text and "\\bfseries 0.50" in text
+    assert "1.23456" not in text
+
+
 @pytest.mark.parametrize("siunitx", [False, True])
 def test_compiles_with_pdflatex(tmp_path, siunitx):
     if shutil.which("pdflatex") is None:
         if os.environ.get("CI"):
             pytest.fail("pdflatex is missing on CI; .ci/run installs it")
         pytest.skip("pdflatex not installed")
-    table = to_latex(_frame(), LatexOptions(caption="Tricky_% table", label="tab:t", minimize=["loss_nats"],
+    frame = _frame().rename(columns={"model": f"model {ALL_TEN}"})
+    frame.loc[0, f"model {ALL_TEN}"] = ALL_TEN
+    table = to_latex(frame, LatexOptions(caption=f"Tricky {ALL_TEN} table", label="tab:t", minimize=["loss_nats"],
                                             maximize=["accuracy_%"], siunitx=siunitx))
     preamble = "\\usepackage{booktabs}\n"
     if siunitx:

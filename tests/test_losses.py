@@ -157,3 +157,19 @@ def test_checkpoint_resolution():
     assert resolve_checkpoints("EleutherAI/pythia-70m")[0].revision == "main"
     with pytest.raises(InputError):
         parse_steps("1,x")
+
+
+def test_a_model_with_fewer_embeddings_than_the_tokenizer_is_refused(corpus_store, toy_inputs, tmp_path,
+                                                                        store_snapshot):
+    from transformers import AutoTokenizer
+
+    from quanta_db.demo.toy_models import gpt_neox_config, random_model
+
+    small = tmp_path / "small"
+    random_model(gpt_neox_config(64, 32, 2, 4, n_ctx=256)).save_pretrained(small)
+    AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"])).save_pretrained(small)
+    before = store_snapshot(corpus_store)
+    with pytest.raises(InputError, match="has 64 token embeddings but corpus 'toy' uses token id"):
+        ingest_losses(corpus_store, str(small), "toy", name="small", progress=False)
+    assert store_snapshot(corpus_store) == before
+    assert staging_entries(corpus_store) == []

@@ -88,6 +88,17 @@ def test_store_newer_than_code_is_refused(store, store_snapshot):
     assert store_snapshot(store) == before
 
 
+def test_a_gap_in_applied_migrations_is_named_and_nothing_runs(store, store_snapshot):
+    with connect(store.root, read_only=False) as con:
+        con.execute("DELETE FROM schema_migrations WHERE version = 3")
+    before = store_snapshot(store)
+    applied = ", ".join(str(m.version) for m in migrations.discover() if m.version != 3)
+    for attempt in (lambda: Store.open(store.root), store.migrate):
+        with pytest.raises(StoreError, match=f"history skips 0003 \\(applied: {applied}\\).*restore the store"):
+            attempt()
+    assert store_snapshot(store) == before
+
+
 def test_failing_migration_rolls_back(tmp_path, store, store_snapshot):
     folder = _copy_migrations(tmp_path)
     n = len(list(folder.glob("*.sql")))

@@ -8,6 +8,7 @@ needs ``\\robustify\\bfseries`` from etoolbox and ``\\sisetup{detect-weight=true
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from quanta_db.errors import InputError
 PREAMBLE_BOOKTABS = r"\usepackage{booktabs}"
 PREAMBLE_SIUNITX = r"\usepackage{siunitx} \usepackage{etoolbox} \robustify\bfseries \sisetup{detect-weight=true}"
 
+LABEL = re.compile(r"[A-Za-z0-9:._/+-]+")
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -56,6 +58,27 @@ def format_significant(value: float, digits: int) -> str:
     return f"{rounded:.{decimals}f}"
 
 
+def _decimals_as_float(df: pd.DataFrame) -> pd.DataFrame:
+    """SQL DECIMAL columns arrive as objects holding ``decimal.Decimal``: make them numbers."""
+    converted = {}
+    for column in df.columns:
+        values = df[column].dropna()
+        if df[column].dtype == object and len(values) and all(isinstance(v, decimal.Decimal) for v in values):
+            converted[column] = df[column].map(lambda v: np.nan if v is None or pd.isna(v) else float(v))
+    return df.assign(**converted) if converted else df
+
+
+def check_label(label: str | None) -> None:
+    """A ``\\label`` key is matched verbatim by ``\\ref``, so it cannot be escaped: only characters
+    that are safe inside it are allowed."""
+    if label is not None and not LABEL.fullmatch(label):
+        raise InputError(f"--label {label!r}: use letters, digits and : - _ . / + only (it must match \\ref verbatim)")
+
+
+def _escape_cell(value) -> str:
+    return "--" if value is None or (not isinstance(value, str) and pd.isna(value)) else escape_latex(str(value))
+
+
 def _displayed(series: pd.Series, digits: int) -> pd.Series:
     if pd.api.types.is_integer_dtype(series) or pd.api.types.is_bool_dtype(series):
         return series.astype("string").fillna("")
@@ -72,6 +95,8 @@ def _best_mask(shown: pd.Series, direction: str) -> np.ndarray:
 
 def to_latex(df: pd.DataFrame, options: LatexOptions) -> str:
     """Render ``df`` as a booktabs ``table`` environment; the output is deterministic."""
+    check_label(options.label)
+    df = _decimals_as_float(df)
     for column in [*options.maximize, *options.minimize, *options.column_digits]:
         if column not in df.columns:
             raise InputError(f"column {column!r} is not in the result (columns: {', '.join(map(str, df.columns))})")
@@ -83,8 +108,8 @@ def to_latex(df: pd.DataFrame, options: LatexOptions) -> str:
     for column in numeric:
         shown[column] = shown[column].replace("", empty)
     styler = (
-        shown.style.format(escape="latex", na_rep="--", subset=[c for c in df.columns if c not in numeric])
-        .format_index(escape="latex", axis=1)
+        shown.style.format(_escape_cell, subset=[c for c in df.columns if c not in numeric])
+        .format_index(lambda name: escape_latex(str(name)), axis=1)
         .hide(axis="index")
     )
     for columns, direction in ((options.maximize, "max"), (options.minimize, "min")):

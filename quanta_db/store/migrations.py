@@ -83,8 +83,15 @@ def pending(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list
                 f"migration {version:04d}_{name} was changed after it was applied to this store "
                 "(checksum mismatch); restore the original file"
             )
-    done_versions = {v for v, _, _ in done}
-    return [m for m in migrations if m.version not in done_versions]
+    done_versions = [v for v, _, _ in done]
+    if done_versions != list(range(1, len(done_versions) + 1)):
+        missing = sorted(set(range(1, done_versions[-1] + 1)) - set(done_versions))
+        raise StoreError(
+            f"store's migration history skips {', '.join(f'{v:04d}' for v in missing)} (applied: "
+            f"{', '.join(str(v) for v in done_versions)}); its schema_migrations table was edited or damaged, "
+            "so migrating cannot be trusted: restore the store from a backup"
+        )
+    return [m for m in migrations if m.version not in set(done_versions)]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -87,6 +87,7 @@ def ingest_losses(
             for checkpoint, seen in todo:
                 bar.set_description(f"{spec.model} step {checkpoint.step}")
                 model = model_sources.load_model(checkpoint, torch_dtype, torch_device)
+                _check_vocabulary(model, sequences, spec, checkpoint)
                 arrays = checkpoint_losses(model, doc_ids, sequences, batch_size, torch_device, bar)
                 run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device), observation=seen)
                 try:
@@ -112,6 +113,16 @@ def _check_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
             f"corpus {corpus_info['corpus']!r} was tokenized with {corpus_info['tokenizer']!r}, "
             f"whose vocabulary differs from the tokenizer of model {source}; re-ingest the corpus with it"
         )
+
+
+def _check_vocabulary(model, sequences, spec: LossSpec, checkpoint) -> None:
+    """Every token id of the corpus must have a row in the model's embedding matrix."""
+    n_embeddings = model.get_input_embeddings().num_embeddings
+    top = max((int(s.max()) for s in sequences if len(s)), default=-1)
+    if top >= n_embeddings:
+        raise InputError(f"model {spec.model!r} step {checkpoint.step} has {n_embeddings} token embeddings but corpus "
+                         f"{spec.corpus!r} uses token id {top}; the model and the corpus's tokenizer do not belong "
+                         "together")
 
 
 def _decide(store: Store, spec: LossSpec, checkpoint, force: bool):
