@@ -12,6 +12,7 @@ job is ready, every --after job has finished (NAME.done) and, with --wait-go, un
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,12 @@ def _wait_for(path: Path) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"barrier: timed out waiting for {path.name}")
         time.sleep(0.02)
+
+
+def _signal(path: Path, text: str) -> None:
+    """Write then rename, so a waiting reader never sees the file empty."""
+    path.with_suffix(".tmp").write_text(text)
+    os.replace(path.with_suffix(".tmp"), path)
 
 
 def main() -> None:
@@ -45,7 +52,7 @@ def main() -> None:
     original = Run.commit
 
     def commit_at_barrier(self):
-        (barrier / f"{name}.ready").write_text(self.run_id)
+        _signal(barrier / f"{name}.ready", self.run_id)
         for other in waits:
             _wait_for(barrier / f"{other}.ready")
         for other in after:
@@ -55,7 +62,7 @@ def main() -> None:
         try:
             return original(self)
         finally:
-            (barrier / f"{name}.done").write_text(self.run_id)
+            _signal(barrier / f"{name}.done", self.run_id)
 
     Run.commit = commit_at_barrier
     from cli.main import main as cli_main

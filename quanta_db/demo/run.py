@@ -8,6 +8,7 @@ log-spaced checkpoints), then runs the same jobs as the `ingest` commands.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -41,36 +42,49 @@ CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, ex
                   skip=3, n_clusters=10, n_init=10, seed=0)
 
 
+@dataclass(frozen=True)
+class DemoShape:
+    """How big the demo is; the default is the README's demo, tests build smaller ones alike."""
+
+    docs_per_subset: int = 150
+    checkpoint_steps: tuple[int, ...] = tuple(CHECKPOINT_STEPS)
+    models: dict = field(default_factory=lambda: dict(MODELS))
+    dm_per_category: int = 4
+    contexts_per_subset: int = 64
+    clustering: dict = field(default_factory=lambda: dict(CLUSTERING))
+
+
 def inputs_dir(store_path) -> Path:
     """Where the demo keeps what it builds: beside the store, never inside it."""
     store_path = Path(store_path).resolve()
     return store_path.with_name(store_path.name + "-inputs")
 
 
-def build_inputs(work: Path, echo: Callable[[str], None]) -> dict:
+def build_inputs(work: Path, echo: Callable[[str], None], shape: DemoShape = DemoShape()) -> dict:
     """Corpus, DM-mathematics problem files, tokenizer and trained models (reused when present)."""
-    records = toy.stdlib_documents(150)
+    records = toy.stdlib_documents(shape.docs_per_subset)
     corpus = work / "stdlib.jsonl"
     if not corpus.exists():  # rewriting would change its mtime, and so the ingest's identity
         toy.write_jsonl(records, corpus)
-    problems, failed = _dm_math_problems(work / "dm_math")
+    problems, failed = _dm_math_problems(work / "dm_math", shape.dm_per_category)
     tokenizer = work / "tokenizer"
     if not (tokenizer / "tokenizer.json").exists():
         toy.train_tokenizer([r["text"] for r in records] + [p.text for p in problems], tokenizer, vocab_size=1024)
     models = {}
-    for name, shape in MODELS.items():
+    steps = list(shape.checkpoint_steps)
+    for name, dims in shape.models.items():
         models[name] = work / "models" / name
-        if not (models[name] / f"step{CHECKPOINT_STEPS[-1]}" / "config.json").exists():
-            echo(f"training {name} for {CHECKPOINT_STEPS[-1]} steps on CPU")
-            _train(models[name], tokenizer, records, problems, shape)
+        if not (models[name] / f"step{steps[-1]}" / "config.json").exists():
+            echo(f"training {name} for {steps[-1]} steps on CPU")
+            _train(models[name], tokenizer, records, problems, dims, steps)
     return {"corpus": corpus, "tokenizer": tokenizer, "models": models, "dm_math": work / "dm_math", "dm_failed": failed}
 
 
-def _dm_math_problems(folder: Path):
-    """Generate once and keep them in the released format: generation also depends on Python's
-    hash seed, so reading the files back keeps re-runs of the demo identical (and no-ops)."""
+def _dm_math_problems(folder: Path, per_category: int):
+    """Generate once (seeded, so every fresh demo gets the same problems) and keep them in the
+    released format, so re-runs of the demo read the same files and are no-ops."""
     if not folder.is_dir():
-        problems, failed = dm_math.generate(per_category=4, categories=None, seed=0)
+        problems, failed = dm_math.generate(per_category=per_category, categories=None, seed=0)
         staging = folder.with_name(folder.name + ".tmp")
         staging.mkdir(parents=True, exist_ok=True)
         for category in sorted({p.category for p in problems}):
@@ -79,21 +93,25 @@ def _dm_math_problems(folder: Path):
         (staging / "FAILED").write_text("".join(f"{c}\t{why}\n" for c, why in sorted(failed.items())))
         staging.rename(folder)
     failed = dict(line.split("\t", 1) for line in (folder / "FAILED").read_text().splitlines() if line)
-    return dm_math.read_released(folder, per_category=4, categories=None, seed=0), failed
+    return dm_math.read_released(folder, per_category=per_category, categories=None, seed=0), failed
 
 
-def _train(out: Path, tokenizer: Path, records, problems, shape) -> None:
+def _train(out: Path, tokenizer: Path, records, problems, dims: dict, steps: list[int]) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer))
     texts = [r["text"] for r in records] + [p.text for p in problems]
     sequences = [np.array(ids, dtype=np.int64) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
-    config = gpt_neox_config(len(tok), n_ctx=512, **shape)
-    train_checkpoints(config, sequences, out, CHECKPOINT_STEPS, tokenizer_dir=tokenizer, seq_len=128, batch_size=16)
+    config = gpt_neox_config(len(tok), n_ctx=512, **dims)
+    train_checkpoints(config, sequences, out, steps, tokenizer_dir=tokenizer, seq_len=128, batch_size=16)
 
 
-def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = True) -> Store:
-    """Build inputs, then ingest corpus, contexts, DM mathematics, filters and losses."""
+def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = True,
+             shape: DemoShape = DemoShape()) -> Store:
+    """Build inputs, then ingest corpus, contexts, DM mathematics, filters, losses and clusters.
+
+    Bit-reproducible on one machine and set of library versions: every input is seeded
+    (tokenizer training is deterministic, DM-mathematics generation is made so)."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -101,7 +119,7 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
     torch.manual_seed(0)
     work = inputs_dir(store_path)
     echo(f"building demo inputs in {work}")
-    inputs = build_inputs(work, echo)
+    inputs = build_inputs(work, echo, shape)
     if inputs["dm_failed"]:
         echo(f"DM mathematics: {len(inputs['dm_failed'])} categories cannot be generated with this numpy/sympy: "
              + ", ".join(sorted(inputs["dm_failed"])))
@@ -109,8 +127,8 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
     tokenizer = str(inputs["tokenizer"])
     steps = [
         lambda: [ingest_corpus(store, inputs["corpus"], CORPUS, tokenizer, max_tokens=512, progress=progress)],
-        lambda: [ingest_contexts(store, CORPUS, CONTEXTS, per_subset=64, length=128, seed=0)],
-        lambda: [ingest_dm_math(store, DM_MATH, tokenizer, per_category=4, source=inputs["dm_math"],
+        lambda: [ingest_contexts(store, CORPUS, CONTEXTS, per_subset=shape.contexts_per_subset, length=128, seed=0)],
+        lambda: [ingest_dm_math(store, DM_MATH, tokenizer, per_category=shape.dm_per_category, source=inputs["dm_math"],
                                        seed=0, few_shot_tokens=512)],
         lambda: [ingest_filters(store, CORPUS, kind, progress=progress) for kind in ("trigram", "bigram")],
         *[
@@ -120,7 +138,7 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
             for corpus in (CORPUS, CONTEXTS, f"{DM_MATH}_zero_shot", f"{DM_MATH}_few_shot")
         ],
     ]
-    steps.append(lambda: [ingest_clusters(store, **CLUSTERING, progress=progress)])
+    steps.append(lambda: [ingest_clusters(store, **shape.clustering, progress=progress)])
     for step in steps:
         for result in step():
             echo(("skipped: " if result.skipped else "") + result.message)

@@ -6,6 +6,7 @@ so every job loads them through the same ``from_pretrained`` path as a hub model
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,15 @@ def random_model(config, seed: int = 0):
 
 def train_checkpoints(config, sequences: list[np.ndarray], out_dir, save_steps: list[int], tokenizer_dir=None,
                       seq_len: int = 128, batch_size: int = 16, lr: float = 3e-3, seed: int = 0) -> Path:
-    """Train on random windows of ``sequences`` with AdamW; save a checkpoint at each step in ``save_steps``."""
+    """Train on random windows of ``sequences`` with AdamW; save a checkpoint at each step in
+    ``save_steps``, each with ``training.json`` (seed, hyperparameters, library versions)."""
     from transformers import AutoTokenizer
 
+    from quanta_db.environment import library_versions
+
     out_dir = Path(out_dir)
+    recipe = {"seed": seed, "seq_len": seq_len, "batch_size": batch_size, "lr": lr, "optimizer": "AdamW",
+              "weight_decay": 0.01, "libraries": library_versions()}
     model = random_model(config, seed).train()
     rng = np.random.default_rng(seed)
     stream = np.concatenate([s for s in sequences if len(s)])
@@ -63,6 +69,7 @@ def train_checkpoints(config, sequences: list[np.ndarray], out_dir, save_steps: 
             model.save_pretrained(target)
             if tokenizer is not None:
                 tokenizer.save_pretrained(target)
+            (target / "training.json").write_text(json.dumps({**recipe, "step": step}, indent=1, sort_keys=True))
         if step == max(save_steps):
             break
         starts = rng.integers(0, len(stream) - seq_len - 1, size=batch_size)

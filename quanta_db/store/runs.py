@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from quanta_db.environment import library_versions
 from quanta_db.errors import QuantaError, StoreError
 from quanta_db.store import catalog, expectations, lineage, liveness, views
 from quanta_db.store.registry import fact_table, fact_tables
@@ -127,6 +128,7 @@ class _Registration:
 
 
 READY_STATE = "commit.pkl"
+ENVIRONMENT_KEY = "environment"
 
 
 class Run:
@@ -142,8 +144,9 @@ class Run:
                  observation: expectations.Observation | None = None, inputs: list[str] | None = None):
         self.root = Path(root)
         self.kind = kind
-        self.params = params
         self.params_hash = params_hash(kind, params)
+        # Recorded, not hashed: an upgrade of a library does not make an identical job new.
+        self.params = {**params, ENVIRONMENT_KEY: library_versions()}
         self.device = device
         self.observation = observation or expectations.Observation(kind, self.params_hash, [])
         self.inputs = sorted(set(inputs or []) | self.observation.input_runs)

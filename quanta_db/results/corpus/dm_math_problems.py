@@ -8,7 +8,11 @@ Released layout: one file per category named ``module__template.txt`` (e.g.
 from __future__ import annotations
 
 import importlib
+import itertools
+import json
+import os
 import random
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,18 +78,60 @@ def _import_generator():
             sys.modules[name] = saved
     except ImportError as error:
         raise InputError(f"mathematics_dataset does not import ({error}); pass --source DIR with the released files") from None
+    _hash_entities_by_creation(importlib.import_module("mathematics_dataset.util.composition").Entity)
     return generate, modules
+
+
+_entity_serial = itertools.count()
+
+
+def _hash_entities_by_creation(entity_class) -> None:
+    """``expand_entities`` puts Entity objects in a set and shuffles the list made from it; with
+    the default hash (the memory address) the order, and so the problem text, changes from
+    process to process. Hashing by creation order makes it follow the seeds alone."""
+    if getattr(entity_class, "_quanta_db_serial", False):
+        return
+    original_init = entity_class.__init__
+
+    def init(self, *args, **kwargs):
+        self._serial = next(_entity_serial)
+        original_init(self, *args, **kwargs)
+
+    entity_class.__init__ = init
+    entity_class.__hash__ = lambda self: self._serial
+    entity_class._quanta_db_serial = True
 
 
 def generate(per_category: int, categories: list[str] | None, seed: int) -> tuple[list[Problem], dict[str, str]]:
     """Generate problems at train difficulty; returns problems and {category: why it failed}.
 
-    Seeds Python's and numpy's global generators, which the package draws from. With numpy 2
-    a few categories fail (``np.object``, ``ndarray.itemset``); they are reported, not hidden.
+    Seeds Python's and numpy's global generators, which the package draws from. The package
+    also iterates over sets of strings, whose order follows Python's per-process hash seed, so
+    unless this interpreter runs with ``PYTHONHASHSEED=0`` the generation runs in a child
+    interpreter that does: the same seed gives the same problems in every process. With numpy
+    2 a few categories fail (``np.object``, ``ndarray.itemset``); they are reported, not hidden.
     """
+    if os.environ.get("PYTHONHASHSEED") == "0":
+        return _generate_here(per_category, categories, seed)
+    command = [sys.executable, "-m", __name__, json.dumps([per_category, categories, seed])]
+    child = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if child.returncode != 0:
+        lines = [line for line in child.stderr.splitlines() if line.strip()]
+        raise InputError(lines[-1].removeprefix("quanta_db.errors.InputError: ") if lines
+                         else "DM-mathematics generation failed")
+    result = json.loads(child.stdout)
+    return [Problem(*p) for p in result["problems"]], result["failed"]
+
+
+def _generate_here(per_category: int, categories: list[str] | None, seed: int):
+    import sympy.core.random
+
     generate_mod, modules = _import_generator()
+    global _entity_serial
+    _entity_serial = itertools.count()
     random.seed(seed)
     np.random.seed(seed)
+    sympy.core.random.seed(seed)  # sympy's own generator (randprime, ...), seeded from the clock otherwise
     tree = modules.train(generate_mod._make_entropy_fn(0, 1))
     available = {f"{m}/{t}": fn for m, templates in sorted(tree.items()) for t, fn in sorted(templates.items())}
     wanted = categories or sorted(available)
@@ -102,3 +148,8 @@ def generate(per_category: int, categories: list[str] | None, seed: int) -> tupl
             problems = [p for p in problems if p.category != category]
             failed[category] = f"{type(error).__name__}: {first_line(error)}"
     return problems, failed
+
+
+if __name__ == "__main__":  # the child of generate(): arguments and result as JSON
+    problems, failed = _generate_here(*json.loads(sys.argv[1]))
+    json.dump({"problems": [[p.category, p.question, p.answer] for p in problems], "failed": failed}, sys.stdout)
