@@ -82,6 +82,7 @@ def test_sketch_is_close_and_seeded(tiny):
     exact = exact @ exact.T
     sketch = sketched_cosine(model, params, sequences, tokens, "cpu", dim=8192, seed=0)
     assert np.abs(sketch - exact).max() < 0.05
+    np.testing.assert_allclose(np.diag(sketch), 1, atol=1e-6)  # sketched rows are re-normalised
     again = sketched_cosine(model, params, sequences, tokens, "cpu", dim=8192, seed=0)
     np.testing.assert_array_equal(sketch, again)
 
@@ -103,6 +104,8 @@ def test_clustering_matches_sklearn_and_is_reproducible():
 
 def test_affinity_and_relabel():
     assert angular_affinity(np.array([1.0, 0.0, -1.0, 1.0000001])).tolist() == [1.0, 0.5, 0.0, 1.0]
+    # off {-1, 0, 1} the angular form 1 - arccos(C)/pi differs from the linear (1 + C)/2
+    np.testing.assert_allclose(angular_affinity(np.array([0.5, -0.5, math.sqrt(0.5)])), [2 / 3, 1 / 3, 0.75], atol=1e-12)
     assert relabel_by_size(np.array([5, 2, 2, 7, 7, 7])).tolist() == [2, 1, 1, 0, 0, 0]
 
 

@@ -147,6 +147,22 @@ def test_bfloat16_is_close(corpus_store, toy_model):
     assert 0 < diff["mean"][0] < 0.05 and diff["worst"][0] < 0.5
 
 
+def test_bfloat16_scoring_takes_log_softmax_in_float32(toy_model, toy_inputs):
+    """Same bf16 model, same forward shape: our losses equal cross_entropy(logits.float()); a
+    log-softmax taken in bf16 is off by ~1e-2 nats and fails this."""
+    from transformers import AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(toy_model["dir"] / "step8"), dtype=torch.bfloat16).eval()
+    tok = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
+    documents = [np.array(tok.encode(r["text"])[:64], dtype=np.int64) for r in toy_inputs["records"][:6]]
+    for ids in [d for d in documents if len(d) >= 2]:
+        ours = batch_token_losses(model, [ids], "cpu")[0]
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(ids)[None]).logits[0, :-1]
+        reference = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(ids[1:]), reduction="none")
+        np.testing.assert_allclose(ours, reference.numpy(), rtol=0, atol=1e-5)
+
+
 def test_checkpoint_resolution():
     assert len(PYTHIA_STEPS) == 154 and PYTHIA_STEPS[:12] == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]
     assert PYTHIA_STEPS[-1] == 143000
