@@ -8,7 +8,6 @@ backoff for a bounded time and then reported in one line.
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ import duckdb
 
 from quanta_db.errors import StoreError, first_line
 from quanta_db.store import sandbox
+from quanta_db.store.settings import env_seconds
 
 CATALOG_FILE = "catalog.duckdb"
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
@@ -34,13 +34,7 @@ def catalog_path(root: Path) -> Path:
 
 
 def lock_timeout_s() -> float:
-    raw = os.environ.get(LOCK_TIMEOUT_ENV)
-    if not raw:
-        return DEFAULT_LOCK_TIMEOUT_S
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        raise StoreError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    return env_seconds(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT_S)
 
 
 def _is_lock_error(error: Exception) -> bool:

@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from quanta_db.errors import StoreError
+from quanta_db.store.settings import env_seconds
 
 MARKER = "run.json"
 HEARTBEAT_ENV = "QUANTA_DB_HEARTBEAT_S"
@@ -34,18 +34,8 @@ _lock = threading.Lock()
 _thread: threading.Thread | None = None
 
 
-def _seconds(env: str, default: float) -> float:
-    raw = os.environ.get(env)
-    if not raw:
-        return default
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        raise StoreError(f"{env}={raw!r} is not a number of seconds") from None
-
-
 def stale_after_s() -> float:
-    return _seconds(STALE_AFTER_ENV, DEFAULT_STALE_AFTER_S)
+    return env_seconds(STALE_AFTER_ENV, DEFAULT_STALE_AFTER_S)
 
 
 def write_marker(folder: Path, **fields) -> None:
@@ -79,7 +69,7 @@ def let_go(folder: Path) -> None:
 
 def _beat() -> None:
     while True:
-        time.sleep(_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S))
+        time.sleep(env_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S))
         with _lock:
             folders = list(_registered)
         for folder in folders:
