@@ -189,3 +189,19 @@ def test_a_model_with_fewer_embeddings_than_the_tokenizer_is_refused(corpus_stor
         ingest_losses(corpus_store, str(small), "toy", name="small", progress=False)
     assert store_snapshot(corpus_store) == before
     assert staging_entries(corpus_store) == []
+
+
+def test_runs_record_the_runs_they_read(loss_store):
+    import json
+
+    corpus_run = loss_store.catalog_rows("corpora", corpus="toy")[0]["run_id"]
+    inputs = loss_store.query_df("SELECT inputs FROM runs WHERE kind = 'losses'")["inputs"]
+    assert len(inputs) == 3 and all(json.loads(i) == [corpus_run] for i in inputs)
+    from importlib.metadata import version
+
+    from quanta_db.store.runs import params_hash
+
+    row = loss_store.query_df("SELECT params, params_hash FROM runs WHERE kind = 'losses' LIMIT 1").iloc[0]
+    params = json.loads(row["params"])
+    assert params.pop("environment")["torch"] == version("torch")
+    assert row["params_hash"] == params_hash("losses", params)  # recorded, not part of the identity
