@@ -130,3 +130,39 @@ def activations_until(model, input_ids: torch.Tensor, hook_names: list[str]) -> 
         finally:
             handle.remove()
     return dict(store)
+
+
+@contextmanager
+def replace_activation(model, hook_name: str, fn) -> Iterator[None]:
+    """Within the block, every forward of ``model`` replaces the activation at ``hook_name`` by
+    ``fn(activation)`` (same shape; for ``attn.hook_z`` the [..., heads, d_head] form), e.g. an
+    SAE's reconstruction spliced into the forward pass."""
+    layers = _layers(model)
+    hook = parse_hook_name(hook_name, len(layers))
+    layer = layers[hook.layer]
+    if hook.point == "hook_resid_pre":
+        def pre(module, args, kwargs):
+            if args:
+                return (fn(args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
+        handle = layer.register_forward_pre_hook(pre, with_kwargs=True)
+    elif hook.point == "attn.hook_z":
+        n_heads = layer.attention.config.num_attention_heads
+
+        def z_pre(module, args):
+            return (fn(args[0].unflatten(-1, (n_heads, -1))).flatten(-2), *args[1:])
+        handle = layer.attention.dense.register_forward_pre_hook(z_pre)
+    elif hook.point in ("hook_resid_post", "hook_attn_out", "hook_mlp_out"):
+        module = {"hook_resid_post": layer, "hook_attn_out": layer.attention, "hook_mlp_out": layer.mlp}[hook.point]
+
+        def post(module, args, output):
+            if isinstance(output, tuple):
+                return (fn(output[0]), *output[1:])
+            return fn(output)
+        handle = module.register_forward_hook(post)
+    else:
+        raise InputError(f"hook {hook_name}: its activation cannot be replaced")
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -79,6 +79,8 @@ ARROW_TO_DUCKDB = {
 
 
 def duckdb_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_list(arrow_type):
+        return f"{duckdb_type(arrow_type.value_type)}[]"
     return ARROW_TO_DUCKDB[arrow_type]
 
 

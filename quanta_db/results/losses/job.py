@@ -69,7 +69,7 @@ def ingest_losses(
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     checkpoints = model_sources.resolve_checkpoints(source, steps, revisions)
     spec = LossSpec(name or model_sources.default_model_name(source), str(source), corpus, dtype, shard)
-    _check_tokenizer(source, checkpoints[0], tokenizer, corpus_info)
+    check_corpus_tokenizer(source, checkpoints[0], tokenizer, corpus_info)
     plan = [(c, *_decide(store, spec, c, force)) for c in checkpoints]
     results = [JobResult(run_id, 0, skipped=True, message=f"{spec.model} step {c.step}: already ingested")
                for c, run_id, _ in plan if run_id]
@@ -87,7 +87,7 @@ def ingest_losses(
             for checkpoint, seen in todo:
                 bar.set_description(f"{spec.model} step {checkpoint.step}")
                 model = model_sources.load_model(checkpoint, torch_dtype, torch_device)
-                _check_vocabulary(model, sequences, spec, checkpoint)
+                check_vocabulary(model, sequences, spec, checkpoint)
                 arrays = checkpoint_losses(model, doc_ids, sequences, batch_size, torch_device, bar)
                 run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device), observation=seen)
                 try:
@@ -105,7 +105,7 @@ def ingest_losses(
     return results
 
 
-def _check_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
+def check_corpus_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
     """The corpus must have been tokenized with the model's own tokenizer (vocabulary hash)."""
     tok = load_tokenizer(tokenizer) if tokenizer else model_sources.load_model_tokenizer(source, checkpoint)
     if vocab_hash(tok) != corpus_info["vocab_hash"]:
@@ -115,7 +115,7 @@ def _check_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
         )
 
 
-def _check_vocabulary(model, sequences, spec: LossSpec, checkpoint) -> None:
+def check_vocabulary(model, sequences, spec: LossSpec, checkpoint) -> None:
     """Every token id of the corpus must have a row in the model's embedding matrix."""
     n_embeddings = model.get_input_embeddings().num_embeddings
     top = max((int(s.max()) for s in sequences if len(s)), default=-1)

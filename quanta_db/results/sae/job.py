@@ -1,0 +1,191 @@
+"""``ingest sae``: how every feature of an SAE behaves on a corpus, and how good the SAE is.
+
+One streaming pass: documents in length-sorted batches run through the model up to the SAE's
+hook, the SAE encodes and decodes the activations, and :class:`FeatureStatistics` accumulates
+on the device. The CE-loss metrics splice the reconstruction (or zeros) into full forwards on
+the first ``ce_tokens`` tokens, as sae-lens ``get_recons_loss`` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from quanta_db.errors import InputError
+from quanta_db.job import JobResult, committed, require_name
+from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
+from quanta_db.results.losses.compute import batch_token_losses
+from quanta_db.results.losses.job import check_corpus_tokenizer
+from quanta_db.results.sae import outputs
+from quanta_db.results.sae.loading import LoadedSAE, check_against_model, load_sae
+from quanta_db.results.sae.stats import FeatureStatistics
+from quanta_db.runtime import models as model_sources
+from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
+from quanta_db.runtime.device import memory_budget_bytes, parse_batch_size, resolve_device
+from quanta_db.runtime.hooks import activations_until, replace_activation
+from quanta_db.store.store import Store
+
+CPU_TOKEN_BUDGET = 4096
+MAX_TOKEN_BUDGET = 65536
+DEFAULT_CE_TOKENS = 20_000
+
+
+def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None = None, sae_id: str | None = None,
+               name: str | None = None, n_tokens: int | None = None, top_k: int = 20, batch_size: str | int = "auto",
+               device: str = "auto", ce_tokens: int = DEFAULT_CE_TOKENS, seed: int = 0, force: bool = False,
+               progress: bool = True) -> JobResult:
+    """Feature statistics, examples, logit effects and metrics of SAE ``sae`` on ``corpus``."""
+    require_name(name, "--name")
+    if top_k < 1 or (n_tokens is not None and n_tokens < 1) or ce_tokens < 0:
+        raise InputError("--top-k and --n-tokens must be at least 1, --ce-tokens at least 0")
+    torch_device = resolve_device(device)
+    loaded = load_sae(sae, sae_id, torch_device, name)
+    corpus_info = corpus_row(store, corpus)
+    model_name, checkpoint, known = _resolve_model(store, model, step, corpus_info)
+    lm = model_sources.load_model(checkpoint, torch.float32, torch_device)
+    hook = check_against_model(loaded, lm, model_name)
+    params = {"sae": loaded.name, "config_hash": loaded.config_hash, "model": model_name, "step": checkpoint.step,
+              "corpus": corpus, "n_tokens": n_tokens, "top_k": top_k, "ce_tokens": ce_tokens, "seed": seed}
+    seen = store.observe("sae", params)
+    if seen.previous and not force:
+        return JobResult(seen.previous, 0, skipped=True, message=f"SAE {loaded.name!r} on {corpus!r}: already ingested")
+    registered = _check_name(store, loaded, force)
+    if store.see(seen, "sae_features", sae=loaded.name, corpus=corpus) and not force:
+        raise InputError(f"SAE {loaded.name!r} on {corpus!r} was ingested with other parameters; pass --force")
+    store.see(seen, "corpora", is_input=True, corpus=corpus)
+    doc_ids, sequences = _first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
+    if not sequences:
+        raise InputError(f"corpus {corpus!r} has no documents")
+    stats, ce = _stream(lm, loaded, hook.name, sequences, batch_size, torch_device, ce_tokens, top_k, seed, progress)
+    with store.begin_run("sae", params, device=str(torch_device), observation=seen) as run:
+        logits = outputs.feature_logits(loaded, lm) if registered != "same" else None
+        outputs.stage_catalog(run, loaded, model_name, checkpoint, lm, corpus_info, hook.layer, registered, known,
+                              logits)
+        for table in ("sae_features", "feature_examples", "sae_metrics"):
+            run.replace(table, sae=loaded.name, corpus=corpus)
+        summary = outputs.stage_statistics(run, loaded, corpus, stats, ce, doc_ids, sequences)
+        rows = run.commit()
+    return committed(run, rows, f"SAE {loaded.name!r} on {corpus!r}: {summary['n_tokens']:,} tokens, "
+                     f"{summary['n_dead']} dead of {loaded.sae.cfg.d_sae} features, L0 {summary['l0']:.1f}, "
+                     f"explained variance {summary['explained_variance']:.3f}", summary)
+
+
+def _resolve_model(store: Store, model: str, step: int | None, corpus_info: dict):
+    """(name, checkpoint, known): a model the store knows by name, else a hub name or folder."""
+    known = store.catalog_rows("models", model=model)
+    if known:
+        checkpoints = sorted(store.catalog_rows("checkpoints", model=model), key=lambda c: c["step"])
+        if step is None and len(checkpoints) == 1:
+            step = checkpoints[0]["step"]
+        chosen = [c for c in checkpoints if c["step"] == step]
+        if not chosen:
+            steps = ", ".join(str(c["step"]) for c in checkpoints)
+            raise InputError(f"model {model!r} has no checkpoint at step {step} in the store (known: {steps}); "
+                             "pass --step")
+        if known[0]["vocab_hash"] and known[0]["vocab_hash"] != corpus_info["vocab_hash"]:
+            raise InputError(f"corpus {corpus_info['corpus']!r} was tokenized with another vocabulary than "
+                             f"model {model!r}")
+        return model, model_sources.Checkpoint(int(step), chosen[0]["revision"], chosen[0]["source"]), True
+    checkpoints = model_sources.resolve_checkpoints(model, [step] if step is not None else None)
+    if len(checkpoints) != 1:
+        raise InputError(f"model {model} has {len(checkpoints)} checkpoints; pass --step")
+    check_corpus_tokenizer(model, checkpoints[0], None, corpus_info)
+    return model_sources.default_model_name(model), checkpoints[0], False
+
+
+def _check_name(store: Store, loaded: LoadedSAE, force: bool) -> str:
+    """'new', 'same' (this SAE is registered under its name) or 'replace' (--force over another)."""
+    rows = store.catalog_rows("saes", sae=loaded.name)
+    if not rows:
+        return "new"
+    if rows[0]["config_hash"] == loaded.config_hash:
+        return "same"
+    if not force:
+        raise InputError(f"SAE name {loaded.name!r} is already used for a different SAE; pass --name or --force "
+                         "(which replaces it and everything computed from it)")
+    return "replace"
+
+
+def _first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int | None):
+    """The documents in order, cut so that at most ``n_tokens`` tokens remain."""
+    if n_tokens is None:
+        return doc_ids, sequences
+    lengths = np.cumsum([len(s) for s in sequences])
+    keep = int(np.searchsorted(lengths, n_tokens, side="left")) + 1
+    kept = [s for s in sequences[:keep]]
+    if kept:
+        kept[-1] = kept[-1][: len(kept[-1]) - max(0, int(lengths[keep - 1]) - n_tokens)]
+    return doc_ids[:keep], kept
+
+
+def _token_budget(batch_size, device, d_sae: int, d_model: int, n_ctx: int) -> int:
+    if batch_size != "auto":
+        return int(batch_size) * n_ctx
+    bytes_per_token = 4 * (4 * d_sae + 16 * d_model)  # features, their top-k/sample concatenations, activations
+    budget = memory_budget_bytes(device, gpu_fraction=0.3, cpu_bytes=CPU_TOKEN_BUDGET * bytes_per_token)
+    return int(min(MAX_TOKEN_BUDGET, max(n_ctx, budget / bytes_per_token)))
+
+
+def _stream(lm, loaded: LoadedSAE, hook_name: str, sequences, batch_size, device, ce_tokens: int, top_k: int,
+            seed: int, progress: bool):
+    sae = loaded.sae
+    n_ctx = lm.config.max_position_embeddings
+    sequences = [s[:n_ctx] for s in sequences]
+    starts = np.r_[0, np.cumsum([len(s) for s in sequences])[:-1]]
+    stats = FeatureStatistics(sae.cfg.d_sae, device, top_k=top_k, seed=seed)
+    ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "n": 0}
+    budget = _token_budget(parse_batch_size(batch_size), device, sae.cfg.d_sae, lm.config.hidden_size, n_ctx)
+    batches = plan_batches(np.array([len(s) for s in sequences]), budget, min_length=1)
+    total = sum(len(s) for s in sequences)
+    with tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"SAE {loaded.name}") as bar:
+        def one_batch(batch):
+            chosen = [sequences[i] for i in batch]
+            x, feats, x_hat = _encode(lm, sae, hook_name, chosen, device)
+            index = torch.from_numpy(np.concatenate([starts[i] + np.arange(len(sequences[i])) for i in batch]))
+            stats.add(x, feats, x_hat, index)
+            if ce["n"] < ce_tokens:
+                _add_ce_losses(lm, sae, hook_name, [s for s in chosen if len(s) > 1], device, ce)
+            return len(x)
+
+        for _, n in run_batches(batches, one_batch):
+            bar.update(n)
+    return stats, ce
+
+
+@torch.no_grad()
+def _encode(lm, sae, hook_name: str, chosen: list[np.ndarray], device):
+    ids = pad_batch(chosen).to(device)
+    acts = activations_until(lm, ids, [hook_name])[hook_name]
+    if hook_name.endswith("hook_z"):
+        acts = acts.flatten(-2)
+    lengths = torch.tensor([len(s) for s in chosen], device=ids.device)
+    x = acts[torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]].float()
+    feats = sae.encode(x)
+    x_hat = sae.decode(feats)
+    if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
+        raise InputError(f"activations at {hook_name} or their SAE encoding are not finite (NaN/inf); "
+                         "check the model's dtype and weights")
+    return x, feats, x_hat
+
+
+def _add_ce_losses(lm, sae, hook_name: str, chosen: list[np.ndarray], device, ce: dict) -> None:
+    """Mean next-token loss with the hook's activation as is, as the SAE's reconstruction, and zeroed."""
+    if not chosen:
+        return
+    z_shaped = hook_name.endswith("hook_z")
+
+    def reconstruct(acts):
+        flat = acts.flatten(-2) if z_shaped else acts
+        out = sae.decode(sae.encode(flat.float())).to(flat.dtype)
+        return out.unflatten(-1, acts.shape[-2:]) if z_shaped else out
+
+    clean = np.concatenate(batch_token_losses(lm, chosen, device))
+    with replace_activation(lm, hook_name, reconstruct):
+        spliced = np.concatenate(batch_token_losses(lm, chosen, device))
+    with replace_activation(lm, hook_name, torch.zeros_like):
+        zeroed = np.concatenate(batch_token_losses(lm, chosen, device))
+    ce["clean"] += float(clean.sum(dtype=np.float64))
+    ce["sae"] += float(spliced.sum(dtype=np.float64))
+    ce["zero"] += float(zeroed.sum(dtype=np.float64))
+    ce["n"] += len(clean)

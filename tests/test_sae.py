@@ -1,0 +1,159 @@
+"""ingest sae: SAEs built from sae-lens classes, saved and reloaded the way a user's are, against
+statistics computed directly from transformers' hidden states with numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from quanta_db.errors import InputError
+from quanta_db.results.losses.job import ingest_losses
+from quanta_db.results.sae.job import ingest_sae
+from tests.conftest import staging_entries
+
+HOOK = "blocks.1.hook_resid_pre"  # = output_hidden_states[1] of the 2-layer toy model
+DEAD = [0, 5, 9]
+
+
+def _build_sae(architecture: str, d_in: int, folder, hook=HOOK, d_sae=48, nan=False, model_name="tiny"):
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    metadata = SAEMetadata(hook_name=hook, model_name=model_name)
+    config_class, sae_class, extra = {
+        "standard": (StandardSAEConfig, StandardSAE, {}),
+        "topk": (TopKSAEConfig, TopKSAE, {"k": 6}),
+        "jumprelu": (JumpReLUSAEConfig, JumpReLUSAE, {}),
+    }[architecture]
+    sae = sae_class(config_class(d_in=d_in, d_sae=d_sae, metadata=metadata, **extra))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=generator) * 3)  # the toy stream is ~0.2 in norm
+        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=generator) / d_sae**0.5)
+        sae.b_enc.copy_(torch.full((d_sae,), -0.3))
+        sae.b_enc[DEAD] = -1e4  # never active
+        if architecture == "jumprelu":
+            sae.threshold.copy_(torch.full((d_sae,), 0.1))
+        if nan:
+            sae.W_enc[0, 1] = float("nan")
+    sae.save_model(folder)
+    return folder
+
+
+@pytest.fixture
+def sae_store(corpus_store, toy_model):
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
+    return corpus_store
+
+
+def _direct(store, toy_model, sae_dir, n_tokens=None):
+    """Activations from output_hidden_states, the SAE's own encode, numpy statistics."""
+    from sae_lens import SAE
+    from transformers import AutoModelForCausalLM
+
+    from quanta_db.results.corpus.read import load_corpus_tokens
+
+    model = AutoModelForCausalLM.from_pretrained(str(toy_model["dir"] / "step8"), dtype=torch.float32).eval()
+    sae = SAE.load_from_disk(str(sae_dir), device="cpu")
+    doc_ids, sequences = load_corpus_tokens(store, "toy")
+    xs, keys = [], []
+    for doc, ids in zip(doc_ids, sequences):
+        if len(ids) == 0:
+            continue
+        with torch.no_grad():
+            hidden = model(input_ids=torch.from_numpy(ids.astype(np.int64))[None], output_hidden_states=True)
+        xs.append(hidden.hidden_states[1][0])
+        keys += [(int(doc), p) for p in range(len(ids))]
+    x = torch.cat(xs)
+    with torch.no_grad():
+        feats = sae.encode(x)
+        x_hat = sae.decode(feats)
+    return x.numpy(), feats.numpy(), x_hat.numpy(), keys, model, sae
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk", "jumprelu"])
+def test_feature_statistics_match_a_direct_computation(sae_store, toy_model, tmp_path, architecture):
+    sae_dir = _build_sae(architecture, 32, tmp_path / architecture)
+    result = ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, top_k=5, progress=False)
+    assert not result.skipped
+    x, feats, x_hat, keys, model, sae = _direct(sae_store, toy_model, sae_dir)
+    got = sae_store.query_df(f"SELECT * FROM sae_features WHERE sae = '{architecture}' ORDER BY feature")
+    active = feats != 0
+    np.testing.assert_array_equal(got.n_active, active.sum(0))
+    assert (got.n_tokens == len(x)).all()
+    np.testing.assert_allclose(got.density, active.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(got.mean_act, feats.mean(0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got.max_act, np.where(active.any(0), feats.max(0), 0), rtol=1e-4, atol=1e-6)
+    assert got.dead.tolist() == (~active.any(0)).tolist() and set(DEAD) <= set(np.flatnonzero(got.dead))
+    assert 1 < active.sum(1).mean() < 40  # sparse, not empty: the checks below mean something
+    np.testing.assert_allclose(got.decoder_norm, np.linalg.norm(sae.W_dec.detach().numpy(), axis=1), rtol=1e-5)
+    # top examples: a full sort of each feature's activations
+    top = sae_store.query_df(f"SELECT feature, rank, doc_id, pos, activation FROM feature_examples "
+                             f"WHERE sae = '{architecture}' AND kind = 'top' ORDER BY feature, rank")
+    for feature, group in top.groupby("feature"):
+        expected = np.sort(feats[:, feature])[::-1][: len(group)]
+        np.testing.assert_allclose(group.activation, expected, rtol=1e-4)
+        for row in group.itertuples():
+            assert feats[keys.index((row.doc_id, row.pos)), feature] == pytest.approx(row.activation, rel=1e-4)
+    assert set(top.feature) == set(np.flatnonzero(active.any(0)))
+    metrics = sae_store.query_df(f"SELECT * FROM sae_metrics WHERE sae = '{architecture}'").iloc[0]
+    residual = ((x - x_hat) ** 2).sum(1)
+    assert metrics.mse == pytest.approx(residual.mean(), rel=1e-4)
+    assert metrics.l0 == pytest.approx(active.sum(1).mean(), rel=1e-6)
+    variance = (x.astype(np.float64) ** 2).sum(1).mean() - (x.astype(np.float64).mean(0) ** 2).sum()
+    assert metrics.explained_variance == pytest.approx(1 - residual.mean() / variance, rel=1e-4)
+    assert metrics.dead_fraction == pytest.approx(got.dead.mean()) and metrics.l0 > 1
+    assert metrics.ce_loss_zero > metrics.ce_loss_clean and np.isfinite(metrics.ce_loss_score)
+    # logit effects: W_dec @ W_U, top and bottom
+    effects = sae.W_dec.detach().numpy() @ model.get_output_embeddings().weight.detach().numpy().T
+    logits = sae_store.query_df(f"SELECT * FROM feature_logits WHERE sae = '{architecture}' AND feature = 7 "
+                                "ORDER BY direction, rank")
+    top_tokens = logits[logits.direction == "top"].token_id.tolist()
+    assert top_tokens == np.argsort(-effects[7])[:10].tolist()
+    again = ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, top_k=5, progress=False)
+    assert again.skipped
+
+
+def test_ce_loss_score_against_a_direct_splice(sae_store, toy_model, tmp_path):
+    sae_dir = _build_sae("standard", 32, tmp_path / "standard")
+    ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, progress=False)
+    x, feats, x_hat, keys, model, sae = _direct(sae_store, toy_model, sae_dir)
+    from quanta_db.results.corpus.read import load_corpus_tokens
+
+    _, sequences = load_corpus_tokens(sae_store, "toy")
+    totals = {"clean": [], "sae": [], "zero": []}
+    for ids in [s for s in sequences if len(s) > 1]:
+        ids = torch.from_numpy(ids.astype(np.int64))[None]
+        for kind in totals:
+            def hook(module, args, kwargs, kind=kind):
+                h = args[0] if args else kwargs["hidden_states"]
+                new = {"clean": h, "sae": sae.decode(sae.encode(h)), "zero": torch.zeros_like(h)}[kind]
+                return ((new, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": new})
+            handle = model.gpt_neox.layers[1].register_forward_pre_hook(hook, with_kwargs=True)
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, :-1]
+            handle.remove()
+            totals[kind].append(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none").numpy())
+    clean, spliced, zero = (np.concatenate(totals[k]).mean() for k in ("clean", "sae", "zero"))
+    metrics = sae_store.query_df("SELECT * FROM sae_metrics").iloc[0]
+    assert metrics.ce_loss_clean == pytest.approx(clean, rel=1e-5)
+    assert metrics.ce_loss_sae == pytest.approx(spliced, rel=1e-5)
+    assert metrics.ce_loss_score == pytest.approx((zero - spliced) / (zero - clean), rel=1e-4)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("d_in", "has d_in 16 but blocks.1.hook_resid_pre"),
+    ("hook", "names layer 7, but the model has 2 layers"),
+    ("model", "was made for model 'pythia-70m'"),
+    ("nan", "not finite"),
+])
+def test_bad_saes_are_one_line_errors_and_change_nothing(sae_store, tmp_path, store_snapshot, case, message):
+    folder = tmp_path / case
+    kwargs = {"d_in": dict(d_in=16), "hook": dict(hook="blocks.7.hook_resid_post"),
+              "model": dict(model_name="pythia-70m"), "nan": dict(nan=True)}[case]
+    _build_sae("standard", kwargs.pop("d_in", 32), folder, **kwargs)
+    before = store_snapshot(sae_store)
+    with pytest.raises(InputError, match=message):
+        ingest_sae(sae_store, str(folder), "toy", "tiny", step=8, progress=False)
+    assert store_snapshot(sae_store) == before and staging_entries(sae_store) == []

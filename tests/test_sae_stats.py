@@ -1,0 +1,128 @@
+"""Streaming SAE statistics against direct numpy computations and sae-lens's own calculator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from quanta_db.results.sae.stats import FeatureStatistics, decoder_geometry, gini
+
+
+@pytest.fixture(scope="module")
+def batches():
+    rng = np.random.default_rng(0)
+    n, d_in, d_sae = 600, 12, 40
+    x = rng.normal(size=(n, d_in)).astype(np.float32) + 0.5
+    pre = rng.normal(size=(n, d_sae)).astype(np.float32) - 1.5 + 0.1 * np.arange(d_sae) / d_sae
+    feats = np.maximum(pre, 0)
+    feats[:, [3, 17]] = 0  # dead features
+    x_hat = (x + 0.3 * rng.normal(size=x.shape)).astype(np.float32)
+    return x, feats, x_hat
+
+
+def _stream(batches, batch=97, **kwargs):
+    x, feats, x_hat = batches
+    stats = FeatureStatistics(feats.shape[1], "cpu", **kwargs)
+    for start in range(0, len(x), batch):
+        sl = slice(start, start + batch)
+        stats.add(torch.from_numpy(x[sl]), torch.from_numpy(feats[sl]), torch.from_numpy(x_hat[sl]),
+                  torch.arange(start, min(start + batch, len(x))))
+    return stats
+
+
+def test_feature_columns_match_numpy(batches):
+    _, feats, _ = batches
+    got = _stream(batches).feature_columns()
+    active = feats != 0
+    np.testing.assert_array_equal(got["n_active"], active.sum(0))
+    np.testing.assert_allclose(got["density"], active.mean(0))
+    np.testing.assert_allclose(got["mean_act"], feats.mean(0), rtol=1e-6)
+    with np.errstate(invalid="ignore"):
+        expected_active = np.where(active.sum(0) > 0, feats.sum(0) / active.sum(0), 0)
+    np.testing.assert_allclose(got["mean_act_active"], expected_active, rtol=1e-6)
+    np.testing.assert_allclose(got["max_act"], feats.max(0))
+    assert got["dead"].tolist() == (active.sum(0) == 0).tolist() and got["dead"][[3, 17]].all()
+    assert (got["n_tokens"] == len(feats)).all()
+
+
+def test_top_k_equals_a_full_sort(batches):
+    _, feats, _ = batches
+    values, tokens = _stream(batches, top_k=7).top_examples()
+    for feature in range(feats.shape[1]):
+        order = np.argsort(-feats[:, feature], kind="stable")[:7]
+        expected = feats[order, feature]
+        keep = expected > 0
+        np.testing.assert_allclose(values[feature][keep], expected[keep])
+        assert set(tokens[feature][keep]) == set(order[keep])
+        assert (tokens[feature][~keep] == -1).all()
+
+
+def test_band_examples_are_active_distinct_and_in_their_band(batches):
+    _, feats, _ = batches
+    stats = _stream(batches, sample_size=50)
+    examples = stats.band_examples(n_bands=10, per_band=3)
+    assert examples
+    seen = set()
+    for feature, band, token, value in examples:
+        assert feats[token, feature] == pytest.approx(value) and value > 0
+        top = feats[:, feature].max()
+        assert band == min(int(value / top * 10), 9)
+        assert (feature, token) not in seen
+        seen.add((feature, token))
+    per_band = {}
+    for feature, band, _, _ in examples:
+        per_band[(feature, band)] = per_band.get((feature, band), 0) + 1
+    assert max(per_band.values()) <= 3
+    assert not {f for f, *_ in examples} & {3, 17}
+
+
+def test_metrics_match_numpy_and_sae_lens(batches):
+    from sae_lens.evals import ExplainedVarianceCalculator
+
+    x, feats, x_hat = batches
+    got = _stream(batches, batch=100).metric_sums().metrics()
+    residual = ((x - x_hat) ** 2).sum(1)
+    assert got["mse"] == pytest.approx(residual.mean(), rel=1e-6)
+    variance = (x.astype(np.float64) ** 2).sum(1).mean() - (x.astype(np.float64).mean(0) ** 2).sum()
+    assert got["explained_variance"] == pytest.approx(1 - residual.mean() / variance, rel=1e-6)
+    assert got["l0"] == pytest.approx((feats != 0).sum(1).mean())
+    assert got["l1"] == pytest.approx(np.abs(feats).sum(1).mean(), rel=1e-6)
+    cos = (x * x_hat).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(x_hat, axis=1)
+    assert got["cos_sim"] == pytest.approx(cos.mean(), rel=1e-6)
+    assert got["l2_ratio"] == pytest.approx((np.linalg.norm(x_hat, axis=1) / np.linalg.norm(x, axis=1)).mean(), rel=1e-6)
+    legacy = np.concatenate([1 - residual[s:s + 100] / ((x[s:s + 100] - x[s:s + 100].mean(0)) ** 2).sum(1)
+                             for s in range(0, len(x), 100)])
+    assert got["explained_variance_legacy"] == pytest.approx(legacy.mean(), rel=1e-5)
+    calculator = ExplainedVarianceCalculator()
+    for s in range(0, len(x), 100):
+        calculator.add_batch(torch.from_numpy(x_hat[s:s + 100]), torch.from_numpy(x[s:s + 100]))
+    assert got["explained_variance"] == pytest.approx(calculator.compute(), rel=1e-7)  # it sums batches in float32
+
+
+def test_decoder_geometry_in_blocks_matches_the_full_matrix():
+    rng = np.random.default_rng(1)
+    w_enc, w_dec = rng.normal(size=(8, 50)), rng.normal(size=(50, 8))
+    got = decoder_geometry(torch.from_numpy(w_enc), torch.from_numpy(w_dec), block=7)
+    unit = w_dec / np.linalg.norm(w_dec, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    pairs = cos[np.triu_indices(50, k=1)]
+    np.fill_diagonal(cos, -np.inf)
+    np.testing.assert_allclose(got["max_decoder_cos"], cos.max(1), rtol=1e-5)
+    assert got["dec_cos_mean"] == pytest.approx(pairs.mean(), abs=1e-6)
+    assert got["dec_cos_max"] == pytest.approx(pairs.max(), abs=1e-6)
+    assert got["dec_cos_p95"] == pytest.approx(np.quantile(pairs, 0.95), abs=2e-3)
+    np.testing.assert_allclose(got["encoder_norm"], np.linalg.norm(w_enc, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(got["decoder_norm"], np.linalg.norm(w_dec, axis=1), rtol=1e-5)
+    enc_dec = (w_enc.T * w_dec).sum(1) / np.linalg.norm(w_enc, axis=0) / np.linalg.norm(w_dec, axis=1)
+    np.testing.assert_allclose(got["enc_dec_cos"], enc_dec, rtol=1e-5)
+
+
+def test_gini_closed_forms():
+    assert gini(np.ones(10)) == 0.0
+    assert gini(np.array([0, 0, 0, 1.0])) == pytest.approx(0.75)
+    assert gini(np.zeros(5)) == 0.0
+    rng = np.random.default_rng(2)
+    v = rng.random(200)
+    mean_abs_diff = np.abs(v[:, None] - v[None, :]).mean()
+    assert gini(v) == pytest.approx(mean_abs_diff / (2 * v.mean()), rel=1e-9)
