@@ -123,3 +123,20 @@ def test_budgets_and_batch_sizes():
     for bad in ("0", "-3", "many"):
         with pytest.raises(InputError, match="--batch-size"):
             parse_batch_size(bad)
+
+
+def test_every_hook_matches_transformer_lens_run_with_cache(model, ids):
+    from tests.hooked import hooked_transformer
+
+    reference = hooked_transformer(model)
+    reference.set_use_attn_result(True)
+    with torch.no_grad():
+        logits, cache = reference.run_with_cache(ids)
+        np.testing.assert_allclose(logits.numpy(), model(ids).logits.numpy(), atol=1e-5)
+        names = [f"blocks.{layer}.{point}" for layer in range(model.config.num_hidden_layers)
+                 for point in ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "attn.hook_z",
+                               "attn.hook_result")]
+        with capture(model, names) as store:
+            model(ids)
+            for name in names:
+                np.testing.assert_allclose(store[name].numpy(), cache[name].numpy(), atol=1e-5, err_msg=name)
