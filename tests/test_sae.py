@@ -157,3 +157,54 @@ def test_bad_saes_are_one_line_errors_and_change_nothing(sae_store, tmp_path, st
     with pytest.raises(InputError, match=message):
         ingest_sae(sae_store, str(folder), "toy", "tiny", step=8, progress=False)
     assert store_snapshot(sae_store) == before and staging_entries(sae_store) == []
+
+
+class _FixedTokens:
+    """The part of sae-lens's ActivationsStore that run_evals uses: the same token batch each time."""
+
+    def __init__(self, tokens: torch.Tensor):
+        self.tokens = tokens
+        self.store_batch_size_prompts, self.context_size = tokens.shape
+
+    def get_batch_tokens(self, batch_size=None):
+        return self.tokens
+
+    def reset_input_dataset(self):
+        pass
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk"])
+def test_metrics_agree_with_sae_lens_run_evals(sae_store, toy_model, tmp_path, architecture):
+    """sae-lens's own evals, on a HookedTransformer with the same weights and the same tokens."""
+    from sae_lens import SAE
+    from sae_lens.evals import get_eval_everything_config, run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+    from transformers import AutoModelForCausalLM
+
+    from quanta_db.results.corpus.read import load_corpus_tokens
+    from tests.hooked import hooked_transformer
+
+    _, sequences = load_corpus_tokens(sae_store, "toy")
+    windows = [s[:32] for s in sequences if len(s) >= 32]
+    assert len(windows) == len([s for s in sequences if len(s)])  # every document is a full window
+    from quanta_db.results.corpus.job import ingest_corpus
+
+    sae_dir = _build_sae(architecture, 32, tmp_path / architecture)
+    tokenizer = sae_store.catalog_rows("tokenizers")[0]["source"]
+    source = sae_store.catalog_rows("corpora", corpus="toy")[0]["source"]
+    ingest_corpus(sae_store, source, "windows", tokenizer, max_tokens=32, progress=False)
+    ingest_sae(sae_store, str(sae_dir), "windows", "tiny", step=8, progress=False)
+    ours = sae_store.query_df(f"SELECT * FROM sae_metrics WHERE sae = '{architecture}'").iloc[0]
+
+    model = hooked_transformer(AutoModelForCausalLM.from_pretrained(str(toy_model["dir"] / "step8")))
+    sae = SAE.load_from_disk(str(sae_dir), device="cpu")
+    tokens = torch.from_numpy(np.stack(windows).astype(np.int64))
+    config = get_eval_everything_config(batch_size_prompts=len(tokens), n_eval_reconstruction_batches=1,
+                                        n_eval_sparsity_variance_batches=1)
+    theirs, _ = run_evals(sae, _FixedTokens(tokens), model, ActivationScaler(), config, exclude_special_tokens=False)
+    flat = {k: v for group in theirs.values() for k, v in group.items()}
+    for ours_name, their_name in [("l0", "l0"), ("l1", "l1"), ("mse", "mse"), ("cos_sim", "cossim"),
+                                  ("explained_variance", "explained_variance"), ("l2_ratio", "l2_ratio"),
+                                  ("ce_loss_score", "ce_loss_score"), ("ce_loss_clean", "ce_loss_without_sae"),
+                                  ("ce_loss_sae", "ce_loss_with_sae"), ("ce_loss_zero", "ce_loss_with_ablation")]:
+        assert ours[ours_name] == pytest.approx(flat[their_name], rel=1e-4, abs=1e-6), ours_name
