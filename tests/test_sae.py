@@ -208,3 +208,77 @@ def test_metrics_agree_with_sae_lens_run_evals(sae_store, toy_model, tmp_path, a
                                   ("ce_loss_score", "ce_loss_score"), ("ce_loss_clean", "ce_loss_without_sae"),
                                   ("ce_loss_sae", "ce_loss_with_sae"), ("ce_loss_zero", "ce_loss_with_ablation")]:
         assert ours[ours_name] == pytest.approx(flat[their_name], rel=1e-4, abs=1e-6), ours_name
+
+
+@pytest.fixture
+def hostile_sae_store(store, toy_inputs, tmp_path):
+    """Whole-tag vocabulary entries, so tokens are markup themselves, and a hostile SAE name."""
+    from transformers import AutoTokenizer
+
+    from quanta_db.demo.toy_corpus import write_jsonl
+    from quanta_db.demo.toy_models import gpt_neox_config, random_model
+    from quanta_db.results.corpus.job import ingest_corpus
+
+    tokenizer = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
+    tokenizer.add_tokens(["<b>bold</b>", "<img src=x onerror=alert(1)>"])
+    model_dir = tmp_path / "step0"
+    tokenizer.save_pretrained(model_dir)
+    random_model(gpt_neox_config(len(tokenizer), 32, 2, 4, n_ctx=256)).save_pretrained(model_dir)
+    text = "<b>bold</b> then <img src=x onerror=alert(1)> and <script>alert(2)</script> "
+    records = [{"text": text * 4 + r["text"][:200], "meta": {"pile_set_name": "x"}} for r in toy_inputs["records"][:10]]
+    ingest_corpus(store, write_jsonl(records, tmp_path / "h.jsonl"), "hostile", str(model_dir), max_tokens=96,
+                  progress=False)
+    sae_dir = _build_sae("standard", 32, tmp_path / "sae", model_name="step0")
+    ingest_sae(store, str(sae_dir), "hostile", str(model_dir), name="<i>sae</i>", progress=False)
+    return store, "<i>sae</i>"
+
+
+def test_feature_report_in_headless_chromium(hostile_sae_store, tmp_path):
+    import os
+    import shutil
+
+    from quanta_db.results.sae.report import render_features_html
+
+    store, name = hostile_sae_store
+    page = render_features_html(store, name, max_features=20)
+    assert page == render_features_html(store, name, max_features=20)
+    assert "<b>bold" not in page and "<img" not in page and "<i>sae" not in page and "&lt;i&gt;sae" in page
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium is None or sync_playwright is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium and Playwright are required on CI (.ci/run installs them)")
+        pytest.skip("chromium or playwright not installed")
+    path = tmp_path / "features.html"
+    path.write_text(page, encoding="utf-8")
+    errors = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page()
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(path.as_uri())
+        tab.wait_for_selector("body[data-feature]", timeout=10_000)
+        densities = store.query_df(f"SELECT feature, density FROM sae_features WHERE sae = '{name}'")
+        densest = int(densities.sort_values(["density", "feature"], ascending=[False, True]).feature.iloc[0])
+        assert tab.get_attribute("body", "data-feature") == str(densest)
+        tab.keyboard.press("ArrowDown")
+        second = tab.get_attribute("body", "data-feature")
+        assert second != str(densest)
+        tab.keyboard.press("ArrowUp")
+        assert tab.get_attribute("body", "data-feature") == str(densest)
+        tab.select_option("#sort", "feature")
+        tab.wait_for_selector("body[data-sort='feature'][data-feature='0']", timeout=10_000)
+        tab.select_option("#sort", "density")
+        tab.wait_for_selector(f"body[data-sort='density'][data-feature='{densest}']", timeout=10_000)
+        text = tab.inner_text("#examples")
+        assert tab.locator("#examples .example").count() > 0 and tab.locator("#histogram rect").count() > 0
+        assert tab.locator("#examples .hit").count() == tab.locator("#examples .example").count()
+        assert "<b>bold</b>" in text or "<img src=x onerror=alert(1)>" in text or "<script>" in text
+        assert tab.locator("b, img, i, #detail script").count() == 0  # tokens and names never become markup
+        assert f"Features of SAE {name} on hostile" in tab.inner_text("h1")
+        browser.close()
+    assert errors == []

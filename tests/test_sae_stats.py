@@ -46,6 +46,19 @@ def test_feature_columns_match_numpy(batches):
     assert (got["n_tokens"] == len(feats)).all()
 
 
+def test_histograms_are_exact_counts(batches):
+    from quanta_db.results.sae.stats import HISTOGRAM_EDGES
+
+    _, feats, _ = batches
+    feature, bin_index, count = _stream(batches).histograms()
+    got = np.zeros((feats.shape[1], len(HISTOGRAM_EDGES) - 1), dtype=np.int64)
+    got[feature, bin_index] = count
+    for f in range(feats.shape[1]):
+        values = np.abs(feats[:, f][feats[:, f] != 0])
+        expected, _ = np.histogram(np.clip(values, HISTOGRAM_EDGES[0], HISTOGRAM_EDGES[-1] * 0.999), HISTOGRAM_EDGES)
+        np.testing.assert_array_equal(got[f], expected)
+
+
 def test_top_k_equals_a_full_sort(batches):
     _, feats, _ = batches
     values, tokens = _stream(batches, top_k=7).top_examples()

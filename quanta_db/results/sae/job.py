@@ -62,7 +62,7 @@ def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None
         logits = outputs.feature_logits(loaded, lm) if registered != "same" else None
         outputs.stage_catalog(run, loaded, model_name, checkpoint, lm, corpus_info, hook.layer, registered, known,
                               logits)
-        for table in ("sae_features", "feature_examples", "sae_metrics"):
+        for table in ("sae_features", "feature_examples", "feature_histograms", "sae_metrics"):
             run.replace(table, sae=loaded.name, corpus=corpus)
         summary = outputs.stage_statistics(run, loaded, corpus, stats, ce, doc_ids, sequences)
         rows = run.commit()

@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 
 from quanta_db.results.sae.loading import LoadedSAE
-from quanta_db.results.sae.stats import FeatureStatistics, decoder_geometry, gini
+from quanta_db.results.sae.stats import HISTOGRAM_EDGES, FeatureStatistics, decoder_geometry, gini
 from quanta_db.runtime import models as model_sources
 
 LOGIT_EFFECTS = 10  # top and bottom tokens per feature
@@ -76,6 +76,12 @@ def stage_statistics(run, loaded: LoadedSAE, corpus: str, stats: FeatureStatisti
     }))
     starts = np.r_[0, np.cumsum([len(s) for s in sequences])[:-1]]
     run.write("feature_examples", _examples(loaded.name, corpus, stats, doc_ids, starts))
+    feature, bin_index, count = stats.histograms()
+    run.write("feature_histograms", pa.table({
+        "sae": pa.repeat(loaded.name, len(feature)), "corpus": pa.repeat(corpus, len(feature)),
+        "feature": feature.astype(np.int32), "bin": bin_index.astype(np.int32),
+        "lower": HISTOGRAM_EDGES[bin_index], "upper": HISTOGRAM_EDGES[bin_index + 1], "count": count,
+    }))
     metrics = metrics_row(loaded.name, corpus, stats, ce, columns["density"], geometry)
     run.write("sae_metrics", pa.Table.from_pylist([metrics]))
     return {"n_tokens": metrics["n_tokens"], "n_dead": int(columns["dead"].sum()), "l0": metrics["l0"],

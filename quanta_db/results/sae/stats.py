@@ -21,6 +21,9 @@ import numpy as np
 import torch
 
 SAMPLE_SIZE = 100  # random active tokens kept per feature, for the activation-band examples
+# Exact activation histograms on fixed log-spaced bins of |activation| (values beyond the ends
+# fall in the first or last bin), so no pass needs to know a feature's maximum first.
+HISTOGRAM_EDGES = np.logspace(-4, 4, 33)
 
 
 @dataclass
@@ -66,6 +69,8 @@ class FeatureStatistics:
         self.sample_keys = torch.full((d_sae, sample_size), -torch.inf, device=self.device)
         self.sample_tokens = torch.full((d_sae, sample_size), -1, dtype=torch.int64, device=self.device)
         self.sample_values = torch.zeros((d_sae, sample_size), device=self.device)
+        self.histogram = torch.zeros((d_sae, len(HISTOGRAM_EDGES) - 1), dtype=torch.int64, device=self.device)
+        self._edges = torch.as_tensor(HISTOGRAM_EDGES[1:-1], dtype=torch.float32, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.sums = MetricSums()
         self._sum_x: torch.Tensor | None = None
@@ -80,9 +85,21 @@ class FeatureStatistics:
         self.n_active += active.sum(0)
         self.sum_act += feats.sum(0, dtype=torch.float64)
         self.max_act = torch.maximum(self.max_act, feats.max(0).values)
+        self._count_histogram(feats, active)
         self._keep_top(feats, token_index)
         self._keep_sample(feats, active, token_index)
         self._add_metrics(x, feats, x_hat, active)
+
+    def _count_histogram(self, feats: torch.Tensor, active: torch.Tensor) -> None:
+        rows, features = active.nonzero(as_tuple=True)
+        bins = torch.bucketize(feats[rows, features].abs(), self._edges)
+        self.histogram.index_put_((features, bins), torch.ones_like(bins), accumulate=True)
+
+    def histograms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(feature, bin, count) of the non-empty bins; bin b spans HISTOGRAM_EDGES[b:b + 2]."""
+        counts = self.histogram.cpu().numpy()
+        feature, bin_index = np.nonzero(counts)
+        return feature, bin_index, counts[feature, bin_index]
 
     def _keep_top(self, feats: torch.Tensor, token_index: torch.Tensor) -> None:
         values = torch.cat([self.top_values, feats.T], dim=1)

@@ -41,6 +41,15 @@ FACT_TABLES = [
         split_by=("corpus",), parents=(SAE_KEY, Link("tokens", TOKEN_KEY)),
     ),
     FactTable(
+        "feature_histograms",
+        [("sae", pa.string()), ("corpus", pa.string()), ("feature", pa.int32()), ("bin", pa.int32()),
+         ("lower", pa.float64()), ("upper", pa.float64()), ("count", pa.int64())],
+        ("sae",),
+        "Exact histogram of each feature's nonzero |activation| on 32 log-spaced bins from 1e-4 to 1e4 "
+        "(values beyond the ends counted in the first or last bin); empty bins are left out.",
+        split_by=("corpus",), parents=(SAE_KEY, Link("corpora", ("corpus",))),
+    ),
+    FactTable(
         "feature_logits",
         [("sae", pa.string()), ("feature", pa.int32()), ("direction", pa.string()), ("rank", pa.int32()),
          ("token_id", pa.int32()), ("value", pa.float32())],
