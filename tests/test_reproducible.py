@@ -18,7 +18,8 @@ from quanta_db.demo.run import CORPUS, DemoShape, run_demo
 shape = DemoShape(docs_per_subset=12, checkpoint_steps=(0, 4), models={"tiny-32d": dict(d_model=32, n_layers=1, n_heads=2)},
                   dm_per_category=1, contexts_per_subset=4,
                   clustering=dict(model="tiny-32d", step=4, corpus=CORPUS, loss_below=20.0, exclude_filter="trigram",
-                                  n_tokens=40, skip=3, n_clusters=3, n_init=2, seed=0))
+                                  n_tokens=40, skip=3, n_clusters=3, n_init=2, seed=0),
+                  sae_hook="blocks.0.hook_resid_post", sae_steps=20)
 run_demo(sys.argv[1], echo=lambda _: None, progress=False, shape=shape)
 """
 TABLES = {
@@ -27,6 +28,8 @@ TABLES = {
     "documents": "SELECT corpus, doc_id, subset, text FROM documents ORDER BY ALL",
     "token_losses": "SELECT model, step, corpus, doc_id, pos, loss_nats FROM token_losses ORDER BY ALL",
     "cluster_labels": "SELECT corpus, doc_id, pos, cluster FROM cluster_labels ORDER BY ALL",
+    "sae_features": "SELECT * FROM sae_features ORDER BY ALL",
+    "feature_examples": "SELECT * FROM feature_examples ORDER BY ALL",
 }
 
 

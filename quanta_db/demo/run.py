@@ -23,6 +23,7 @@ from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.job import ingest_clusters
+from quanta_db.results.sae.job import ingest_sae
 from quanta_db.store.store import Store
 
 CORPUS = "stdlib"
@@ -37,6 +38,8 @@ ANALYSES = {
     "low_loss_tokens": "SELECT count(*) AS n_tokens_below_0_1_nats, count(DISTINCT token) AS n_distinct "
                        "FROM low_loss_tokens('tiny-128d', 256, threshold := 0.1)",
     "cluster_summary": "SELECT * FROM cluster_summary WHERE cluster < 6",
+    "sae_comparison": "SELECT sae, d_sae, n_tokens, l0, explained_variance, ce_loss_score, dead_fraction "
+                      "FROM sae_comparison",
 }
 CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, exclude_filter="trigram", n_tokens=300,
                   skip=3, n_clusters=10, n_init=10, seed=0)
@@ -52,6 +55,9 @@ class DemoShape:
     dm_per_category: int = 4
     contexts_per_subset: int = 64
     clustering: dict = field(default_factory=lambda: dict(CLUSTERING))
+    sae_hook: str = "blocks.1.hook_resid_post"
+    sae_expansion: int = 4  # d_sae = expansion x d_model
+    sae_steps: int = 300
 
 
 def inputs_dir(store_path) -> Path:
@@ -77,7 +83,15 @@ def build_inputs(work: Path, echo: Callable[[str], None], shape: DemoShape = Dem
         if not (models[name] / f"step{steps[-1]}" / "config.json").exists():
             echo(f"training {name} for {steps[-1]} steps on CPU")
             _train(models[name], tokenizer, records, problems, dims, steps)
-    return {"corpus": corpus, "tokenizer": tokenizer, "models": models, "dm_math": work / "dm_math", "dm_failed": failed}
+    saes = {}
+    for name, dims in shape.models.items():
+        saes[name] = work / "saes" / f"{name}-sae"
+        if not (saes[name] / "cfg.json").exists():
+            echo(f"training an SAE on {name} at {shape.sae_hook} with sae-lens")
+            _train_sae(models[name] / f"step{steps[-1]}", tokenizer, records, name, saes[name], shape,
+                       shape.sae_expansion * dims["d_model"])
+    return {"corpus": corpus, "tokenizer": tokenizer, "models": models, "saes": saes, "dm_math": work / "dm_math",
+            "dm_failed": failed}
 
 
 def _dm_math_problems(folder: Path, per_category: int):
@@ -94,6 +108,20 @@ def _dm_math_problems(folder: Path, per_category: int):
         staging.rename(folder)
     failed = dict(line.split("\t", 1) for line in (folder / "FAILED").read_text().splitlines() if line)
     return dm_math.read_released(folder, per_category=per_category, categories=None, seed=0), failed
+
+
+def _train_sae(checkpoint: Path, tokenizer: Path, records, model_name: str, out: Path, shape: DemoShape,
+               d_sae: int) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from quanta_db.results.sae.training import train_sae
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer))
+    sequences = [np.array(ids[:512], dtype=np.int64)
+                 for ids in tok([r["text"] for r in records], add_special_tokens=False)["input_ids"]]
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).eval()
+    train_sae(model, sequences, shape.sae_hook, model_name, out, d_sae, steps=shape.sae_steps)
 
 
 def _train(out: Path, tokenizer: Path, records, problems, dims: dict, steps: list[int]) -> None:
@@ -139,10 +167,25 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
         ],
     ]
     steps.append(lambda: [ingest_clusters(store, **shape.clustering, progress=progress)])
+    steps += [(lambda name=name, path=path: [ingest_sae(store, str(path), CORPUS, name, name=f"{name}-sae",
+                                                        step=shape.checkpoint_steps[-1], progress=progress)])
+              for name, path in inputs["saes"].items()]
     for step in steps:
         for result in step():
             echo(("skipped: " if result.skipped else "") + result.message)
     return store
+
+
+def write_feature_reports(store: Store, store_path) -> list[Path]:
+    """The feature report of each demo SAE, beside the store."""
+    from quanta_db.results.sae.report import render_features_html
+
+    paths = []
+    for row in store.catalog_rows("saes"):
+        path = inputs_dir(store_path) / f"features-{row['sae']}.html"
+        path.write_text(render_features_html(store, row["sae"], CORPUS), encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def write_viewer(store: Store, store_path) -> Path:
