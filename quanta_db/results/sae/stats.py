@@ -102,22 +102,25 @@ class FeatureStatistics:
         return feature, bin_index, counts[feature, bin_index]
 
     def _keep_top(self, feats: torch.Tensor, token_index: torch.Tensor) -> None:
-        values = torch.cat([self.top_values, feats.T], dim=1)
-        tokens = torch.cat([self.top_tokens, token_index[None, :].expand(feats.shape[1], -1)], dim=1)
-        k = min(self.top_k, values.shape[1])
-        self.top_values, where = values.topk(k, dim=1)
-        self.top_tokens = tokens.gather(1, where)
+        # Select within the batch first ([k, d_sae] along the token axis), then merge with the
+        # kept [d_sae, k]: nothing of size d_sae x batch is ever copied or concatenated.
+        k = min(self.top_k, feats.shape[0])
+        values, rows = feats.topk(k, dim=0)
+        self.top_values, self.top_tokens = _merge_top(self.top_values, self.top_tokens, values.T, token_index[rows].T,
+                                                      self.top_k)
 
     def _keep_sample(self, feats: torch.Tensor, active: torch.Tensor, token_index: torch.Tensor) -> None:
-        """Bottom-k sampling: a uniform sample of the active (feature, token) pairs per feature."""
+        """Bottom-k sampling: a uniform sample of the active (feature, token) pairs per feature
+        (the pairs with the largest random keys, active pairs only)."""
         keys = torch.rand(feats.shape, generator=self.generator, device=self.device)
-        keys = torch.where(active, keys, torch.full_like(keys, -torch.inf)).T
-        all_keys = torch.cat([self.sample_keys, keys], dim=1)
-        all_tokens = torch.cat([self.sample_tokens, token_index[None, :].expand(feats.shape[1], -1)], dim=1)
-        all_values = torch.cat([self.sample_values, feats.T], dim=1)
-        self.sample_keys, where = all_keys.topk(self.sample_keys.shape[1], dim=1)
-        self.sample_tokens = all_tokens.gather(1, where)
-        self.sample_values = all_values.gather(1, where)
+        keys = keys.masked_fill_(~active, -torch.inf)
+        k = min(self.sample_keys.shape[1], feats.shape[0])
+        batch_keys, rows = keys.topk(k, dim=0)
+        batch_values = feats.gather(0, rows)
+        merged_keys, where = torch.cat([self.sample_keys, batch_keys.T], dim=1).topk(self.sample_keys.shape[1], dim=1)
+        self.sample_tokens = torch.cat([self.sample_tokens, token_index[rows].T], dim=1).gather(1, where)
+        self.sample_values = torch.cat([self.sample_values, batch_values.T], dim=1).gather(1, where)
+        self.sample_keys = merged_keys
 
     def _add_metrics(self, x: torch.Tensor, feats: torch.Tensor, x_hat: torch.Tensor, active: torch.Tensor) -> None:
         s = self.sums
@@ -180,6 +183,13 @@ class FeatureStatistics:
                 for token, value in list(zip(tokens[feature, kept][band == b], values[feature, kept][band == b]))[:per_band]:
                     out.append((int(feature), b, int(token), float(value)))
         return out
+
+
+def _merge_top(values: torch.Tensor, tokens: torch.Tensor, new_values: torch.Tensor, new_tokens: torch.Tensor,
+               k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest of two [d_sae, *] candidate sets, with their token indices."""
+    merged, where = torch.cat([values, new_values], dim=1).topk(k, dim=1)
+    return merged, torch.cat([tokens, new_tokens], dim=1).gather(1, where)
 
 
 @torch.no_grad()
