@@ -102,8 +102,24 @@ def test_clustering_matches_sklearn_and_is_reproducible():
     assert list(sizes) == sorted(sizes, reverse=True) == [30, 20, 12, 8]
 
 
+def test_clustering_uses_the_angular_affinity_of_the_matrix_itself():
+    """On overlapping groups the affinity matters: ours equals sklearn on 1 - arccos(C)/pi as a
+    precomputed affinity, and differs from sklearn's default (an RBF kernel on the rows)."""
+    rng = np.random.default_rng(5)
+    points = rng.normal(size=(60, 6)) + np.repeat(rng.normal(size=(3, 6)), 20, axis=0) * 0.8
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    cosine = points @ points.T
+    ours = spectral_clusters(cosine, 3, n_init=5, seed=0)
+    precomputed = SpectralClustering(n_clusters=3, affinity="precomputed", n_init=5, random_state=0).fit_predict(
+        1 - np.arccos(np.clip(cosine, -1, 1)) / math.pi)
+    rbf_on_rows = SpectralClustering(n_clusters=3, n_init=5, random_state=0).fit_predict(
+        1 - np.arccos(np.clip(cosine, -1, 1)) / math.pi)
+    np.testing.assert_array_equal(ours, relabel_by_size(precomputed))
+    assert not np.array_equal(relabel_by_size(precomputed), relabel_by_size(rbf_on_rows))
+
+
 def test_affinity_and_relabel():
-    assert angular_affinity(np.array([1.0, 0.0, -1.0, 1.0000001])).tolist() == [1.0, 0.5, 0.0, 1.0]
+    assert angular_affinity(np.array([1.0, 0.0, -1.0, 1.0000001, -1.0000001])).tolist() == [1.0, 0.5, 0.0, 1.0, 0.0]
     # off {-1, 0, 1} the angular form 1 - arccos(C)/pi differs from the linear (1 + C)/2
     np.testing.assert_allclose(angular_affinity(np.array([0.5, -0.5, math.sqrt(0.5)])), [2 / 3, 1 / 3, 0.75], atol=1e-12)
     assert relabel_by_size(np.array([5, 2, 2, 7, 7, 7])).tolist() == [2, 1, 1, 0, 0, 0]

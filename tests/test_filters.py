@@ -45,3 +45,9 @@ def test_ingest_filters_matches_brute_force_per_document(corpus_store):
     assert ingest_filters(corpus_store, "toy", "trigram", progress=False).skipped
     with pytest.raises(InputError, match="unknown filter"):
         ingest_filters(corpus_store, "toy", "fourgram")
+
+
+def test_short_documents_give_boolean_masks():
+    for n in (2, 3):
+        mask = repeated_ngram(np.array([7]), n)
+        assert mask.dtype == bool and mask.tolist() == [False]
