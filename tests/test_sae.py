@@ -282,3 +282,15 @@ def test_feature_report_in_headless_chromium(hostile_sae_store, tmp_path):
         assert f"Features of SAE {name} on hostile" in tab.inner_text("h1")
         browser.close()
     assert errors == []
+
+
+def test_bfloat16_statistics_are_close_to_float32(sae_store, tmp_path):
+    sae_dir = _build_sae("standard", 32, tmp_path / "standard")
+    ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, name="f32", progress=False)
+    ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, name="bf16", dtype="bfloat16", progress=False)
+    both = sae_store.query_df("SELECT sae, l0, explained_variance, ce_loss_score FROM sae_metrics ORDER BY sae")
+    f32, bf16 = both.set_index("sae").loc["f32"], both.set_index("sae").loc["bf16"]
+    assert bf16.l0 == pytest.approx(f32.l0, rel=0.05)
+    assert bf16.explained_variance == pytest.approx(f32.explained_variance, rel=0.01)
+    hashes = sae_store.query_df("SELECT DISTINCT config_hash FROM saes")
+    assert len(hashes) == 1  # the identity of the SAE does not depend on the dtype it ran in

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import echo_result, force_option, pass_store, progress_option
+from cli.options import dtype_option, echo_result, force_option, pass_store, progress_option
 
 
 @click.command()
@@ -20,17 +20,18 @@ from cli.options import echo_result, force_option, pass_store, progress_option
               help="Tokens for the CE-loss metrics (reconstruction spliced into the forward pass).")
 @click.option("--batch-size", default="auto", show_default=True, help="Documents per batch, or auto (from memory).")
 @click.option("--device", default="auto", show_default=True, help="cuda, cpu or auto.")
+@dtype_option("--dtype", help="Model and SAE dtype (statistics accumulate in float32/float64).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the activation-band sampling.")
 @force_option
 @progress_option
 @pass_store
-def sae(ref, source, sae_id, name, model, step, corpus, n_tokens, top_k, ce_tokens, batch_size, device, seed, force,
-        progress):
+def sae(ref, source, sae_id, name, model, step, corpus, n_tokens, top_k, ce_tokens, batch_size, device, dtype, seed,
+        force, progress):
     """Per-feature statistics, top and activation-band examples, logit effects and metrics of an SAE (sae-lens)."""
     from quanta_db.results.sae.job import ingest_sae
 
     echo_result(ingest_sae(ref.open(), source, corpus, model, step=step, sae_id=sae_id, name=name, n_tokens=n_tokens,
-                           top_k=top_k, batch_size=batch_size, device=device, ce_tokens=ce_tokens, seed=seed,
+                           top_k=top_k, batch_size=batch_size, device=device, dtype=dtype, ce_tokens=ce_tokens, seed=seed,
                            force=force, progress=progress))
 
 

@@ -22,7 +22,7 @@ from quanta_db.results.sae.loading import LoadedSAE, check_against_model, load_s
 from quanta_db.results.sae.stats import FeatureStatistics
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
-from quanta_db.runtime.device import memory_budget_bytes, parse_batch_size, resolve_device
+from quanta_db.runtime.device import memory_budget_bytes, parse_batch_size, resolve_device, resolve_dtype
 from quanta_db.runtime.hooks import activations_until, replace_activation
 from quanta_db.store.store import Store
 
@@ -33,20 +33,22 @@ DEFAULT_CE_TOKENS = 20_000
 
 def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None = None, sae_id: str | None = None,
                name: str | None = None, n_tokens: int | None = None, top_k: int = 20, batch_size: str | int = "auto",
-               device: str = "auto", ce_tokens: int = DEFAULT_CE_TOKENS, seed: int = 0, force: bool = False,
-               progress: bool = True) -> JobResult:
+               device: str = "auto", dtype: str = "float32", ce_tokens: int = DEFAULT_CE_TOKENS, seed: int = 0,
+               force: bool = False, progress: bool = True) -> JobResult:
     """Feature statistics, examples, logit effects and metrics of SAE ``sae`` on ``corpus``."""
     require_name(name, "--name")
     if top_k < 1 or (n_tokens is not None and n_tokens < 1) or ce_tokens < 0:
         raise InputError("--top-k and --n-tokens must be at least 1, --ce-tokens at least 0")
-    torch_device = resolve_device(device)
+    torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     loaded = load_sae(sae, sae_id, torch_device, name)
     corpus_info = corpus_row(store, corpus)
     model_name, checkpoint, known = _resolve_model(store, model, step, corpus_info)
-    lm = model_sources.load_model(checkpoint, torch.float32, torch_device)
+    lm = model_sources.load_model(checkpoint, torch_dtype, torch_device)
     hook = check_against_model(loaded, lm, model_name)
+    loaded.sae.to(torch_dtype)  # the SAE runs in the model's dtype; statistics accumulate in float32/64
     params = {"sae": loaded.name, "config_hash": loaded.config_hash, "model": model_name, "step": checkpoint.step,
-              "corpus": corpus, "n_tokens": n_tokens, "top_k": top_k, "ce_tokens": ce_tokens, "seed": seed}
+              "corpus": corpus, "n_tokens": n_tokens, "top_k": top_k, "ce_tokens": ce_tokens, "seed": seed,
+              "dtype": dtype}
     seen = store.observe("sae", params)
     if seen.previous and not force:
         return JobResult(seen.previous, 0, skipped=True, message=f"SAE {loaded.name!r} on {corpus!r}: already ingested")
@@ -160,7 +162,7 @@ def _encode(lm, sae, hook_name: str, chosen: list[np.ndarray], device):
     if hook_name.endswith("hook_z"):
         acts = acts.flatten(-2)
     lengths = torch.tensor([len(s) for s in chosen], device=ids.device)
-    x = acts[torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]].float()
+    x = acts[torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]]
     feats = sae.encode(x)
     x_hat = sae.decode(feats)
     if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
@@ -177,7 +179,7 @@ def _add_ce_losses(lm, sae, hook_name: str, chosen: list[np.ndarray], device, ce
 
     def reconstruct(acts):
         flat = acts.flatten(-2) if z_shaped else acts
-        out = sae.decode(sae.encode(flat.float())).to(flat.dtype)
+        out = sae.decode(sae.encode(flat)).to(flat.dtype)
         return out.unflatten(-1, acts.shape[-2:]) if z_shaped else out
 
     clean = np.concatenate(batch_token_losses(lm, chosen, device))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -28,9 +29,10 @@ class LoadedSAE:
     def architecture(self) -> str:
         return self.sae.cfg.architecture()
 
-    @property
+    @cached_property
     def config_hash(self) -> str:
-        """sha256 of the config and weights: what makes two SAEs of one name the same."""
+        """sha256 of the config and float32 weights: what makes two SAEs of one name the same
+        (computed on load, before the SAE is cast to the job's dtype)."""
         digest = hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode())
         for name, tensor in sorted(self.sae.state_dict().items()):
             digest.update(name.encode())
@@ -68,7 +70,9 @@ def load_sae(source: str, sae_id: str | None, device, name: str | None = None) -
         raise InputError(f"SAE {source} names no hook (cfg metadata hook_name)")
     if sae.cfg.metadata.hook_head_index is not None:
         raise InputError(f"SAE {source} reads one attention head (hook_head_index); not supported yet")
-    return LoadedSAE(sae, name or default_name, str(source), sae_id, hook_name, sae.cfg.to_dict())
+    loaded = LoadedSAE(sae, name or default_name, str(source), sae_id, hook_name, sae.cfg.to_dict())
+    _ = loaded.config_hash  # cached now, before any cast to another dtype
+    return loaded
 
 
 def check_against_model(loaded: LoadedSAE, model, model_name: str) -> HookPoint:
