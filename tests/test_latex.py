@@ -102,3 +102,15 @@ def test_compiles_with_pdflatex(tmp_path, siunitx):
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_missing_values_render_as_dashes_and_the_table_is_centred():
+    df = pd.DataFrame({"name": ["a", None], "x": [1.5, np.nan], "n": pd.array([1, None], dtype="Int64")})
+    text = to_latex(df, LatexOptions(digits=2))
+    body = [line for line in text.splitlines() if line.endswith("\\\\") and not line.startswith("name")]
+    assert body[0].split("&")[0].strip() == "a" and body[1].replace(" ", "") == "--&--&--\\\\"
+    assert "\\centering" in text
+    siunitx = to_latex(df, LatexOptions(digits=2, siunitx=True))
+    assert "{--}" in siunitx
+    with pytest.raises(InputError, match="column 'nope' is not in the result \\(columns: name, x, n\\)"):
+        to_latex(df, LatexOptions(maximize=["nope"]))
