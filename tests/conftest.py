@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +90,31 @@ def toy_model(toy_inputs, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("model") / "tiny"
     train_checkpoints(config, sequences, out, save_steps=[0, 4, 8], tokenizer_dir=toy_inputs["tokenizer"], seq_len=64)
     return {"dir": out, "steps": [0, 4, 8]}
+
+
+@contextmanager
+def headless_page(url: str):
+    """A page of Debian's Chromium (driven by Playwright) at ``url``, and the list its console
+    errors and page errors collect into; skips when either is missing (fails on CI)."""
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium is None or sync_playwright is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium and Playwright are required on CI (.ci/run installs them)")
+        pytest.skip("chromium or playwright not installed")
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        try:
+            yield page, errors
+        finally:
+            browser.close()

@@ -3,9 +3,7 @@
 import base64
 import gzip
 import json
-import os
 import re
-import shutil
 
 import pytest
 
@@ -14,6 +12,7 @@ from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.job import ingest_clusters
 from quanta_db.results.quanta.viewer import render_clusters_html
+from tests.conftest import headless_page
 
 # Whole tags are single vocabulary entries, so a token itself is markup (not split into harmless
 # pieces), and the model and corpus names are markup too.
@@ -62,27 +61,10 @@ def test_page_is_self_contained_small_and_deterministic(clustered):
 
 
 def test_viewer_in_headless_chromium(clustered, tmp_path):
-    chromium = shutil.which("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if chromium is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium and Playwright are required on CI (.ci/run installs them)")
-        pytest.skip("chromium or playwright not installed")
     store, run_id = clustered
     path = tmp_path / "clusters.html"
     path.write_text(render_clusters_html(store, run_id, before=100, after=3), encoding="utf-8")
-    errors = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri())
+    with headless_page(path.as_uri()) as (page, errors):
         page.wait_for_selector("body[data-cluster='0']", timeout=10_000)
         first = page.locator(".sample").count()
         page.keyboard.press("ArrowRight")
@@ -98,6 +80,5 @@ def test_viewer_in_headless_chromium(clustered, tmp_path):
         assert f"Clusters of {MODEL} step 0 on {CORPUS}" in page.inner_text("h1")
         assert "⏎" in text and "→" in text  # newlines and tabs are visible
         page.screenshot(path=str(tmp_path / "clusters.png"))
-        browser.close()
     assert errors == []
     assert (tmp_path / "clusters.png").stat().st_size > 1000

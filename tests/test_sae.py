@@ -10,7 +10,7 @@ import torch
 from quanta_db.errors import InputError
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.sae.job import ingest_sae
-from tests.conftest import staging_entries
+from tests.conftest import headless_page, staging_entries
 
 HOOK = "blocks.1.hook_resid_pre"  # = output_hidden_states[1] of the 2-layer toy model
 DEAD = [0, 5, 9]
@@ -234,33 +234,15 @@ def hostile_sae_store(store, toy_inputs, tmp_path):
 
 
 def test_feature_report_in_headless_chromium(hostile_sae_store, tmp_path):
-    import os
-    import shutil
-
     from quanta_db.results.sae.report import render_features_html
 
     store, name = hostile_sae_store
     page = render_features_html(store, name, max_features=20)
     assert page == render_features_html(store, name, max_features=20)
     assert "<b>bold" not in page and "<img" not in page and "<i>sae" not in page and "&lt;i&gt;sae" in page
-    chromium = shutil.which("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if chromium is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium and Playwright are required on CI (.ci/run installs them)")
-        pytest.skip("chromium or playwright not installed")
     path = tmp_path / "features.html"
     path.write_text(page, encoding="utf-8")
-    errors = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        tab = browser.new_page()
-        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(path.as_uri())
+    with headless_page(path.as_uri()) as (tab, errors):
         tab.wait_for_selector("body[data-feature]", timeout=10_000)
         densities = store.query_df(f"SELECT feature, density FROM sae_features WHERE sae = '{name}'")
         densest = int(densities.sort_values(["density", "feature"], ascending=[False, True]).feature.iloc[0])
@@ -280,7 +262,6 @@ def test_feature_report_in_headless_chromium(hostile_sae_store, tmp_path):
         assert "<b>bold</b>" in text or "<img src=x onerror=alert(1)>" in text or "<script>" in text
         assert tab.locator("b, img, i, #detail script").count() == 0  # tokens and names never become markup
         assert f"Features of SAE {name} on hostile" in tab.inner_text("h1")
-        browser.close()
     assert errors == []
 
 
