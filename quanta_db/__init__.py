@@ -22,6 +22,7 @@ _JOBS = {
     "ingest_filters": "quanta_db.results.filters.job",
     "ingest_losses": "quanta_db.results.losses.job",
     "ingest_clusters": "quanta_db.results.quanta.job",
+    "ingest_sae": "quanta_db.results.sae.job",
 }
 
 

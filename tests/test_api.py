@@ -18,7 +18,7 @@ def _readme_example() -> str:
 
 def test_jobs_are_exported():
     for name in ("ingest_corpus", "ingest_contexts", "ingest_dm_math", "ingest_filters", "ingest_losses",
-                 "ingest_clusters"):
+                 "ingest_clusters", "ingest_sae"):
         assert callable(getattr(quanta_db, name)), name
     assert set(quanta_db.__all__) >= {"open_store", "ingest_losses"}
 
