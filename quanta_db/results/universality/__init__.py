@@ -1,0 +1,1 @@
+"""Feature universality: cross-SAE correlations, matching, and similarity metrics with p-values."""
