@@ -1,0 +1,71 @@
+"""Streamed Pearson correlations against numpy, and matchings against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from quanta_db.results.universality.pairing import CrossCorrelation, match, top_partners
+
+
+def test_streamed_correlation_equals_numpy_corrcoef_with_dead_features():
+    rng = np.random.default_rng(0)
+    a = np.maximum(rng.normal(size=(500, 9)) - 0.5, 0)
+    b = np.maximum(rng.normal(size=(500, 7)) + a[:, :7] - 0.8, 0)
+    a[:, 2] = 0  # dead: no variance
+    b[:, 4] = 0.3  # constant
+    cc = CrossCorrelation(9, 7, "cpu")
+    for start in range(0, 500, 64):
+        cc.add(torch.from_numpy(a[start:start + 64]), torch.from_numpy(b[start:start + 64]))
+    got = cc.correlation()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.corrcoef(a.T, b.T)[:9, 9:]
+    # numpy leaves rounding noise (~1e-17) for a constant column; its correlation is undefined: NULL
+    expected[np.ptp(a, axis=0) == 0, :] = np.nan
+    expected[:, np.ptp(b, axis=0) == 0] = np.nan
+    np.testing.assert_allclose(got, expected, atol=1e-6)  # NaN where numpy gives NaN
+    assert np.isnan(got[2]).all() and np.isnan(got[:, 4]).all() and not np.isnan(got[0, 0])
+
+
+def test_top_partners_rank_each_side():
+    corr = np.array([[0.9, 0.1, np.nan], [0.2, 0.8, np.nan], [0.5, 0.7, np.nan]])
+    rows = top_partners(corr, 2)
+    b_side = [(a, b, rank) for a, b, _, rank, side in rows if side == "b"]
+    assert (0, 0, 0) in b_side and (2, 0, 1) in b_side and (1, 1, 0) in b_side and (2, 1, 1) in b_side
+    assert not [r for r in rows if r[1] == 2]  # a feature without variance ranks nowhere
+    a_side = [(a, b, rank) for a, b, _, rank, side in rows if side == "a"]
+    assert (2, 1, 0) in a_side and (2, 0, 1) in a_side
+
+
+def _brute_force_one_to_one(corr):
+    n_a, n_b = corr.shape
+    best, best_pairs = -np.inf, None
+    for perm in itertools.permutations(range(n_a), n_b):
+        total = sum(corr[a, b] for b, a in enumerate(perm))
+        if total > best:
+            best, best_pairs = total, sorted((a, b) for b, a in enumerate(perm))
+    return best_pairs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_to_one_is_the_best_assignment(seed):
+    corr = np.random.default_rng(seed).uniform(-1, 1, size=(6, 5))
+    got = [(a, b) for a, b, _, _ in match(corr, "one-to-one")]
+    assert got == _brute_force_one_to_one(corr)
+
+
+def test_argmax_and_greedy_and_filters():
+    corr = np.array([[0.9, 0.85, 0.1], [0.8, 0.2, 0.05], [0.1, 0.3, 0.02]])
+    argmax = match(corr, "argmax")
+    assert [(a, b, n) for a, b, _, n in argmax] == [(0, 0, 3), (0, 1, 3), (0, 2, 3)]
+    assert match(corr, "argmax", max_many=2) == []
+    greedy = [(a, b) for a, b, _, _ in match(corr, "greedy")]
+    assert greedy == [(0, 0), (1, 2), (2, 1)]  # the best pair first, never first-come-first-served
+    assert [(a, b) for a, b, _, _ in match(corr, "greedy", min_corr=0.1)] == [(0, 0), (2, 1)]
+    excluded = match(corr, "argmax", exclude_a=np.array([True, False, False]))
+    assert [(a, b, n) for a, b, _, n in excluded] == [(1, 0, 2), (1, 2, 2), (2, 1, 1)]
+    with pytest.raises(ValueError, match="unknown matching method"):
+        match(corr, "first-come")
