@@ -69,3 +69,30 @@ def test_argmax_and_greedy_and_filters():
     assert [(a, b, n) for a, b, _, n in excluded] == [(1, 0, 2), (1, 2, 2), (2, 1, 1)]
     with pytest.raises(ValueError, match="unknown matching method"):
         match(corr, "first-come")
+
+
+def test_ingest_feature_pairs_matches_numpy_on_the_direct_activations(corpus_store, toy_model, tmp_path):
+    from quanta_db.results.losses.job import ingest_losses
+    from quanta_db.results.sae.job import ingest_sae
+    from quanta_db.results.universality.job import ingest_feature_pairs
+    from tests.test_sae import _build_sae, _direct
+
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
+    folder = _build_sae("standard", 32, tmp_path / "sae")
+    ingest_sae(corpus_store, str(folder), "toy", "tiny", step=8, name="a", progress=False)
+    other = _build_sae("topk", 32, tmp_path / "other")
+    ingest_sae(corpus_store, str(other), "toy", "tiny", step=8, name="b", progress=False)
+    result = ingest_feature_pairs(corpus_store, "a", "b", "toy", n_tokens=None, top_k=3, progress=False)
+    _, feats_a, *_ = _direct(corpus_store, toy_model, folder)
+    _, feats_b, *_ = _direct(corpus_store, toy_model, other)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.corrcoef(feats_a.T, feats_b.T)[:48, 48:]
+    expected[np.ptp(feats_a, axis=0) == 0, :] = np.nan
+    expected[:, np.ptp(feats_b, axis=0) == 0] = np.nan
+    stored = np.asarray(corpus_store.artifact(result.run_id, "correlation"))
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
+    best = corpus_store.query_df("SELECT feature_a, feature_b FROM feature_pairs WHERE side = 'b' AND rank = 0 "
+                                 "ORDER BY feature_b")
+    for row in best.itertuples():
+        assert row.feature_a == np.nanargmax(expected[:, row.feature_b])
+    assert ingest_feature_pairs(corpus_store, "a", "b", "toy", n_tokens=None, top_k=3, progress=False).skipped

@@ -56,7 +56,7 @@ def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None
     if store.see(seen, "sae_features", sae=loaded.name, corpus=corpus) and not force:
         raise InputError(f"SAE {loaded.name!r} on {corpus!r} was ingested with other parameters; pass --force")
     store.see(seen, "corpora", is_input=True, corpus=corpus)
-    doc_ids, sequences = _first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
+    doc_ids, sequences = first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
     if not sequences:
         raise InputError(f"corpus {corpus!r} has no documents")
     stats, ce = _stream(lm, loaded, hook.name, sequences, batch_size, torch_device, ce_tokens, top_k, seed, progress)
@@ -109,7 +109,7 @@ def _check_name(store: Store, loaded: LoadedSAE, force: bool) -> str:
     return "replace"
 
 
-def _first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int | None):
+def first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int | None):
     """The documents in order, cut so that at most ``n_tokens`` tokens remain."""
     if n_tokens is None:
         return doc_ids, sequences

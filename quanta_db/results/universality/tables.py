@@ -18,10 +18,11 @@ FACT_TABLES = [
     FactTable(
         "feature_pairs",
         [("pairing", pa.string()), ("sae_a", pa.string()), ("feature_a", pa.int32()), ("sae_b", pa.string()),
-         ("feature_b", pa.int32()), ("corr", pa.float64()), ("rank", pa.int32())],
+         ("feature_b", pa.int32()), ("corr", pa.float64()), ("rank", pa.int32()), ("side", pa.string())],
         ("pairing",),
         "Pearson correlation of SAE A and SAE B features over the same tokens: each B feature's top-k A "
-        "features and each A feature's top-k B features (rank 0 = best); NULL for a feature without variance.",
+        "features (side 'b': rank among B's partners) and each A feature's top-k B features (side 'a'); "
+        "rank 0 = best. Features without variance have no partners.",
         parents=SAES,
     ),
     FactTable(

@@ -1,0 +1,29 @@
+"""CLI of the universality kind: ingest feature-pairs."""
+
+from __future__ import annotations
+
+import click
+
+from cli.options import echo_result, force_option, pass_store, progress_option
+
+
+@click.command("feature-pairs")
+@click.option("--sae-a", required=True, help="A registered SAE (see `ingest sae`).")
+@click.option("--sae-b", required=True, help="Another registered SAE, on a model with the same tokenizer.")
+@click.option("--corpus", required=True, help="Corpus whose tokens both models read.")
+@click.option("--n-tokens", type=click.IntRange(1), default=100_000, show_default=True, help="First N tokens.")
+@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="Partners kept per feature.")
+@click.option("--device", default="auto", show_default=True, help="cuda, cpu or auto.")
+@force_option
+@progress_option
+@pass_store
+def feature_pairs(ref, sae_a, sae_b, corpus, n_tokens, top_k, device, force, progress):
+    """Pearson correlation of every feature of SAE A with every feature of SAE B over the same tokens."""
+    from quanta_db.results.universality.job import ingest_feature_pairs
+
+    echo_result(ingest_feature_pairs(ref.open(), sae_a, sae_b, corpus, n_tokens=n_tokens, top_k=top_k, device=device,
+                                     force=force, progress=progress))
+
+
+INGEST = [feature_pairs]
+REPORT: list = []

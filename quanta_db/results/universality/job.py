@@ -1,0 +1,110 @@
+"""``ingest feature-pairs``: correlate the features of two registered SAEs over the same tokens.
+
+Both models read the same token sequences (the corpus's, so the same tokenizer, checked); per
+batch each model runs to its SAE's hook, each SAE encodes its real positions, and
+:class:`CrossCorrelation` accumulates on the device. The pairing keeps each feature's top-k
+partners and, when it is small enough, the whole matrix as a run artifact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from quanta_db.errors import InputError
+from quanta_db.job import JobResult, committed
+from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
+from quanta_db.results.sae.job import first_tokens
+from quanta_db.results.sae.loading import check_against_model, load_sae
+from quanta_db.results.universality.pairing import CrossCorrelation, top_partners
+from quanta_db.runtime import models as model_sources
+from quanta_db.runtime.batching import pad_batch, plan_batches
+from quanta_db.runtime.device import resolve_device
+from quanta_db.runtime.hooks import activations_until
+from quanta_db.store.store import Store
+
+CORRELATION_ARTIFACT = "correlation"
+MAX_ARTIFACT_ENTRIES = 1 << 26  # keep the whole matrix up to 64M correlations (512 MB)
+TOKEN_BUDGET = 8192
+
+
+def ingest_feature_pairs(store: Store, sae_a: str, sae_b: str, corpus: str, n_tokens: int | None = 100_000,
+                         top_k: int = 5, device: str = "auto", force: bool = False,
+                         progress: bool = True) -> JobResult:
+    """Pearson correlation of every feature of ``sae_a`` with every feature of ``sae_b``."""
+    if top_k < 1 or (n_tokens is not None and n_tokens < 1):
+        raise InputError("--top-k and --n-tokens must be at least 1")
+    torch_device = resolve_device(device)
+    info = corpus_row(store, corpus)
+    sides = [_load_side(store, name, info, torch_device) for name in (sae_a, sae_b)]
+    params = {"sae_a": sae_a, "sae_b": sae_b, "config_hashes": [s["hash"] for s in sides], "corpus": corpus,
+              "n_tokens": n_tokens, "top_k": top_k}
+    seen = store.observe("feature_pairs", params)
+    if seen.previous and not force:
+        return JobResult(seen.previous, 0, skipped=True, message=f"pairing {seen.previous} has these parameters")
+    for name in (sae_a, sae_b):
+        store.see(seen, "saes", is_input=True, sae=name)
+    store.see(seen, "corpora", is_input=True, corpus=corpus)
+    _, sequences = first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
+    correlation = _correlate(sides, sequences, torch_device, progress)
+    with store.begin_run("feature_pairs", params, device=str(torch_device), observation=seen) as run:
+        rows = top_partners(correlation, top_k)
+        a, b, corr, rank, side = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+        run.write("feature_pairs", pa.table({
+            "pairing": pa.repeat(run.run_id, len(a)), "sae_a": pa.repeat(sae_a, len(a)),
+            "feature_a": pa.array(a, pa.int32()), "sae_b": pa.repeat(sae_b, len(a)),
+            "feature_b": pa.array(b, pa.int32()), "corr": pa.array(corr, pa.float64()),
+            "rank": pa.array(rank, pa.int32()), "side": pa.array(side, pa.string()),
+        }))
+        if correlation.size <= MAX_ARTIFACT_ENTRIES:
+            run.write_artifact(CORRELATION_ARTIFACT, correlation.astype(np.float32))
+        written = run.commit()
+    finite = correlation[np.isfinite(correlation)]
+    return committed(run, written, f"pairing {run.run_id}: {correlation.shape[0]} x {correlation.shape[1]} features "
+                     f"over {sum(len(s) for s in sequences):,} tokens, max |corr| "
+                     f"{np.abs(finite).max() if finite.size else float('nan'):.3f}")
+
+
+def _load_side(store: Store, name: str, corpus_info: dict, device) -> dict:
+    rows = store.catalog_rows("saes", sae=name)
+    if not rows:
+        raise InputError(f"unknown SAE {name!r}; register it with `quanta-db ingest sae` first")
+    row = rows[0]
+    loaded = load_sae(row["source"], row["sae_id"], device, name)
+    if loaded.config_hash != row["config_hash"]:
+        raise InputError(f"SAE {name!r} at {row['source']} is not the SAE the store registered under that name "
+                         "(its config or weights changed)")
+    model = store.catalog_rows("models", model=row["model"])
+    if model and model[0]["vocab_hash"] and model[0]["vocab_hash"] != corpus_info["vocab_hash"]:
+        raise InputError(f"SAE {name!r} reads model {row['model']!r}, whose tokenizer differs from corpus "
+                         f"{corpus_info['corpus']!r}'s")
+    checkpoint = store.catalog_rows("checkpoints", model=row["model"], step=row["step"])[0]
+    lm = model_sources.load_model(model_sources.Checkpoint(int(row["step"]), checkpoint["revision"],
+                                                           checkpoint["source"]), torch.float32, device)
+    check_against_model(loaded, lm, row["model"])
+    return {"sae": loaded.sae, "model": lm, "hook": loaded.hook_name, "hash": loaded.config_hash}
+
+
+@torch.no_grad()
+def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress: bool) -> np.ndarray:
+    n_ctx = min(side["model"].config.max_position_embeddings for side in sides)
+    sequences = [s[:n_ctx] for s in sequences if len(s)]
+    accumulator = CrossCorrelation(sides[0]["sae"].cfg.d_sae, sides[1]["sae"].cfg.d_sae, device)
+    batches = plan_batches(np.array([len(s) for s in sequences]), max(TOKEN_BUDGET, n_ctx), min_length=1)
+    with tqdm(total=sum(len(s) for s in sequences), unit="tok", unit_scale=True, disable=not progress,
+              desc="feature pairs") as bar:
+        for batch in batches:
+            chosen = [sequences[i] for i in batch]
+            ids = pad_batch(chosen).to(device)
+            real = torch.arange(ids.shape[1], device=device)[None, :] < torch.tensor([len(s) for s in chosen],
+                                                                                      device=device)[:, None]
+            feats = []
+            for side in sides:
+                acts = activations_until(side["model"], ids, [side["hook"]])[side["hook"]]
+                acts = acts.flatten(-2) if side["hook"].endswith("hook_z") else acts
+                feats.append(side["sae"].encode(acts[real].float()))
+            accumulator.add(*feats)
+            bar.update(int(real.sum()))
+    return accumulator.correlation()
