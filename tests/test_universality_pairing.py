@@ -96,3 +96,27 @@ def test_ingest_feature_pairs_matches_numpy_on_the_direct_activations(corpus_sto
     for row in best.itertuples():
         assert row.feature_a == np.nanargmax(expected[:, row.feature_b])
     assert ingest_feature_pairs(corpus_store, "a", "b", "toy", n_tokens=None, top_k=3, progress=False).skipped
+    from quanta_db.results.universality.job import ingest_feature_matches
+
+    matching = ingest_feature_matches(corpus_store, result.run_id, "one-to-one", exclude_dead=True)
+    got = corpus_store.query_df("SELECT feature_a, feature_b, corr FROM feature_matches ORDER BY feature_a, feature_b")
+    dead_a = np.ptp(feats_a, axis=0) == 0
+    dead_b = np.ptp(feats_b, axis=0) == 0
+    expected_pairs = match(stored.astype(np.float64), "one-to-one", exclude_a=dead_a, exclude_b=dead_b)
+    assert list(zip(got.feature_a, got.feature_b)) == [(a, b) for a, b, _, _ in expected_pairs]
+    assert not dead_a[got.feature_a].any() and not dead_b[got.feature_b].any() and matching.rows_written == len(got)
+    filtered = ingest_feature_matches(corpus_store, result.run_id, "argmax", token_filter=True)
+    assert filtered.rows_written <= corpus_store.query_df(
+        "SELECT count(*) AS n FROM feature_pairs WHERE side = 'b' AND rank = 0")["n"][0]
+
+
+def test_token_filter_keeps_pairs_sharing_a_meaningful_top_token(monkeypatch):
+    from quanta_db.results.universality import job
+
+    assert not job._meaningful(",") and not job._meaningful(" \n") and not job._meaningful("<|endoftext|>")
+    assert job._meaningful(" the") and job._meaningful("x2")
+    tops = {"A": {0: {" the", ","}, 1: {","}, 2: {" cat"}}, "B": {0: {" the"}, 1: {",", "\n"}, 2: {" dog"}}}
+    monkeypatch.setattr(job, "_top_tokens", lambda store, sae, corpus: tops[sae])
+    pairs = [(0, 0, 0.9, 1), (1, 1, 0.8, 1), (2, 2, 0.7, 1), (0, 1, 0.5, 2)]
+    kept = job._token_filter(None, {"sae_a": "A", "sae_b": "B", "corpus": "c"}, pairs)
+    assert kept == [(0, 0, 0.9, 1)]

@@ -25,5 +25,25 @@ def feature_pairs(ref, sae_a, sae_b, corpus, n_tokens, top_k, device, force, pro
                                      force=force, progress=progress))
 
 
-INGEST = [feature_pairs]
+@click.command("feature-matches")
+@click.option("--pairing", required=True, help="A feature-pairs run id.")
+@click.option("--method", type=click.Choice(["argmax", "one-to-one", "greedy"]), required=True,
+              help="argmax: each B feature to its best A feature; one-to-one: the best assignment; greedy: "
+                   "repeatedly the best remaining pair.")
+@click.option("--min-corr", type=float, help="Drop pairs below this correlation.")
+@click.option("--max-many", type=click.IntRange(1), help="Drop A features matched more often than this.")
+@click.option("--exclude-dead", is_flag=True, help="Never match features dead on the pairing's corpus.")
+@click.option("--token-filter", is_flag=True,
+              help="Keep pairs whose top tokens share a token that is not only punctuation, whitespace or special.")
+@force_option
+@pass_store
+def feature_matches(ref, pairing, method, min_corr, max_many, exclude_dead, token_filter, force):
+    """Match the features of a pairing one to one, many to one, or greedily."""
+    from quanta_db.results.universality.job import ingest_feature_matches
+
+    echo_result(ingest_feature_matches(ref.open(), pairing, method, min_corr=min_corr, max_many=max_many,
+                                       exclude_dead=exclude_dead, token_filter=token_filter, force=force))
+
+
+INGEST = [feature_pairs, feature_matches]
 REPORT: list = []

@@ -108,3 +108,77 @@ def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress:
             accumulator.add(*feats)
             bar.update(int(real.sum()))
     return accumulator.correlation()
+
+
+def ingest_feature_matches(store: Store, pairing: str, method: str, min_corr: float | None = None,
+                           max_many: int | None = None, exclude_dead: bool = False, token_filter: bool = False,
+                           force: bool = False) -> JobResult:
+    """Match the features of a pairing (see :func:`quanta_db.results.universality.pairing.match`)."""
+    from quanta_db.results.universality.pairing import match
+
+    runs = [p for run_id, p in store.committed_runs("feature_pairs") if run_id == pairing]
+    if not runs:
+        raise InputError(f"run {pairing!r} is not a committed feature pairing")
+    source = runs[0]
+    params = {"pairing": pairing, "method": method, "min_corr": min_corr, "max_many": max_many,
+              "exclude_dead": exclude_dead, "token_filter": token_filter}
+    seen = store.observe("feature_matches", params)
+    if seen.previous and not force:
+        return JobResult(seen.previous, 0, skipped=True, message=f"matching {seen.previous} has these parameters")
+    store.see(seen, "feature_pairs", is_input=True, pairing=pairing)
+    try:
+        corr = np.asarray(store.artifact(pairing, CORRELATION_ARTIFACT), dtype=np.float64)
+    except InputError:
+        raise InputError(f"pairing {pairing} kept no full correlation matrix (more than {MAX_ARTIFACT_ENTRIES:,} "
+                         "entries); matching needs it") from None
+    dead = [_dead(store, source[side], source["corpus"], n) if exclude_dead else None
+            for side, n in (("sae_a", corr.shape[0]), ("sae_b", corr.shape[1]))]
+    pairs = match(corr, method, min_corr, max_many, dead[0], dead[1])
+    if token_filter:
+        pairs = _token_filter(store, source, pairs)
+    with store.begin_run("feature_matches", params, observation=seen) as run:
+        a, b, c, n = (list(x) for x in zip(*pairs)) if pairs else ([], [], [], [])
+        run.write("feature_matches", pa.table({
+            "matching": pa.repeat(run.run_id, len(a)), "method": pa.repeat(method, len(a)),
+            "sae_a": pa.repeat(source["sae_a"], len(a)), "feature_a": pa.array(a, pa.int32()),
+            "sae_b": pa.repeat(source["sae_b"], len(a)), "feature_b": pa.array(b, pa.int32()),
+            "corr": pa.array(c, pa.float64()), "n_many": pa.array(n, pa.int32()),
+        }))
+        written = run.commit()
+    mean = float(np.mean(c)) if pairs else float("nan")
+    return committed(run, written, f"matching {run.run_id} ({method}): {len(pairs)} pairs, mean corr {mean:.3f}")
+
+
+def _dead(store: Store, sae: str, corpus: str, n_features: int) -> np.ndarray:
+    frame = store.read_fact("sae_features", ["corpus", "feature", "dead"], partition={"sae": sae}).to_pandas()
+    frame = frame[frame.corpus == corpus]
+    mask = np.zeros(n_features, dtype=bool)
+    mask[frame.feature[frame.dead].to_numpy()] = True
+    return mask
+
+
+def _token_filter(store: Store, source: dict, pairs: list) -> list:
+    """Keep pairs whose features' top activating tokens share a token that is not only
+    punctuation, whitespace or a special token."""
+    tops = {side: _top_tokens(store, source[side], source["corpus"]) for side in ("sae_a", "sae_b")}
+    kept = []
+    for a, b, c, n in pairs:
+        shared = tops["sae_a"].get(a, set()) & tops["sae_b"].get(b, set())
+        if any(_meaningful(token) for token in shared):
+            kept.append((a, b, c, n))
+    counts = np.bincount([a for a, *_ in kept], minlength=max([a for a, *_ in kept], default=0) + 1)
+    return [(a, b, c, int(counts[a])) for a, b, c, _ in kept]
+
+
+def _top_tokens(store: Store, sae: str, corpus: str) -> dict[int, set[str]]:
+    frame = store.query_df(
+        "SELECT e.feature, v.token FROM feature_examples e JOIN tokens t USING (corpus, doc_id, pos) "
+        "JOIN corpora c USING (corpus) JOIN vocab v ON v.tokenizer = c.tokenizer AND v.token_id = t.token_id "
+        "WHERE e.sae = ? AND e.corpus = ? AND e.kind = 'top'", [sae, corpus])
+    return frame.groupby("feature").token.agg(set).to_dict()
+
+
+def _meaningful(token: str) -> bool:
+    """Not only whitespace, punctuation or a special token like <|endoftext|>."""
+    text = token.strip()
+    return bool(text) and not (text.startswith("<|") and text.endswith("|>")) and any(ch.isalnum() for ch in text)
