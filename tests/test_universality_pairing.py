@@ -105,6 +105,19 @@ def test_ingest_feature_pairs_matches_numpy_on_the_direct_activations(corpus_sto
     expected_pairs = match(stored.astype(np.float64), "one-to-one", exclude_a=dead_a, exclude_b=dead_b)
     assert list(zip(got.feature_a, got.feature_b)) == [(a, b) for a, b, _, _ in expected_pairs]
     assert not dead_a[got.feature_a].any() and not dead_b[got.feature_b].any() and matching.rows_written == len(got)
+    from quanta_db.results.universality.job import ingest_metrics
+    from quanta_db.results.universality.metrics import linear_cka, svcca
+
+    scored = ingest_metrics(corpus_store, matching.run_id, ("cka", "svcca"), permutations=19, seed=0)
+    results = corpus_store.query_df("SELECT * FROM metric_results ORDER BY metric, baseline")
+    assert len(results) == 4 and scored.rows_written == 4 and set(results.n_permutations) == {19}
+    from sae_lens import SAE
+
+    x = SAE.load_from_disk(str(folder)).W_dec.detach().double().numpy()[got.feature_a.to_numpy()]
+    y = SAE.load_from_disk(str(other)).W_dec.detach().double().numpy()[got.feature_b.to_numpy()]
+    values = results.groupby("metric").value.first()
+    assert values["cka"] == pytest.approx(linear_cka(x, y)) and values["svcca"] == pytest.approx(svcca(x, y))
+    assert ((results.p_value >= 1 / 20) & (results.p_value <= 1)).all() and (results.n_pairs == len(got)).all()
     filtered = ingest_feature_matches(corpus_store, result.run_id, "argmax", token_filter=True)
     assert filtered.rows_written <= corpus_store.query_df(
         "SELECT count(*) AS n FROM feature_pairs WHERE side = 'b' AND rank = 0")["n"][0]

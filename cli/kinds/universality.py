@@ -45,5 +45,20 @@ def feature_matches(ref, pairing, method, min_corr, max_many, exclude_dead, toke
                                        exclude_dead=exclude_dead, token_filter=token_filter, force=force))
 
 
-INGEST = [feature_pairs, feature_matches]
+@click.command("metrics")
+@click.option("--matching", required=True, help="A feature-matches run id.")
+@click.option("--metrics", default="svcca,rsa,cka,procrustes,mknn", show_default=True, help="Comma-separated.")
+@click.option("--permutations", type=click.IntRange(1), default=1000, show_default=True, help="Null samples per baseline.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@force_option
+@pass_store
+def metrics(ref, matching, metrics, permutations, seed, force):
+    """Similarity of the matched decoder spaces, with permutation p-values (random selection, shuffled pairing)."""
+    from quanta_db.results.universality.job import ingest_metrics
+
+    echo_result(ingest_metrics(ref.open(), matching, tuple(m.strip() for m in metrics.split(",") if m.strip()),
+                               permutations=permutations, seed=seed, force=force))
+
+
+INGEST = [feature_pairs, feature_matches, metrics]
 REPORT: list = []

@@ -182,3 +182,44 @@ def _meaningful(token: str) -> bool:
     """Not only whitespace, punctuation or a special token like <|endoftext|>."""
     text = token.strip()
     return bool(text) and not (text.startswith("<|") and text.endswith("|>")) and any(ch.isalnum() for ch in text)
+
+
+def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svcca", "rsa", "cka", "procrustes", "mknn"),
+                   permutations: int = 1000, seed: int = 0, force: bool = False) -> JobResult:
+    """Similarity of the matched decoder vectors of a matching, against both null baselines."""
+    from quanta_db.results.universality.metrics import METRICS, permutation_test
+
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or permutations < 1:
+        raise InputError(f"unknown metric(s) {', '.join(unknown)} (choose from {', '.join(METRICS)})" if unknown
+                         else "--permutations must be at least 1")
+    pairs = store.read_fact("feature_matches", partition={"matching": matching}).to_pandas()
+    if pairs.empty:
+        raise InputError(f"matching {matching!r} has no pairs (or does not exist)")
+    params = {"matching": matching, "metrics": list(metrics), "permutations": permutations, "seed": seed}
+    seen = store.observe("metrics", params)
+    if seen.previous and not force:
+        return JobResult(seen.previous, 0, skipped=True, message=f"metrics run {seen.previous} has these parameters")
+    store.see(seen, "feature_matches", is_input=True, matching=matching)
+    decoders = [_decoder(store, pairs[column].iloc[0]) for column in ("sae_a", "sae_b")]
+    x = decoders[0][pairs.feature_a.to_numpy()]
+    y = decoders[1][pairs.feature_b.to_numpy()]
+    rows = []
+    for name in metrics:
+        for baseline in ("random_selection", "shuffled_pairing"):
+            rows.append({"matching": matching, "subject": "all", "metric": name,
+                         **permutation_test(METRICS[name], x, y, permutations, seed, baseline, *decoders)})
+    with store.begin_run("metrics", params, observation=seen) as run:
+        run.write("metric_results", pa.Table.from_pylist([{**r, "run_id": run.run_id} for r in rows]))
+        written = run.commit()
+    summary = ", ".join(f"{r['metric']} {r['value']:.3f} (p {r['p_value']:.3g})" for r in rows
+                        if r["baseline"] == "shuffled_pairing")
+    return committed(run, written, f"metrics {run.run_id} on {len(x)} pairs: {summary}")
+
+
+def _decoder(store: Store, sae: str) -> np.ndarray:
+    row = store.catalog_rows("saes", sae=sae)[0]
+    loaded = load_sae(row["source"], row["sae_id"], "cpu", sae)
+    if loaded.config_hash != row["config_hash"]:
+        raise InputError(f"SAE {sae!r} at {row['source']} changed since it was registered")
+    return loaded.sae.W_dec.detach().double().numpy()
