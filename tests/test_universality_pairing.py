@@ -118,6 +118,21 @@ def test_ingest_feature_pairs_matches_numpy_on_the_direct_activations(corpus_sto
     values = results.groupby("metric").value.first()
     assert values["cka"] == pytest.approx(linear_cka(x, y)) and values["svcca"] == pytest.approx(svcca(x, y))
     assert ((results.p_value >= 1 / 20) & (results.p_value <= 1)).all() and (results.n_pairs == len(got)).all()
+    import json as json_module
+
+    vocab = corpus_store.query_df("SELECT token FROM vocab").token
+    categories = tmp_path / "categories.json"
+    categories.write_text(json_module.dumps({"everything": sorted({t.strip().lower() for t in vocab}),
+                                             "nothing": ["no-such-token-anywhere"]}))
+    by_subject = ingest_metrics(corpus_store, matching.run_id, ("cka",), permutations=9, subspaces=str(categories))
+    subjects = corpus_store.query_df(f"SELECT * FROM metric_results WHERE run_id = '{by_subject.run_id}'")
+    assert set(subjects.subject) == {"all", "everything"}  # 'nothing' has no pairs: no rows
+    everything = subjects[subjects.subject == "everything"].sort_values("baseline")
+    matched_with_examples = corpus_store.query_df(
+        f"SELECT count(*) AS n FROM feature_matches m WHERE matching = '{matching.run_id}' "
+        "AND feature_a IN (SELECT feature FROM feature_examples WHERE sae = 'a' AND kind = 'top') "
+        "AND feature_b IN (SELECT feature FROM feature_examples WHERE sae = 'b' AND kind = 'top')")["n"][0]
+    assert (everything.n_pairs == matched_with_examples).all()
     filtered = ingest_feature_matches(corpus_store, result.run_id, "argmax", token_filter=True)
     assert filtered.rows_written <= corpus_store.query_df(
         "SELECT count(*) AS n FROM feature_pairs WHERE side = 'b' AND rank = 0")["n"][0]

@@ -50,14 +50,17 @@ def feature_matches(ref, pairing, method, min_corr, max_many, exclude_dead, toke
 @click.option("--metrics", default="svcca,rsa,cka,procrustes,mknn", show_default=True, help="Comma-separated.")
 @click.option("--permutations", type=click.IntRange(1), default=1000, show_default=True, help="Null samples per baseline.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--subspaces", type=click.Path(exists=True, dir_okay=False),
+              help="JSON file: category -> keywords; metrics also per category (example: "
+                   "quanta_db/results/universality/categories_example.json).")
 @force_option
 @pass_store
-def metrics(ref, matching, metrics, permutations, seed, force):
+def metrics(ref, matching, metrics, permutations, seed, subspaces, force):
     """Similarity of the matched decoder spaces, with permutation p-values (random selection, shuffled pairing)."""
     from quanta_db.results.universality.job import ingest_metrics
 
     echo_result(ingest_metrics(ref.open(), matching, tuple(m.strip() for m in metrics.split(",") if m.strip()),
-                               permutations=permutations, seed=seed, force=force))
+                               permutations=permutations, seed=seed, subspaces=subspaces, force=force))
 
 
 INGEST = [feature_pairs, feature_matches, metrics]

@@ -8,6 +8,8 @@ partners and, when it is small enough, the whole matrix as a run artifact.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -185,8 +187,11 @@ def _meaningful(token: str) -> bool:
 
 
 def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svcca", "rsa", "cka", "procrustes", "mknn"),
-                   permutations: int = 1000, seed: int = 0, force: bool = False) -> JobResult:
-    """Similarity of the matched decoder vectors of a matching, against both null baselines."""
+                   permutations: int = 1000, seed: int = 0, subspaces: str | None = None,
+                   force: bool = False) -> JobResult:
+    """Similarity of the matched decoder vectors of a matching, against both null baselines: over
+    all pairs (subject 'all') and, with a ``subspaces`` file (JSON: category → keywords), over the
+    pairs whose A and B features both have a keyword among their top tokens (subject = category)."""
     from quanta_db.results.universality.metrics import METRICS, permutation_test
 
     unknown = [m for m in metrics if m not in METRICS]
@@ -196,7 +201,9 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
     pairs = store.read_fact("feature_matches", partition={"matching": matching}).to_pandas()
     if pairs.empty:
         raise InputError(f"matching {matching!r} has no pairs (or does not exist)")
-    params = {"matching": matching, "metrics": list(metrics), "permutations": permutations, "seed": seed}
+    categories = _read_subspaces(subspaces) if subspaces else {}
+    params = {"matching": matching, "metrics": list(metrics), "permutations": permutations, "seed": seed,
+              "subspaces": categories or None}
     seen = store.observe("metrics", params)
     if seen.previous and not force:
         return JobResult(seen.previous, 0, skipped=True, message=f"metrics run {seen.previous} has these parameters")
@@ -204,17 +211,52 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
     decoders = [_decoder(store, pairs[column].iloc[0]) for column in ("sae_a", "sae_b")]
     x = decoders[0][pairs.feature_a.to_numpy()]
     y = decoders[1][pairs.feature_b.to_numpy()]
+    subjects = {"all": np.ones(len(pairs), dtype=bool)}
+    for category, words in categories.items():
+        subjects[category] = _in_category(store, pairs, words)
     rows = []
-    for name in metrics:
-        for baseline in ("random_selection", "shuffled_pairing"):
-            rows.append({"matching": matching, "subject": "all", "metric": name,
-                         **permutation_test(METRICS[name], x, y, permutations, seed, baseline, *decoders)})
+    for subject, keep in subjects.items():
+        if keep.sum() < 3:  # too few pairs for any of the metrics
+            continue
+        for name in metrics:
+            for baseline in ("random_selection", "shuffled_pairing"):
+                rows.append({"matching": matching, "subject": subject, "metric": name, **permutation_test(
+                    METRICS[name], x[keep], y[keep], permutations, seed, baseline, *decoders)})
     with store.begin_run("metrics", params, observation=seen) as run:
         run.write("metric_results", pa.Table.from_pylist([{**r, "run_id": run.run_id} for r in rows]))
         written = run.commit()
     summary = ", ".join(f"{r['metric']} {r['value']:.3f} (p {r['p_value']:.3g})" for r in rows
-                        if r["baseline"] == "shuffled_pairing")
+                        if r["baseline"] == "shuffled_pairing" and r["subject"] == "all")
     return committed(run, written, f"metrics {run.run_id} on {len(x)} pairs: {summary}")
+
+
+def _read_subspaces(path: str) -> dict[str, list[str]]:
+    from pathlib import Path
+
+    try:
+        categories = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"--subspaces {path}: not a readable JSON file ({error})") from None
+    if not isinstance(categories, dict) or not all(isinstance(v, list) for v in categories.values()):
+        raise InputError(f"--subspaces {path}: expected an object mapping each category to a list of words")
+    return {str(k): sorted({str(w).strip().lower() for w in v}) for k, v in sorted(categories.items())}
+
+
+def _in_category(store: Store, pairs, words: list[str]) -> np.ndarray:
+    """Pairs whose A feature and B feature each have a keyword among their top activating tokens."""
+    corpus = store.catalog_rows("runs", run_id=_pairing_of(store, pairs.matching.iloc[0]))
+    corpus = json.loads(corpus[0]["params"])["corpus"]
+    wanted = set(words)
+    has = {}
+    for side in ("a", "b"):
+        tops = _top_tokens(store, pairs[f"sae_{side}"].iloc[0], corpus)
+        has[side] = {f for f, tokens in tops.items() if {t.strip().lower() for t in tokens} & wanted}
+    return np.array([a in has["a"] and b in has["b"] for a, b in zip(pairs.feature_a, pairs.feature_b)])
+
+
+def _pairing_of(store: Store, matching: str) -> str:
+    params = json.loads(store.catalog_rows("runs", run_id=matching)[0]["params"])
+    return params["pairing"]
 
 
 def _decoder(store: Store, sae: str) -> np.ndarray:
