@@ -295,10 +295,6 @@ class Store:
         liveness.write_marker(folder, job=job)
         return folder
 
-    def find_committed_run(self, kind: str, params: dict) -> str | None:
-        """The run id of a committed run with identical kind and parameters, if any."""
-        return self.observe(kind, params).previous
-
     def committed_runs(self, kind: str) -> list[tuple[str, dict]]:
         """(run_id, parameters) of the committed runs of one kind, oldest first."""
         with self.read() as con:

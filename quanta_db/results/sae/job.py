@@ -115,7 +115,7 @@ def first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int
         return doc_ids, sequences
     lengths = np.cumsum([len(s) for s in sequences])
     keep = int(np.searchsorted(lengths, n_tokens, side="left")) + 1
-    kept = [s for s in sequences[:keep]]
+    kept = list(sequences[:keep])
     if kept:
         kept[-1] = kept[-1][: len(kept[-1]) - max(0, int(lengths[keep - 1]) - n_tokens)]
     return doc_ids[:keep], kept

@@ -74,10 +74,7 @@ def _load_side(store: Store, name: str, corpus_info: dict, device) -> dict:
     if not rows:
         raise InputError(f"unknown SAE {name!r}; register it with `quanta-db ingest sae` first")
     row = rows[0]
-    loaded = load_sae(row["source"], row["sae_id"], device, name)
-    if loaded.config_hash != row["config_hash"]:
-        raise InputError(f"SAE {name!r} at {row['source']} is not the SAE the store registered under that name "
-                         "(its config or weights changed)")
+    loaded = _registered_sae(row, device)
     model = store.catalog_rows("models", model=row["model"])
     if model and model[0]["vocab_hash"] and model[0]["vocab_hash"] != corpus_info["vocab_hash"]:
         raise InputError(f"SAE {name!r} reads model {row['model']!r}, whose tokenizer differs from corpus "
@@ -260,8 +257,13 @@ def _pairing_of(store: Store, matching: str) -> str:
 
 
 def _decoder(store: Store, sae: str) -> np.ndarray:
-    row = store.catalog_rows("saes", sae=sae)[0]
-    loaded = load_sae(row["source"], row["sae_id"], "cpu", sae)
+    return _registered_sae(store.catalog_rows("saes", sae=sae)[0], "cpu").sae.W_dec.detach().double().numpy()
+
+
+def _registered_sae(row: dict, device):
+    """The SAE of a ``saes`` row, loaded again; it must still be the one registered under its name."""
+    loaded = load_sae(row["source"], row["sae_id"], device, row["sae"])
     if loaded.config_hash != row["config_hash"]:
-        raise InputError(f"SAE {sae!r} at {row['source']} changed since it was registered")
-    return loaded.sae.W_dec.detach().double().numpy()
+        raise InputError(f"SAE {row['sae']!r} at {row['source']} is not the SAE the store registered under that "
+                         "name (its config or weights changed)")
+    return loaded
