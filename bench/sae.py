@@ -60,7 +60,7 @@ def ours(model, sae, hook, windows, batch, device, top_k) -> float:
     start = time.perf_counter()
     for i in range(0, len(windows), batch):
         ids = windows[i:i + batch].to(device, non_blocking=True)
-        x = activations_until(model, ids, [hook])[hook].flatten(0, 1).float()
+        x = activations_until(model, ids, [hook])[hook].flatten(0, 1)
         feats = sae.encode(x)
         stats.add(x, feats, sae.decode(feats), torch.arange(i * ids.shape[1], (i + len(ids)) * ids.shape[1]))
     stats.feature_columns(), stats.top_examples(), stats.band_examples(), stats.metric_sums().metrics()
@@ -75,11 +75,11 @@ def straightforward(model, sae, hook, windows, batch, device, top_k) -> float:
     feats_host, xs, x_hats = [], [], []
     for i in range(0, len(windows), batch):
         ids = windows[i:i + batch].to(device)
-        x = activations_until(model, ids, [hook])[hook].flatten(0, 1).float()
+        x = activations_until(model, ids, [hook])[hook].flatten(0, 1)
         feats = sae.encode(x)
-        feats_host.append(feats.cpu().numpy())
-        xs.append(x.cpu().numpy())
-        x_hats.append(sae.decode(feats).cpu().numpy())
+        feats_host.append(feats.float().cpu().numpy())
+        xs.append(x.float().cpu().numpy())
+        x_hats.append(sae.decode(feats).float().cpu().numpy())
     f = np.concatenate(feats_host)
     x, x_hat = np.concatenate(xs), np.concatenate(x_hats)
     active = f != 0
@@ -100,11 +100,14 @@ def main() -> None:
     parser.add_argument("--n-tokens", type=int, default=65536)
     parser.add_argument("--reference-tokens", type=int, default=32768)
     parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="Model and SAE weights (statistics accumulate in float32/float64 either way).")
     args = parser.parse_args()
     device = torch.device(args.device)
     config = gpt_neox_config(1024, 128, 4, 4, n_ctx=args.seq_len) if args.shape == "tiny" else pythia_config(args.shape)
-    model = random_model(config).to(device).eval()
-    sae = StandardSAE(config.hidden_size, args.d_sae).to(device)
+    dtype = getattr(torch, args.dtype)
+    model = random_model(config).to(device, dtype).eval()
+    sae = StandardSAE(config.hidden_size, args.d_sae).to(device, dtype)
     hook = f"blocks.{args.layer}.hook_resid_post"
     rng = np.random.default_rng(0)
     windows = torch.from_numpy(rng.integers(0, config.vocab_size, size=(args.n_tokens // args.seq_len, args.seq_len)))
@@ -116,7 +119,7 @@ def main() -> None:
     ref_tps = n_ref * args.seq_len / ref_s
     print(json.dumps({
         "benchmark": "sae_statistics", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "shape": args.shape, "d_sae": args.d_sae, "hook": hook, "top_k": args.top_k, "tokens": windows.numel(),
+        "shape": args.shape, "dtype": args.dtype, "d_sae": args.d_sae, "hook": hook, "top_k": args.top_k, "tokens": windows.numel(),
         "ours_tokens_per_s": round(ours_tps), "reference_tokens": n_ref * args.seq_len,
         "reference_tokens_per_s": round(ref_tps), "ratio": round(ours_tps / ref_tps, 2),
     }))

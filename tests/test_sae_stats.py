@@ -90,6 +90,46 @@ def test_band_examples_are_active_distinct_and_in_their_band(batches):
     assert not {f for f, *_ in examples} & {3, 17}
 
 
+def test_sample_is_the_bottom_k_of_its_token_keys():
+    """The row-skipping reservoir keeps exactly the active tokens with the largest keys, also once
+    dense features have moved to high key levels (features of very different densities)."""
+    rng = np.random.default_rng(1)
+    n, d_sae, size = 6000, 6, 8
+    density = np.array([0.9, 0.5, 0.1, 0.01, 0.002, 0.0])
+    feats = (rng.random((n, d_sae)) < density) * rng.random((n, d_sae)).astype(np.float32)
+    stats = FeatureStatistics(d_sae, "cpu", sample_size=size, seed=3)
+    drawn = []
+    keys_of = stats.token_keys
+    stats.token_keys = lambda count: drawn.append(keys_of(count)) or drawn[-1]
+    for start in range(0, n, 250):
+        f = torch.from_numpy(feats[start:start + 250])
+        stats.add(torch.ones(len(f), 2), f, torch.ones(len(f), 2), torch.arange(start, start + len(f)))
+    keys = torch.cat(drawn).numpy()
+    assert stats.sample_keys[:, -1].min() < 0.5 < stats.sample_keys[0, -1]  # several key levels in use
+    for feature in range(d_sae):
+        active = np.flatnonzero(feats[:, feature])
+        expected = active[np.argsort(-keys[active])[:size]]
+        kept = stats.sample_tokens[feature].numpy()
+        assert set(kept[kept >= 0]) == set(expected)
+        np.testing.assert_array_equal(stats.sample_values[feature].numpy()[kept >= 0], feats[kept[kept >= 0], feature])
+
+
+def test_sample_inclusion_is_uniform_over_active_tokens():
+    feats = np.zeros((400, 1), np.float32)
+    feats[::2, 0] = np.linspace(1, 2, 200)  # 200 active tokens, increasing activation
+    hits = np.zeros(400)
+    for seed in range(300):
+        stats = FeatureStatistics(1, "cpu", sample_size=10, seed=seed)
+        for start in range(0, 400, 50):
+            f = torch.from_numpy(feats[start:start + 50])
+            stats.add(torch.ones(50, 2), f, torch.ones(50, 2), torch.arange(start, start + 50))
+        hits[stats.sample_tokens[0].numpy()] += 1
+    assert hits[1::2].sum() == 0
+    # each active token is kept with probability 10/200: 15 expected hits in 300 runs
+    from scipy.stats import chisquare
+    assert chisquare(hits[::2]).pvalue > 1e-3
+
+
 def test_metrics_match_numpy_and_sae_lens(batches):
     from sae_lens.evals import ExplainedVarianceCalculator
 

@@ -4,7 +4,7 @@ One pass over batches of (input x, feature activations f, reconstruction x̂), t
 Nothing of size tokens × features ever reaches host memory: per feature the accumulators are
 counts and sums (float64), the running maximum, the top-k activations with their token
 indices, and a uniform random sample of the tokens where the feature is active (bottom-k of a
-random key per active entry), from which activation-band examples are drawn at the end.
+random key per token), from which activation-band examples are drawn at the end.
 
 Metric sums follow sae-lens 6.54 ``evals.get_sparsity_and_variance_metrics``:
 l0 = mean over tokens of #{f ≠ 0}; l1 = mean Σ|f|; mse = mean over tokens of ‖x − x̂‖²
@@ -24,6 +24,7 @@ SAMPLE_SIZE = 100  # random active tokens kept per feature, for the activation-b
 # Exact activation histograms on fixed log-spaced bins of |activation| (values beyond the ends
 # fall in the first or last bin), so no pass needs to know a feature's maximum first.
 HISTOGRAM_EDGES = np.logspace(-4, 4, 33)
+_MAX_LEVEL = 20  # sampling key levels 1 − 2^-L; past this the float32 keys run out of resolution
 
 
 @dataclass
@@ -82,18 +83,23 @@ class FeatureStatistics:
         x, x_hat, feats = x.float(), x_hat.float(), feats.float()
         token_index = token_index.to(self.device)
         active = feats != 0
-        self.n_active += active.sum(0)
+        batch_active = active.sum(0)
+        batch_max = feats.max(0).values
+        self.n_active += batch_active
         self.sum_act += feats.sum(0, dtype=torch.float64)
-        self.max_act = torch.maximum(self.max_act, feats.max(0).values)
-        self._count_histogram(feats, active)
-        self._keep_top(feats, token_index)
-        self._keep_sample(feats, active, token_index)
-        self._add_metrics(x, feats, x_hat, active)
+        self.max_act = torch.maximum(self.max_act, batch_max)
+        self._count_histogram(feats)
+        self._keep_top(feats, batch_max, token_index)
+        self._keep_sample(feats, batch_active, token_index)
+        self._add_metrics(x, feats, x_hat, batch_active)
 
-    def _count_histogram(self, feats: torch.Tensor, active: torch.Tensor) -> None:
-        rows, features = active.nonzero(as_tuple=True)
+    def _count_histogram(self, feats: torch.Tensor) -> None:
+        # One bincount over feature * n_bins + bin of the active entries: bincount adds with
+        # atomics, where index_put(accumulate=True) sorts its indices on CUDA.
+        n_bins = self.histogram.shape[1]
+        rows, features = (feats != 0).nonzero(as_tuple=True)
         bins = torch.bucketize(feats[rows, features].abs(), self._edges)
-        self.histogram.index_put_((features, bins), torch.ones_like(bins), accumulate=True)
+        self.histogram += torch.bincount(features * n_bins + bins, minlength=feats.shape[1] * n_bins).view(-1, n_bins)
 
     def histograms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(feature, bin, count) of the non-empty bins; bin b spans HISTOGRAM_EDGES[b:b + 2]."""
@@ -101,28 +107,52 @@ class FeatureStatistics:
         feature, bin_index = np.nonzero(counts)
         return feature, bin_index, counts[feature, bin_index]
 
-    def _keep_top(self, feats: torch.Tensor, token_index: torch.Tensor) -> None:
-        # Select within the batch first ([k, d_sae] along the token axis), then merge with the
-        # kept [d_sae, k]: nothing of size d_sae x batch is ever copied or concatenated.
+    def _keep_top(self, feats: torch.Tensor, batch_max: torch.Tensor, token_index: torch.Tensor) -> None:
+        # Only features whose batch maximum beats their current k-th value can change; select
+        # within the batch on those columns ([k, n] along the token axis), then merge.
+        changed = (batch_max > self.top_values[:, -1]).nonzero().flatten()
+        if not len(changed):
+            return
         k = min(self.top_k, feats.shape[0])
-        values, rows = feats.topk(k, dim=0)
-        self.top_values, self.top_tokens = _merge_top(self.top_values, self.top_tokens, values.T, token_index[rows].T,
-                                                      self.top_k)
+        values, rows = feats.index_select(1, changed).topk(k, dim=0)
+        merged, tokens = _merge_top(self.top_values[changed], self.top_tokens[changed], values.T,
+                                    token_index[rows].T, self.top_k)
+        self.top_values[changed], self.top_tokens[changed] = merged, tokens
 
-    def _keep_sample(self, feats: torch.Tensor, active: torch.Tensor, token_index: torch.Tensor) -> None:
-        """Bottom-k sampling: a uniform sample of the active (feature, token) pairs per feature
-        (the pairs with the largest random keys, active pairs only)."""
-        keys = torch.rand(feats.shape, generator=self.generator, device=self.device)
-        keys = keys.masked_fill_(~active, -torch.inf)
-        k = min(self.sample_keys.shape[1], feats.shape[0])
-        batch_keys, rows = keys.topk(k, dim=0)
-        batch_values = feats.gather(0, rows)
-        merged_keys, where = torch.cat([self.sample_keys, batch_keys.T], dim=1).topk(self.sample_keys.shape[1], dim=1)
-        self.sample_tokens = torch.cat([self.sample_tokens, token_index[rows].T], dim=1).gather(1, where)
-        self.sample_values = torch.cat([self.sample_values, batch_values.T], dim=1).gather(1, where)
-        self.sample_keys = merged_keys
+    def token_keys(self, n: int) -> torch.Tensor:
+        """Uniform random keys of the next ``n`` tokens (shared by all features)."""
+        return torch.rand(n, generator=self.generator, device=self.device)
 
-    def _add_metrics(self, x: torch.Tensor, feats: torch.Tensor, x_hat: torch.Tensor, active: torch.Tensor) -> None:
+    def _keep_sample(self, feats: torch.Tensor, batch_active: torch.Tensor, token_index: torch.Tensor) -> None:
+        """Bottom-k sampling: per feature, the ``sample_size`` active tokens with the largest
+        random keys — a uniform sample of its active tokens. One key per token (independent of
+        activity) keeps each feature's sample uniform, and lets a feature whose kept keys are all
+        above 1 − 2^-L look only at the batch's tokens with keys above that: features are grouped
+        by L, so late in a corpus a dense feature reads a small fraction of the rows."""
+        keys = self.token_keys(feats.shape[0])
+        threshold = self.sample_keys[:, -1]  # kept sorted descending; -inf until full
+        level = torch.where(threshold > 0, torch.floor(-torch.log2(1 - threshold.clamp(max=1 - 1e-7))),
+                            torch.zeros_like(threshold)).clamp(max=_MAX_LEVEL).to(torch.int64)
+        level = torch.where(batch_active > 0, level, -1)
+        for value in level.unique().tolist():
+            if value >= 0:
+                self._merge_sample(feats, keys, token_index, (level == value).nonzero().flatten(), 1 - 2.0**-value)
+
+    def _merge_sample(self, feats, keys, token_index, features, key_floor: float) -> None:
+        rows = (keys > key_floor).nonzero().flatten() if key_floor > 0 else None
+        block = feats.index_select(1, features) if rows is None else feats.index_select(0, rows).index_select(1, features)
+        row_keys = keys if rows is None else keys[rows]
+        if not block.shape[0]:
+            return
+        masked = torch.where(block != 0, row_keys[:, None], -torch.inf)
+        batch_keys, where = masked.topk(min(self.sample_keys.shape[1], block.shape[0]), dim=0)
+        batch_rows = where if rows is None else rows[where]
+        merged, pick = torch.cat([self.sample_keys[features], batch_keys.T], dim=1).topk(self.sample_keys.shape[1], dim=1)
+        self.sample_tokens[features] = torch.cat([self.sample_tokens[features], token_index[batch_rows].T], 1).gather(1, pick)
+        self.sample_values[features] = torch.cat([self.sample_values[features], block.gather(0, where).T], 1).gather(1, pick)
+        self.sample_keys[features] = merged
+
+    def _add_metrics(self, x: torch.Tensor, feats: torch.Tensor, x_hat: torch.Tensor, batch_active: torch.Tensor) -> None:
         s = self.sums
         residual_sq = (x - x_hat).pow(2).sum(1)
         norm_x = x.norm(dim=1)
@@ -131,7 +161,7 @@ class FeatureStatistics:
         s.n_tokens += x.shape[0]
         s.sum_sq_norm += float(x.double().pow(2).sum())
         s.sum_sq_residual += float(residual_sq.double().sum())
-        s.sum_l0 += float(active.sum(1).double().sum())
+        s.sum_l0 += float(batch_active.sum())  # Σ_tokens #{f ≠ 0} = Σ_features #{active tokens}
         s.sum_l1 += float(feats.abs().sum(1).double().sum())
         cos = (x / x.norm(dim=1, keepdim=True)) * (x_hat / x_hat.norm(dim=1, keepdim=True))
         s.sum_cos += float(cos.sum(1).double().sum())
