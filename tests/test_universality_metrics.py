@@ -74,16 +74,17 @@ def test_procrustes_closed_form(x):
     assert procrustes(x, y) == pytest.approx(1 - np.linalg.norm(xc @ r - yc) ** 2 / 2, rel=1e-9)
 
 
-def test_p_values_are_minimal_for_a_planted_signal_and_uniform_under_the_null():
+@pytest.mark.parametrize("cka", [linear_cka, "cka"], ids=["per-draw loop", "batched on the device"])
+def test_p_values_are_minimal_for_a_planted_signal_and_uniform_under_the_null(cka):
     rng = np.random.default_rng(8)
     x = rng.normal(size=(40, 6))
-    planted = permutation_test(linear_cka, x, x @ ortho_group.rvs(6, random_state=9) + 0.1 * rng.normal(size=(40, 6)),
+    planted = permutation_test(cka, x, x @ ortho_group.rvs(6, random_state=9) + 0.1 * rng.normal(size=(40, 6)),
                                n_permutations=99, seed=0)
     assert planted["p_value"] == pytest.approx(1 / 100) and planted["value"] > planted["null_mean"] + 5 * planted["null_std"]
-    p_values = [permutation_test(linear_cka, rng.normal(size=(20, 4)), rng.normal(size=(20, 4)), n_permutations=49,
+    p_values = [permutation_test(cka, rng.normal(size=(20, 4)), rng.normal(size=(20, 4)), n_permutations=49,
                                  seed=s)["p_value"] for s in range(200)]
     assert stats.kstest(p_values, "uniform").pvalue > 0.01
     pool_x, pool_y = rng.normal(size=(200, 6)), rng.normal(size=(200, 6))
-    selection = permutation_test(linear_cka, x, x, 20, seed=1, baseline="random_selection", pool_x=pool_x,
+    selection = permutation_test(cka, x, x, 20, seed=1, baseline="random_selection", pool_x=pool_x,
                                  pool_y=pool_y)
     assert selection["p_value"] == pytest.approx(1 / 21) and selection["baseline"] == "random_selection"

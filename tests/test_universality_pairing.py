@@ -133,6 +133,11 @@ def test_ingest_feature_pairs_matches_numpy_on_the_direct_activations(corpus_sto
         "AND feature_a IN (SELECT feature FROM feature_examples WHERE sae = 'a' AND kind = 'top') "
         "AND feature_b IN (SELECT feature FROM feature_examples WHERE sae = 'b' AND kind = 'top')")["n"][0]
     assert (everything.n_pairs == matched_with_examples).all()
+    import yaml
+
+    as_yaml = tmp_path / "categories.yaml"
+    as_yaml.write_text(yaml.safe_dump(json_module.loads(categories.read_text())))
+    assert ingest_metrics(corpus_store, matching.run_id, ("cka",), permutations=9, subspaces=str(as_yaml)).skipped
     filtered = ingest_feature_matches(corpus_store, result.run_id, "argmax", token_filter=True)
     assert filtered.rows_written <= corpus_store.query_df(
         "SELECT count(*) AS n FROM feature_pairs WHERE side = 'b' AND rank = 0")["n"][0]

@@ -1,4 +1,4 @@
-"""CLI of the universality kind: ingest feature-pairs."""
+"""CLI of the universality kind: ingest feature-pairs, feature-matches, metrics; report heatmap."""
 
 from __future__ import annotations
 
@@ -51,17 +51,37 @@ def feature_matches(ref, pairing, method, min_corr, max_many, exclude_dead, toke
 @click.option("--permutations", type=click.IntRange(1), default=1000, show_default=True, help="Null samples per baseline.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--subspaces", type=click.Path(exists=True, dir_okay=False),
-              help="JSON file: category -> keywords; metrics also per category (example: "
+              help="JSON or YAML file: category -> keywords; metrics also per category (example: "
                    "quanta_db/results/universality/categories_example.json).")
+@click.option("--device", default="auto", show_default=True, help="Where the permutation nulls run: cuda, cpu or auto.")
 @force_option
 @pass_store
-def metrics(ref, matching, metrics, permutations, seed, subspaces, force):
+def metrics(ref, matching, metrics, permutations, seed, subspaces, device, force):
     """Similarity of the matched decoder spaces, with permutation p-values (random selection, shuffled pairing)."""
     from quanta_db.results.universality.job import ingest_metrics
 
     echo_result(ingest_metrics(ref.open(), matching, tuple(m.strip() for m in metrics.split(",") if m.strip()),
-                               permutations=permutations, seed=seed, subspaces=subspaces, force=force))
+                               permutations=permutations, seed=seed, subspaces=subspaces, device=device,
+                               force=force))
+
+
+
+
+@click.command("heatmap")
+@click.option("--metric", required=True, type=click.Choice(["svcca", "rsa", "cka", "procrustes", "mknn"]))
+@click.option("--baseline", type=click.Choice(["random_selection", "shuffled_pairing"]), default="random_selection",
+              show_default=True, help="Null whose p-values mark the cells.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="Star cells with p below this.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="heatmap.png",
+              show_default=True, help="PNG to write.")
+@pass_store
+def heatmap_report(ref, metric, baseline, alpha, output):
+    """PNG heat map of a similarity metric, layer by layer, one panel per model pair (data: layer_heatmap)."""
+    from quanta_db.results.universality.heatmap import heatmap_data, render_heatmap_png
+
+    panels = render_heatmap_png(heatmap_data(ref.open(), metric, baseline), output, metric, alpha)
+    click.echo(f"wrote {output} ({panels} model pair{'s' if panels != 1 else ''})")
 
 
 INGEST = [feature_pairs, feature_matches, metrics]
-REPORT: list = []
+REPORT = [heatmap_report]

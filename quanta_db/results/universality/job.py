@@ -170,10 +170,7 @@ def _token_filter(store: Store, source: dict, pairs: list) -> list:
 
 
 def _top_tokens(store: Store, sae: str, corpus: str) -> dict[int, set[str]]:
-    frame = store.query_df(
-        "SELECT e.feature, v.token FROM feature_examples e JOIN tokens t USING (corpus, doc_id, pos) "
-        "JOIN corpora c USING (corpus) JOIN vocab v ON v.tokenizer = c.tokenizer AND v.token_id = t.token_id "
-        "WHERE e.sae = ? AND e.corpus = ? AND e.kind = 'top'", [sae, corpus])
+    frame = store.query_df("SELECT feature, token FROM feature_top_tokens(?, ?)", [sae, corpus])
     return frame.groupby("feature").token.agg(set).to_dict()
 
 
@@ -184,11 +181,12 @@ def _meaningful(token: str) -> bool:
 
 
 def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svcca", "rsa", "cka", "procrustes", "mknn"),
-                   permutations: int = 1000, seed: int = 0, subspaces: str | None = None,
+                   permutations: int = 1000, seed: int = 0, subspaces: str | None = None, device: str = "auto",
                    force: bool = False) -> JobResult:
     """Similarity of the matched decoder vectors of a matching, against both null baselines: over
-    all pairs (subject 'all') and, with a ``subspaces`` file (JSON: category → keywords), over the
-    pairs whose A and B features both have a keyword among their top tokens (subject = category)."""
+    all pairs (subject 'all') and, with a ``subspaces`` file (JSON or YAML: category → keywords),
+    over the pairs whose A and B features both have a keyword among their top tokens (subject =
+    category). The permutation nulls run in batches on ``device``."""
     from quanta_db.results.universality.metrics import METRICS, permutation_test
 
     unknown = [m for m in metrics if m not in METRICS]
@@ -205,6 +203,7 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
     if seen.previous and not force:
         return JobResult(seen.previous, 0, skipped=True, message=f"metrics run {seen.previous} has these parameters")
     store.see(seen, "feature_matches", is_input=True, matching=matching)
+    torch_device = resolve_device(device)
     decoders = [_decoder(store, pairs[column].iloc[0]) for column in ("sae_a", "sae_b")]
     x = decoders[0][pairs.feature_a.to_numpy()]
     y = decoders[1][pairs.feature_b.to_numpy()]
@@ -218,8 +217,8 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
         for name in metrics:
             for baseline in ("random_selection", "shuffled_pairing"):
                 rows.append({"matching": matching, "subject": subject, "metric": name, **permutation_test(
-                    METRICS[name], x[keep], y[keep], permutations, seed, baseline, *decoders)})
-    with store.begin_run("metrics", params, observation=seen) as run:
+                    name, x[keep], y[keep], permutations, seed, baseline, *decoders, device=torch_device)})
+    with store.begin_run("metrics", params, device=str(torch_device), observation=seen) as run:
         run.write("metric_results", pa.Table.from_pylist([{**r, "run_id": run.run_id} for r in rows]))
         written = run.commit()
     summary = ", ".join(f"{r['metric']} {r['value']:.3f} (p {r['p_value']:.3g})" for r in rows
@@ -230,10 +229,14 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
 def _read_subspaces(path: str) -> dict[str, list[str]]:
     from pathlib import Path
 
+    import yaml
+
     try:
-        categories = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(f"--subspaces {path}: not a readable JSON file ({error})") from None
+        text = Path(path).read_text()
+        # YAML 1.2 reads every JSON document, but JSON first keeps JSON's exact semantics.
+        categories = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise InputError(f"--subspaces {path}: not a readable JSON or YAML file ({error})") from None
     if not isinstance(categories, dict) or not all(isinstance(v, list) for v in categories.values()):
         raise InputError(f"--subspaces {path}: expected an object mapping each category to a list of words")
     return {str(k): sorted({str(w).strip().lower() for w in v}) for k, v in sorted(categories.items())}

@@ -101,17 +101,29 @@ METRICS: dict[str, Metric] = {"svcca": svcca, "rsa": rsa, "cka": linear_cka, "pr
                               "mknn": mutual_knn}
 
 
-def permutation_test(metric: Metric, x: np.ndarray, y: np.ndarray, n_permutations: int, seed: int,
+def permutation_test(metric: str | Metric, x: np.ndarray, y: np.ndarray, n_permutations: int, seed: int,
                      baseline: str = "shuffled_pairing", pool_x: np.ndarray | None = None,
-                     pool_y: np.ndarray | None = None) -> dict:
+                     pool_y: np.ndarray | None = None, device="cpu") -> dict:
     """The metric's value on the pairing and its null distribution.
 
     ``shuffled_pairing``: the rows of ``y`` permuted; ``random_selection``: as many rows drawn
     without replacement from each whole SAE (``pool_x``, ``pool_y``). p = (1 + #{null ≥ value}) /
-    (1 + n_permutations), so p is never 0 and is exact for exchangeable nulls.
+    (1 + n_permutations), so p is never 0 and is exact for exchangeable nulls. A metric named in
+    :data:`METRICS` computes its null in batches on ``device`` (:mod:`.nulls`); any other callable
+    is evaluated once per draw here.
     """
+    from quanta_db.results.universality import nulls
+
+    if isinstance(metric, str):
+        value = METRICS[metric](x, y)
+        null = nulls.null_distribution(metric, x, y, n_permutations, seed, baseline, pool_x, pool_y, device)
+    else:
+        value, null = metric(x, y), _null_loop(metric, x, y, n_permutations, seed, baseline, pool_x, pool_y)
+    return {**nulls.summary(value, null), "n_pairs": len(x), "baseline": baseline}
+
+
+def _null_loop(metric: Metric, x, y, n_permutations: int, seed: int, baseline: str, pool_x, pool_y) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    value = metric(x, y)
     null = np.empty(n_permutations)
     for i in range(n_permutations):
         if baseline == "shuffled_pairing":
@@ -123,6 +135,4 @@ def permutation_test(metric: Metric, x: np.ndarray, y: np.ndarray, n_permutation
                              pool_y[rng.choice(len(pool_y), len(y), replace=False)])
         else:
             raise ValueError(f"unknown baseline {baseline!r}")
-    return {"value": value, "null_mean": float(null.mean()), "null_std": float(null.std(ddof=1)) if n_permutations > 1
-            else 0.0, "p_value": float((1 + np.sum(null >= value)) / (1 + n_permutations)),
-            "n_pairs": len(x), "n_permutations": n_permutations, "baseline": baseline}
+    return null

@@ -1,0 +1,167 @@
+"""Permutation nulls on the device: the similarity metrics of :mod:`.metrics` evaluated on a
+whole batch of permuted or resampled pairings at once.
+
+Each ``*_batched`` function takes ``x`` [P, n, p] and ``y`` [P, n, q] (P pairings of n rows) and
+returns [P] values equal to the numpy metric applied to each pairing (tested one by one against
+:mod:`.metrics`). :func:`null_distribution` draws the P pairings of a baseline and feeds them to
+a batched metric in chunks sized to a memory budget.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+BatchedMetric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _centered(a: torch.Tensor) -> torch.Tensor:
+    return a - a.mean(dim=1, keepdim=True)
+
+
+def cka_batched(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Linear CKA per pairing: ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F), columns centred."""
+    x, y = _centered(x), _centered(y)
+    cross = torch.linalg.matrix_norm(y.mT @ x) ** 2
+    return cross / (torch.linalg.matrix_norm(x.mT @ x) * torch.linalg.matrix_norm(y.mT @ y))
+
+
+def _leading_basis(a: torch.Tensor, variance_fraction: float, n_components: int | None) -> torch.Tensor:
+    """Orthonormal basis of each centred side's leading singular directions, later columns zeroed
+    (the number kept differs between pairings): the fewest reaching ``variance_fraction`` of
+    the variance, or ``n_components``, never beyond the numerical rank."""
+    u, s, _ = torch.linalg.svd(_centered(a), full_matrices=False)
+    if n_components is None:
+        explained = torch.cumsum(s**2, dim=1) / torch.sum(s**2, dim=1, keepdim=True)
+        kept = (explained < variance_fraction - 1e-12).sum(dim=1) + 1
+    else:
+        kept = torch.full(s.shape[:1], n_components, device=s.device)
+    rank = (s > s[:, :1] * 1e-10).sum(dim=1)
+    kept = torch.clamp(torch.minimum(kept, rank), min=1)
+    mask = torch.arange(s.shape[1], device=s.device)[None, :] < kept[:, None]
+    return u * mask[:, None, :], kept
+
+
+def svcca_batched(x: torch.Tensor, y: torch.Tensor, variance_fraction: float = 0.99,
+                  n_components: int | None = None) -> torch.Tensor:
+    """SVCCA per pairing: mean canonical correlation (singular values of QₓᵀQᵧ) between the
+    leading singular directions of the centred sides (see :func:`.metrics.svcca`)."""
+    qx, kx = _leading_basis(x, variance_fraction, n_components)
+    qy, ky = _leading_basis(y, variance_fraction, n_components)
+    # Zeroed columns add zero singular values: the sum is over the min(kx, ky) real ones.
+    correlations = torch.linalg.svdvals(qx.mT @ qy).clamp(0, 1)
+    return correlations.sum(dim=1) / torch.minimum(kx, ky)
+
+
+def _lower_triangle(a: torch.Tensor) -> torch.Tensor:
+    rows, cols = torch.tril_indices(a.shape[1], a.shape[2], offset=-1, device=a.device)
+    return a[:, rows, cols]
+
+
+def _row_correlations(a: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation between the rows of each [n, d] matrix (numpy ``corrcoef``)."""
+    z = a - a.mean(dim=2, keepdim=True)
+    z = z / z.norm(dim=2, keepdim=True)
+    return z @ z.mT
+
+
+def _ranks(v: torch.Tensor) -> torch.Tensor:
+    """Ordinal ranks along the last axis (the values here are continuous: ties have probability 0)."""
+    ranks = torch.empty_like(v)
+    order = v.argsort(dim=1)
+    ranks.scatter_(1, order, torch.arange(v.shape[1], dtype=v.dtype, device=v.device).expand_as(v).contiguous())
+    return ranks
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def rsa_batched(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """RSA per pairing: Spearman correlation of the lower triangles (no diagonal) of the rows'
+    Pearson-correlation matrices on each side."""
+    return _pearson(_ranks(_lower_triangle(_row_correlations(x))), _ranks(_lower_triangle(_row_correlations(y))))
+
+
+def procrustes_batched(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Orthogonal Procrustes similarity per pairing: ‖X̂ᵀŶ‖_* for centred, unit-Frobenius sides
+    (zero-padding to equal width adds only zero singular values)."""
+    x, y = _centered(x), _centered(y)
+    x = x / torch.linalg.matrix_norm(x)[:, None, None]
+    y = y / torch.linalg.matrix_norm(y)[:, None, None]
+    return torch.linalg.svdvals(x.mT @ y).sum(dim=1)
+
+
+def mutual_knn_batched(x: torch.Tensor, y: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Mutual k-NN overlap per pairing: mean over rows of |N_x(i) ∩ N_y(i)| / k, neighbours by
+    cosine similarity among the other rows."""
+    k = min(k, x.shape[1] - 1)
+
+    def neighbours(a):
+        unit = a / a.norm(dim=2, keepdim=True).clamp_min(1e-12)
+        sim = unit @ unit.mT
+        sim.diagonal(dim1=1, dim2=2).fill_(-torch.inf)
+        return sim.topk(k, dim=2).indices
+
+    nx, ny = neighbours(x), neighbours(y)
+    shared = (nx[..., :, None] == ny[..., None, :]).any(dim=3).sum(dim=2)
+    return shared.to(x.dtype).mean(dim=1) / k
+
+
+BATCHED: dict[str, BatchedMetric] = {"svcca": svcca_batched, "rsa": rsa_batched, "cka": cka_batched,
+                                     "procrustes": procrustes_batched, "mknn": mutual_knn_batched}
+
+
+def _bytes_per_pairing(metric: str, n: int, width: int) -> int:
+    """Rough float64 working memory of one pairing, to size the chunks."""
+    if metric in ("rsa", "mknn"):
+        return 8 * 6 * n * n  # two n × n similarity matrices, triangles, ranks
+    return 8 * 6 * n * width
+
+
+def null_distribution(metric: str, x: np.ndarray, y: np.ndarray, n_permutations: int, seed: int, baseline: str,
+                      pool_x: np.ndarray | None = None, pool_y: np.ndarray | None = None, device="cpu",
+                      budget_bytes: float = 2 * 2**30) -> np.ndarray:
+    """[n_permutations] metric values under a null baseline, computed in batches on ``device``.
+
+    ``shuffled_pairing``: y's rows permuted (a uniform random permutation per draw);
+    ``random_selection``: len(x) rows drawn without replacement from each whole side
+    (``pool_x``, ``pool_y``). Draws come from one torch generator seeded with ``seed``.
+    """
+    if baseline not in ("shuffled_pairing", "random_selection"):
+        raise ValueError(f"unknown baseline {baseline!r}")
+    if baseline == "random_selection" and (pool_x is None or pool_y is None):
+        raise ValueError("random_selection needs pool_x and pool_y (all rows of each side)")
+    device = torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)  # noqa: E731
+    x_t, y_t = as_tensor(x), as_tensor(y)
+    pools = (as_tensor(pool_x), as_tensor(pool_y)) if baseline == "random_selection" else None
+    n = len(x_t)
+    chunk = max(1, int(budget_bytes // _bytes_per_pairing(metric, n, max(x_t.shape[1], y_t.shape[1]))))
+    values = []
+    for start in range(0, n_permutations, chunk):
+        size = min(chunk, n_permutations - start)
+        if pools is None:
+            order = torch.rand(size, n, generator=generator, device=device).argsort(dim=1)
+            xs, ys = x_t.expand(size, *x_t.shape), y_t[order]
+        else:
+            xs, ys = (pool[torch.rand(size, len(pool), generator=generator, device=device).topk(n, dim=1).indices]
+                      for pool in pools)
+        values.append(BATCHED[metric](xs, ys))
+    return torch.cat(values).cpu().numpy() if values else np.empty(0)
+
+
+def p_value(value: float, null: np.ndarray) -> float:
+    """p = (1 + #{null ≥ value}) / (1 + len(null)): never 0, exact for exchangeable nulls."""
+    return float((1 + np.sum(null >= value)) / (1 + len(null)))
+
+
+def summary(value: float, null: np.ndarray) -> dict:
+    return {"value": value, "null_mean": float(null.mean()),
+            "null_std": float(null.std(ddof=1)) if len(null) > 1 else 0.0, "p_value": p_value(value, null),
+            "n_permutations": len(null)}
+
