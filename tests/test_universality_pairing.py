@@ -57,6 +57,32 @@ def test_one_to_one_is_the_best_assignment(seed):
     assert got == _brute_force_one_to_one(corr)
 
 
+def _sorted_greedy(corr):
+    """The definition: walk all pairs from the highest correlation down (ties by position)."""
+    usable = np.where(np.isnan(corr), -np.inf, corr)
+    used_a, used_b, pairs = set(), set(), []
+    for flat in np.argsort(-usable, axis=None, kind="stable"):
+        a, b = np.unravel_index(flat, usable.shape)
+        if np.isfinite(usable[a, b]) and a not in used_a and b not in used_b:
+            used_a.add(a)
+            used_b.add(b)
+            pairs.append((int(a), int(b)))
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_rounds_equal_the_sorted_definition(seed):
+    rng = np.random.default_rng(seed)
+    shape = [(40, 30), (30, 40), (25, 25)][seed % 3]
+    corr = rng.uniform(-1, 1, size=shape)
+    if seed >= 3:
+        corr = corr.round(1)  # many ties
+    corr[rng.random(shape) < 0.2] = np.nan
+    corr[3, :] = np.nan  # a feature without variance
+    got = [(a, b) for a, b, _, _ in match(corr.astype(np.float32), "greedy")]
+    assert got == _sorted_greedy(corr.astype(np.float32))
+
+
 def test_argmax_and_greedy_and_filters():
     corr = np.array([[0.9, 0.85, 0.1], [0.8, 0.2, 0.05], [0.1, 0.3, 0.02]])
     argmax = match(corr, "argmax")

@@ -28,7 +28,9 @@ from quanta_db.runtime.hooks import activations_until
 from quanta_db.store.store import Store
 
 CORRELATION_ARTIFACT = "correlation"
-MAX_ARTIFACT_ENTRIES = 1 << 26  # keep the whole matrix up to 64M correlations (512 MB)
+# The whole matrix is kept (float32 .npy) up to 2^31 correlations (8 GiB): 32k x 32k SAEs fit, and
+# matching reads it memory-mapped.
+MAX_ARTIFACT_ENTRIES = 1 << 31
 TOKEN_BUDGET = 8192
 
 
@@ -60,13 +62,13 @@ def ingest_feature_pairs(store: Store, sae_a: str, sae_b: str, corpus: str, n_to
             "feature_b": pa.array(b, pa.int32()), "corr": pa.array(corr, pa.float64()),
             "rank": pa.array(rank, pa.int32()), "side": pa.array(side, pa.string()),
         }))
-        if correlation.size <= MAX_ARTIFACT_ENTRIES:
-            run.write_artifact(CORRELATION_ARTIFACT, correlation.astype(np.float32))
+        if correlation.numel() <= MAX_ARTIFACT_ENTRIES:
+            run.write_artifact(CORRELATION_ARTIFACT, correlation.cpu().numpy())
         written = run.commit()
-    finite = correlation[np.isfinite(correlation)]
+    largest = float(correlation.abs().nan_to_num(nan=-1).max())
     return committed(run, written, f"pairing {run.run_id}: {correlation.shape[0]} x {correlation.shape[1]} features "
                      f"over {sum(len(s) for s in sequences):,} tokens, max |corr| "
-                     f"{np.abs(finite).max() if finite.size else float('nan'):.3f}")
+                     f"{largest if largest >= 0 else float('nan'):.3f}")
 
 
 def _load_side(store: Store, name: str, corpus_info: dict, device) -> dict:
@@ -87,7 +89,7 @@ def _load_side(store: Store, name: str, corpus_info: dict, device) -> dict:
 
 
 @torch.no_grad()
-def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress: bool) -> np.ndarray:
+def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress: bool) -> torch.Tensor:
     n_ctx = min(side["model"].config.max_position_embeddings for side in sides)
     sequences = [s[:n_ctx] for s in sequences if len(s)]
     accumulator = CrossCorrelation(sides[0]["sae"].cfg.d_sae, sides[1]["sae"].cfg.d_sae, device)
@@ -106,7 +108,7 @@ def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress:
                 feats.append(side["sae"].encode(acts[real].float()))
             accumulator.add(*feats)
             bar.update(int(real.sum()))
-    return accumulator.correlation()
+    return accumulator.correlation_tensor()
 
 
 def ingest_feature_matches(store: Store, pairing: str, method: str, min_corr: float | None = None,
@@ -126,7 +128,7 @@ def ingest_feature_matches(store: Store, pairing: str, method: str, min_corr: fl
         return JobResult(seen.previous, 0, skipped=True, message=f"matching {seen.previous} has these parameters")
     store.see(seen, "feature_pairs", is_input=True, pairing=pairing)
     try:
-        corr = np.asarray(store.artifact(pairing, CORRELATION_ARTIFACT), dtype=np.float64)
+        corr = store.artifact(pairing, CORRELATION_ARTIFACT)  # float32, memory-mapped
     except InputError:
         raise InputError(f"pairing {pairing} kept no full correlation matrix (more than {MAX_ARTIFACT_ENTRIES:,} "
                          "entries); matching needs it") from None

@@ -124,18 +124,22 @@ def _bytes_per_pairing(metric: str, n: int, width: int) -> int:
 
 def null_distribution(metric: str, x: np.ndarray, y: np.ndarray, n_permutations: int, seed: int, baseline: str,
                       pool_x: np.ndarray | None = None, pool_y: np.ndarray | None = None, device="cpu",
-                      budget_bytes: float = 2 * 2**30) -> np.ndarray:
+                      budget_bytes: float | None = None) -> np.ndarray:
     """[n_permutations] metric values under a null baseline, computed in batches on ``device``.
 
     ``shuffled_pairing``: y's rows permuted (a uniform random permutation per draw);
     ``random_selection``: len(x) rows drawn without replacement from each whole side
-    (``pool_x``, ``pool_y``). Draws come from one torch generator seeded with ``seed``.
+    (``pool_x``, ``pool_y``). Draws come from one torch generator seeded with ``seed``. Chunks of
+    draws fill ``budget_bytes`` (default: half the free GPU memory, or 2 GiB on CPU).
     """
+    from quanta_db.runtime.device import memory_budget_bytes
+
     if baseline not in ("shuffled_pairing", "random_selection"):
         raise ValueError(f"unknown baseline {baseline!r}")
     if baseline == "random_selection" and (pool_x is None or pool_y is None):
         raise ValueError("random_selection needs pool_x and pool_y (all rows of each side)")
     device = torch.device(device)
+    budget_bytes = budget_bytes or memory_budget_bytes(device, 0.5, 2 * 2**30)
     generator = torch.Generator(device=device).manual_seed(seed)
     as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)  # noqa: E731
     x_t, y_t = as_tensor(x), as_tensor(y)

@@ -34,39 +34,48 @@ class CrossCorrelation:
         self.sum_bb += b.pow(2).sum(0, dtype=torch.float64)
         self.sum_ab += (a.T @ b).double()  # float32 GEMM per batch, float64 across batches
 
-    def correlation(self) -> np.ndarray:
-        """[d_a, d_b] Pearson correlations (NaN where either feature has no variance)."""
+    def correlation_tensor(self) -> torch.Tensor:
+        """[d_a, d_b] Pearson correlations as float32 on the device (NaN where either feature has no variance)."""
         n = max(self.n, 1)
         mean_a, mean_b = self.sum_a / n, self.sum_b / n
         var_a = (self.sum_aa / n - mean_a**2).clamp_min(0)
         var_b = (self.sum_bb / n - mean_b**2).clamp_min(0)
-        cov = self.sum_ab / n - mean_a[:, None] * mean_b[None, :]
         # Relative thresholds: variance that is rounding noise of the squared means counts as none.
         flat_a = var_a <= 1e-12 * (self.sum_aa / n).clamp_min(1e-300)
         flat_b = var_b <= 1e-12 * (self.sum_bb / n).clamp_min(1e-300)
-        corr = cov / torch.sqrt(var_a[:, None] * var_b[None, :])
+        # In place, row block by row block: at 32k x 32k the float64 sums are the only full-size buffer.
+        corr = torch.empty(self.sum_ab.shape, dtype=torch.float32, device=self.device)
+        scale_b = torch.rsqrt(var_b)
+        for start in range(0, corr.shape[0], 1024):
+            rows = slice(start, start + 1024)
+            block = self.sum_ab[rows] / n - mean_a[rows, None] * mean_b[None, :]
+            corr[rows] = (block * torch.rsqrt(var_a[rows])[:, None] * scale_b[None, :]).clamp(-1, 1)
         corr[flat_a, :] = torch.nan
         corr[:, flat_b] = torch.nan
-        return corr.clamp(-1, 1).cpu().numpy()
+        return corr
+
+    def correlation(self) -> np.ndarray:
+        """[d_a, d_b] Pearson correlations as a numpy float64 array (see :meth:`correlation_tensor`)."""
+        return self.correlation_tensor().double().cpu().numpy()
 
 
-def top_partners(corr: np.ndarray, k: int) -> list[tuple[int, int, float, int, str]]:
+def top_partners(corr, k: int) -> list[tuple[int, int, float, int, str]]:
     """(feature_a, feature_b, corr, rank, side): each B feature's k best A features (side 'b') and
-    each A feature's k best B features (side 'a'); NaN correlations never rank."""
+    each A feature's k best B features (side 'a'); NaN correlations never rank. ``corr`` is a numpy
+    array or a tensor (top-k runs where it lives)."""
+    ranked = torch.as_tensor(corr).float().nan_to_num(nan=-torch.inf)
     rows = []
-    ranked = np.where(np.isnan(corr), -np.inf, corr)
     for side, matrix in (("b", ranked.T), ("a", ranked)):
-        k_side = min(k, matrix.shape[1])
-        best = np.argsort(-matrix, axis=1, kind="stable")[:, :k_side]
-        for feature, partners in enumerate(best):
-            for rank, partner in enumerate(partners):
-                if np.isfinite(matrix[feature, partner]):
-                    a, b = (partner, feature) if side == "b" else (feature, partner)
-                    rows.append((int(a), int(b), float(corr[a, b]), rank, side))
+        values, partners = matrix.topk(min(k, matrix.shape[1]), dim=1)
+        values, partners = values.cpu().numpy(), partners.cpu().numpy()
+        for feature, rank in zip(*np.nonzero(np.isfinite(values))):
+            partner = int(partners[feature, rank])
+            a, b = (partner, int(feature)) if side == "b" else (int(feature), partner)
+            rows.append((a, b, float(values[feature, rank]), int(rank), side))
     return rows
 
 
-def match(corr: np.ndarray, method: str, min_corr: float | None = None, max_many: int | None = None,
+def match(corr, method: str, min_corr: float | None = None, max_many: int | None = None,
           exclude_a: np.ndarray | None = None, exclude_b: np.ndarray | None = None) -> list[tuple[int, int, float, int]]:
     """(feature_a, feature_b, corr, n_many) pairs of ``method``:
 
@@ -77,38 +86,70 @@ def match(corr: np.ndarray, method: str, min_corr: float | None = None, max_many
     Then pairs below ``min_corr`` are dropped, and A features matched more than ``max_many``
     times; ``exclude_a`` / ``exclude_b`` (boolean masks, e.g. dead features) never match.
     n_many = how many B features the pair's A feature is matched to (after the filters).
+    ``corr`` may be a memory-mapped float32 array: one float64 working copy is made.
     """
-    usable = np.where(np.isnan(corr), -np.inf, corr)
+    if method not in ("argmax", "one-to-one", "greedy"):
+        raise ValueError(f"unknown matching method {method!r} (argmax, one-to-one, greedy)")
+    usable = np.array(corr, dtype=np.float64)
+    usable[np.isnan(usable)] = -np.inf
     if exclude_a is not None:
         usable[np.asarray(exclude_a, dtype=bool), :] = -np.inf
     if exclude_b is not None:
         usable[:, np.asarray(exclude_b, dtype=bool)] = -np.inf
     if method == "argmax":
-        a_of_b = np.argmax(usable, axis=0)
-        pairs = [(int(a), b) for b, a in enumerate(a_of_b)]
+        pairs = [(int(a), b) for b, a in enumerate(np.argmax(usable, axis=0))]
+        values = usable[[a for a, _ in pairs], [b for _, b in pairs]] if pairs else np.empty(0)
     elif method == "one-to-one":
-        finite = np.isfinite(usable)
-        cost = np.where(finite, -usable, 3.0)  # above any -corr: an impossible pair is never preferred
-        rows, cols = linear_sum_assignment(cost)
-        pairs = [(int(a), int(b)) for a, b in zip(rows, cols)]
-    elif method == "greedy":
-        order = np.argsort(-usable, axis=None, kind="stable")
-        used_a, used_b, pairs = set(), set(), []
-        for flat in order:
-            a, b = np.unravel_index(flat, usable.shape)
-            if not np.isfinite(usable[a, b]) or len(pairs) == min(usable.shape):
-                break
-            if a not in used_a and b not in used_b:
-                used_a.add(a)
-                used_b.add(b)
-                pairs.append((int(a), int(b)))
+        pairs, values = _one_to_one(usable)
     else:
-        raise ValueError(f"unknown matching method {method!r} (argmax, one-to-one, greedy)")
-    pairs = [(a, b) for a, b in pairs if np.isfinite(usable[a, b])]
-    if min_corr is not None:
-        pairs = [(a, b) for a, b in pairs if usable[a, b] >= min_corr]
-    counts = np.bincount([a for a, _ in pairs], minlength=corr.shape[0])
+        pairs, values = _greedy(usable)
+    keep = np.isfinite(values) & (values >= min_corr if min_corr is not None else True)
+    pairs = [pair for pair, kept in zip(pairs, keep) if kept]
+    counts = np.bincount([a for a, _ in pairs], minlength=usable.shape[0])
     if max_many is not None:
         pairs = [(a, b) for a, b in pairs if counts[a] <= max_many]
-        counts = np.bincount([a for a, _ in pairs], minlength=corr.shape[0])
+        counts = np.bincount([a for a, _ in pairs], minlength=usable.shape[0])
     return [(a, b, float(corr[a, b]), int(counts[a])) for a, b in sorted(pairs)]
+
+
+def _one_to_one(usable: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Exact maximum-weight assignment; ``usable`` is overwritten with the cost (in place, so a
+    32k x 32k problem holds one float64 matrix)."""
+    impossible = ~np.isfinite(usable)
+    cost = np.negative(usable, out=usable)
+    cost[impossible] = 3.0  # above any -corr: an impossible pair is never preferred
+    rows, cols = linear_sum_assignment(cost)
+    values = -cost[rows, cols]
+    values[impossible[rows, cols]] = -np.inf
+    return [(int(a), int(b)) for a, b in zip(rows, cols)], values
+
+
+def _greedy(usable: np.ndarray, block: int = 1024) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Greedy matching by locally dominant pairs: a pair that is the best remaining partner of both
+    its features is the one the global greedy order takes (Preis 1999, for distinct values), so each
+    round takes all of them at once; only rows / columns whose best partner was taken are searched
+    again. ``usable`` is overwritten (taken rows and columns become -inf)."""
+    row_best = _argmax_rows(usable, np.arange(usable.shape[0]), block)
+    col_best = _argmax_rows(usable.T, np.arange(usable.shape[1]), block)
+    pairs, values = [], []
+    while True:
+        a = np.flatnonzero(col_best[row_best] == np.arange(len(row_best)))
+        b = row_best[a]
+        found = np.isfinite(usable[a, b])
+        a, b = a[found], b[found]
+        if not len(a):
+            return pairs, np.array(values)
+        pairs += [(int(i), int(j)) for i, j in zip(a, b)]
+        values += usable[a, b].tolist()
+        usable[a, :] = -np.inf
+        usable[:, b] = -np.inf
+        stale_rows = np.flatnonzero(np.isin(row_best, b))
+        stale_cols = np.flatnonzero(np.isin(col_best, a))
+        row_best[stale_rows] = _argmax_rows(usable, stale_rows, block)
+        col_best[stale_cols] = _argmax_rows(usable.T, stale_cols, block)
+
+
+def _argmax_rows(matrix: np.ndarray, rows: np.ndarray, block: int) -> np.ndarray:
+    """Argmax of the chosen rows, in blocks (each block of a transposed view is a strided copy)."""
+    return np.concatenate([np.argmax(matrix[rows[i:i + block]], axis=1) for i in range(0, len(rows), block)]
+                          or [np.empty(0, dtype=np.int64)])
