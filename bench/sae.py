@@ -33,12 +33,15 @@ from quanta_db.runtime.hooks import activations_until  # noqa: E402
 
 
 class StandardSAE(torch.nn.Module):
-    def __init__(self, d_in: int, d_sae: int, seed: int = 0):
+    """Random standard SAE whose features fire on about 16% of tokens of inputs with norm
+    ``input_norm``: pre-activations ≈ N(0, 1) − 1 (P(N(0, 1) > 1) ≈ 0.16)."""
+
+    def __init__(self, d_in: int, d_sae: int, seed: int = 0, input_norm: float = 1.0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.W_enc = torch.nn.Parameter(torch.randn(d_in, d_sae, generator=g) / d_in**0.5)
+        self.W_enc = torch.nn.Parameter(torch.randn(d_in, d_sae, generator=g) / input_norm)
         self.W_dec = torch.nn.Parameter(torch.randn(d_sae, d_in, generator=g) / d_sae**0.5)
-        self.b_enc = torch.nn.Parameter(torch.full((d_sae,), -0.5))
+        self.b_enc = torch.nn.Parameter(torch.full((d_sae,), -1.0))
         self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
 
     def encode(self, x):
@@ -46,6 +49,13 @@ class StandardSAE(torch.nn.Module):
 
     def decode(self, f):
         return f @ self.W_dec + self.b_dec
+
+
+@torch.no_grad()
+def hook_norm(model, hook: str, config, device) -> float:
+    """Mean norm of the hook's activations on random tokens (to calibrate a random SAE)."""
+    ids = torch.randint(0, config.vocab_size, (4, 64), generator=torch.Generator().manual_seed(0)).to(device)
+    return float(activations_until(model, ids, [hook])[hook].float().norm(dim=-1).mean())
 
 
 def _sync(device):
@@ -107,8 +117,8 @@ def main() -> None:
     config = gpt_neox_config(1024, 128, 4, 4, n_ctx=args.seq_len) if args.shape == "tiny" else pythia_config(args.shape)
     dtype = getattr(torch, args.dtype)
     model = random_model(config).to(device, dtype).eval()
-    sae = StandardSAE(config.hidden_size, args.d_sae).to(device, dtype)
     hook = f"blocks.{args.layer}.hook_resid_post"
+    sae = StandardSAE(config.hidden_size, args.d_sae, input_norm=hook_norm(model, hook, config, device)).to(device, dtype)
     rng = np.random.default_rng(0)
     windows = torch.from_numpy(rng.integers(0, config.vocab_size, size=(args.n_tokens // args.seq_len, args.seq_len)))
     ours(model, sae, hook, windows[: args.batch], args.batch, device, args.top_k)  # warm-up

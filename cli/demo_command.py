@@ -13,8 +13,9 @@ from quanta_db.reports.formats import render
 @progress_option
 @pass_store
 def demo(ref, store_path, progress):
-    """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; cluster; show analyses."""
-    from quanta_db.demo.run import ANALYSES, run_demo, write_feature_reports, write_viewer
+    """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; cluster; train, ingest and
+    pair SAEs; show analyses."""
+    from quanta_db.demo.run import ANALYSES, run_demo, write_feature_reports, write_heatmap, write_viewer
 
     path = StoreRef(store_path).path if store_path else ref.path
     store = run_demo(path, echo=click.echo, progress=progress)
@@ -24,4 +25,5 @@ def demo(ref, store_path, progress):
     click.echo(f"\ncluster viewer: {write_viewer(store, path)}")
     for report in write_feature_reports(store, path):
         click.echo(f"feature report: {report}")
+    click.echo(f"SVCCA heat map: {write_heatmap(store, path)}")
     click.echo(f"store: {store.root}\ntry: quanta-db --store {path} views")

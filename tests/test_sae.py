@@ -275,3 +275,16 @@ def test_bfloat16_statistics_are_close_to_float32(sae_store, tmp_path):
     assert bf16.explained_variance == pytest.approx(f32.explained_variance, rel=0.01)
     hashes = sae_store.query_df("SELECT DISTINCT config_hash FROM saes")
     assert len(hashes) == 1  # the identity of the SAE does not depend on the dtype it ran in
+
+
+def test_first_tokens_cuts_the_last_document_and_allows_more_than_the_corpus():
+    from quanta_db.results.sae.job import first_tokens
+
+    docs = np.array([10, 11, 12])
+    sequences = [np.arange(5), np.arange(4), np.arange(3)]
+    ids, kept = first_tokens(docs, sequences, 7)
+    assert ids.tolist() == [10, 11] and [len(s) for s in kept] == [5, 2]
+    ids, kept = first_tokens(docs, sequences, 9)
+    assert ids.tolist() == [10, 11] and [len(s) for s in kept] == [5, 4]
+    ids, kept = first_tokens(docs, sequences, 1000)  # more than the corpus holds: all of it
+    assert ids.tolist() == [10, 11, 12] and [len(s) for s in kept] == [5, 4, 3]

@@ -35,7 +35,18 @@ def test_batched_svcca_keeps_the_same_components_as_numpy():
         np.testing.assert_allclose(got, [metrics.svcca(a, b, **kwargs) for a, b in zip(x, y)], rtol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["cka", "procrustes", "svcca"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_shuffled_pairing_values_equal_the_metric_on_permuted_rows(name):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(25, 6))
+    y = x @ rng.normal(size=(6, 8)) + 0.5 * rng.normal(size=(25, 8))
+    perms = torch.stack([torch.from_numpy(rng.permutation(25)) for _ in range(7)] + [torch.arange(25)])
+    got = nulls.shuffled_pairing(name, torch.from_numpy(x), torch.from_numpy(y))(perms).numpy()
+    expected = [CASES[name](x, y[p.numpy()]) for p in perms]
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["cka", "procrustes", "svcca", "rsa"])
 def test_shuffled_pairing_draws_are_permutations_of_y(name):
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))

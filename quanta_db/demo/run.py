@@ -40,7 +40,11 @@ ANALYSES = {
     "cluster_summary": "SELECT * FROM cluster_summary WHERE cluster < 6",
     "sae_comparison": "SELECT sae, d_sae, n_tokens, l0, explained_variance, ce_loss_score, dead_fraction "
                       "FROM sae_comparison",
+    "pair_summary": "SELECT method, sae_a, sae_b, pairs_kept, unique_a_features, mean_corr FROM pair_summary",
+    "significance_table": "SELECT sae_a, layer_a, sae_b, layer_b, paired, null_mean, p_value "
+                          "FROM significance_table('svcca')",
 }
+UNIVERSALITY = dict(method="one-to-one", permutations=200)
 CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, exclude_filter="trigram", n_tokens=300,
                   skip=3, n_clusters=10, n_init=10, seed=0)
 
@@ -170,10 +174,32 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
     steps += [(lambda name=name, path=path: [ingest_sae(store, str(path), CORPUS, name, name=f"{name}-sae",
                                                         step=shape.checkpoint_steps[-1], progress=progress)])
               for name, path in inputs["saes"].items()]
+    steps.append(lambda: _universality(store, [f"{name}-sae" for name in inputs["saes"]], progress))
     for step in steps:
         for result in step():
             echo(("skipped: " if result.skipped else "") + result.message)
     return store
+
+
+def _universality(store: Store, saes: list[str], progress: bool) -> list:
+    """Pair the first two SAEs (the two tiny models'), match them one to one, compare the matched decoders."""
+    from quanta_db.results.universality.job import ingest_feature_matches, ingest_feature_pairs, ingest_metrics
+
+    if len(saes) < 2:
+        return []
+    pairing = ingest_feature_pairs(store, saes[0], saes[1], CORPUS, progress=progress)
+    matching = ingest_feature_matches(store, pairing.run_id, UNIVERSALITY["method"], exclude_dead=True)
+    return [pairing, matching, ingest_metrics(store, matching.run_id, permutations=UNIVERSALITY["permutations"],
+                                              seed=0)]
+
+
+def write_heatmap(store: Store, store_path) -> Path:
+    """The SVCCA heat map of the demo's SAE pair, beside the store."""
+    from quanta_db.results.universality.heatmap import heatmap_data, render_heatmap_png
+
+    path = inputs_dir(store_path) / "svcca-heatmap.png"
+    render_heatmap_png(heatmap_data(store, "svcca"), path, "svcca")
+    return path
 
 
 def write_feature_reports(store: Store, store_path) -> list[Path]:

@@ -114,7 +114,7 @@ def first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int
     if n_tokens is None:
         return doc_ids, sequences
     lengths = np.cumsum([len(s) for s in sequences])
-    keep = int(np.searchsorted(lengths, n_tokens, side="left")) + 1
+    keep = min(int(np.searchsorted(lengths, n_tokens, side="left")) + 1, len(sequences))
     kept = list(sequences[:keep])
     if kept:
         kept[-1] = kept[-1][: len(kept[-1]) - max(0, int(lengths[keep - 1]) - n_tokens)]

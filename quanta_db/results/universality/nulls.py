@@ -100,13 +100,7 @@ def mutual_knn_batched(x: torch.Tensor, y: torch.Tensor, k: int = 10) -> torch.T
     cosine similarity among the other rows."""
     k = min(k, x.shape[1] - 1)
 
-    def neighbours(a):
-        unit = a / a.norm(dim=2, keepdim=True).clamp_min(1e-12)
-        sim = unit @ unit.mT
-        sim.diagonal(dim1=1, dim2=2).fill_(-torch.inf)
-        return sim.topk(k, dim=2).indices
-
-    nx, ny = neighbours(x), neighbours(y)
+    nx, ny = _neighbours(x, k), _neighbours(y, k)
     shared = (nx[..., :, None] == ny[..., None, :]).any(dim=3).sum(dim=2)
     return shared.to(x.dtype).mean(dim=1) / k
 
@@ -115,11 +109,58 @@ BATCHED: dict[str, BatchedMetric] = {"svcca": svcca_batched, "rsa": rsa_batched,
                                      "procrustes": procrustes_batched, "mknn": mutual_knn_batched}
 
 
-def _bytes_per_pairing(metric: str, n: int, width: int) -> int:
-    """Rough float64 working memory of one pairing, to size the chunks."""
+def _neighbours(a: torch.Tensor, k: int) -> torch.Tensor:
+    unit = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    sim = unit @ unit.mT
+    sim.diagonal(dim1=-2, dim2=-1).fill_(-torch.inf)
+    return sim.topk(k, dim=-1).indices
+
+
+def shuffled_pairing(metric: str, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``values(perms)`` = [metric(x, y[perm]) for perm in perms] ([P, n] permutations), with all
+    that a row permutation of y leaves unchanged computed once: column centring, the singular
+    bases (the SVD of PY is P times the SVD of Y), Gram norms, the ranks of the similarity
+    matrices (permuting rows permutes the same off-diagonal values) and the k-NN lists (the
+    neighbours of row i of PY are P⁻¹ of the neighbours of row π(i) of Y)."""
+    if metric == "cka":
+        xc, yc = _centered(x[None])[0], _centered(y[None])[0]
+        scale = torch.linalg.matrix_norm(xc.mT @ xc) * torch.linalg.matrix_norm(yc.mT @ yc)
+        return lambda perms: torch.linalg.matrix_norm(yc[perms].mT @ xc) ** 2 / scale
+    if metric == "svcca":
+        (qx, kx), (qy, ky) = _leading_basis(x[None], 0.99, None), _leading_basis(y[None], 0.99, None)
+        kept = torch.minimum(kx, ky)
+        return lambda perms: torch.linalg.svdvals(qx[0].mT @ qy[0][perms]).clamp(0, 1).sum(dim=1) / kept
+    if metric == "procrustes":
+        xc, yc = _centered(x[None])[0], _centered(y[None])[0]
+        xc, yc = xc / torch.linalg.matrix_norm(xc), yc / torch.linalg.matrix_norm(yc)
+        return lambda perms: torch.linalg.svdvals(xc.mT @ yc[perms]).sum(dim=1)
+    if metric == "rsa":
+        rows, cols = torch.tril_indices(len(x), len(x), offset=-1, device=x.device)
+        rx = _ranks(_lower_triangle(_row_correlations(x[None])))[0]
+        rx = (rx - rx.mean()) / (rx - rx.mean()).norm()
+        ry = _ranks(_lower_triangle(_row_correlations(y[None])))[0]
+        full = torch.zeros(len(y), len(y), dtype=ry.dtype, device=y.device)
+        full[rows, cols], full[cols, rows] = ry, ry
+        centre, norm = ry.mean(), (ry - ry.mean()).norm()
+        return lambda perms: ((full[perms[:, rows], perms[:, cols]] - centre) @ rx) / norm
+    if metric == "mknn":
+        k = min(10, len(x) - 1)
+        nx, ny = _neighbours(x, k), _neighbours(y, k)
+
+        def values(perms):
+            inverse = perms.argsort(dim=1)
+            moved = torch.gather(inverse, 1, ny[perms].flatten(1)).view(*perms.shape, k)
+            return (moved[..., :, None] == nx[None, :, None, :]).any(dim=3).sum(dim=2).to(x.dtype).mean(dim=1) / k
+        return values
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _bytes_per_draw(metric: str, n: int, width: int, baseline: str) -> int:
+    """Rough float64 working memory of one draw, to size the chunks."""
     if metric in ("rsa", "mknn"):
-        return 8 * 6 * n * n  # two n × n similarity matrices, triangles, ranks
-    return 8 * 6 * n * width
+        # shuffled: one gathered triangle (mknn: n x k x k comparisons); resampled: both similarity matrices
+        return 8 * 2 * n * n if baseline == "shuffled_pairing" or metric == "rsa" else 8 * 6 * n * n
+    return 8 * (2 if baseline == "shuffled_pairing" else 6) * n * width
 
 
 def null_distribution(metric: str, x: np.ndarray, y: np.ndarray, n_permutations: int, seed: int, baseline: str,
@@ -127,9 +168,10 @@ def null_distribution(metric: str, x: np.ndarray, y: np.ndarray, n_permutations:
                       budget_bytes: float | None = None) -> np.ndarray:
     """[n_permutations] metric values under a null baseline, computed in batches on ``device``.
 
-    ``shuffled_pairing``: y's rows permuted (a uniform random permutation per draw);
-    ``random_selection``: len(x) rows drawn without replacement from each whole side
-    (``pool_x``, ``pool_y``). Draws come from one torch generator seeded with ``seed``. Chunks of
+    ``shuffled_pairing``: y's rows permuted (a uniform random permutation per draw; see
+    :func:`shuffled_pairing`); ``random_selection``: len(x) rows drawn without replacement from
+    each whole side (``pool_x``, ``pool_y``), every draw a new pair of matrices for the
+    ``*_batched`` metric. Draws come from one torch generator seeded with ``seed``. Chunks of
     draws fill ``budget_bytes`` (default: half the free GPU memory, or 2 GiB on CPU).
     """
     from quanta_db.runtime.device import memory_budget_bytes
@@ -143,19 +185,19 @@ def null_distribution(metric: str, x: np.ndarray, y: np.ndarray, n_permutations:
     generator = torch.Generator(device=device).manual_seed(seed)
     as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)  # noqa: E731
     x_t, y_t = as_tensor(x), as_tensor(y)
-    pools = (as_tensor(pool_x), as_tensor(pool_y)) if baseline == "random_selection" else None
     n = len(x_t)
-    chunk = max(1, int(budget_bytes // _bytes_per_pairing(metric, n, max(x_t.shape[1], y_t.shape[1]))))
-    values = []
-    for start in range(0, n_permutations, chunk):
-        size = min(chunk, n_permutations - start)
-        if pools is None:
-            order = torch.rand(size, n, generator=generator, device=device).argsort(dim=1)
-            xs, ys = x_t.expand(size, *x_t.shape), y_t[order]
-        else:
-            xs, ys = (pool[torch.rand(size, len(pool), generator=generator, device=device).topk(n, dim=1).indices]
-                      for pool in pools)
-        values.append(BATCHED[metric](xs, ys))
+    if n < 3:
+        raise ValueError(f"a null distribution needs at least 3 pairs, got {n}")
+    if baseline == "shuffled_pairing":
+        shuffled = shuffled_pairing(metric, x_t, y_t)
+        draw = lambda size: shuffled(torch.rand(size, n, generator=generator, device=device).argsort(dim=1))  # noqa: E731
+    else:
+        pools = (as_tensor(pool_x), as_tensor(pool_y))
+        draw = lambda size: BATCHED[metric](*(  # noqa: E731
+            pool[torch.rand(size, len(pool), generator=generator, device=device).topk(n, dim=1).indices]
+            for pool in pools))
+    chunk = max(1, int(budget_bytes // _bytes_per_draw(metric, n, max(x_t.shape[1], y_t.shape[1]), baseline)))
+    values = [draw(min(chunk, n_permutations - start)) for start in range(0, n_permutations, chunk)]
     return torch.cat(values).cpu().numpy() if values else np.empty(0)
 
 
