@@ -8,7 +8,7 @@ host memory and the statistics computed with numpy at the end (top-k by argparti
 
     python bench/sae.py                                   # CPU, small shape
     python bench/sae.py --device cuda --shape pythia-70m --d-sae 32768 --layer 3 \
-        --n-tokens 2000000 --reference-tokens 65536
+        --n-tokens 2000000 --reference-tokens 65536 [--dtype bfloat16] [--profile]
 
 The SAE is a sae-lens-style standard SAE (ReLU(W_enc (x − b_dec) + b_enc), W_dec f + b_dec)
 with random weights, written in torch so the benchmark needs no SAE download; prints one JSON line.
@@ -99,6 +99,33 @@ def straightforward(model, sae, hook, windows, batch, device, top_k) -> float:
     return time.perf_counter() - start
 
 
+@torch.no_grad()
+def profile(model, sae, hook, windows, batch, device, top_k) -> dict[str, float]:
+    """Milliseconds per batch of each stage (synchronised around each, so slower than ``ours``);
+    ``add`` includes the four statistics stages, the rest of it is the column reductions."""
+    stats = FeatureStatistics(sae.W_enc.shape[1], device, top_k=top_k)
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn(*args)
+        _sync(device)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+        return out
+
+    for name in ("_count_histogram", "_keep_top", "_keep_sample", "_add_metrics"):
+        setattr(stats, name, lambda *args, _m=getattr(stats, name), _n=name.strip("_"): timed(_n, _m, *args))
+    batches = range(0, len(windows), batch)
+    for i in batches:
+        ids = windows[i:i + batch].to(device)
+        x = timed("forward", lambda: activations_until(model, ids, [hook])[hook].flatten(0, 1))
+        feats = timed("encode", sae.encode, x)
+        x_hat = timed("decode", sae.decode, feats)
+        timed("add", stats.add, x, feats, x_hat, torch.arange(i * ids.shape[1], (i + len(ids)) * ids.shape[1]))
+    return {name: round(total / len(batches) * 1000, 2) for name, total in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -112,6 +139,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="Model and SAE weights (statistics accumulate in float32/float64 either way).")
+    parser.add_argument("--profile", action="store_true", help="Also time each stage per batch (one more pass).")
     args = parser.parse_args()
     device = torch.device(args.device)
     config = gpt_neox_config(1024, 128, 4, 4, n_ctx=args.seq_len) if args.shape == "tiny" else pythia_config(args.shape)
@@ -127,11 +155,13 @@ def main() -> None:
     ref_s = straightforward(model, sae, hook, windows[:n_ref], args.batch, device, args.top_k)
     ours_tps = windows.numel() / ours_s
     ref_tps = n_ref * args.seq_len / ref_s
+    stages = {"profile_ms_per_batch": profile(model, sae, hook, windows, args.batch, device, args.top_k)} \
+        if args.profile else {}
     print(json.dumps({
         "benchmark": "sae_statistics", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "shape": args.shape, "dtype": args.dtype, "d_sae": args.d_sae, "hook": hook, "top_k": args.top_k, "tokens": windows.numel(),
         "ours_tokens_per_s": round(ours_tps), "reference_tokens": n_ref * args.seq_len,
-        "reference_tokens_per_s": round(ref_tps), "ratio": round(ours_tps / ref_tps, 2),
+        "reference_tokens_per_s": round(ref_tps), "ratio": round(ours_tps / ref_tps, 2), **stages,
     }))
 
 

@@ -32,7 +32,8 @@ class CrossCorrelation:
         self.sum_b += b.sum(0, dtype=torch.float64)
         self.sum_aa += a.pow(2).sum(0, dtype=torch.float64)
         self.sum_bb += b.pow(2).sum(0, dtype=torch.float64)
-        self.sum_ab += (a.T @ b).double()  # float32 GEMM per batch, float64 across batches
+        # float32 GEMM per batch, added into the float64 sums element by element (no float64 temporary)
+        self.sum_ab.add_(a.T @ b)
 
     def correlation_tensor(self) -> torch.Tensor:
         """[d_a, d_b] Pearson correlations as float32 on the device (NaN where either feature has no variance)."""
