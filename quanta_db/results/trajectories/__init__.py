@@ -1,0 +1,1 @@
+"""Loss trajectories: joint PCA / sparse PCA / hybrid over models x checkpoints, essential dynamics."""
