@@ -14,8 +14,15 @@ from quanta_db.reports.formats import render
 @pass_store
 def demo(ref, store_path, progress):
     """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; cluster; train, ingest and
-    pair SAEs; show analyses."""
-    from quanta_db.demo.run import ANALYSES, run_demo, write_feature_reports, write_heatmap, write_viewer
+    pair SAEs; fit loss trajectories; show analyses."""
+    from quanta_db.demo.run import (
+        ANALYSES,
+        run_demo,
+        write_feature_reports,
+        write_heatmap,
+        write_trajectory_report,
+        write_viewer,
+    )
 
     path = StoreRef(store_path).path if store_path else ref.path
     store = run_demo(path, echo=click.echo, progress=progress)
@@ -26,4 +33,5 @@ def demo(ref, store_path, progress):
     for report in write_feature_reports(store, path):
         click.echo(f"feature report: {report}")
     click.echo(f"SVCCA heat map: {write_heatmap(store, path)}")
+    click.echo(f"trajectories: {write_trajectory_report(store, path)}")
     click.echo(f"store: {store.root}\ntry: quanta-db --store {path} views")

@@ -1,4 +1,4 @@
-"""CLI of the trajectories kind: ingest trajectories."""
+"""CLI of the trajectories kind: ingest trajectories, report trajectories."""
 
 from __future__ import annotations
 
@@ -44,5 +44,18 @@ def trajectories(ref, models, corpus, steps, tokens, method, components, sparse_
         seed=seed, scale=scale, smooth=parse_smooth(smooth), device=device, force=force))
 
 
+@click.command("trajectories")
+@click.argument("fit")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, writable=True), default="trajectories",
+              show_default=True, help="Folder for index.html and the PNG figures.")
+@pass_store
+def trajectories_report(ref, fit, out_dir):
+    """Interactive page (PC pairs, smoothed curves, osculating circles, events, top tokens) and PNGs of a fit."""
+    from quanta_db.results.trajectories.report import write_report
+
+    for path in write_report(ref.open(), fit, out_dir):
+        click.echo(f"wrote {path}")
+
+
 INGEST = [trajectories]
-REPORT: list = []
+REPORT = [trajectories_report]

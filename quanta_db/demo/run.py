@@ -24,6 +24,7 @@ from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.job import ingest_clusters
 from quanta_db.results.sae.job import ingest_sae
+from quanta_db.results.trajectories.job import ingest_trajectories
 from quanta_db.store.store import Store
 
 CORPUS = "stdlib"
@@ -43,8 +44,11 @@ ANALYSES = {
     "pair_summary": "SELECT method, sae_a, sae_b, pairs_kept, unique_a_features, mean_corr FROM pair_summary",
     "significance_table": "SELECT sae_a, layer_a, sae_b, layer_b, paired, null_mean, p_value "
                           "FROM significance_table('svcca')",
+    "trajectory_explained_variance": "SELECT component, method, explained_variance_ratio, cumulative_ratio, sparsity "
+                                     "FROM trajectory_explained_variance",
 }
 UNIVERSALITY = dict(method="one-to-one", permutations=200)
+TRAJECTORIES = dict(corpus=CONTEXTS, method="hybrid", components=3, sparse_components=2, smooth=(0.5, 1.0), device="cpu")
 CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, exclude_filter="trigram", n_tokens=300,
                   skip=3, n_clusters=10, n_init=10, seed=0)
 
@@ -175,6 +179,8 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
                                                         step=shape.checkpoint_steps[-1], progress=progress)])
               for name, path in inputs["saes"].items()]
     steps.append(lambda: _universality(store, [f"{name}-sae" for name in inputs["saes"]], progress))
+    if len(inputs["models"]) > 1:
+        steps.append(lambda: [ingest_trajectories(store, list(inputs["models"]), **TRAJECTORIES)])
     for step in steps:
         for result in step():
             echo(("skipped: " if result.skipped else "") + result.message)
@@ -191,6 +197,14 @@ def _universality(store: Store, saes: list[str], progress: bool) -> list:
     matching = ingest_feature_matches(store, pairing.run_id, UNIVERSALITY["method"], exclude_dead=True)
     return [pairing, matching, ingest_metrics(store, matching.run_id, permutations=UNIVERSALITY["permutations"],
                                               seed=0)]
+
+
+def write_trajectory_report(store: Store, store_path) -> Path:
+    """The trajectory page and figures of the demo's fit, beside the store."""
+    from quanta_db.results.trajectories.report import write_report
+
+    fit = store.catalog_rows("trajectory_fits", corpus=TRAJECTORIES["corpus"])[-1]["fit"]
+    return write_report(store, fit, inputs_dir(store_path) / "trajectories")[0]
 
 
 def write_heatmap(store: Store, store_path) -> Path:
