@@ -20,6 +20,7 @@ def demo(ref, store_path, progress):
         run_demo,
         write_feature_reports,
         write_heatmap,
+        write_tokens_page,
         write_trajectory_report,
         write_viewer,
     )
@@ -34,4 +35,5 @@ def demo(ref, store_path, progress):
         click.echo(f"feature report: {report}")
     click.echo(f"SVCCA heat map: {write_heatmap(store, path)}")
     click.echo(f"trajectories: {write_trajectory_report(store, path)}")
+    click.echo(f"token panes: {write_tokens_page(store, path, [r['model'] for r in store.catalog_rows('models')])}")
     click.echo(f"store: {store.root}\ntry: quanta-db --store {path} views")

@@ -14,6 +14,7 @@ from cli.errors import QuantaGroup
 from cli.export_commands import export
 from cli.options import DEFAULT_STORE, StoreRef
 from cli.store_commands import gc, init, migrate, query, status, views
+from cli.tokens_report import tokens_report
 from quanta_db.version import __version__
 
 
@@ -54,6 +55,7 @@ for module in kind_modules():
         ingest.add_command(command)
     for command in module.REPORT:
         report.add_command(command)
+report.add_command(tokens_report)  # not of one kind: any value per token
 
 for command in (init, migrate, status, gc, views, query, ingest, export, report, demo):
     cli.add_command(command)

@@ -91,3 +91,15 @@ def test_saved_query_header_parsing(tmp_path):
 def test_every_shipped_query_has_a_description():
     for query in views.discover_saved_queries():
         assert query.description, query.path.name
+
+
+def test_open_installs_the_saved_queries_an_upgraded_quanta_db_ships(store):
+    from quanta_db.store.store import Store
+
+    with store.write() as con:  # as a store written by an older quanta-db, without this query
+        con.execute("DROP MACRO TABLE trajectory_top_tokens")
+        con.execute("DELETE FROM saved_queries WHERE name = 'trajectory_top_tokens'")
+    assert "trajectory_top_tokens" not in set(store.saved_queries().name)
+    reopened = Store.open(store.root)
+    assert "trajectory_top_tokens" in set(reopened.saved_queries().name)
+    assert reopened.query_df("SELECT * FROM trajectory_top_tokens('none', 1)").empty

@@ -207,6 +207,18 @@ def write_trajectory_report(store: Store, store_path) -> Path:
     return write_report(store, fit, inputs_dir(store_path) / "trajectories")[0]
 
 
+def write_tokens_page(store: Store, store_path, models: list[str]) -> Path:
+    """Per-token loss panes of the context set: raw loss, stepwise and model differences at the last step."""
+    from quanta_db.reports.tokens import panes_from_options, render_tokens_html
+
+    last = CHECKPOINT_STEPS[-1]
+    panes = panes_from_options(CONTEXTS, loss=[f"{m}@{last}" for m in models], stepwise=[f"{models[-1]}@{last}"],
+                               model_difference=[f"{models[-1]},{models[0]}@{last}"] if len(models) > 1 else [])
+    path = inputs_dir(store_path) / "tokens.html"
+    path.write_text(render_tokens_html(store, CONTEXTS, panes, n_docs=12), encoding="utf-8")
+    return path
+
+
 def write_heatmap(store: Store, store_path) -> Path:
     """The SVCCA heat map of the demo's SAE pair, beside the store."""
     from quanta_db.results.universality.heatmap import heatmap_data, render_heatmap_png

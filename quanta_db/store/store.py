@@ -101,15 +101,22 @@ class Store:
         return catalog.sqlalchemy_engine(self.root, unsafe=unsafe)
 
     def _follow_move(self) -> None:
-        """Rebuild the views when the store was moved or copied since they were built."""
+        """Rebuild the views when the store was moved or copied since they were built, or when
+        this quanta-db ships other saved queries than the store has (an upgrade without a migration)."""
         with self.read() as con:
             row = con.execute("SELECT value FROM store_info WHERE key = 'root'").fetchone()
+            installed = dict(con.execute("SELECT name, sha256 FROM saved_queries").fetchall())
         if row is None or row[0] != self.root.as_posix():
             try:
                 self.refresh_views()
             except StoreError as error:
                 raise StoreError(f"store moved here from {row[0] if row else 'elsewhere'} and its views "
                                  f"could not be rebuilt: {error}") from None
+        elif installed != {q.name: q.sha256 for q in views.discover_saved_queries()}:
+            try:
+                self.refresh_views()
+            except StoreError:
+                pass  # another process holds the catalog; `quanta-db views --refresh` installs them later
 
     # -- schema --------------------------------------------------------------------------------
     def migrate(self, directory: Path | None = None) -> list[migrations.Migration]:

@@ -64,6 +64,20 @@ def _subset_keys(store: Store, tokens_sql: str, corpus: str) -> np.ndarray:
     return np.unique(_keys(table["doc_id"].to_numpy(), table["pos"].to_numpy()))
 
 
+def fill_row(row: np.ndarray, columns: np.ndarray, table) -> None:
+    """Place one (model, step) partition's losses (doc_id, pos, loss_nats) into ``row`` at the
+    columns of their tokens (``columns``: sorted token keys); tokens outside the columns are skipped."""
+    row_keys = _keys(table["doc_id"].to_numpy(), table["pos"].to_numpy())
+    where = np.searchsorted(columns, row_keys)
+    hit = (where < len(columns)) & (columns[np.minimum(where, len(columns) - 1)] == row_keys)
+    row[where[hit]] = table["loss_nats"].to_numpy()[hit]
+
+
+def token_keys(doc_id, pos) -> np.ndarray:
+    """One int64 per token: doc_id in the high 32 bits, pos in the low ones (sorts like (doc_id, pos))."""
+    return _keys(doc_id, pos)
+
+
 def build_matrix(store: Store, rows: list[tuple[str, int]], corpus: str, tokens_sql: str | None = None) -> LossMatrix:
     """The [rows × tokens] loss matrix of the tokens present in every row (within ``tokens_sql``)."""
     counts = store.query_arrow("SELECT doc_id, pos, n_rows FROM trajectory_token_counts(?, ?)",
@@ -83,9 +97,6 @@ def build_matrix(store: Store, rows: list[tuple[str, int]], corpus: str, tokens_
     for i, (model, step) in enumerate(rows):
         table = store.read_fact("token_losses", ["doc_id", "pos", "loss_nats"], partition={"model": model, "step": step},
                                 where=ds.field("corpus") == corpus)
-        row_keys = _keys(table["doc_id"].to_numpy(), table["pos"].to_numpy())
-        where = np.searchsorted(columns, row_keys)
-        hit = (where < len(columns)) & (columns[np.minimum(where, len(columns) - 1)] == row_keys)
-        values[i, where[hit]] = table["loss_nats"].to_numpy()[hit]
+        fill_row(values[i], columns, table)
     return LossMatrix(values, rows, (columns >> 32).astype(np.int64), (columns & 0xFFFFFFFF).astype(np.int32),
                       int((~in_all).sum()), n_outside)
