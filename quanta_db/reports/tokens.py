@@ -9,15 +9,13 @@ only), with diverging colours centred on 0 (or on the pane's median when all its
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from quanta_db.errors import InputError
+from quanta_db.reports.page import render_page
 from quanta_db.results.corpus.read import load_corpus_tokens
 from quanta_db.store.store import Store
 
@@ -113,11 +111,7 @@ def _centre(pane_values: list[list]) -> float:
 def render_tokens_html(store: Store, corpus: str, panes: list[Pane], doc_ids: list[int] | None = None,
                        n_docs: int = 20) -> str:
     """The page (deterministic for a given store)."""
-    import jinja2
-
     if n_docs < 1:
         raise InputError("--docs must be at least 1")
     meta, data = page_data(store, corpus, panes, doc_ids, n_docs)
-    packed = gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0)
-    template = jinja2.Environment(autoescape=True).from_string(TEMPLATE.read_text())
-    return template.render(meta=meta, payload=base64.b64encode(packed).decode())
+    return render_page(TEMPLATE, meta, data)

@@ -8,14 +8,12 @@ as text nodes, so nothing in a token is ever interpreted as markup).
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 from pathlib import Path
 
 import numpy as np
 
 from quanta_db.errors import InputError
+from quanta_db.reports.page import render_page
 from quanta_db.results.corpus.read import load_corpus_tokens
 from quanta_db.store.store import Store
 
@@ -59,12 +57,7 @@ def cluster_page_data(store: Store, clustering: str, before: int, after: int) ->
 
 def render_clusters_html(store: Store, clustering: str, before: int = 300, after: int = 0) -> str:
     """The viewer page for ``clustering`` (deterministic for a given store)."""
-    import jinja2
-
     if before < 0 or after < 0:
         raise InputError("--before and --after must be >= 0")
     meta, data = cluster_page_data(store, clustering, before, after)
-    packed = gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0)
-    environment = jinja2.Environment(autoescape=True)
-    template = environment.from_string(TEMPLATE.read_text())
-    return template.render(meta=meta, payload=base64.b64encode(packed).decode())
+    return render_page(TEMPLATE, meta, data)

@@ -7,15 +7,12 @@ base64-encoded inside the page and is rendered in the browser with text nodes on
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow.compute as pc
 
 from quanta_db.errors import InputError
+from quanta_db.reports.page import render_page
 from quanta_db.results.corpus.read import load_corpus_tokens
 from quanta_db.store.store import Store
 
@@ -78,15 +75,8 @@ def _of(store: Store, table: str, sae: str, corpus: str, features: set):
 def render_features_html(store: Store, sae: str, corpus: str | None = None, max_features: int = 1000,
                          before: int = 24, after: int = 4) -> str:
     """The report page (deterministic for a given store)."""
-    import jinja2
-
     if max_features < 1 or before < 0 or after < 0:
         raise InputError("--max-features must be >= 1, --before and --after >= 0")
     meta, data = feature_page_data(store, sae, corpus, max_features, before, after)
-    packed = gzip.compress(json.dumps(data, separators=(",", ":"), default=_plain).encode(), mtime=0)
-    template = jinja2.Environment(autoescape=True).from_string(TEMPLATE.read_text())
-    return template.render(meta=meta, payload=base64.b64encode(packed).decode())
+    return render_page(TEMPLATE, meta, data)
 
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else str(value)

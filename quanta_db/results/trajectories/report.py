@@ -10,15 +10,13 @@ of every pair of the first three components, for papers.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 
 from quanta_db.errors import InputError
+from quanta_db.reports.page import render_page
 from quanta_db.results.corpus.read import load_corpus_tokens
 from quanta_db.store.store import Store
 
@@ -85,12 +83,8 @@ def _top_tokens(store: Store, fit: str, corpus: str, components: list[int], n: i
 
 def render_trajectories_html(store: Store, fit: str) -> str:
     """The page (deterministic for a given store)."""
-    import jinja2
-
     meta, data = page_data(store, fit)
-    packed = gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0)
-    template = jinja2.Environment(autoescape=True).from_string(TEMPLATE.read_text())
-    return template.render(meta=meta, payload=base64.b64encode(packed).decode())
+    return render_page(TEMPLATE, meta, data)
 
 
 def write_figures(store: Store, fit: str, out_dir: Path) -> list[Path]:
