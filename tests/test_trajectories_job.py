@@ -45,6 +45,20 @@ def test_pca_fit_equals_sklearn_on_the_pivoted_losses(losses_store):
     loadings = losses_store.query_df("SELECT count(*) AS n FROM trajectory_loadings WHERE component = 1")["n"][0]
     assert loadings == pivot.shape[1]
     assert ingest_trajectories(losses_store, ["small", "large"], "toy", components=3, device="cpu").skipped
+    again = ingest_trajectories(losses_store, ["small", "large"], "toy", steps=[4, 8], components=3, device="cpu")
+    assert not again.skipped and losses_store.catalog_rows("trajectory_fits", fit=again.run_id)[0]["n_rows"] == 4
+
+
+def test_a_checkpoint_ingested_later_makes_the_same_command_a_new_fit(corpus_store, toy_model):
+    from quanta_db.results.losses.job import ingest_losses
+    from quanta_db.results.trajectories.job import ingest_trajectories
+
+    for steps, n_rows in (([0, 4], 4), ([8], 6)):  # two models x the steps ingested so far
+        for name in ("a", "b"):
+            ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name=name, steps=steps, progress=False)
+        result = ingest_trajectories(corpus_store, ["a", "b"], "toy", components=2, device="cpu")
+        assert not result.skipped
+        assert corpus_store.catalog_rows("trajectory_fits", fit=result.run_id)[0]["n_rows"] == n_rows
 
 
 def test_tokens_missing_from_a_row_are_dropped_and_counted(losses_store, toy_model):
@@ -88,6 +102,7 @@ def test_token_subset_and_hybrid_and_events(losses_store):
 @pytest.mark.parametrize("kwargs, message", [
     ({"models": ["small"]}, "at least two models"),
     ({"models": ["small", "nope"]}, "unknown model 'nope'"),
+    ({"models": ["small", "large", "small"]}, "lists a model twice"),
     ({"steps": [4, 5]}, "no losses on 'toy' at step(s) 5"),
     ({"tokens": "SELECT doc_id, pos FROM tokens WHERE false"}, "no token of 'toy' has losses in all 6 rows"),
     ({"tokens": "SELECT doc_id FROM tokens"}, "returning doc_id and pos"),

@@ -35,7 +35,9 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
         raise InputError("--components and --sparse-components must be at least 1, --smooth sigmas at least 0")
     corpus_row(store, corpus)
     rows = matrix_rows(store, models, corpus, steps)
-    params = {"models": list(models), "corpus": corpus, "steps": steps, "tokens": tokens, "method": method,
+    # The resolved rows are part of the identity: a checkpoint ingested later makes the same command a new fit.
+    params = {"models": list(models), "corpus": corpus, "steps": steps, "rows": [f"{m}@{s}" for m, s in rows],
+              "tokens": tokens, "method": method,
               "components": components, "sparse_components": sparse_components if method == "hybrid" else None,
               "alpha": alpha if method != "pca" else None, "ridge_alpha": ridge_alpha if method != "pca" else None,
               "max_iter": max_iter, "tol": tol, "seed": seed, "scale": scale, "smooth": list(smooth)}
@@ -43,7 +45,7 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
     if seen.previous and not force:
         return JobResult(seen.previous, 0, skipped=True, message=f"fit {seen.previous} has these parameters")
     store.see(seen, "corpora", is_input=True, corpus=corpus)
-    for model in dict.fromkeys(models):
+    for model in models:
         store.see(seen, "token_losses", is_input=True, model=model, corpus=corpus)
     matrix = build_matrix(store, rows, corpus, tokens)
     torch_device = resolve_device(device)
@@ -54,7 +56,7 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
         smoothed = _smoothed_scores(matrix.rows, result.scores, smooth)
         _write(run, matrix, corpus, result, smoothed)
         run.upsert("trajectory_fits", [{
-            "fit": run.run_id, "corpus": corpus, "models": list(dict.fromkeys(models)), "method": method,
+            "fit": run.run_id, "corpus": corpus, "models": list(models), "method": method,
             "n_rows": len(matrix.rows), "n_tokens": matrix.values.shape[1], "n_dropped": matrix.n_dropped,
             "n_components": len(result.methods), "alpha": params["alpha"], "ridge_alpha": params["ridge_alpha"],
             "scaled": scale, "smooth_early": smooth[0], "smooth_late": smooth[1],

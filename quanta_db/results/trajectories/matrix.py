@@ -37,6 +37,8 @@ def matrix_rows(store: Store, models: list[str], corpus: str, steps: list[int] |
     when given (each must have losses on ``corpus``), else every step with losses there."""
     if len(set(models)) < 2:
         raise InputError("a loss trajectory fit needs at least two models (--models M1,M2,...)")
+    if len(set(models)) != len(models):
+        raise InputError(f"--models lists a model twice: {', '.join(models)}")
     rows = []
     for model in models:
         known = sorted(int(r["step"]) for r in store.catalog_rows("checkpoints", model=model))
