@@ -4,7 +4,9 @@ the independent reference for hook names (``run_with_cache``) and for sae-lens's
 from __future__ import annotations
 
 
-def hooked_transformer(hf_model, tokenizer=None):
+def hooked_transformer(hf_model, tokenizer=None, processed: bool = False):
+    """``processed``: weights as ``HookedTransformer.from_pretrained`` leaves them (LayerNorm folded,
+    value biases folded, writing weights and unembedding centred)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.pretrained.weight_conversions.neox import convert_neox_weights
 
@@ -20,5 +22,8 @@ def hooked_transformer(hf_model, tokenizer=None):
         original_architecture="GPTNeoXForCausalLM", default_prepend_bos=False, device="cpu",
     )
     model = HookedTransformer(cfg, tokenizer=tokenizer)
-    model.load_state_dict(convert_neox_weights(hf_model.float(), cfg), strict=False)
+    if processed:
+        model.load_and_process_state_dict(convert_neox_weights(hf_model.float(), cfg))
+    else:
+        model.load_state_dict(convert_neox_weights(hf_model.float(), cfg), strict=False)
     return model.eval()

@@ -103,3 +103,12 @@ def test_open_installs_the_saved_queries_an_upgraded_quanta_db_ships(store):
     reopened = Store.open(store.root)
     assert "trajectory_top_tokens" in set(reopened.saved_queries().name)
     assert reopened.query_df("SELECT * FROM trajectory_top_tokens('none', 1)").empty
+
+
+def test_open_builds_the_views_of_result_tables_an_upgraded_quanta_db_adds(store):
+    from quanta_db.store.store import Store
+
+    with store.write() as con:  # as a store written before the heads kind existed
+        con.execute("DROP VIEW head_scores")
+    reopened = Store.open(store.root)
+    assert reopened.query_df("SELECT count(*) AS n FROM head_scores")["n"][0] == 0

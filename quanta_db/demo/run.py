@@ -21,6 +21,7 @@ from quanta_db.results.corpus.contexts import ingest_contexts
 from quanta_db.results.corpus.dm_math import ingest_dm_math
 from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.filters.job import ingest_filters
+from quanta_db.results.heads.job import ingest_heads
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.job import ingest_clusters
 from quanta_db.results.sae.job import ingest_sae
@@ -46,8 +47,11 @@ ANALYSES = {
                           "FROM significance_table('svcca')",
     "trajectory_explained_variance": "SELECT component, method, explained_variance_ratio, cumulative_ratio, sparsity "
                                      "FROM trajectory_explained_variance",
+    "head_seed_table": "SELECT layer, head, mean_mover_dla, mean_dla, induction, ov_copy_vocab "
+                       "FROM head_seed_table('tiny-128d', 256, 'stdlib') LIMIT 6",
 }
 UNIVERSALITY = dict(method="one-to-one", permutations=200)
+HEADS = dict(corpus=CORPUS, max_docs=40, induction_length=20)
 TRAJECTORIES = dict(corpus=CONTEXTS, method="hybrid", components=3, sparse_components=2, smooth=(0.5, 1.0), device="cpu")
 CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, exclude_filter="trigram", n_tokens=300,
                   skip=3, n_clusters=10, n_init=10, seed=0)
@@ -181,6 +185,8 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
     steps.append(lambda: _universality(store, [f"{name}-sae" for name in inputs["saes"]], progress))
     if len(inputs["models"]) > 1:
         steps.append(lambda: [ingest_trajectories(store, list(inputs["models"]), **TRAJECTORIES)])
+    steps.append(lambda: [ingest_heads(store, name, step=shape.checkpoint_steps[-1], progress=progress, **HEADS)
+                          for name in inputs["models"]])
     for step in steps:
         for result in step():
             echo(("skipped: " if result.skipped else "") + result.message)

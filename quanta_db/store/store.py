@@ -75,7 +75,11 @@ class Store:
             version = migrations.current_version(con)
             present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         if not todo and not set(fact_tables()) <= present:
-            raise StoreError("store views are out of date with this quanta-db; run `quanta-db migrate`")
+            # A newer quanta-db with a new result table but no schema change: build its views now.
+            try:
+                self.refresh_views()
+            except StoreError:
+                raise StoreError("store views are out of date with this quanta-db; run `quanta-db migrate`") from None
         if todo:
             raise StoreError(
                 f"store schema is at version {version}, this quanta-db expects {code[-1].version}; "

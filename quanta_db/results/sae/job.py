@@ -16,7 +16,7 @@ from quanta_db.errors import InputError
 from quanta_db.job import JobResult, committed, require_name
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import batch_token_losses
-from quanta_db.results.losses.job import check_corpus_tokenizer
+from quanta_db.results.losses.models import resolve_model
 from quanta_db.results.sae import outputs
 from quanta_db.results.sae.loading import LoadedSAE, check_against_model, load_sae
 from quanta_db.results.sae.stats import FeatureStatistics
@@ -42,7 +42,7 @@ def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     loaded = load_sae(sae, sae_id, torch_device, name)
     corpus_info = corpus_row(store, corpus)
-    model_name, checkpoint, known = _resolve_model(store, model, step, corpus_info)
+    model_name, checkpoint, known = resolve_model(store, model, step, corpus_info)
     lm = model_sources.load_model(checkpoint, torch_dtype, torch_device)
     hook = check_against_model(loaded, lm, model_name)
     loaded.sae.to(torch_dtype)  # the SAE runs in the model's dtype; statistics accumulate in float32/64
@@ -71,29 +71,6 @@ def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None
     return committed(run, rows, f"SAE {loaded.name!r} on {corpus!r}: {summary['n_tokens']:,} tokens, "
                      f"{summary['n_dead']} dead of {loaded.sae.cfg.d_sae} features, L0 {summary['l0']:.1f}, "
                      f"explained variance {summary['explained_variance']:.3f}", summary)
-
-
-def _resolve_model(store: Store, model: str, step: int | None, corpus_info: dict):
-    """(name, checkpoint, known): a model the store knows by name, else a hub name or folder."""
-    known = store.catalog_rows("models", model=model)
-    if known:
-        checkpoints = sorted(store.catalog_rows("checkpoints", model=model), key=lambda c: c["step"])
-        if step is None and len(checkpoints) == 1:
-            step = checkpoints[0]["step"]
-        chosen = [c for c in checkpoints if c["step"] == step]
-        if not chosen:
-            steps = ", ".join(str(c["step"]) for c in checkpoints)
-            raise InputError(f"model {model!r} has no checkpoint at step {step} in the store (known: {steps}); "
-                             "pass --step")
-        if known[0]["vocab_hash"] and known[0]["vocab_hash"] != corpus_info["vocab_hash"]:
-            raise InputError(f"corpus {corpus_info['corpus']!r} was tokenized with another vocabulary than "
-                             f"model {model!r}")
-        return model, model_sources.Checkpoint(int(step), chosen[0]["revision"], chosen[0]["source"]), True
-    checkpoints = model_sources.resolve_checkpoints(model, [step] if step is not None else None)
-    if len(checkpoints) != 1:
-        raise InputError(f"model {model} has {len(checkpoints)} checkpoints; pass --step")
-    check_corpus_tokenizer(model, checkpoints[0], None, corpus_info)
-    return model_sources.default_model_name(model), checkpoints[0], False
 
 
 def _check_name(store: Store, loaded: LoadedSAE, force: bool) -> str:

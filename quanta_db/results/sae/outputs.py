@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from quanta_db.results.losses.models import stage_model_rows
 from quanta_db.results.sae.loading import LoadedSAE
 from quanta_db.results.sae.stats import HISTOGRAM_EDGES, FeatureStatistics, decoder_geometry, gini
-from quanta_db.runtime import models as model_sources
 
 LOGIT_EFFECTS = 10  # top and bottom tokens per feature
 FEATURE_BLOCK = 4096
@@ -23,10 +23,7 @@ def stage_catalog(run, loaded: LoadedSAE, model_name: str, checkpoint, lm, corpu
     import sae_lens
 
     if not known_model:
-        run.upsert("models", [{"model": model_name, "source": checkpoint.location, **model_sources.model_info(lm),
-                               "vocab_hash": corpus_info["vocab_hash"], "run_id": run.run_id}], key=["model"])
-        run.upsert("checkpoints", [{"model": model_name, "step": checkpoint.step, "revision": checkpoint.revision,
-                                    "source": checkpoint.location, "run_id": run.run_id}], key=["model", "step"])
+        stage_model_rows(run, model_name, checkpoint, lm, corpus_info)
     row = {"sae": loaded.name, "model": model_name, "step": checkpoint.step, "hook_name": loaded.hook_name,
            "layer": layer, "d_in": loaded.sae.cfg.d_in, "d_sae": loaded.sae.cfg.d_sae,
            "architecture": loaded.architecture, "source": loaded.source, "sae_id": loaded.sae_id,
