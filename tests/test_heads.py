@@ -173,3 +173,30 @@ def test_head_saved_analyses_against_pandas(corpus_store, toy_model):
     outside = rows[~rows.value].groupby(["layer", "head"]).mover_dla.mean().sort_values(ascending=False)
     assert list(zip(seed.layer, seed["head"])) == list(outside.index)
     assert seed.induction.notna().all()
+
+
+def test_head_cluster_loss_drop_against_pandas(corpus_store, toy_model):
+    from quanta_db.results.heads.job import ingest_heads
+    from quanta_db.results.losses.job import ingest_losses
+    from quanta_db.results.quanta.job import ingest_clusters
+
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[4, 8], progress=False)
+    for step in (4, 8):
+        ingest_heads(corpus_store, "tiny", "toy", step=step, induction_length=8, progress=False)
+    clustering = ingest_clusters(corpus_store, "tiny", 8, "toy", loss_below=6.0, n_tokens=30, skip=2, n_clusters=3,
+                                 n_init=4, seed=0, device="cpu", progress=False).run_id
+    got = corpus_store.query_df("SELECT * FROM head_cluster_loss_drop('tiny', 4, 8, ?)", [clustering])
+    labels = corpus_store.query_df("SELECT cluster, doc_id, pos FROM cluster_labels")
+    losses = corpus_store.query_df("SELECT step, doc_id, pos, loss_nats FROM token_losses").pivot_table(
+        index=["doc_id", "pos"], columns="step", values="loss_nats")
+    heads = corpus_store.query_df("SELECT step, doc_id, pos, layer, head, dla FROM head_token_metrics").pivot_table(
+        index=["doc_id", "pos", "layer", "head"], columns="step", values="dla").reset_index()
+    joined = labels.merge(heads, on=["doc_id", "pos"]).merge(
+        (losses[4] - losses[8]).rename("drop").reset_index(), on=["doc_id", "pos"])
+    joined["gain"] = joined[8] - joined[4]
+    expected = joined.groupby(["cluster", "layer", "head"]).agg(drop=("drop", "mean"), gain=("gain", "mean"),
+                                                                 n=("gain", "size"))
+    got = got.set_index(["cluster", "layer", "head"]).loc[expected.index]
+    np.testing.assert_allclose(got.mean_loss_drop_nats, expected["drop"], rtol=1e-5)
+    np.testing.assert_allclose(got.mean_dla_gain, expected.gain, rtol=1e-4, atol=1e-6)
+    assert (got.n_tokens == expected.n).all() and len(got) == len(expected) > 0
