@@ -36,4 +36,4 @@ def demo(ref, store_path, progress):
     click.echo(f"SVCCA heat map: {write_heatmap(store, path)}")
     click.echo(f"trajectories: {write_trajectory_report(store, path)}")
     click.echo(f"token panes: {write_tokens_page(store, path, [r['model'] for r in store.catalog_rows('models')])}")
-    click.echo(f"store: {store.root}\ntry: quanta-db --store {path} views")
+    click.echo(f"store: {store.root}\ntry: quanta-db --store {path} views\nserve it: quanta-db --store {path} serve --open")

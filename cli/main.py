@@ -13,6 +13,7 @@ from cli.demo_command import demo
 from cli.errors import QuantaGroup
 from cli.export_commands import export
 from cli.options import DEFAULT_STORE, StoreRef
+from cli.serve_command import serve
 from cli.store_commands import gc, init, migrate, query, status, views
 from cli.tokens_report import tokens_report
 from quanta_db.version import __version__
@@ -57,7 +58,7 @@ for module in kind_modules():
         report.add_command(command)
 report.add_command(tokens_report)  # not of one kind: any value per token
 
-for command in (init, migrate, status, gc, views, query, ingest, export, report, demo):
+for command in (init, migrate, status, gc, views, query, ingest, export, report, demo, serve):
     cli.add_command(command)
 
 

@@ -1,0 +1,36 @@
+"""``quanta-db serve``: the store as a read-only web service."""
+
+from __future__ import annotations
+
+import click
+
+from cli.options import pass_store
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--time-limit-ms", type=click.IntRange(1), default=5000, show_default=True, help="Per query.")
+@click.option("--max-rows", type=click.IntRange(1), default=1000, show_default=True, help="Rows a page or download shows.")
+@click.option("--token", help="Require this secret (Authorization: Bearer ..., or ?token=... once per browser).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the home page in a browser.")
+@pass_store
+def serve(ref, host, port, time_limit_ms, max_rows, token, open_browser):
+    """Serve the store read-only: tables, saved analyses with forms, ad-hoc SQL, downloads, reports, JSON API."""
+    import uvicorn
+
+    from quanta_db.serve.app import Settings, create_app
+
+    store = ref.open()  # checks the schema once, builds missing views
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {host} makes the store readable from other machines"
+                   + ("" if token else "; consider --token"), err=True)
+    app = create_app(Settings(store.root, time_limit_ms=time_limit_ms, max_rows=max_rows, token=token))
+    url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
+    click.echo(f"serving {store.root} at {url} (Ctrl-C stops)")
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, [url + (f"?token={token}" if token else "")]).start()
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""quanta-db serve: the store as a read-only web service (pages and a JSON API)."""

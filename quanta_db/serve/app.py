@@ -1,0 +1,324 @@
+"""The ASGI app of ``quanta-db serve`` (Starlette + Jinja2): pages, downloads, reports, JSON API.
+
+Every query goes through :func:`quanta_db.serve.query.run` — read-only statement check, a
+connection confined to the store's files, a time and a row limit — on the newest private copy
+of the catalog (:mod:`quanta_db.serve.snapshot`), so serving never blocks an ingest's commit.
+Sync endpoints run in Starlette's worker threads: a slow query holds only its own thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from quanta_db.errors import InputError, QuantaError
+from quanta_db.serve import query as served
+from quanta_db.serve.snapshot import Snapshots
+from quanta_db.store.sql import quote_ident
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PAGE_ROWS = 50
+FORMATS = {"csv": "text/csv", "json": "application/json", "tex": "application/x-tex",
+           "parquet": "application/vnd.apache.parquet"}
+
+
+@dataclass
+class Settings:
+    root: Path
+    time_limit_ms: int = 5000
+    max_rows: int = 1000
+    token: str | None = None
+
+
+def _parameters(text: str) -> list[tuple[str, str | None]]:
+    """``"corpus_name, document_id := 0"`` → [("corpus_name", None), ("document_id", "0")]."""
+    out = []
+    for part in (p.strip() for p in (text or "").split(",") if p.strip()):
+        name, _, default = part.partition(":=")
+        out.append((name.strip(), default.strip() or None))
+    return out
+
+
+def sql_literal(text: str) -> str:
+    """A form value as an SQL literal: integers and decimals as numbers, NULL as NULL, the rest quoted."""
+    value = text.strip()
+    if re.fullmatch(r"-?\d+", value) or re.fullmatch(r"-?\d+\.\d*([eE][-+]?\d+)?", value):
+        return value
+    if value.upper() == "NULL":
+        return "NULL"
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        value = value[1:-1]
+    return "'" + value.replace("'", "''") + "'"
+
+
+def analysis_sql(name: str, parameters: list[tuple[str, str | None]], given: dict[str, str]) -> str | None:
+    """The SELECT running saved analysis ``name`` with ``given`` values (None while a required one is missing)."""
+    if not parameters:
+        return f"SELECT * FROM {quote_ident(name)}"
+    arguments = []
+    for param, default in parameters:
+        value = given.get(param, "")
+        if value.strip() == "":
+            if default is None:
+                return None
+            continue
+        arguments.append(f"{param} := {sql_literal(value)}" if default is not None else sql_literal(value))
+    return f"SELECT * FROM {quote_ident(name)}({', '.join(arguments)})"
+
+
+def create_app(settings: Settings):
+    import jinja2
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    snapshots = Snapshots(settings.root)
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
+    environment.filters["urlencode_params"] = lambda d: urlencode(d)
+    environment.globals["rows_of"] = lambda table: zip(*(c.to_pylist() for c in table.columns))
+    report_cache: dict[tuple, tuple[str, bytes]] = {}
+
+    def execute(sql: str, params=None, max_rows: int | None = settings.max_rows) -> served.Result:
+        connection, _ = snapshots.current()
+        return served.run(connection, sql, params, settings.time_limit_ms, max_rows)
+
+    def page(template: str, status: int = 200, **context) -> HTMLResponse:
+        body = environment.get_template(template).render(settings=settings, **context)
+        return HTMLResponse(body, status_code=status)
+
+    def saved(name: str) -> dict:
+        rows = execute("SELECT name, description, parameters, sql FROM saved_queries WHERE name = ?", [name]).table
+        if not rows.num_rows:
+            raise InputError(f"unknown saved analysis {name!r}")
+        return {k: rows.column(k)[0].as_py() for k in rows.column_names}
+
+    def relations() -> list[dict]:
+        from quanta_db.store.registry import catalog_tables, fact_tables
+
+        columns = execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                          "ORDER BY table_name, ordinal_position", max_rows=None).table.to_pylist()
+        names = sorted([*catalog_tables(), *fact_tables()])
+        out = []
+        for name in names:
+            count = execute(f"SELECT count(*) AS n FROM {quote_ident(name)}").table.column("n")[0].as_py()
+            out.append({"name": name, "kind": "fact" if name in fact_tables() else "catalog", "rows": count,
+                        "columns": [(c["column_name"], c["data_type"]) for c in columns if c["table_name"] == name]})
+        return out
+
+    # -- pages ----------------------------------------------------------------------------------
+    def home(request):
+        status = {key: execute(sql, max_rows=None).table.to_pylist() for key, sql in (
+            ("corpora", "SELECT corpus, tokenizer, n_docs, n_tokens FROM corpora ORDER BY corpus"),
+            ("checkpoints", "SELECT model, count(*) AS n_checkpoints, min(step) AS first_step, max(step) AS last_step "
+                            "FROM checkpoints GROUP BY model ORDER BY model"),
+            ("saes", "SELECT sae, model, step, hook_name, d_sae, architecture FROM saes ORDER BY sae"),
+            ("runs", "SELECT run_id, kind, status, started_at, ended_at, rows_written, params FROM runs "
+                     "ORDER BY started_at DESC LIMIT 50"))}
+        analyses = execute("SELECT name, description, parameters FROM saved_queries ORDER BY name",
+                           max_rows=None).table.to_pylist()
+        return page("home.html", status=200, store=status, tables=relations(), analyses=analyses)
+
+    def columns_of(name: str) -> list[str]:
+        from quanta_db.store.registry import catalog_tables, fact_tables
+
+        if name not in {*catalog_tables(), *fact_tables()}:
+            raise InputError(f"unknown table {name!r}")
+        return execute(f"SELECT * FROM {quote_ident(name)} LIMIT 0").table.column_names
+
+    def table_page(request):
+        name = request.path_params["name"]
+        sql, count_sql, offset = _table_sql(request, name, columns_of(name))
+        result = execute(sql + f" LIMIT {PAGE_ROWS} OFFSET {offset}", max_rows=None)
+        total = execute(count_sql).table.column("n")[0].as_py()
+        return page("table.html", name=name, sql=sql, result=result, offset=offset, total=total, page_rows=PAGE_ROWS,
+                    columns=result.table.column_names, query=dict(request.query_params))
+
+    def analysis_page(request):
+        name = request.path_params["name"]
+        info = saved(name)
+        parameters = _parameters(info["parameters"])
+        given = {k: v for k, v in request.query_params.items() if k in {p for p, _ in parameters}}
+        sql = analysis_sql(name, parameters, given)
+        result = execute(sql) if sql else None
+        return page("analysis.html", info=info, parameters=parameters, given=given, sql=sql, result=result)
+
+    def sql_page(request):
+        sql = request.query_params.get("sql", "").strip()
+        result = execute(sql) if sql else None
+        schema = execute("SELECT table_name, string_agg(column_name, ', ' ORDER BY ordinal_position) AS columns "
+                         "FROM information_schema.columns GROUP BY table_name ORDER BY table_name",
+                         max_rows=None).table.to_pylist()
+        return page("sql.html", sql=sql, result=result, schema=schema)
+
+    def download(request):
+        sql, fmt = request.query_params.get("sql", ""), request.query_params.get("format", "csv")
+        if fmt not in FORMATS:
+            raise InputError(f"unknown format {fmt!r} (csv, json, tex, parquet)")
+        result = execute(sql)
+        return Response(_encode(result, fmt, sql), media_type=FORMATS[fmt],
+                        headers={"Content-Disposition": f'attachment; filename="result.{fmt}"'})
+
+    def report(request):
+        kind, ident = request.path_params["kind"], request.path_params["ident"]
+        # reports of a run id never change; the others (an SAE name, a metric) follow commits
+        key = (kind, ident, request.query_params.get("baseline", "random_selection"),
+               None if kind in ("clusters", "trajectories") else snapshots.current()[1])
+        if key not in report_cache:
+            report_cache[key] = _render_report(settings.root, kind, ident, key[2])
+        media_type, body = report_cache[key]
+        return Response(body, media_type=media_type)
+
+    # -- JSON API ---------------------------------------------------------------------------------
+    def api_query(request):
+        return JSONResponse(served.to_json(execute(request.query_params.get("sql", ""))))
+
+    def api_view(request):
+        name = request.path_params["name"]
+        info = saved(name)
+        parameters = _parameters(info["parameters"])
+        unknown = sorted(set(request.query_params) - {p for p, _ in parameters})
+        if unknown:
+            raise InputError(f"saved analysis {name!r} has no parameter(s) {', '.join(unknown)}")
+        sql = analysis_sql(name, parameters, dict(request.query_params))
+        if sql is None:
+            missing = [p for p, d in parameters if d is None and not request.query_params.get(p)]
+            raise InputError(f"saved analysis {name!r} needs {', '.join(missing)}")
+        return JSONResponse({"sql": sql, **served.to_json(execute(sql))})
+
+    def api_table(request):
+        name = request.path_params["name"]
+        sql, _, offset = _table_sql(request, name, columns_of(name))
+        try:
+            limit = min(int(request.query_params.get("limit", PAGE_ROWS)), settings.max_rows)
+        except ValueError:
+            raise InputError("limit must be an integer") from None
+        return JSONResponse({"sql": sql, **served.to_json(execute(sql + f" LIMIT {limit} OFFSET {offset}",
+                                                                  max_rows=None))})
+
+    def api_runs(request):
+        return JSONResponse(served.to_json(execute("SELECT * FROM runs ORDER BY started_at", max_rows=None)))
+
+    routes = [Route("/", home), Route("/tables/{name}", table_page), Route("/analyses/{name}", analysis_page),
+              Route("/sql", sql_page), Route("/download", download), Route("/reports/{kind}/{ident}", report),
+              Route("/api/query", api_query), Route("/api/views/{name}", api_view),
+              Route("/api/tables/{name}", api_table), Route("/api/runs", api_runs),
+              Route("/favicon.ico", lambda request: Response(status_code=204))]
+
+    async def errors(request, call_next):
+        try:
+            return await call_next(request)
+        except QuantaError as error:
+            message = str(error)
+            if request.url.path.startswith("/api/") or request.url.path == "/download":
+                return JSONResponse({"error": message}, status_code=400)
+            return page("error.html", status=400, message=message)
+
+    class Guard(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):
+            if settings.token is not None:
+                offered = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
+                    request.cookies.get("quanta_db_token") or request.query_params.get("token")
+                if offered != settings.token:
+                    return PlainTextResponse("a token is required (Authorization: Bearer ..., or ?token=...)",
+                                             status_code=401)
+                response = await errors(request, call_next)
+                if request.query_params.get("token") == settings.token:
+                    response.set_cookie("quanta_db_token", settings.token, httponly=True, samesite="strict")
+                return response
+            return await errors(request, call_next)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        snapshots.close()  # the private catalog copies
+
+    app = Starlette(routes=routes, middleware=[Middleware(Guard)], lifespan=lifespan)
+    app.state.snapshots = snapshots
+    return app
+
+
+def _where(request, columns: list[str]) -> str:
+    """Column filters of a table page: f.COL=value keeps rows whose COL, as text, equals value."""
+    conditions = []
+    for key, value in request.query_params.items():
+        if key.startswith("f."):
+            if key[2:] not in columns:
+                raise InputError(f"no column {key[2:]!r} to filter on")
+            conditions.append(f"CAST({quote_ident(key[2:])} AS VARCHAR) = '{value.replace(chr(39), chr(39) * 2)}'")
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+def _table_sql(request, name: str, columns: list[str]) -> tuple[str, str, int]:
+    """(rows SQL, count SQL, offset) of table ``name`` with the page's filters (f.COL=value) and
+    sort (sort=COL, desc=1), ordered on every column after the sort so pages are stable."""
+    where = _where(request, columns)
+    sort = request.query_params.get("sort")
+    if sort and sort not in columns:
+        raise InputError(f"no column {sort!r} to sort by")
+    keys = ([f"{quote_ident(sort)} {'DESC' if request.query_params.get('desc') else 'ASC'}"] if sort else []) + \
+        [quote_ident(c) for c in columns if c != sort]
+    try:
+        offset = max(0, int(request.query_params.get("offset", 0)))
+    except ValueError:
+        raise InputError("offset must be an integer") from None
+    source = f"FROM {quote_ident(name)}{where}"
+    return f"SELECT * {source} ORDER BY {', '.join(keys)}", f"SELECT count(*) AS n {source}", offset
+
+
+def _encode(result: served.Result, fmt: str, sql: str) -> bytes:
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        out = io.BytesIO()
+        pacsv.write_csv(result.table, out)
+        return out.getvalue()
+    if fmt == "json":
+        return json.dumps(served.to_json(result)).encode()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        out = io.BytesIO()
+        pq.write_table(result.table, out)
+        return out.getvalue()
+    from quanta_db.reports.latex import LatexOptions, to_latex
+
+    return to_latex(result.table.to_pandas(), LatexOptions(source=sql)).encode()
+
+
+def _render_report(root: Path, kind: str, ident: str, baseline: str) -> tuple[str, bytes]:
+    """A report page generated from the store (cached by the caller under its run id or name)."""
+    from quanta_db.store.store import Store
+
+    store = Store.open(root)
+    if kind == "clusters":
+        from quanta_db.results.quanta.viewer import render_clusters_html
+
+        return "text/html", render_clusters_html(store, ident).encode()
+    if kind == "features":
+        from quanta_db.results.sae.report import render_features_html
+
+        return "text/html", render_features_html(store, ident).encode()
+    if kind == "trajectories":
+        from quanta_db.results.trajectories.report import render_trajectories_html
+
+        return "text/html", render_trajectories_html(store, ident).encode()
+    if kind == "heatmap":
+        import tempfile
+
+        from quanta_db.results.universality.heatmap import heatmap_data, render_heatmap_png
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "heatmap.png"
+            render_heatmap_png(heatmap_data(store, ident, baseline), path, ident)
+            return "image/png", path.read_bytes()
+    raise InputError(f"unknown report {kind!r} (clusters, features, trajectories, heatmap)")
+
+
