@@ -13,6 +13,7 @@ Random weights (speed does not depend on weight values). On CUDA it also reports
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -117,6 +118,11 @@ def main() -> None:
                 share = f"{100 * flops / peak:.0f}%" if peak else "-"
                 print(f"| {shape} | {dtype} | {n_tokens:,} | {ours:,.0f} | {reference:,.0f} | {ours / reference:.2f}x "
                       f"| {flops / 1e12:.2f} | {share} |", flush=True)
+                print(json.dumps({"benchmark": "losses", "device": str(device), "shape": shape, "dtype": dtype,
+                                  "tokens": n_tokens, "ours_tokens_per_s": round(ours),
+                                  "reference_tokens_per_s": round(reference), "ratio": round(ours / reference, 2),
+                                  "tflops": round(flops / 1e12, 3),
+                                  "matmul_peak_share": round(flops / peak, 3) if peak else None}), flush=True)
 
 
 if __name__ == "__main__":

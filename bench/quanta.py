@@ -14,6 +14,7 @@ backward count when the full run would take over 10 minutes (the output says so)
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -119,6 +120,12 @@ def main() -> None:
     print(f"| sketch {args.sketch} | {sketch_s:.1f} | {full_ref_s / sketch_s:.1f}x |")
     print(f"exact vs reference: max |diff| {agreement:.2e}; sketch vs exact: mean |err| {error.mean():.4f}, "
           f"max {error.max():.4f}")
+    print(json.dumps({"benchmark": "quanta", "device": str(device), "shape": args.shape, "tokens": len(tokens),
+                      "tokens_per_doc": args.tokens_per_doc, "reference_s": round(full_ref_s, 2),
+                      "reference_extrapolated": extrapolated, "exact_s": round(ours, 2),
+                      "exact_extrapolated": n_exact < len(tokens), "sketch_s": round(sketch_s, 2),
+                      "ratio_exact": round(full_ref_s / ours, 2), "ratio_sketch": round(full_ref_s / sketch_s, 2),
+                      "exact_max_abs_diff": float(agreement), "sketch_mean_abs_err": float(error.mean())}))
 
 
 if __name__ == "__main__":
