@@ -26,7 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model  # noqa: E402
-from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine  # noqa: E402
+from quanta_db.results.quanta.gradient_cosine import (  # noqa: E402
+    BATCH_TOKENS,
+    exact_cosine,
+    gradient_rows,
+    sketched_cosine,
+)
 from quanta_db.results.quanta.gradients import select_parameters, single_token_gradient  # noqa: E402
 from quanta_db.results.quanta.job import block_tokens, gradient_computations  # noqa: E402
 
@@ -75,6 +80,10 @@ def main() -> None:
     parser.add_argument("--grad-dtype", default="float32")
     parser.add_argument("--grad-memory-gb", type=float, default=None)
     parser.add_argument("--sketch", type=int, default=4096)
+    parser.add_argument("--batch-tokens", type=int, default=BATCH_TOKENS,
+                        help="Tokens per forward + batched backward, across documents.")
+    parser.add_argument("--batching-tokens", type=int, default=64,
+                        help="Tokens timed for batching across documents against one document at a time.")
     args = parser.parse_args()
     device = torch.device(args.device)
     config = gpt_neox_config(1024, 128, 4, 4, n_ctx=args.doc_len) if args.shape == "tiny" else pythia_config(args.shape)
@@ -91,6 +100,16 @@ def main() -> None:
     block = block_tokens(n_numbers, storage, device, args.grad_memory_gb)
     print(f"{args.shape}: {n_numbers:,} gradient numbers per token, {len(tokens)} tokens, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+
+    def rows_seconds(batch_tokens: int) -> float:
+        start = time.perf_counter()
+        gradient_rows(model, params, sequences, tokens[: args.batching_tokens], device, batch_tokens=batch_tokens)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    rows_seconds(args.batch_tokens)  # warm-up
+    per_document_s, across_s = rows_seconds(1), rows_seconds(args.batch_tokens)  # before (one document at a time) / now
 
     n_exact = args.exact_tokens or len(tokens)
     start = time.perf_counter()
@@ -125,7 +144,10 @@ def main() -> None:
                       "reference_extrapolated": extrapolated, "exact_s": round(ours, 2),
                       "exact_extrapolated": n_exact < len(tokens), "sketch_s": round(sketch_s, 2),
                       "ratio_exact": round(full_ref_s / ours, 2), "ratio_sketch": round(full_ref_s / sketch_s, 2),
-                      "exact_max_abs_diff": float(agreement), "sketch_mean_abs_err": float(error.mean())}))
+                      "exact_max_abs_diff": float(agreement), "sketch_mean_abs_err": float(error.mean()),
+                      "batching_tokens": min(args.batching_tokens, len(tokens)), "batch_tokens": args.batch_tokens,
+                      "per_document_rows_s": round(per_document_s, 3), "batched_rows_s": round(across_s, 3),
+                      "ratio_batching": round(per_document_s / across_s, 2)}))
 
 
 if __name__ == "__main__":

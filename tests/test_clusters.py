@@ -50,6 +50,32 @@ def test_batched_gradients_match_single_token_backward(tiny):
         torch.testing.assert_close(batched[row], single, atol=1e-6, rtol=1e-5)
 
 
+def test_gradients_batched_across_documents_match_single_token_backward(tiny):
+    from quanta_db.results.quanta.gradients import batch_gradients
+
+    model, params, sequences, tokens = tiny  # four documents of 25 to 60 tokens, 1 to 3 tokens each
+    documents = {}
+    for doc, pos in tokens:
+        documents.setdefault(doc, []).append(pos)
+    batched = batch_gradients(model, params, [(sequences[d], positions) for d, positions in documents.items()], "cpu")
+    assert batched.shape[0] == len(tokens)
+    for row, (doc, pos) in enumerate(tokens):
+        single = single_token_gradient(model, params, sequences[doc], pos, "cpu")
+        torch.testing.assert_close(batched[row], single, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_tokens", [1, 4, 64])
+def test_sketch_and_rows_do_not_depend_on_the_batching(tiny, batch_tokens):
+    from quanta_db.results.quanta.gradient_cosine import gradient_rows
+
+    model, params, sequences, tokens = tiny
+    rows = gradient_rows(model, params, sequences, tokens, "cpu", batch_tokens=batch_tokens)
+    np.testing.assert_allclose(rows.double().numpy(), _reference_gradients(model, params, sequences, tokens), atol=1e-5)
+    sketch = sketched_cosine(model, params, sequences, tokens, "cpu", dim=512, seed=0, batch_tokens=batch_tokens)
+    np.testing.assert_allclose(sketch, sketched_cosine(model, params, sequences, tokens, "cpu", dim=512, seed=0,
+                                                       batch_tokens=1), atol=1e-5)
+
+
 @pytest.mark.parametrize("block", [100, 3, 1])
 def test_exact_similarity_matches_numpy(tiny, block):
     model, params, sequences, tokens = tiny
