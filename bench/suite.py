@@ -50,6 +50,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "heads": ("heads.py", ["--shapes", "pythia-70m,pythia-410m", "--seq-len", "1024", "--batch", "8"],
               ["--seq-len", "64", "--batch", "2", "--repeats", "1"]),
     "serve": ("serve.py", [], ["--rows", "200000", "--requests", "10", "--clients", "2", "--seconds", "2"]),
+    "sql": ("sql.py", ["--models", "8", "--steps", "154", "--tokens", "100000"],
+            ["--models", "2", "--steps", "3", "--tokens", "20000", "--repeats", "1"]),
 }
 TAKES_DEVICE = {"losses", "quanta", "sae", "universality", "trajectories", "heads"}
 
@@ -77,7 +79,7 @@ def summary(entry: dict) -> str:
     parts = []
     for result in entry["results"]:
         ratios = {k: v for k, v in result.items() if k.startswith("ratio") or k == "p50_ratio"}
-        label = result.get("shape") or result.get("shapes") or result.get("query") or ""
+        label = result.get("shape") or result.get("shapes") or result.get("query") or result.get("analysis") or ""
         if "dtype" in result:
             label = f"{label} {result['dtype']}"
         parts.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
