@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--doc-len", type=int, default=512)
     parser.add_argument("--reference-docs", type=int, default=None, help="Docs timed for the reference (default all).")
     parser.add_argument("--tf32", action="store_true", help="Allow TF32 matmuls for float32 (both ways).")
+    parser.add_argument("--compile", action="store_true", help="ingest losses --compile (CUDA only).")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
@@ -109,7 +110,7 @@ def main() -> None:
                 n_tokens = sum(len(d) - 1 for d in docs)
                 start = time.perf_counter()
                 ingest_losses(store, str(model_dir), "bench", name=shape, dtype=dtype, device=args.device,
-                              tokenizer=str(tokenizer_dir), progress=False)
+                              tokenizer=str(tokenizer_dir), compile_model=args.compile, progress=False)
                 ours = n_tokens / (time.perf_counter() - start)
                 ref_docs = docs[: args.reference_docs] if args.reference_docs else docs
                 seconds = reference_losses(model_dir, ref_docs, device, tmp / "reference.npy")

@@ -205,3 +205,17 @@ def test_runs_record_the_runs_they_read(loss_store):
     params = json.loads(row["params"])
     assert params.pop("environment")["torch"] == version("torch")
     assert row["params_hash"] == params_hash("losses", params)  # recorded, not part of the identity
+
+
+def test_pipelined_batches_equal_one_document_at_a_time(corpus_store, toy_model):
+    """Batch i + 1 is queued before batch i's losses are collected; the rows must not move."""
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], batch_size=2,
+                  compile_model=True, progress=False)  # --compile is ignored on CPU
+    stored = corpus_store.query_df("SELECT doc_id, pos, loss_nats FROM token_losses ORDER BY doc_id, pos")
+    model = AutoModelForCausalLM.from_pretrained(str(toy_model["dir"] / "step8")).eval()
+    tokens = corpus_store.query_df("SELECT doc_id, token_id FROM tokens WHERE corpus = 'toy' ORDER BY doc_id, pos")
+    for doc, group in list(tokens.groupby("doc_id"))[:12]:
+        if len(group) < 2:
+            continue
+        alone = batch_token_losses(model, [group.token_id.to_numpy()], "cpu")[0]
+        np.testing.assert_allclose(stored[stored.doc_id == doc].loss_nats.to_numpy(), alone, rtol=1e-5, atol=1e-5)

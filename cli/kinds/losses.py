@@ -18,10 +18,13 @@ from cli.options import device_option, dtype_option, echo_results, force_option,
 @click.option("--tokenizer", help="Tokenizer to check the corpus against [default: the model's own].")
 @click.option("--shard", help="i/n: this process scores documents with doc_id % n == i.")
 @device_option
+@click.option("--compile", "compile_model", is_flag=True,
+              help="torch.compile the model on CUDA (ignored on CPU, where it does not help).")
 @force_option
 @progress_option
 @pass_store
-def losses(ref, model_source, name, corpus, steps, revisions, dtype, batch_size, tokenizer, shard, device, force, progress):
+def losses(ref, model_source, name, corpus, steps, revisions, dtype, batch_size, tokenizer, shard, device, compile_model,
+           force, progress):
     """Per-token losses (nats) of a model at one or more checkpoints over a corpus."""
     from quanta_db.job import parse_shard
     from quanta_db.results.losses.job import ingest_losses
@@ -29,8 +32,8 @@ def losses(ref, model_source, name, corpus, steps, revisions, dtype, batch_size,
 
     results = ingest_losses(
         ref.open(), model_source, corpus, name=name, steps=parse_steps(steps), revisions=revisions, dtype=dtype,
-        batch_size=batch_size, device=device, shard=parse_shard(shard), tokenizer=tokenizer, force=force,
-        progress=progress,
+        batch_size=batch_size, device=device, shard=parse_shard(shard), tokenizer=tokenizer, compile_model=compile_model,
+        force=force, progress=progress,
     )
     echo_results(results)
 
