@@ -87,7 +87,7 @@ def _fit(matrix: LossMatrix, method: str, components: int, sparse_components: in
 def _reference_row(store: Store, rows: list[tuple[str, int]]) -> int:
     """The first checkpoint of the largest model (most parameters; the last listed on a tie)."""
     sizes = {}
-    for model, _ in rows:
+    for model in dict.fromkeys(m for m, _ in rows):  # one catalog read per model, not per checkpoint
         found = store.catalog_rows("models", model=model)
         sizes[model] = (found[0]["n_params"] or 0) if found else 0
     largest = max(reversed(list(sizes)), key=lambda m: sizes[m])

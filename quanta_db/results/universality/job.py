@@ -210,8 +210,9 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
     x = decoders[0][pairs.feature_a.to_numpy()]
     y = decoders[1][pairs.feature_b.to_numpy()]
     subjects = {"all": np.ones(len(pairs), dtype=bool)}
+    tops = _matched_top_tokens(store, pairs) if categories else {}
     for category, words in categories.items():
-        subjects[category] = _in_category(store, pairs, words)
+        subjects[category] = _in_category(pairs, words, tops)
     rows = []
     for subject, keep in subjects.items():
         if keep.sum() < 3:  # too few pairs for any of the metrics
@@ -244,15 +245,19 @@ def _read_subspaces(path: str) -> dict[str, list[str]]:
     return {str(k): sorted({str(w).strip().lower() for w in v}) for k, v in sorted(categories.items())}
 
 
-def _in_category(store: Store, pairs, words: list[str]) -> np.ndarray:
+def _matched_top_tokens(store: Store, pairs) -> dict[str, dict[int, set[str]]]:
+    """Per side ('a', 'b') of a matching, each feature's top activating tokens (lower-cased, stripped)
+    on the pairing's corpus; read once, shared by every category."""
+    corpus = json.loads(store.catalog_rows("runs", run_id=_pairing_of(store, pairs.matching.iloc[0]))[0]["params"])
+    return {side: {f: {t.strip().lower() for t in tokens}
+                   for f, tokens in _top_tokens(store, pairs[f"sae_{side}"].iloc[0], corpus["corpus"]).items()}
+            for side in ("a", "b")}
+
+
+def _in_category(pairs, words: list[str], tops: dict[str, dict[int, set[str]]]) -> np.ndarray:
     """Pairs whose A feature and B feature each have a keyword among their top activating tokens."""
-    corpus = store.catalog_rows("runs", run_id=_pairing_of(store, pairs.matching.iloc[0]))
-    corpus = json.loads(corpus[0]["params"])["corpus"]
     wanted = set(words)
-    has = {}
-    for side in ("a", "b"):
-        tops = _top_tokens(store, pairs[f"sae_{side}"].iloc[0], corpus)
-        has[side] = {f for f, tokens in tops.items() if {t.strip().lower() for t in tokens} & wanted}
+    has = {side: {f for f, tokens in tops[side].items() if tokens & wanted} for side in ("a", "b")}
     return np.array([a in has["a"] and b in has["b"] for a, b in zip(pairs.feature_a, pairs.feature_b)])
 
 
