@@ -55,11 +55,24 @@ def parse_hook_name(name: str, n_layers: int | None = None) -> HookPoint:
     return hook
 
 
-def _layers(model):
+def transformer_layers(model):
+    """The decoder layers of a GPT-NeoX model (a one-line error for other architectures)."""
     try:
         return model.gpt_neox.layers
     except AttributeError:
         raise InputError(f"activation capture supports GPT-NeoX models, not {type(model).__name__}") from None
+
+
+@contextmanager
+def eager_attention(model):
+    """Run ``model`` with the eager attention implementation: the only one that returns the
+    attention probabilities, and whose backward has batching rules for ``torch.func.vmap``."""
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = previous
 
 
 def _first(output):
@@ -96,7 +109,7 @@ def _install(layer, hook: HookPoint, store: dict[str, torch.Tensor]):
 def capture(model, hook_names: list[str]) -> Iterator[dict[str, torch.Tensor]]:
     """Within the block, every forward of ``model`` fills the yielded dict with the activation
     at each hook name (the latest forward's, on the model's device, not detached)."""
-    layers = _layers(model)
+    layers = transformer_layers(model)
     hooks = [parse_hook_name(n, len(layers)) for n in hook_names]
     store: dict[str, torch.Tensor] = {}
     handles = [_install(layers[h.layer], h, store) for h in hooks]
@@ -114,7 +127,7 @@ class StopForward(Exception):
 def activations_until(model, input_ids: torch.Tensor, hook_names: list[str]) -> dict[str, torch.Tensor]:
     """Activations at ``hook_names`` for ``input_ids``, running the model only as far as the
     deepest requested layer (the remaining layers and the unembedding are skipped)."""
-    layers = _layers(model)
+    layers = transformer_layers(model)
     hooks = [parse_hook_name(n, len(layers)) for n in hook_names]
     last = max(h.layer for h in hooks)
 
@@ -137,7 +150,7 @@ def replace_activation(model, hook_name: str, fn) -> Iterator[None]:
     """Within the block, every forward of ``model`` replaces the activation at ``hook_name`` by
     ``fn(activation)`` (same shape; for ``attn.hook_z`` the [..., heads, d_head] form), e.g. an
     SAE's reconstruction spliced into the forward pass."""
-    layers = _layers(model)
+    layers = transformer_layers(model)
     hook = parse_hook_name(hook_name, len(layers))
     layer = layers[hook.layer]
     if hook.point == "hook_resid_pre":

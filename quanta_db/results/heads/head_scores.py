@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quanta_db.results.heads.token_metrics import _head_weights, each_layer
-from quanta_db.runtime.hooks import _layers
+from quanta_db.results.heads.token_metrics import each_layer, head_weights
+from quanta_db.runtime.hooks import transformer_layers
 
 
 def repeated_tokens(n_seqs: int, length: int, vocab_range: tuple[int, int], bos: int | None, seed: int) -> torch.Tensor:
@@ -54,7 +54,7 @@ def pattern_scores(model, ids: torch.Tensor, length: int) -> dict[str, np.ndarra
     offset = ids.shape[1] - 2 * length  # 1 with a BOS, else 0
     detect = {k: v.to(model.device) for k, v in detection_patterns(ids).items()}
     queries = torch.arange(offset + length, ids.shape[1], device=model.device)
-    n_layers, n_heads = len(_layers(model)), model.config.num_attention_heads
+    n_layers, n_heads = len(transformer_layers(model)), model.config.num_attention_heads
     out = {name: np.zeros((n_layers, n_heads)) for name in ("induction", "previous_token", "duplicate_token")}
 
     def visit(index, ln_out, pattern):
@@ -75,10 +75,10 @@ def _centre_rows(w: torch.Tensor) -> torch.Tensor:
 def processed_weights(model) -> dict[str, torch.Tensor]:
     """TransformerLens-processed W_V [L, H, d_model, d_head], W_O [L, H, d_head, d_model],
     W_U [d_model, vocab] and the effective embedding E [vocab, d_model], float64."""
-    layers, n_heads = _layers(model), model.config.num_attention_heads
+    layers, n_heads = transformer_layers(model), model.config.num_attention_heads
     w_v, w_o = [], []
     for layer in layers:
-        v, o = _head_weights(layer, n_heads)
+        v, o = head_weights(layer, n_heads)
         w_v.append(_centre_rows(layer.input_layernorm.weight.double()[None, :, None] * v.double()))
         w_o.append(o.double() - o.double().mean(-1, keepdim=True))
     w_u = model.get_output_embeddings().weight.double().T * model.gpt_neox.final_layer_norm.weight.double()[:, None]

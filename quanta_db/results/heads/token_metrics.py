@@ -18,25 +18,12 @@ tokens, and each layer's pattern is used in its forward hook and dropped.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
-from quanta_db.runtime.hooks import _layers
+from quanta_db.runtime.hooks import eager_attention, transformer_layers
 
 
-@contextmanager
-def _eager_attention(model):
-    """Attention probabilities are returned only by the eager implementation."""
-    previous = model.config._attn_implementation
-    model.config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        model.config._attn_implementation = previous
-
-
-def _head_weights(layer, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+def head_weights(layer, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(W_V [H, d_model, d_head], W_O [H, d_head, d_model]) of one GPT-NeoX layer (raw weights)."""
     attention = layer.attention
     d_model = attention.dense.weight.shape[0]
@@ -78,11 +65,11 @@ def each_layer(model, ids: torch.Tensor, visit) -> torch.Tensor:
         captured["final"] = args[0].float()
 
     handles = [model.gpt_neox.final_layer_norm.register_forward_pre_hook(keep_final)]
-    for index, layer in enumerate(_layers(model)):
+    for index, layer in enumerate(transformer_layers(model)):
         handles.append(layer.attention.register_forward_pre_hook(keep_input(index), with_kwargs=True))
         handles.append(layer.attention.register_forward_hook(call_visit(index), with_kwargs=True))
     try:
-        with _eager_attention(model):
+        with eager_attention(model):
             model(input_ids=ids.to(model.device))
     finally:
         for handle in handles:
@@ -97,7 +84,7 @@ def head_token_metrics(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
     document's end are meaningless and must be dropped by the caller. DLA is linear in 1/scale,
     so each layer computes it unscaled in its hook and all are divided by the final scale after."""
     config = model.config
-    n_heads, layers = config.num_attention_heads, _layers(model)
+    n_heads, layers = config.num_attention_heads, transformer_layers(model)
     ids = ids.to(model.device)
     targets = ids[:, 1:]
     # copies[b, q, s]: token s (s ≤ q) equals the token predicted at q
@@ -108,7 +95,7 @@ def head_token_metrics(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
     out = {name: torch.empty(shape, device=ids.device) for name in ("dla", "mover_attn", "mover_dla")}
 
     def visit(index, ln_out, pattern):
-        w_v, w_o = _head_weights(layers[index], n_heads)
+        w_v, w_o = head_weights(layers[index], n_heads)
         bias = layers[index].input_layernorm.bias.float()
         values = torch.einsum("btd,hde->bhte", ln_out[:, :-1] - bias, w_v)  # [B, H, T-1, d_head], no biases
         pattern = pattern[:, :, :-1, :-1]  # queries 0..T-2 over keys 0..T-2 (causal)

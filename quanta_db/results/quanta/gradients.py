@@ -75,7 +75,7 @@ def _across_documents(model, params, documents: list[tuple[np.ndarray, list[int]
     backward would run through every document — each token's backward covers its own document."""
     from torch.func import functional_call, jacrev, vmap
 
-    from quanta_db.results.heads.token_metrics import _eager_attention
+    from quanta_db.runtime.hooks import eager_attention
 
     names = [name for name, _ in params]
     length = max(max(positions) + 1 for _, positions in documents)
@@ -93,7 +93,7 @@ def _across_documents(model, params, documents: list[tuple[np.ndarray, list[int]
                                                  reduction="none")
 
     trainable = {name: p.detach() for name, p in params}
-    with torch.enable_grad(), _eager_attention(model):  # SDPA's backward has no batching rule
+    with torch.enable_grad(), eager_attention(model):  # SDPA's backward has no batching rule
         jacobians = vmap(jacrev(losses), in_dims=(None, 0, 0))(trainable, ids.to(device), targets.to(device))
     flat = torch.cat([jacobians[name].reshape(len(documents), width, -1) for name in names], dim=2)
     keep = [row * width + i for row, (_, positions) in enumerate(documents) for i in range(len(positions))]
