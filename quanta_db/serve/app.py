@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from quanta_db.errors import InputError, QuantaError
 from quanta_db.serve import query as served
 from quanta_db.serve.snapshot import Snapshots
-from quanta_db.store.sql import quote_ident
+from quanta_db.store.sql import quote_ident, quote_literal
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -54,7 +54,7 @@ def sql_literal(text: str) -> str:
         return "NULL"
     if len(value) >= 2 and value[0] == value[-1] == "'":
         value = value[1:-1]
-    return "'" + value.replace("'", "''") + "'"
+    return quote_literal(value)
 
 
 def analysis_sql(name: str, parameters: list[tuple[str, str | None]], given: dict[str, str]) -> str | None:
@@ -252,7 +252,7 @@ def _where(request, columns: list[str]) -> str:
         if key.startswith("f."):
             if key[2:] not in columns:
                 raise InputError(f"no column {key[2:]!r} to filter on")
-            conditions.append(f"CAST({quote_ident(key[2:])} AS VARCHAR) = '{value.replace(chr(39), chr(39) * 2)}'")
+            conditions.append(f"CAST({quote_ident(key[2:])} AS VARCHAR) = {quote_literal(value)}")
     return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
 

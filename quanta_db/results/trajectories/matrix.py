@@ -28,7 +28,8 @@ class LossMatrix:
     n_outside_subset: int  # tokens of the rows outside --tokens
 
 
-def _keys(doc_id, pos) -> np.ndarray:
+def token_keys(doc_id, pos) -> np.ndarray:
+    """One int64 per token: doc_id in the high 32 bits, pos in the low ones (sorts like (doc_id, pos))."""
     return (np.asarray(doc_id, dtype=np.int64) << 32) | np.asarray(pos, dtype=np.int64)
 
 
@@ -63,28 +64,23 @@ def _subset_keys(store: Store, tokens_sql: str, corpus: str) -> np.ndarray:
         raise InputError("--tokens must be a query returning doc_id and pos columns (and optionally corpus)")
     if "corpus" in table.column_names:
         table = table.filter(pc.equal(table["corpus"], corpus))
-    return np.unique(_keys(table["doc_id"].to_numpy(), table["pos"].to_numpy()))
+    return np.unique(token_keys(table["doc_id"].to_numpy(), table["pos"].to_numpy()))
 
 
 def fill_row(row: np.ndarray, columns: np.ndarray, table) -> None:
     """Place one (model, step) partition's losses (doc_id, pos, loss_nats) into ``row`` at the
     columns of their tokens (``columns``: sorted token keys); tokens outside the columns are skipped."""
-    row_keys = _keys(table["doc_id"].to_numpy(), table["pos"].to_numpy())
+    row_keys = token_keys(table["doc_id"].to_numpy(), table["pos"].to_numpy())
     where = np.searchsorted(columns, row_keys)
     hit = (where < len(columns)) & (columns[np.minimum(where, len(columns) - 1)] == row_keys)
     row[where[hit]] = table["loss_nats"].to_numpy()[hit]
-
-
-def token_keys(doc_id, pos) -> np.ndarray:
-    """One int64 per token: doc_id in the high 32 bits, pos in the low ones (sorts like (doc_id, pos))."""
-    return _keys(doc_id, pos)
 
 
 def build_matrix(store: Store, rows: list[tuple[str, int]], corpus: str, tokens_sql: str | None = None) -> LossMatrix:
     """The [rows × tokens] loss matrix of the tokens present in every row (within ``tokens_sql``)."""
     counts = store.query_arrow("SELECT doc_id, pos, n_rows FROM trajectory_token_counts(?, ?)",
                                [corpus, [f"{model}@{step}" for model, step in rows]])
-    keys = _keys(counts["doc_id"].to_numpy(), counts["pos"].to_numpy())
+    keys = token_keys(counts["doc_id"].to_numpy(), counts["pos"].to_numpy())
     in_all = counts["n_rows"].to_numpy() == len(rows)
     n_outside = 0
     if tokens_sql is not None:
