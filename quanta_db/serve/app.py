@@ -22,7 +22,6 @@ from quanta_db.serve.snapshot import Snapshots
 from quanta_db.store.sql import quote_ident, quote_literal
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PAGE_ROWS = 50
 FORMATS = {"csv": "text/csv", "json": "application/json", "tex": "application/x-tex",
            "parquet": "application/vnd.apache.parquet"}
@@ -82,7 +81,7 @@ def create_app(settings: Settings):
 
     snapshots = Snapshots(settings.root)
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
-    environment.filters["urlencode_params"] = lambda d: urlencode(d)
+    environment.filters["urlencode_params"] = urlencode
     environment.globals["rows_of"] = lambda table: zip(*(c.to_pylist() for c in table.columns))
     report_cache: dict[tuple, tuple[str, bytes]] = {}
 
