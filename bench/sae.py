@@ -8,10 +8,11 @@ host memory and the statistics computed with numpy at the end (top-k by argparti
 
     python bench/sae.py                                   # CPU, small shape
     python bench/sae.py --device cuda --shape pythia-70m --d-sae 32768 --layer 3 \
-        --n-tokens 2000000 --reference-tokens 65536 [--dtype bfloat16] [--profile]
+        --n-tokens 2000000 --reference-tokens 16384 --dtype bfloat16 --density 0.16,0.005 [--profile]
 
 The SAE is a sae-lens-style standard SAE (ReLU(W_enc (x − b_dec) + b_enc), W_dec f + b_dec)
-with random weights, written in torch so the benchmark needs no SAE download; prints one JSON line.
+with random weights, written in torch so the benchmark needs no SAE download; prints one JSON
+line per density.
 """
 
 from __future__ import annotations
@@ -28,20 +29,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model  # noqa: E402
+from quanta_db.results.sae.job import token_budget  # noqa: E402
 from quanta_db.results.sae.stats import FeatureStatistics  # noqa: E402
 from quanta_db.runtime.hooks import activations_until  # noqa: E402
 
 
 class StandardSAE(torch.nn.Module):
-    """Random standard SAE whose features fire on about 16% of tokens of inputs with norm
-    ``input_norm``: pre-activations ≈ N(0, 1) − 1 (P(N(0, 1) > 1) ≈ 0.16)."""
+    """Random standard SAE whose features fire on a fraction ``density`` of the tokens of inputs
+    with norm ``input_norm``: pre-activations ≈ N(0, 1) − Φ⁻¹(1 − density)."""
 
-    def __init__(self, d_in: int, d_sae: int, seed: int = 0, input_norm: float = 1.0):
+    def __init__(self, d_in: int, d_sae: int, seed: int = 0, input_norm: float = 1.0, density: float = 0.16):
+        from scipy.stats import norm
+
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.W_enc = torch.nn.Parameter(torch.randn(d_in, d_sae, generator=g) / input_norm)
         self.W_dec = torch.nn.Parameter(torch.randn(d_sae, d_in, generator=g) / d_sae**0.5)
-        self.b_enc = torch.nn.Parameter(torch.full((d_sae,), -1.0))
+        self.b_enc = torch.nn.Parameter(torch.full((d_sae,), -float(norm.ppf(1 - density))))
         self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
 
     def encode(self, x):
@@ -64,7 +68,8 @@ def _sync(device):
 
 
 @torch.no_grad()
-def ours(model, sae, hook, windows, batch, device, top_k) -> float:
+def ours(model, sae, hook, windows, batch, device, top_k) -> tuple[float, float]:
+    """(seconds, measured L0)."""
     stats = FeatureStatistics(sae.W_enc.shape[1], device, top_k=top_k)
     _sync(device)
     start = time.perf_counter()
@@ -73,9 +78,10 @@ def ours(model, sae, hook, windows, batch, device, top_k) -> float:
         x = activations_until(model, ids, [hook])[hook].flatten(0, 1)
         feats = sae.encode(x)
         stats.add(x, feats, sae.decode(feats), torch.arange(i * ids.shape[1], (i + len(ids)) * ids.shape[1]))
-    stats.feature_columns(), stats.top_examples(), stats.band_examples(), stats.metric_sums().metrics()
+    metrics = stats.metric_sums().metrics()
+    stats.feature_columns(), stats.top_examples(), stats.band_examples()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, metrics["l0"]
 
 
 @torch.no_grad()
@@ -102,7 +108,7 @@ def straightforward(model, sae, hook, windows, batch, device, top_k) -> float:
 @torch.no_grad()
 def profile(model, sae, hook, windows, batch, device, top_k) -> dict[str, float]:
     """Milliseconds per batch of each stage (synchronised around each, so slower than ``ours``);
-    ``add`` includes the four statistics stages, the rest of it is the column reductions."""
+    ``add`` includes the five statistics stages, the rest of it is listing the active entries."""
     stats = FeatureStatistics(sae.W_enc.shape[1], device, top_k=top_k)
     seconds: dict[str, float] = {}
 
@@ -114,7 +120,7 @@ def profile(model, sae, hook, windows, batch, device, top_k) -> dict[str, float]
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
         return out
 
-    for name in ("_count_histogram", "_keep_top", "_keep_sample", "_add_metrics"):
+    for name in ("_count", "_count_histogram", "_keep_top", "_keep_sample", "_add_metrics"):
         setattr(stats, name, lambda *args, _m=getattr(stats, name), _n=name.strip("_"): timed(_n, _m, *args))
     batches = range(0, len(windows), batch)
     for i in batches:
@@ -133,7 +139,12 @@ def main() -> None:
     parser.add_argument("--d-sae", type=int, default=2048)
     parser.add_argument("--layer", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=32, help="Windows per batch.")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="Windows per batch (default: the token budget `ingest sae` picks on this device).")
+    parser.add_argument("--density", default="0.16",
+                        help="Fraction(s) of tokens each random feature fires on, comma-separated, one JSON line "
+                             "each (0.16: L0 ≈ 0.16 d_sae; a trained 32k SAE has L0 of tens to a few hundred, "
+                             "i.e. 0.002–0.01).")
     parser.add_argument("--n-tokens", type=int, default=65536)
     parser.add_argument("--reference-tokens", type=int, default=32768)
     parser.add_argument("--top-k", type=int, default=20)
@@ -146,24 +157,28 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     model = random_model(config).to(device, dtype).eval()
     hook = f"blocks.{args.layer}.hook_resid_post"
-    sae = StandardSAE(config.hidden_size, args.d_sae, input_norm=hook_norm(model, hook, config, device)).to(device, dtype)
+    if not args.batch:
+        args.batch = max(1, token_budget("auto", device, args.d_sae, config.hidden_size, args.seq_len) // args.seq_len)
     rng = np.random.default_rng(0)
     windows = torch.from_numpy(rng.integers(0, config.vocab_size, size=(args.n_tokens // args.seq_len, args.seq_len)))
-    ours(model, sae, hook, windows[: args.batch], args.batch, device, args.top_k)  # warm-up
-    ours_s = ours(model, sae, hook, windows, args.batch, device, args.top_k)
     n_ref = args.reference_tokens // args.seq_len
-    ref_s = straightforward(model, sae, hook, windows[:n_ref], args.batch, device, args.top_k)
-    ours_tps = windows.numel() / ours_s
-    ref_tps = n_ref * args.seq_len / ref_s
-    stages = {"profile_ms_per_batch": profile(model, sae, hook, windows, args.batch, device, args.top_k)} \
-        if args.profile else {}
-    print(json.dumps({
-        "benchmark": "sae_statistics", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "shape": args.shape, "dtype": args.dtype, "d_sae": args.d_sae, "hook": hook, "top_k": args.top_k, "tokens": windows.numel(),
-        "ours_tokens_per_s": round(ours_tps), "reference_tokens": n_ref * args.seq_len,
-        "reference_tokens_per_s": round(ref_tps), "ratio": round(ours_tps / ref_tps, 2), **stages,
-    }))
-
+    input_norm = hook_norm(model, hook, config, device)
+    for density in [float(d) for d in args.density.split(",")]:
+        sae = StandardSAE(config.hidden_size, args.d_sae, input_norm=input_norm, density=density).to(device, dtype)
+        ours(model, sae, hook, windows[: args.batch], args.batch, device, args.top_k)  # warm-up
+        ours_s, l0 = ours(model, sae, hook, windows, args.batch, device, args.top_k)
+        ref_s = straightforward(model, sae, hook, windows[:n_ref], args.batch, device, args.top_k)
+        ours_tps = windows.numel() / ours_s
+        ref_tps = n_ref * args.seq_len / ref_s
+        stages = {"profile_ms_per_batch": profile(model, sae, hook, windows, args.batch, device, args.top_k)} \
+            if args.profile else {}
+        print(json.dumps({
+            "benchmark": "sae_statistics", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "shape": args.shape, "dtype": args.dtype, "d_sae": args.d_sae, "density": density, "l0": round(l0, 1),
+            "hook": hook, "top_k": args.top_k, "batch_tokens": args.batch * args.seq_len, "tokens": windows.numel(),
+            "ours_tokens_per_s": round(ours_tps), "reference_tokens": n_ref * args.seq_len,
+            "reference_tokens_per_s": round(ref_tps), "ratio": round(ours_tps / ref_tps, 2), **stages,
+        }), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from quanta_db.results.sae.stats import FeatureStatistics, decoder_geometry, gini
+from quanta_db.results.sae.stats import (
+    HISTOGRAM_EDGES,
+    FeatureStatistics,
+    decoder_geometry,
+    gini,
+    merge_largest,
+    row_chunks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +53,14 @@ def test_feature_columns_match_numpy(batches):
     assert (got["n_tokens"] == len(feats)).all()
 
 
-def test_histograms_are_exact_counts(batches):
-    from quanta_db.results.sae.stats import HISTOGRAM_EDGES
+def _dense_histograms(stats):
+    feature, bin_index, count = stats.histograms()
+    got = np.zeros((stats.d_sae, len(HISTOGRAM_EDGES) - 1), dtype=np.int64)
+    got[feature, bin_index] = count
+    return got
 
+
+def test_histograms_are_exact_counts(batches):
     _, feats, _ = batches
     feature, bin_index, count = _stream(batches).histograms()
     got = np.zeros((feats.shape[1], len(HISTOGRAM_EDGES) - 1), dtype=np.int64)
@@ -57,6 +69,58 @@ def test_histograms_are_exact_counts(batches):
         values = np.abs(feats[:, f][feats[:, f] != 0])
         expected, _ = np.histogram(np.clip(values, HISTOGRAM_EDGES[0], HISTOGRAM_EDGES[-1] * 0.999), HISTOGRAM_EDGES)
         np.testing.assert_array_equal(got[f], expected)
+
+
+def test_values_on_bin_edges_fall_where_numpy_puts_them():
+    values = HISTOGRAM_EDGES.astype(np.float32)[None, :].repeat(2, 0)  # every edge, as float32 activations
+    stats = FeatureStatistics(values.shape[1], "cpu")
+    stats.add(torch.ones(2, 1), torch.from_numpy(values), torch.ones(2, 1), torch.arange(2))
+    got = _dense_histograms(stats)
+    for f, value in enumerate(values[0]):
+        expected, _ = np.histogram(np.clip([value] * 2, HISTOGRAM_EDGES[0], HISTOGRAM_EDGES[-1] * 0.999),
+                                   HISTOGRAM_EDGES)
+        np.testing.assert_array_equal(got[f], expected)
+
+
+def test_row_chunks_bound_the_active_entries():
+    feats = torch.zeros(9, 5)
+    feats[[0, 1, 1, 3, 4, 4, 4, 4, 8], [0, 0, 1, 2, 0, 1, 2, 3, 4]] = 1.0  # rows hold 1, 2, 0, 1, 4, 0, 0, 0, 1
+    chunks = [(c.start, c.stop) for c in row_chunks(feats, max_entries=3)]
+    assert chunks == [(0, 3), (3, 4), (4, 5), (5, 9)]  # row 4 alone exceeds the bound
+
+
+def test_row_chunks_change_nothing(batches):
+    """A batch denser than ``max_entries`` is read in row chunks; every statistic is the same."""
+    whole, chunked = _stream(batches, batch=100), _stream(batches, batch=100, max_entries=20)
+    for name in ("n_active", "sum_act", "top_values", "top_tokens", "sample_keys", "sample_tokens", "sample_values",
+                 "histogram"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name), rtol=1e-12, atol=0)
+    assert chunked.metric_sums().metrics() == pytest.approx(whole.metric_sums().metrics(), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merge_largest_equals_a_stable_sort_of_old_and_new(seed):
+    """Integer keys make ties common: the merge keeps what a stable descending sort of the row's
+    entries followed by the new ones (in their order) keeps."""
+    rng = np.random.default_rng(seed)
+    d, width = 7, 4
+    table = -np.sort(-rng.integers(0, 6, size=(d, width)).astype(np.float64), axis=1)
+    table[rng.random(d) < 0.3, -2:] = -np.inf  # rows not full yet
+    payload = rng.integers(0, 10**6, size=(d, width))
+    n_new = rng.integers(0, 30)
+    feature, keys, new_payload = rng.integers(0, d - 1, n_new), rng.integers(0, 8, n_new).astype(np.float64), \
+        rng.integers(10**6, 2 * 10**6, n_new)
+    got_keys, got_payload = torch.from_numpy(table.copy()), torch.from_numpy(payload.copy())
+    merge_largest(got_keys, [got_payload], torch.from_numpy(feature), torch.from_numpy(keys),
+                  [torch.from_numpy(new_payload)])
+    for f in range(d):
+        mine = feature == f
+        all_keys = np.r_[table[f], keys[mine]]
+        all_payload = np.r_[payload[f], new_payload[mine]]
+        order = np.argsort(-all_keys, kind="stable")[:width]
+        np.testing.assert_array_equal(got_keys[f].numpy(), all_keys[order])
+        np.testing.assert_array_equal(got_payload[f].numpy(), all_payload[order])
+    assert (got_keys[d - 1].numpy() == table[d - 1]).all()  # no new entries: row untouched
 
 
 def test_top_k_equals_a_full_sort(batches):
@@ -91,8 +155,8 @@ def test_band_examples_are_active_distinct_and_in_their_band(batches):
 
 
 def test_sample_is_the_bottom_k_of_its_token_keys():
-    """The row-skipping reservoir keeps exactly the active tokens with the largest keys, also once
-    dense features have moved to high key levels (features of very different densities)."""
+    """The streaming reservoir keeps exactly the active tokens with the largest keys, also once
+    dense features only admit keys near 1 (features of very different densities)."""
     rng = np.random.default_rng(1)
     n, d_sae, size = 6000, 6, 8
     density = np.array([0.9, 0.5, 0.1, 0.01, 0.002, 0.0])

@@ -98,10 +98,14 @@ def first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int
     return doc_ids[:keep], kept
 
 
-def _token_budget(batch_size, device, d_sae: int, d_model: int, n_ctx: int) -> int:
+def token_budget(batch_size, device, d_sae: int, d_model: int, n_ctx: int) -> int:
+    """Tokens per batch: ``batch_size`` windows of ``n_ctx``, or for "auto" what 30% of the free
+    device memory holds (a CPU budget of 4,096 tokens), at most 65,536."""
     if batch_size != "auto":
         return int(batch_size) * n_ctx
-    bytes_per_token = 4 * (4 * d_sae + 16 * d_model)  # features, their top-k/sample concatenations, activations
+    # float32 features, the SAE's pre-activations and reconstruction inputs, the model's activations
+    # (the active-entry lists are bounded separately, by FeatureStatistics.max_entries)
+    bytes_per_token = 4 * (4 * d_sae + 16 * d_model)
     budget = memory_budget_bytes(device, gpu_fraction=0.3, cpu_bytes=CPU_TOKEN_BUDGET * bytes_per_token)
     return int(min(MAX_TOKEN_BUDGET, max(n_ctx, budget / bytes_per_token)))
 
@@ -114,7 +118,7 @@ def _stream(lm, loaded: LoadedSAE, hook_name: str, sequences, batch_size, device
     starts = np.r_[0, np.cumsum([len(s) for s in sequences])[:-1]]
     stats = FeatureStatistics(sae.cfg.d_sae, device, top_k=top_k, seed=seed)
     ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "n": 0}
-    budget = _token_budget(parse_batch_size(batch_size), device, sae.cfg.d_sae, lm.config.hidden_size, n_ctx)
+    budget = token_budget(parse_batch_size(batch_size), device, sae.cfg.d_sae, lm.config.hidden_size, n_ctx)
     batches = plan_batches(np.array([len(s) for s in sequences]), budget, min_length=1)
     total = sum(len(s) for s in sequences)
     with tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"SAE {loaded.name}") as bar:
@@ -142,9 +146,8 @@ def _encode(lm, sae, hook_name: str, chosen: list[np.ndarray], device):
     x = acts[torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]]
     feats = sae.encode(x)
     x_hat = sae.decode(feats)
-    if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
-        raise InputError(f"activations at {hook_name} or their SAE encoding are not finite (NaN/inf); "
-                         "check the model's dtype and weights")
+    if not torch.isfinite(x).all():  # the features' own check rides on their sparse listing (stats)
+        raise InputError(f"activations at {hook_name} are not finite (NaN/inf); check the model's dtype and weights")
     return x, feats, x_hat
 
 

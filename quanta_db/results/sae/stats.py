@@ -1,10 +1,15 @@
 """Streaming statistics of an SAE's features over a corpus, kept on the device.
 
-One pass over batches of (input x, feature activations f, reconstruction x̂), token by token.
-Nothing of size tokens × features ever reaches host memory: per feature the accumulators are
-counts and sums (float64), the running maximum, the top-k activations with their token
-indices, and a uniform random sample of the tokens where the feature is active (bottom-k of a
-random key per token), from which activation-band examples are drawn at the end.
+One pass over batches of (input x, feature activations f, reconstruction x̂). Each batch is read
+once densely — for the list of its active (token, feature, activation) entries — and every
+per-feature statistic is then computed from that list, whose length is the batch's L0 sum
+(tokens × mean L0), not tokens × features. Nothing of size tokens × features reaches host
+memory: per feature the accumulators are counts and sums (float64), an exact histogram, the
+top-k activations with their token indices, and a uniform random sample of the tokens where the
+feature is active (the ``sample_size`` largest of one random key per token), from which the
+activation-band examples are drawn at the end. Top-k and sample are merged per batch only for
+the entries that beat a feature's current k-th value / key, so after the first batches a merge
+touches few entries.
 
 Metric sums follow sae-lens 6.54 ``evals.get_sparsity_and_variance_metrics``:
 l0 = mean over tokens of #{f ≠ 0}; l1 = mean Σ|f|; mse = mean over tokens of ‖x − x̂‖²
@@ -20,11 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from quanta_db.errors import InputError
+
 SAMPLE_SIZE = 100  # random active tokens kept per feature, for the activation-band examples
 # Exact activation histograms on fixed log-spaced bins of |activation| (values beyond the ends
 # fall in the first or last bin), so no pass needs to know a feature's maximum first.
 HISTOGRAM_EDGES = np.logspace(-4, 4, 33)
-_MAX_LEVEL = 20  # sampling key levels 1 − 2^-L; past this the float32 keys run out of resolution
+# Active entries listed at once (8 bytes of index each): a batch denser than this is read in
+# row chunks, so even an SAE that fires everywhere never needs more than ~1 GiB of indices.
+MAX_ENTRIES = 2**27
+_DEVICE_SUMS = ("sum_sq_norm", "sum_sq_residual", "sum_l1", "sum_cos", "sum_l2_ratio", "sum_ev_legacy")
 
 
 @dataclass
@@ -58,48 +68,55 @@ class MetricSums:
 class FeatureStatistics:
     """Per-feature and whole-SAE accumulators; call :meth:`add` per batch, then read results."""
 
-    def __init__(self, d_sae: int, device, top_k: int = 20, sample_size: int = SAMPLE_SIZE, seed: int = 0):
+    def __init__(self, d_sae: int, device, top_k: int = 20, sample_size: int = SAMPLE_SIZE, seed: int = 0,
+                 max_entries: int = MAX_ENTRIES):
         self.device = torch.device(device)
-        self.top_k = top_k
-        zeros = lambda dtype: torch.zeros(d_sae, dtype=dtype, device=self.device)  # noqa: E731
-        self.n_active = zeros(torch.int64)
-        self.sum_act = zeros(torch.float64)
-        self.max_act = torch.full((d_sae,), -torch.inf, device=self.device)
-        self.top_values = torch.full((d_sae, top_k), -torch.inf, device=self.device)
-        self.top_tokens = torch.full((d_sae, top_k), -1, dtype=torch.int64, device=self.device)
-        self.sample_keys = torch.full((d_sae, sample_size), -torch.inf, device=self.device)
-        self.sample_tokens = torch.full((d_sae, sample_size), -1, dtype=torch.int64, device=self.device)
-        self.sample_values = torch.zeros((d_sae, sample_size), device=self.device)
-        self.histogram = torch.zeros((d_sae, len(HISTOGRAM_EDGES) - 1), dtype=torch.int64, device=self.device)
-        self._edges = torch.as_tensor(HISTOGRAM_EDGES[1:-1], dtype=torch.float32, device=self.device)
+        self.d_sae, self.top_k = d_sae, top_k
+        self.max_entries = max_entries
+        full = lambda shape, value, dtype=torch.float32: torch.full(shape, value, dtype=dtype, device=self.device)  # noqa: E731
+        self.n_active = full((d_sae,), 0, torch.int64)
+        self.sum_act = full((d_sae,), 0, torch.float64)
+        self.top_values = full((d_sae, top_k), -torch.inf)
+        self.top_tokens = full((d_sae, top_k), -1, torch.int64)
+        # float64 keys: with 24-bit float32 keys, ties among a million tokens' keys are common
+        self.sample_keys = full((d_sae, sample_size), -torch.inf, torch.float64)
+        self.sample_tokens = full((d_sae, sample_size), -1, torch.int64)
+        self.sample_values = full((d_sae, sample_size), 0)
+        self.histogram = full((d_sae, len(HISTOGRAM_EDGES) - 1), 0, torch.int64)
+        self._edges = torch.as_tensor(HISTOGRAM_EDGES[1:-1], dtype=torch.float64, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.sums = MetricSums()
+        self.n_tokens, self.sum_l0 = 0, 0
         self._sum_x: torch.Tensor | None = None
+        self._sums = {name: full((), 0, torch.float64) for name in _DEVICE_SUMS}  # on the device: no sync per batch
 
     @torch.no_grad()
     def add(self, x: torch.Tensor, feats: torch.Tensor, x_hat: torch.Tensor, token_index: torch.Tensor) -> None:
         """One batch: ``x`` and ``x_hat`` [B, d_in], ``feats`` [B, d_sae], ``token_index`` [B]
         (a global index of each token, returned in the examples)."""
-        x, x_hat, feats = x.float(), x_hat.float(), feats.float()
         token_index = token_index.to(self.device)
-        active = feats != 0
-        batch_active = active.sum(0)
-        batch_max = feats.max(0).values
-        self.n_active += batch_active
-        self.sum_act += feats.sum(0, dtype=torch.float64)
-        self.max_act = torch.maximum(self.max_act, batch_max)
-        self._count_histogram(feats)
-        self._keep_top(feats, batch_max, token_index)
-        self._keep_sample(feats, batch_active, token_index)
-        self._add_metrics(x, feats, x_hat, batch_active)
+        keys = self.token_keys(feats.shape[0])
+        self._add_metrics(x.float(), x_hat.float())
+        for rows in row_chunks(feats, self.max_entries):
+            row, feature, value = active_entries(feats[rows])
+            tokens = token_index[rows][row]
+            self._count(feature, value)
+            self._count_histogram(feature, value)
+            self._keep_top(feature, value, tokens)
+            self._keep_sample(feature, value, keys[rows][row], tokens)
 
-    def _count_histogram(self, feats: torch.Tensor) -> None:
-        # One bincount over feature * n_bins + bin of the active entries: bincount adds with
-        # atomics, where index_put(accumulate=True) sorts its indices on CUDA.
+    def _count(self, feature: torch.Tensor, value: torch.Tensor) -> None:
+        # index_add_ rather than bincount, which reads its input's maximum back to the host on CUDA
+        self.n_active.index_add_(0, feature, torch.ones_like(feature))
+        self.sum_act.index_add_(0, feature, value.double())
+        self.sum_l0 += len(value)  # Σ_tokens #{f ≠ 0} is the number of active entries
+        self._sums["sum_l1"] += value.abs().sum(dtype=torch.float64)
+
+    def _count_histogram(self, feature: torch.Tensor, value: torch.Tensor) -> None:
+        # index_add_ adds with atomics, where index_put(accumulate=True) sorts its indices on CUDA;
+        # float64 edges and right=True give numpy.histogram's bins [a, b) exactly, edges included.
         n_bins = self.histogram.shape[1]
-        rows, features = (feats != 0).nonzero(as_tuple=True)
-        bins = torch.bucketize(feats[rows, features].abs(), self._edges)
-        self.histogram += torch.bincount(features * n_bins + bins, minlength=feats.shape[1] * n_bins).view(-1, n_bins)
+        bins = torch.bucketize(value.abs().double(), self._edges, right=True)
+        self.histogram.view(-1).index_add_(0, feature * n_bins + bins, torch.ones_like(bins))
 
     def histograms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(feature, bin, count) of the non-empty bins; bin b spans HISTOGRAM_EDGES[b:b + 2]."""
@@ -107,85 +124,64 @@ class FeatureStatistics:
         feature, bin_index = np.nonzero(counts)
         return feature, bin_index, counts[feature, bin_index]
 
-    def _keep_top(self, feats: torch.Tensor, batch_max: torch.Tensor, token_index: torch.Tensor) -> None:
-        # Only features whose batch maximum beats their current k-th value can change; select
-        # within the batch on those columns ([k, n] along the token axis), then merge.
-        changed = (batch_max > self.top_values[:, -1]).nonzero().flatten()
-        if not len(changed):
-            return
-        k = min(self.top_k, feats.shape[0])
-        values, rows = feats.index_select(1, changed).topk(k, dim=0)
-        merged, tokens = _merge_top(self.top_values[changed], self.top_tokens[changed], values.T,
-                                    token_index[rows].T, self.top_k)
-        self.top_values[changed], self.top_tokens[changed] = merged, tokens
+    def _keep_top(self, feature: torch.Tensor, value: torch.Tensor, tokens: torch.Tensor) -> None:
+        # Only entries above their feature's current k-th value can enter its top k.
+        better = (value > self.top_values[:, -1].contiguous()[feature]).nonzero().squeeze(1)
+        merge_largest(self.top_values, [self.top_tokens], feature[better], value[better], [tokens[better]])
 
     def token_keys(self, n: int) -> torch.Tensor:
         """Uniform random keys of the next ``n`` tokens (shared by all features)."""
-        return torch.rand(n, generator=self.generator, device=self.device)
+        return torch.rand(n, generator=self.generator, device=self.device, dtype=torch.float64)
 
-    def _keep_sample(self, feats: torch.Tensor, batch_active: torch.Tensor, token_index: torch.Tensor) -> None:
+    def _keep_sample(self, feature: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
+                     tokens: torch.Tensor) -> None:
         """Bottom-k sampling: per feature, the ``sample_size`` active tokens with the largest
-        random keys — a uniform sample of its active tokens. One key per token (independent of
-        activity) keeps each feature's sample uniform, and lets a feature whose kept keys are all
-        above 1 − 2^-L look only at the batch's tokens with keys above that: features are grouped
-        by L, so late in a corpus a dense feature reads a small fraction of the rows."""
-        keys = self.token_keys(feats.shape[0])
-        threshold = self.sample_keys[:, -1]  # kept sorted descending; -inf until full
-        level = torch.where(threshold > 0, torch.floor(-torch.log2(1 - threshold.clamp(max=1 - 1e-7))),
-                            torch.zeros_like(threshold)).clamp(max=_MAX_LEVEL).to(torch.int64)
-        level = torch.where(batch_active > 0, level, -1)
-        for value in level.unique().tolist():
-            if value >= 0:
-                self._merge_sample(feats, keys, token_index, (level == value).nonzero().flatten(), 1 - 2.0**-value)
+        random keys — a uniform sample of its active tokens (one key per token, independent of
+        activity). Once a feature has seen n active tokens, a new one enters with probability
+        ``sample_size``/n, so late in a corpus few entries reach the merge."""
+        fresh = (keys > self.sample_keys[:, -1].contiguous()[feature]).nonzero().squeeze(1)
+        merge_largest(self.sample_keys, [self.sample_tokens, self.sample_values], feature[fresh], keys[fresh],
+                      [tokens[fresh], value[fresh]])
 
-    def _merge_sample(self, feats, keys, token_index, features, key_floor: float) -> None:
-        rows = (keys > key_floor).nonzero().flatten() if key_floor > 0 else None
-        block = feats.index_select(1, features) if rows is None else feats.index_select(0, rows).index_select(1, features)
-        row_keys = keys if rows is None else keys[rows]
-        if not block.shape[0]:
-            return
-        masked = torch.where(block != 0, row_keys[:, None], -torch.inf)
-        batch_keys, where = masked.topk(min(self.sample_keys.shape[1], block.shape[0]), dim=0)
-        batch_rows = where if rows is None else rows[where]
-        merged, pick = torch.cat([self.sample_keys[features], batch_keys.T], dim=1).topk(self.sample_keys.shape[1], dim=1)
-        self.sample_tokens[features] = torch.cat([self.sample_tokens[features], token_index[batch_rows].T], 1).gather(1, pick)
-        self.sample_values[features] = torch.cat([self.sample_values[features], block.gather(0, where).T], 1).gather(1, pick)
-        self.sample_keys[features] = merged
-
-    def _add_metrics(self, x: torch.Tensor, feats: torch.Tensor, x_hat: torch.Tensor, batch_active: torch.Tensor) -> None:
-        s = self.sums
+    def _add_metrics(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
         residual_sq = (x - x_hat).pow(2).sum(1)
         norm_x = x.norm(dim=1)
+        cos = (x / x.norm(dim=1, keepdim=True)) * (x_hat / x_hat.norm(dim=1, keepdim=True))
+        safe_norm = torch.where(norm_x.abs() < 1e-4, torch.ones_like(norm_x), norm_x)
+        centered_sq = (x - x.mean(0)).pow(2).sum(1)
+        per_token = {"sum_sq_norm": x.double().pow(2).sum(1), "sum_sq_residual": residual_sq.double(),
+                     "sum_cos": cos.sum(1).double(), "sum_l2_ratio": (x_hat.norm(dim=1) / safe_norm).double(),
+                     "sum_ev_legacy": (1 - residual_sq / centered_sq).double()}
+        for name, values in per_token.items():
+            self._sums[name] += values.sum().to(self.device)
         batch_sum = x.sum(0, dtype=torch.float64)
         self._sum_x = batch_sum if self._sum_x is None else self._sum_x + batch_sum
-        s.n_tokens += x.shape[0]
-        s.sum_sq_norm += float(x.double().pow(2).sum())
-        s.sum_sq_residual += float(residual_sq.double().sum())
-        s.sum_l0 += float(batch_active.sum())  # Σ_tokens #{f ≠ 0} = Σ_features #{active tokens}
-        s.sum_l1 += float(feats.abs().sum(1).double().sum())
-        cos = (x / x.norm(dim=1, keepdim=True)) * (x_hat / x_hat.norm(dim=1, keepdim=True))
-        s.sum_cos += float(cos.sum(1).double().sum())
-        safe_norm = torch.where(norm_x.abs() < 1e-4, torch.ones_like(norm_x), norm_x)
-        s.sum_l2_ratio += float((x_hat.norm(dim=1) / safe_norm).double().sum())
-        centered_sq = (x - x.mean(0)).pow(2).sum(1)
-        s.sum_ev_legacy += float((1 - residual_sq / centered_sq).double().sum())
+        self.n_tokens += x.shape[0]
 
     # -- results -----------------------------------------------------------------------------
     def metric_sums(self) -> MetricSums:
-        self.sums.sum_x = None if self._sum_x is None else self._sum_x.cpu().numpy()
-        return self.sums
+        totals = {name: float(total) for name, total in self._sums.items()}
+        return MetricSums(n_tokens=self.n_tokens, sum_x=None if self._sum_x is None else self._sum_x.cpu().numpy(),
+                          sum_l0=float(self.sum_l0), **totals)
+
+    def max_act(self) -> np.ndarray:
+        """Per feature the largest activation over all tokens, zeros of inactive tokens included
+        (the top-1 of the active ones, or 0 when some token left the feature at 0)."""
+        top = self.top_values[:, 0].cpu().numpy()
+        some_inactive = self.n_active.cpu().numpy() < self.n_tokens
+        top = np.where(some_inactive, np.maximum(top, 0), top)
+        return np.where(np.isfinite(top), top, 0).astype(np.float32)
 
     def feature_columns(self) -> dict[str, np.ndarray]:
         """n_tokens, n_active, density, mean_act, mean_act_active, max_act, dead per feature."""
-        n = self.sums.n_tokens
+        n = self.n_tokens
         n_active = self.n_active.cpu().numpy()
         total = self.sum_act.cpu().numpy()
-        max_act = self.max_act.cpu().numpy().astype(np.float32)
         return {
             "n_tokens": np.full(len(n_active), n, dtype=np.int64), "n_active": n_active,
             "density": n_active / max(n, 1), "mean_act": total / max(n, 1),
             "mean_act_active": np.divide(total, n_active, out=np.zeros_like(total), where=n_active > 0),
-            "max_act": np.where(np.isfinite(max_act), max_act, 0).astype(np.float32), "dead": n_active == 0,
+            "max_act": self.max_act(), "dead": n_active == 0,
         }
 
     def top_examples(self) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +197,7 @@ class FeatureStatistics:
         keys = self.sample_keys.cpu().numpy()
         tokens = self.sample_tokens.cpu().numpy()
         values = self.sample_values.cpu().numpy()
-        max_act = self.max_act.cpu().numpy()
+        max_act = self.max_act()
         out = []
         for feature in np.flatnonzero(np.isfinite(keys[:, 0])):
             kept = np.isfinite(keys[feature])
@@ -215,11 +211,57 @@ class FeatureStatistics:
         return out
 
 
-def _merge_top(values: torch.Tensor, tokens: torch.Tensor, new_values: torch.Tensor, new_tokens: torch.Tensor,
-               k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest of two [d_sae, *] candidate sets, with their token indices."""
-    merged, where = torch.cat([values, new_values], dim=1).topk(k, dim=1)
-    return merged, torch.cat([tokens, new_tokens], dim=1).gather(1, where)
+def row_chunks(feats: torch.Tensor, max_entries: int):
+    """Consecutive row ranges of a [B, d_sae] batch with at most ``max_entries`` active entries
+    each (a single row above that is a range of its own)."""
+    if feats.numel() <= max_entries:  # counting costs a pass; a batch this small cannot exceed the bound
+        yield slice(0, feats.shape[0])
+        return
+    ends = torch.count_nonzero(feats, dim=1).cumsum(0).cpu().numpy()
+    start, before = 0, 0
+    while start < len(ends):
+        stop = max(start + 1, int(np.searchsorted(ends, before + max_entries, side="right")))
+        yield slice(start, stop)
+        start, before = stop, int(ends[stop - 1])
+
+
+def active_entries(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, feature, activation as float32) of the nonzero entries of a [B, d_sae] batch, in
+    row-major order. NaN is nonzero, so a non-finite activation is always listed, and refused."""
+    flat = feats.reshape(-1)
+    where = flat.nonzero().squeeze(1)
+    value = flat[where].float()
+    if not bool(torch.isfinite(value).all()):
+        raise InputError("SAE feature activations are not finite (NaN/inf); check the model's dtype and weights")
+    return where // feats.shape[1], where % feats.shape[1], value
+
+
+def merge_largest(keys_table: torch.Tensor, payload_tables: list[torch.Tensor], feature: torch.Tensor,
+                  keys: torch.Tensor, payloads: list[torch.Tensor]) -> None:
+    """In place, per row f of ``keys_table`` [d, width] (kept sorted largest first): the ``width``
+    largest keys among the row's and the new entries (feature[i] = f, keys[i]), with the matching
+    entries of ``payload_tables`` (new values in ``payloads``). Rows without new entries are not read.
+
+    A segmented top-k by two stable sorts (key descending, then row), rank = position − the
+    row's first position; ties keep the earlier entry (the table's before the new ones)."""
+    if not len(feature):
+        return
+    d, width = keys_table.shape
+    touched = torch.zeros(d, dtype=torch.bool, device=feature.device)
+    touched[feature] = True
+    rows = touched.nonzero().squeeze(1)
+    row_of = torch.cat([rows.repeat_interleave(width), feature])
+    all_keys = torch.cat([keys_table[rows].reshape(-1), keys.to(keys_table.dtype)])
+    order = torch.argsort(all_keys, descending=True, stable=True)
+    order = order[torch.argsort(row_of[order], stable=True)]
+    grouped = row_of[order]
+    counts = torch.zeros(d, dtype=torch.int64, device=grouped.device).index_add_(0, grouped, torch.ones_like(grouped))
+    rank = torch.arange(len(order), device=order.device) - (torch.cumsum(counts, 0) - counts)[grouped]
+    keep = (rank < width).nonzero().squeeze(1)  # every touched row keeps exactly `width` (its old entries count)
+    slot_row, slot_rank, picked = grouped[keep], rank[keep], order[keep]
+    keys_table[slot_row, slot_rank] = all_keys[picked]
+    for table, new in zip(payload_tables, payloads):
+        table[slot_row, slot_rank] = torch.cat([table[rows].reshape(-1), new.to(table.dtype)])[picked]
 
 
 @torch.no_grad()
