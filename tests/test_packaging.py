@@ -20,7 +20,7 @@ def test_wheel_ships_sql_and_cli_finds_it(tmp_path):
     for sql in queries:
         assert f"quanta_db/queries/{sql.relative_to(ROOT / 'queries').as_posix()}" in names
     for page in [*ROOT.glob("quanta_db/**/templates/*.html"), *ROOT.glob("quanta_db/**/templates/*.js"),
-                 *ROOT.glob("quanta_db/results/*/*.json")]:
+                 *ROOT.glob("quanta_db/results/*/*.json"), *ROOT.glob("quanta_db/serve/sql/*.sql")]:
         assert page.relative_to(ROOT).as_posix() in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],

@@ -9,6 +9,7 @@ Sync endpoints run in Starlette's worker threads: a slow query holds only its ow
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import re
@@ -22,6 +23,7 @@ from quanta_db.serve.snapshot import Snapshots
 from quanta_db.store.sql import quote_ident, quote_literal
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+PAGE_SQL = Path(__file__).resolve().parent / "sql"  # the pages' own fixed queries (not saved analyses)
 PAGE_ROWS = 50
 FORMATS = {"csv": "text/csv", "json": "application/json", "tex": "application/x-tex",
            "parquet": "application/vnd.apache.parquet"}
@@ -33,6 +35,13 @@ class Settings:
     time_limit_ms: int = 5000
     max_rows: int = 1000
     token: str | None = None
+
+
+
+@functools.cache
+def page_sql(name: str) -> str:
+    """The text of ``sql/NAME.sql``."""
+    return (PAGE_SQL / f"{name}.sql").read_text()
 
 
 def _parameters(text: str) -> list[tuple[str, str | None]]:
@@ -94,7 +103,7 @@ def create_app(settings: Settings):
         return HTMLResponse(body, status_code=status)
 
     def saved(name: str) -> dict:
-        rows = execute("SELECT name, description, parameters, sql FROM saved_queries WHERE name = ?", [name]).table
+        rows = execute(page_sql("saved_analysis"), [name]).table
         if not rows.num_rows:
             raise InputError(f"unknown saved analysis {name!r}")
         return {k: rows.column(k)[0].as_py() for k in rows.column_names}
@@ -102,8 +111,7 @@ def create_app(settings: Settings):
     def relations() -> list[dict]:
         from quanta_db.store.registry import catalog_tables, fact_tables
 
-        columns = execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
-                          "ORDER BY table_name, ordinal_position", max_rows=None).table.to_pylist()
+        columns = execute(page_sql("columns"), max_rows=None).table.to_pylist()
         names = sorted([*catalog_tables(), *fact_tables()])
         out = []
         for name in names:
@@ -114,15 +122,9 @@ def create_app(settings: Settings):
 
     # -- pages ----------------------------------------------------------------------------------
     def home(request):
-        status = {key: execute(sql, max_rows=None).table.to_pylist() for key, sql in (
-            ("corpora", "SELECT corpus, tokenizer, n_docs, n_tokens FROM corpora ORDER BY corpus"),
-            ("checkpoints", "SELECT model, count(*) AS n_checkpoints, min(step) AS first_step, max(step) AS last_step "
-                            "FROM checkpoints GROUP BY model ORDER BY model"),
-            ("saes", "SELECT sae, model, step, hook_name, d_sae, architecture FROM saes ORDER BY sae"),
-            ("runs", "SELECT run_id, kind, status, started_at, ended_at, rows_written, params FROM runs "
-                     "ORDER BY started_at DESC LIMIT 50"))}
-        analyses = execute("SELECT name, description, parameters FROM saved_queries ORDER BY name",
-                           max_rows=None).table.to_pylist()
+        status = {key: execute(page_sql(f"home_{key}"), max_rows=None).table.to_pylist()
+                  for key in ("corpora", "checkpoints", "saes", "runs")}
+        analyses = execute(page_sql("saved_analyses"), max_rows=None).table.to_pylist()
         return page("home.html", status=200, store=status, tables=relations(), analyses=analyses)
 
     def columns_of(name: str) -> list[str]:
@@ -152,9 +154,7 @@ def create_app(settings: Settings):
     def sql_page(request):
         sql = request.query_params.get("sql", "").strip()
         result = execute(sql) if sql else None
-        schema = execute("SELECT table_name, string_agg(column_name, ', ' ORDER BY ordinal_position) AS columns "
-                         "FROM information_schema.columns GROUP BY table_name ORDER BY table_name",
-                         max_rows=None).table.to_pylist()
+        schema = execute(page_sql("schema"), max_rows=None).table.to_pylist()
         return page("sql.html", sql=sql, result=result, schema=schema)
 
     def download(request):
@@ -203,7 +203,7 @@ def create_app(settings: Settings):
                                                                   max_rows=None))})
 
     def api_runs(request):
-        return JSONResponse(served.to_json(execute("SELECT * FROM runs ORDER BY started_at", max_rows=None)))
+        return JSONResponse(served.to_json(execute(page_sql("runs"), max_rows=None)))
 
     routes = [Route("/", home), Route("/tables/{name}", table_page), Route("/analyses/{name}", analysis_page),
               Route("/sql", sql_page), Route("/download", download), Route("/reports/{kind}/{ident}", report),

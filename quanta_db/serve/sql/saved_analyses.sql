@@ -1,0 +1,2 @@
+-- Home page: the saved analyses.
+SELECT name, description, parameters FROM saved_queries ORDER BY name
