@@ -1,8 +1,9 @@
 """Self-contained report pages: the data packed inside the page, shared JavaScript helpers.
 
 A page's data travels gzip-compressed (mtime 0, so the page is deterministic) and base64-encoded
-in ``<script id="payload">``; its template includes ``page_common.js`` (payload loading, text-node
-element and token helpers) and renders the data in the browser with text nodes only.
+in ``<script id="payload">``; its template extends ``page_base.html`` (head, shared style, the
+payload and ``page_common.js``: payload loading, text-node element and token helpers) and renders
+the data in the browser with text nodes only.
 """
 
 from __future__ import annotations
