@@ -34,6 +34,7 @@ HISTOGRAM_EDGES = np.logspace(-4, 4, 33)
 # Active entries listed at once (8 bytes of index each): a batch denser than this is read in
 # row chunks, so even an SAE that fires everywhere never needs more than ~1 GiB of indices.
 MAX_ENTRIES = 2**27
+_BUCKETS = 64  # coarse key buckets that thin the first batches' candidates before sorting
 _DEVICE_SUMS = ("sum_sq_norm", "sum_sq_residual", "sum_l1", "sum_cos", "sum_l2_ratio", "sum_ev_legacy")
 
 
@@ -125,9 +126,17 @@ class FeatureStatistics:
         return feature, bin_index, counts[feature, bin_index]
 
     def _keep_top(self, feature: torch.Tensor, value: torch.Tensor, tokens: torch.Tensor) -> None:
-        # Only entries above their feature's current k-th value can enter its top k.
-        better = (value > self.top_values[:, -1].contiguous()[feature]).nonzero().squeeze(1)
-        merge_largest(self.top_values, [self.top_tokens], feature[better], value[better], [tokens[better]])
+        keep = self._candidates(self.top_values, feature, value, _value_bucket)
+        merge_largest(self.top_values, [self.top_tokens], feature[keep], value[keep], [tokens[keep]])
+
+    def _candidates(self, table: torch.Tensor, feature: torch.Tensor, keys: torch.Tensor, bucket_of) -> torch.Tensor:
+        """Indices of the entries that can still enter their feature's row of ``table``: above its
+        current last key and — when there are more than a row's width per feature, as in the first
+        batches — not below the feature's ``width``-th largest new key by a whole bucket."""
+        keep = (keys > table[:, -1].contiguous()[feature]).nonzero().squeeze(1)
+        if len(keep) > table.shape[1] * self.d_sae:
+            keep = keep[within_largest(feature[keep], bucket_of(keys[keep]), table.shape[1], self.d_sae)]
+        return keep
 
     def token_keys(self, n: int) -> torch.Tensor:
         """Uniform random keys of the next ``n`` tokens (shared by all features)."""
@@ -139,7 +148,7 @@ class FeatureStatistics:
         random keys — a uniform sample of its active tokens (one key per token, independent of
         activity). Once a feature has seen n active tokens, a new one enters with probability
         ``sample_size``/n, so late in a corpus few entries reach the merge."""
-        fresh = (keys > self.sample_keys[:, -1].contiguous()[feature]).nonzero().squeeze(1)
+        fresh = self._candidates(self.sample_keys, feature, keys, _key_bucket)
         merge_largest(self.sample_keys, [self.sample_tokens, self.sample_values], feature[fresh], keys[fresh],
                       [tokens[fresh], value[fresh]])
 
@@ -234,6 +243,29 @@ def active_entries(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     if not bool(torch.isfinite(value).all()):
         raise InputError("SAE feature activations are not finite (NaN/inf); check the model's dtype and weights")
     return where // feats.shape[1], where % feats.shape[1], value
+
+
+def within_largest(feature: torch.Tensor, bucket: torch.Tensor, width: int, d: int) -> torch.Tensor:
+    """Indices of the entries that may be among their feature's ``width`` largest keys, given
+    ``bucket`` in [0, 64) non-decreasing in the key: per feature, the entries in buckets below the
+    highest bucket b with at least ``width`` entries in buckets ≥ b are all smaller than those
+    ``width`` entries, so they are dropped (exactly; ties cannot cross buckets)."""
+    n_buckets = _BUCKETS
+    counts = torch.zeros(d * n_buckets, dtype=torch.int64, device=feature.device)
+    counts = counts.index_add_(0, feature * n_buckets + bucket, torch.ones_like(bucket)).view(d, n_buckets)
+    at_or_above = counts.flip(1).cumsum(1).flip(1)  # non-increasing in the bucket
+    cutoff = ((at_or_above >= width).sum(1) - 1).clamp(min=0)
+    return (bucket >= cutoff[feature]).nonzero().squeeze(1)
+
+
+def _value_bucket(value: torch.Tensor) -> torch.Tensor:
+    # float32 bit patterns of non-negative values order like the values: sign, exponent and two
+    # mantissa bits give four buckets per octave, 2^-8 … 2^8 (negatives and below: bucket 0).
+    return ((value.float().view(torch.int32).to(torch.int64) >> 21) - (119 << 2)).clamp(0, _BUCKETS - 1)
+
+
+def _key_bucket(keys: torch.Tensor) -> torch.Tensor:
+    return (keys * _BUCKETS).floor().to(torch.int64).clamp(0, _BUCKETS - 1)  # uniform keys in [0, 1)
 
 
 def merge_largest(keys_table: torch.Tensor, payload_tables: list[torch.Tensor], feature: torch.Tensor,
