@@ -140,3 +140,16 @@ def test_every_hook_matches_transformer_lens_run_with_cache(model, ids):
             model(ids)
             for name in names:
                 np.testing.assert_allclose(store[name].numpy(), cache[name].numpy(), atol=1e-5, err_msg=name)
+
+
+def test_token_budget_from_batch_size_or_memory():
+    from quanta_db.runtime.device import token_budget
+
+    cpu = torch.device("cpu")
+    assert token_budget(3, cpu, n_ctx=128, bytes_per_token=100, gpu_fraction=0.5, cpu_tokens=4096) == 3 * 128
+    assert token_budget("auto", cpu, n_ctx=128, bytes_per_token=100, gpu_fraction=0.5, cpu_tokens=4096) == 4096
+    assert token_budget("auto", cpu, n_ctx=8192, bytes_per_token=100, gpu_fraction=0.5, cpu_tokens=4096) == 8192
+    assert token_budget("auto", cpu, n_ctx=128, bytes_per_token=100, gpu_fraction=0.5, cpu_tokens=64,
+                        min_tokens=1024) == 1024
+    assert token_budget("auto", cpu, n_ctx=128, bytes_per_token=100, gpu_fraction=0.5, cpu_tokens=4096,
+                        max_tokens=1000) == 1000

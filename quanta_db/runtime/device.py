@@ -44,6 +44,18 @@ def memory_budget_bytes(device, gpu_fraction: float, cpu_bytes: float, override_
     return cpu_bytes
 
 
+def token_budget(batch_size, device, n_ctx: int, bytes_per_token: float, gpu_fraction: float, cpu_tokens: int,
+                 min_tokens: int | None = None, max_tokens: int | None = None) -> int:
+    """Tokens per batch: ``batch_size`` documents of ``n_ctx`` tokens, or for "auto" what
+    ``gpu_fraction`` of the free CUDA memory holds at ``bytes_per_token`` (``cpu_tokens`` on a
+    CPU), at least ``min_tokens`` (default ``n_ctx``) and at most ``max_tokens``."""
+    if batch_size != "auto":
+        return int(batch_size) * n_ctx
+    tokens = memory_budget_bytes(device, gpu_fraction, cpu_tokens * bytes_per_token) / bytes_per_token
+    tokens = max(n_ctx if min_tokens is None else min_tokens, tokens)
+    return int(tokens if max_tokens is None else min(max_tokens, tokens))
+
+
 def parse_batch_size(value) -> str | int:
     """``"auto"`` or a positive number of documents per batch."""
     if value == "auto":

@@ -15,7 +15,7 @@ from quanta_db.results.heads.token_metrics import head_token_metrics
 from quanta_db.results.losses.models import resolve_model, stage_model_rows
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
-from quanta_db.runtime.device import memory_budget_bytes, parse_batch_size, resolve_device
+from quanta_db.runtime.device import parse_batch_size, resolve_device, token_budget
 
 CPU_TOKEN_BUDGET = 2048
 METRICS = ("dla", "mover_attn", "mover_dla")
@@ -73,9 +73,8 @@ def _token_metrics(lm, doc_ids, sequences, batch_size, device, progress) -> pa.T
     keep = np.flatnonzero(lengths > 1)
     n_layers, n_heads = lm.config.num_hidden_layers, lm.config.num_attention_heads
     # attention patterns of one layer ([B, H, T, T] floats, a few copies) dominate the memory
-    chosen = parse_batch_size(batch_size)
-    budget = int(chosen) * n_ctx if chosen != "auto" else int(max(n_ctx, memory_budget_bytes(
-        device, 0.3, CPU_TOKEN_BUDGET * 64 * n_heads * n_ctx) / (64 * n_heads * n_ctx)))
+    budget = token_budget(parse_batch_size(batch_size), device, n_ctx, 64 * n_heads * n_ctx, gpu_fraction=0.3,
+                          cpu_tokens=CPU_TOKEN_BUDGET)
     columns: dict[str, list] = {k: [] for k in ("doc_id", "pos", "layer", "head", *METRICS)}
     with tqdm(total=int(lengths[keep].sum()), unit="tok", unit_scale=True, disable=not progress, desc="heads") as bar:
         def one_batch(batch):

@@ -22,7 +22,7 @@ from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import launch_batch_losses
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import plan_batches, run_batches
-from quanta_db.runtime.device import memory_budget_bytes, parse_batch_size, resolve_device, resolve_dtype
+from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype, token_budget
 from quanta_db.runtime.tokenizer import load_tokenizer, vocab_hash
 from quanta_db.store.store import Store
 
@@ -166,12 +166,10 @@ def _existing_run(store: Store, spec: LossSpec, checkpoint, force: bool) -> str 
 
 
 def _token_budget(batch_size, device, model) -> int:
-    if batch_size != "auto":
-        return int(batch_size) * max(1, int(model.config.max_position_embeddings or 1024))
     # Inference keeps about one layer's activations alive: ~16 hidden-sized vectors a token.
     bytes_per_token = 16 * model.config.hidden_size * next(model.parameters()).element_size()
-    budget = memory_budget_bytes(device, gpu_fraction=0.5, cpu_bytes=CPU_TOKEN_BUDGET * bytes_per_token)
-    return int(min(MAX_GPU_TOKEN_BUDGET, max(1024, budget / bytes_per_token)))
+    return token_budget(batch_size, device, max(1, int(model.config.max_position_embeddings or 1024)), bytes_per_token,
+                        gpu_fraction=0.5, cpu_tokens=CPU_TOKEN_BUDGET, min_tokens=1024, max_tokens=MAX_GPU_TOKEN_BUDGET)
 
 
 def checkpoint_losses(model, doc_ids, sequences, batch_size, device, bar) -> dict[str, np.ndarray]:

@@ -20,9 +20,10 @@ from quanta_db.results.losses.models import resolve_model
 from quanta_db.results.sae import outputs
 from quanta_db.results.sae.loading import LoadedSAE, check_against_model, load_sae
 from quanta_db.results.sae.stats import FeatureStatistics
+from quanta_db.runtime import device as runtime_device
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
-from quanta_db.runtime.device import memory_budget_bytes, parse_batch_size, resolve_device, resolve_dtype
+from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype
 from quanta_db.runtime.hooks import activations_until, replace_activation
 from quanta_db.store.store import Store
 
@@ -101,13 +102,11 @@ def first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int
 def token_budget(batch_size, device, d_sae: int, d_model: int, n_ctx: int) -> int:
     """Tokens per batch: ``batch_size`` windows of ``n_ctx``, or for "auto" what 30% of the free
     device memory holds (a CPU budget of 4,096 tokens), at most 65,536."""
-    if batch_size != "auto":
-        return int(batch_size) * n_ctx
     # float32 features, the SAE's pre-activations and reconstruction inputs, the model's activations
     # (the active-entry lists are bounded separately, by FeatureStatistics.max_entries)
     bytes_per_token = 4 * (4 * d_sae + 16 * d_model)
-    budget = memory_budget_bytes(device, gpu_fraction=0.3, cpu_bytes=CPU_TOKEN_BUDGET * bytes_per_token)
-    return int(min(MAX_TOKEN_BUDGET, max(n_ctx, budget / bytes_per_token)))
+    return runtime_device.token_budget(batch_size, device, n_ctx, bytes_per_token, gpu_fraction=0.3,
+                                       cpu_tokens=CPU_TOKEN_BUDGET, max_tokens=MAX_TOKEN_BUDGET)
 
 
 def _stream(lm, loaded: LoadedSAE, hook_name: str, sequences, batch_size, device, ce_tokens: int, top_k: int,
