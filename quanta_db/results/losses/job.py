@@ -20,10 +20,10 @@ from quanta_db.errors import InputError
 from quanta_db.job import JobResult, committed, require_name
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import launch_batch_losses
+from quanta_db.results.losses.models import check_corpus_tokenizer, stage_model_rows
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype, token_budget
-from quanta_db.runtime.tokenizer import load_tokenizer, vocab_hash
 from quanta_db.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -113,16 +113,6 @@ def ingest_losses(
     return results
 
 
-def check_corpus_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
-    """The corpus must have been tokenized with the model's own tokenizer (vocabulary hash)."""
-    tok = load_tokenizer(tokenizer) if tokenizer else model_sources.load_model_tokenizer(source, checkpoint)
-    if vocab_hash(tok) != corpus_info["vocab_hash"]:
-        raise InputError(
-            f"corpus {corpus_info['corpus']!r} was tokenized with {corpus_info['tokenizer']!r}, "
-            f"whose vocabulary differs from the tokenizer of model {source}; re-ingest the corpus with it"
-        )
-
-
 def check_vocabulary(model, sequences, spec: LossSpec, checkpoint) -> None:
     """Every token id of the corpus must have a row in the model's embedding matrix."""
     n_embeddings = model.get_input_embeddings().num_embeddings
@@ -207,11 +197,7 @@ def checkpoint_losses(model, doc_ids, sequences, batch_size, device, bar) -> dic
 
 
 def _prepare_catalog(run, spec: LossSpec, checkpoint, model, corpus_info, replace: bool) -> None:
-    info = model_sources.model_info(model)
-    run.upsert("models", [{"model": spec.model, "source": spec.source, **info,
-                           "vocab_hash": corpus_info["vocab_hash"], "run_id": run.run_id}], key=["model"])
-    run.upsert("checkpoints", [{"model": spec.model, "step": checkpoint.step, "revision": checkpoint.revision,
-                                "source": checkpoint.location, "run_id": run.run_id}], key=["model", "step"])
+    stage_model_rows(run, spec.model, checkpoint, model, corpus_info, source=spec.source)
     if replace:
         run.replace("token_losses", model=spec.model, step=checkpoint.step, corpus=spec.corpus)
 

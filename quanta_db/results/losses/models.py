@@ -1,11 +1,11 @@
-"""Which model a job reads: one the store knows by name, or a hub name / local folder; and the
-catalog rows a job stages for a model the store did not know yet."""
+"""Which model a job reads: one the store knows by name, or a hub name / local folder, whose
+tokenizer must be the corpus's; and the catalog rows a job stages for a model."""
 
 from __future__ import annotations
 
 from quanta_db.errors import InputError
-from quanta_db.results.losses.job import check_corpus_tokenizer
 from quanta_db.runtime import models as model_sources
+from quanta_db.runtime.tokenizer import load_tokenizer, vocab_hash
 from quanta_db.store.store import Store
 
 
@@ -33,9 +33,20 @@ def resolve_model(store: Store, model: str, step: int | None, corpus_info: dict)
     return model_sources.default_model_name(model), checkpoints[0], False
 
 
-def stage_model_rows(run, model_name: str, checkpoint, lm, corpus_info: dict) -> None:
-    """The ``models`` and ``checkpoints`` rows of a model first seen by this run."""
-    run.upsert("models", [{"model": model_name, "source": checkpoint.location, **model_sources.model_info(lm),
+def check_corpus_tokenizer(source, checkpoint, tokenizer, corpus_info) -> None:
+    """The corpus must have been tokenized with the model's own tokenizer (vocabulary hash)."""
+    tok = load_tokenizer(tokenizer) if tokenizer else model_sources.load_model_tokenizer(source, checkpoint)
+    if vocab_hash(tok) != corpus_info["vocab_hash"]:
+        raise InputError(
+            f"corpus {corpus_info['corpus']!r} was tokenized with {corpus_info['tokenizer']!r}, "
+            f"whose vocabulary differs from the tokenizer of model {source}; re-ingest the corpus with it"
+        )
+
+
+def stage_model_rows(run, model_name: str, checkpoint, lm, corpus_info: dict, source: str | None = None) -> None:
+    """The ``models`` and ``checkpoints`` rows of a model (``source``: where its checkpoints come
+    from, default the checkpoint's own location)."""
+    run.upsert("models", [{"model": model_name, "source": source or checkpoint.location, **model_sources.model_info(lm),
                            "vocab_hash": corpus_info["vocab_hash"], "run_id": run.run_id}], key=["model"])
     run.upsert("checkpoints", [{"model": model_name, "step": checkpoint.step, "revision": checkpoint.revision,
                                 "source": checkpoint.location, "run_id": run.run_id}], key=["model", "step"])
