@@ -1,4 +1,4 @@
-"""What every ingest job shares: the result it reports, input fingerprints, shard parsing."""
+"""What every ingest job shares: the result it reports, input fingerprints, option parsing."""
 
 from __future__ import annotations
 
@@ -32,16 +32,24 @@ def file_fingerprint(path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def parse_pair(text: str, cast, sep: str, expects: str) -> tuple:
+    """``"a{sep}b"`` → (cast(a), cast(b)), else the one-line error "``expects``, got 'text'"."""
+    from quanta_db.errors import InputError
+
+    try:
+        first, second = (cast(x) for x in text.split(sep))
+    except ValueError:
+        raise InputError(f"{expects}, got {text!r}") from None
+    return first, second
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/n"`` → (i, n) with 0 <= i < n."""
     if text is None:
         return None
     from quanta_db.errors import InputError
 
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    index, count = parse_pair(text, int, "/", "--shard expects i/n (e.g. 0/4)")
     if count < 1 or not 0 <= index < count:
         raise InputError(f"--shard {text}: need 0 <= i < n")
     return index, count

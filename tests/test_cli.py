@@ -102,6 +102,10 @@ def test_errors_are_one_line(run, tmp_path, toy_inputs, store_snapshot):
                                "--tokenizer", tmp_path / "no-tokenizer", "--no-progress"), "does not load")
     _assert_one_line_error(run("--store", store_dir, "ingest", "corpus", tmp_path / "missing.jsonl", "--name", "b",
                                "--tokenizer", toy_inputs["tokenizer"]), "does not exist")
+    for args, message in [(("losses", "--model", "m", "--corpus", "c", "--shard", "1-2"), "--shard expects i/n"),
+                          (("heads", "--model", "m", "--corpus", "c", "--vocab-range", "5"), "--vocab-range expects"),
+                          (("trajectories", "--models", "a,b", "--corpus", "c", "--smooth", "1;2"), "--smooth expects")]:
+        _assert_one_line_error(run("--store", store_dir, "ingest", *args), message)
     assert store_snapshot(store) == before
 
 

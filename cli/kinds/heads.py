@@ -25,16 +25,10 @@ from cli.options import echo_result, force_option, pass_store, progress_option
 def heads(ref, model, name, step, corpus, max_docs, batch_size, device, induction_length, vocab_range, seed, force,
           progress):
     """Per-token direct logit attribution and mover scores of every head, and per-head induction / OV scores."""
-    from quanta_db.errors import InputError
+    from quanta_db.job import parse_pair
     from quanta_db.results.heads.job import ingest_heads
 
-    parsed = None
-    if vocab_range:
-        try:
-            low, high = (int(v) for v in vocab_range.split(","))
-        except ValueError:
-            raise InputError(f"--vocab-range expects LOW,HIGH, got {vocab_range!r}") from None
-        parsed = (low, high)
+    parsed = parse_pair(vocab_range, int, ",", "--vocab-range expects LOW,HIGH") if vocab_range else None
     echo_result(ingest_heads(ref.open(), model, corpus, name=name, step=step, max_docs=max_docs, batch_size=batch_size,
                              device=device, induction_length=induction_length, vocab_range=parsed, seed=seed,
                              force=force, progress=progress))

@@ -10,7 +10,7 @@ import pyarrow as pa
 import torch
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed
+from quanta_db.job import JobResult, committed, parse_pair
 from quanta_db.results.corpus.read import corpus_row
 from quanta_db.results.trajectories import dynamics
 from quanta_db.results.trajectories import fit as fits
@@ -149,8 +149,4 @@ def _events(fit_id: str, rows, smoothed: np.ndarray) -> list[dict]:
 
 def parse_smooth(text: str) -> tuple[float, float]:
     """'early,late' sigmas in checkpoints, e.g. '1,2'."""
-    try:
-        early, late = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--smooth expects EARLY,LATE sigmas (e.g. 1,2), got {text!r}") from None
-    return early, late
+    return parse_pair(text, float, ",", "--smooth expects EARLY,LATE sigmas (e.g. 1,2)")
