@@ -39,6 +39,11 @@ def _total_variance(x: torch.Tensor) -> float:
     return float((x.double() ** 2).sum() / max(x.shape[0] - 1, 1))
 
 
+def _ratio(variance: np.ndarray, total: float) -> np.ndarray:
+    """Explained-variance ratios (zeros when the matrix has no variance)."""
+    return variance / total if total > 0 else np.zeros_like(variance)
+
+
 def _gram(x: torch.Tensor, block: int = 1 << 16) -> torch.Tensor:
     """X Xᵀ in float64, accumulated over column blocks (no float64 copy of X)."""
     gram = torch.zeros(x.shape[0], x.shape[0], dtype=torch.float64, device=x.device)
@@ -58,9 +63,9 @@ def pca(x: torch.Tensor, n_components: int) -> Fit:
     components = (u.T @ x.double()) / singular.clamp_min(1e-300)[:, None]
     variance = singular**2 / max(x.shape[0] - 1, 1)
     total = _total_variance(x)
+    variance = variance.cpu().numpy()
     return Fit(components.float().cpu().numpy(), (u * singular).cpu().numpy(), ["pca"] * n_components,
-               variance.cpu().numpy(), (variance / total).cpu().numpy() if total > 0 else np.zeros(n_components),
-               np.zeros(n_components))
+               variance, _ratio(variance, total), np.zeros(n_components))
 
 
 def _sparse_code(gram: torch.Tensor, correlation: torch.Tensor, code: torch.Tensor, alpha: float,
@@ -130,10 +135,9 @@ def sparse_pca(x: torch.Tensor, n_components: int, alpha: float = 1.0, ridge_alp
     components = code / torch.where(norms > 0, norms, torch.ones_like(norms))
     scores = x @ components.T @ torch.linalg.inv(components @ components.T
                                                   + ridge_alpha * torch.eye(n_components, dtype=x.dtype, device=x.device))
-    variance = scores.var(dim=0, unbiased=True)
-    total = _total_variance(x)
+    variance = scores.var(dim=0, unbiased=True).cpu().numpy()
     return Fit(components.float().cpu().numpy(), scores.cpu().numpy(), ["sparse"] * n_components,
-               variance.cpu().numpy(), (variance / total).cpu().numpy() if total > 0 else np.zeros(n_components),
+               variance, _ratio(variance, _total_variance(x)),
                (components == 0).double().mean(dim=1).cpu().numpy(), len(costs), costs[-1] if costs else float("nan"))
 
 
@@ -144,8 +148,7 @@ def hybrid(x: torch.Tensor, n_components: int, n_sparse: int, **sparse_options) 
     residual = x.double() - torch.as_tensor(dense.scores, device=x.device) @ torch.as_tensor(
         dense.components, dtype=torch.float64, device=x.device)
     sparse = sparse_pca(residual, n_sparse, **sparse_options)
-    total = _total_variance(x)
-    ratio = sparse.explained_variance / total if total > 0 else np.zeros_like(sparse.explained_variance)
+    ratio = _ratio(sparse.explained_variance, _total_variance(x))
     return Fit(np.concatenate([dense.components, sparse.components]), np.concatenate([dense.scores, sparse.scores], 1),
                dense.methods + sparse.methods, np.concatenate([dense.explained_variance, sparse.explained_variance]),
                np.concatenate([dense.explained_variance_ratio, ratio]), np.concatenate([dense.sparsity, sparse.sparsity]),
