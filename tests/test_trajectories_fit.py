@@ -102,3 +102,54 @@ def test_smoothing_keeps_lines_and_moves_sigma():
     noisy = line + np.random.default_rng(0).normal(scale=0.5, size=line.shape)
     early, late = dynamics.smooth(noisy, 0.0, 4.0), noisy
     assert np.allclose(early[0], late[0]) and not np.allclose(early[-5], late[-5])
+
+
+def _low_rank(rank, n=12, m=30, seed=4):
+    rng = np.random.default_rng(seed)
+    return _centred(rng.normal(size=(n, rank)) @ rng.normal(size=(rank, m)))
+
+
+@pytest.mark.parametrize("noise_sign", [-1.0, 1.0])
+def test_pca_beyond_the_rank_is_zero_whatever_sign_the_rounding_takes(monkeypatch, noise_sign):
+    """On one machine the null eigenvalues of the Gram matrix come out slightly negative (NaN
+    scores before), on another slightly positive (huge components): both must give the same,
+    finite fit, with zero variance, scores and components beyond the rank."""
+    from sklearn.decomposition import PCA
+
+    x = _low_rank(3)
+    true_eigh = torch.linalg.eigh
+
+    def noisy_eigh(gram):
+        values, vectors = true_eigh(gram)
+        null = values.abs() < values.abs().max() * 1e-12
+        return torch.where(null, noise_sign * 1e-17 * values.abs().max(), values), vectors
+
+    monkeypatch.setattr(torch.linalg, "eigh", noisy_eigh)
+    fit = pca(torch.from_numpy(x), 12)
+    assert np.isfinite(fit.scores).all() and np.isfinite(fit.components).all()
+    assert (fit.explained_variance[3:] == 0).all() and (fit.scores[:, 3:] == 0).all()
+    assert (fit.components[3:] == 0).all()
+    reference = PCA(3, svd_solver="full").fit(x)
+    np.testing.assert_allclose(fit.explained_variance[:3], reference.explained_variance_, rtol=1e-6)
+    np.testing.assert_allclose(fit.scores @ fit.components, x, atol=1e-5)
+    oriented = orient(fit, 7)
+    assert np.isfinite(oriented.scores).all()
+
+
+def test_pca_of_a_square_centred_matrix_keeps_its_rank_minus_one():
+    x = _centred(np.random.default_rng(3).normal(size=(12, 30)))  # centring leaves rank 11
+    fit = pca(torch.from_numpy(x), 12)
+    assert np.isfinite(fit.scores).all()
+    assert (fit.explained_variance[:11] > 0).all() and fit.explained_variance[11] == 0
+    np.testing.assert_allclose(fit.scores @ fit.components, x, atol=1e-4)
+
+
+def test_sparse_and_hybrid_fits_of_rank_deficient_data_are_finite():
+    x = torch.from_numpy(_low_rank(2))
+    sparse = sparse_pca(x, 6, alpha=0.1)
+    assert np.isfinite(sparse.scores).all() and np.isfinite(sparse.components).all()
+    assert np.isfinite(sparse.cost) and np.isfinite(sparse.explained_variance).all()
+    unregularised = sparse_pca(x, 6, alpha=0.1, ridge_alpha=0.0)
+    assert np.isfinite(unregularised.scores).all()
+    both = hybrid(x, 2, 3, alpha=0.1)  # PCA takes all the variance: the residual is rounding noise
+    assert np.isfinite(both.scores).all() and np.allclose(both.scores[:, 2:], 0, atol=1e-8)

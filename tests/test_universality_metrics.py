@@ -88,3 +88,30 @@ def test_p_values_are_minimal_for_a_planted_signal_and_uniform_under_the_null(ck
     selection = permutation_test(cka, x, x, 20, seed=1, baseline="random_selection", pool_x=pool_x,
                                  pool_y=pool_y)
     assert selection["p_value"] == pytest.approx(1 / 21) and selection["baseline"] == "random_selection"
+
+
+def _rank_deficient(rank, n=50, width=8, seed=5):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, rank)) @ rng.normal(size=(rank, width))
+
+
+def test_metrics_of_rank_deficient_sides_equal_independent_references():
+    from scipy.linalg import subspace_angles
+    from scipy.spatial import procrustes as scipy_procrustes
+
+    x = _rank_deficient(3)
+    y = x @ np.random.default_rng(6).normal(size=(8, 8)) + 0.3 * _rank_deficient(2, seed=7)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    # SVCCA keeping every direction = mean cosine of the principal angles between the column spaces.
+    expected = np.mean(np.cos(subspace_angles(xc, yc)))
+    assert svcca(x, y, variance_fraction=1.0) == pytest.approx(expected, abs=1e-9)
+    # Procrustes similarity = sqrt(1 - scipy's disparity) for equal widths.
+    assert procrustes(x, y) == pytest.approx(np.sqrt(1 - scipy_procrustes(x, y)[2]), abs=1e-9)
+    assert np.isfinite(linear_cka(x, y)) and np.isfinite(rsa(x, y))
+
+
+@pytest.mark.parametrize("metric", [svcca, linear_cka, procrustes])
+def test_a_side_without_variance_is_refused_with_a_reason(metric):
+    constant = np.tile(np.arange(6.0), (20, 1))
+    with pytest.raises(ValueError, match="no variance"):
+        metric(constant, np.random.default_rng(0).normal(size=(20, 6)))

@@ -72,3 +72,20 @@ def test_random_selection_draws_distinct_rows_of_each_pool():
 def test_p_value_counts_ties_and_is_never_zero():
     assert nulls.p_value(1.0, np.array([0.0, 1.0, 2.0])) == pytest.approx(3 / 4)
     assert nulls.p_value(5.0, np.zeros(9)) == pytest.approx(1 / 10)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_batched_metrics_of_rank_deficient_pairings_equal_numpy(name):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, 30, 2)) @ rng.normal(size=(2, 6))  # rank 2 in 6 columns
+    y = x @ rng.normal(size=(6, 5)) + 0.1 * rng.normal(size=(3, 30, 5))
+    got = nulls.BATCHED[name](torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, [CASES[name](a, b) for a, b in zip(x, y)], atol=1e-8)
+
+
+def test_a_null_whose_draws_have_no_variance_is_refused():
+    pool = np.ones((40, 4))
+    x = np.random.default_rng(0).normal(size=(10, 4))
+    with pytest.raises(ValueError, match="without variance"):
+        nulls.null_distribution("cka", x, x, 20, 0, "random_selection", pool, pool)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from quanta_db.linalg import gram_eigenvalue_cutoff, positive_part, safe_reciprocal, singular_cutoff
+
 
 @dataclass
 class Fit:
@@ -54,13 +56,18 @@ def _gram(x: torch.Tensor, block: int = 1 << 16) -> torch.Tensor:
 
 
 def pca(x: torch.Tensor, n_components: int) -> Fit:
-    """PCA of the column-centred ``x`` [n_rows, n_columns] (centre it first)."""
+    """PCA of the column-centred ``x`` [n_rows, n_columns] (centre it first).
+
+    Components beyond the matrix's numerical rank (eigenvalues of X Xᵀ within rounding of zero,
+    :func:`quanta_db.linalg.gram_eigenvalue_cutoff`) come out as zero vectors with zero variance
+    and zero scores, on every machine."""
     n_components = min(n_components, x.shape[0], x.shape[1])
     eigenvalues, eigenvectors = torch.linalg.eigh(_gram(x))
     order = torch.argsort(eigenvalues, descending=True)[:n_components]
-    singular = eigenvalues[order].clamp_min(0).sqrt()
-    u = eigenvectors[:, order]
-    components = (u.T @ x.double()) / singular.clamp_min(1e-300)[:, None]
+    kept = positive_part(eigenvalues[order], gram_eigenvalue_cutoff(eigenvalues.max().clamp_min(0), tuple(x.shape)))
+    singular = kept.sqrt()
+    u = eigenvectors[:, order] * (singular > 0)
+    components = (u.T @ x.double()) * safe_reciprocal(singular)[:, None]
     variance = singular**2 / max(x.shape[0] - 1, 1)
     total = _total_variance(x)
     variance = variance.cpu().numpy()
@@ -118,6 +125,9 @@ def sparse_pca(x: torch.Tensor, n_components: int, alpha: float = 1.0, ridge_alp
     generator = torch.Generator().manual_seed(seed)
     n_components = min(n_components, x.shape[0], x.shape[1])
     u, s, vt = torch.linalg.svd(x, full_matrices=False)
+    # Directions beyond the numerical rank start as exact zeros (their noise differs by machine).
+    s = positive_part(s, singular_cutoff(s[:1], tuple(x.shape)))
+    vt = vt * (s > 0)[:, None]
     # sklearn flips the start so that the largest entry of each code column is positive
     signs = torch.sign(vt[torch.arange(vt.shape[0]), vt.abs().argmax(dim=1)])
     signs[signs == 0] = 1
@@ -133,8 +143,9 @@ def sparse_pca(x: torch.Tensor, n_components: int, alpha: float = 1.0, ridge_alp
             break
     norms = code.norm(dim=1, keepdim=True)
     components = code / torch.where(norms > 0, norms, torch.ones_like(norms))
-    scores = x @ components.T @ torch.linalg.inv(components @ components.T
-                                                  + ridge_alpha * torch.eye(n_components, dtype=x.dtype, device=x.device))
+    # Pseudo-inverse: with ridge_alpha = 0 and a component that fell to zero, the matrix is singular.
+    scores = x @ components.T @ torch.linalg.pinv(components @ components.T + ridge_alpha * torch.eye(
+        n_components, dtype=x.dtype, device=x.device), hermitian=True)
     variance = scores.var(dim=0, unbiased=True).cpu().numpy()
     return Fit(components.float().cpu().numpy(), scores.cpu().numpy(), ["sparse"] * n_components,
                variance, _ratio(variance, _total_variance(x)),

@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 from scipy import linalg, stats
 
+from quanta_db.linalg import numerical_rank, singular_cutoff
+
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
@@ -20,22 +22,31 @@ def _centered(a: np.ndarray) -> np.ndarray:
     return a - a.mean(axis=0, keepdims=True)
 
 
+def _varying(a: np.ndarray, side: str) -> np.ndarray:
+    """Centred ``a``; a side whose rows are all equal has no direction to compare: refused."""
+    centred = _centered(a)
+    # Equal rows centre to rounding noise of the size of the entries times the row count.
+    if np.abs(centred).max(initial=0.0) <= singular_cutoff(np.abs(np.asarray(a)).max(initial=0.0), centred.shape):
+        raise ValueError(f"side {side} has no variance (all {len(centred)} rows are equal): the metric is undefined")
+    return centred
+
+
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear centered kernel alignment (Kornblith et al. 2019), with X, Y column-centred:
     CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)  (= HSIC(XXᵀ, YYᵀ) / √(HSIC(XXᵀ, XXᵀ) HSIC(YYᵀ, YYᵀ)))."""
-    x, y = _centered(x), _centered(y)
-    denominator = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
-    return float(np.linalg.norm(y.T @ x) ** 2 / denominator) if denominator > 0 else float("nan")
+    x, y = _varying(x, "x"), _varying(y, "y")
+    return float(np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
 def _top_directions(a: np.ndarray, variance_fraction: float, n_components: int | None) -> np.ndarray:
     """Projection of centred ``a`` on its leading singular directions: the first ``n_components``,
     or the fewest whose squared singular values reach ``variance_fraction`` of the total."""
     u, s, _ = np.linalg.svd(a, full_matrices=False)
+    rank = numerical_rank(s, a.shape)  # ≥ 1: the side was checked to vary
     if n_components is None:
-        explained = np.cumsum(s**2) / np.sum(s**2)
+        explained = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
         n_components = int(np.searchsorted(explained, variance_fraction - 1e-12) + 1)
-    n_components = max(1, min(n_components, int(np.sum(s > s[0] * 1e-10))))
+    n_components = max(1, min(n_components, rank))
     return u[:, :n_components] * s[:n_components]
 
 
@@ -48,8 +59,8 @@ def svcca(x: np.ndarray, y: np.ndarray, variance_fraction: float = 0.99, n_compo
     The reference notebooks compare the cumulative variance against 0.99 × the total of the
     *unnormalised* values and so always keep one component; ``n_components=1`` reproduces that.
     """
-    rx = _top_directions(_centered(x), variance_fraction, n_components)
-    ry = _top_directions(_centered(y), variance_fraction, n_components)
+    rx = _top_directions(_varying(x, "x"), variance_fraction, n_components)
+    ry = _top_directions(_varying(y, "y"), variance_fraction, n_components)
     qx, _ = np.linalg.qr(rx)
     qy, _ = np.linalg.qr(ry)
     correlations = np.linalg.svd(qx.T @ qy, compute_uv=False)
@@ -69,7 +80,7 @@ def procrustes(x: np.ndarray, y: np.ndarray) -> float:
     zero-padded to the same width, the best rotation leaves a disparity
     min_R ‖X̂R − Ŷ‖²_F = 2 − 2‖X̂ᵀŶ‖_* (nuclear norm); the similarity is 1 − disparity / 2 = ‖X̂ᵀŶ‖_*,
     1 for sides equal up to rotation, translation and scale."""
-    x, y = _centered(x), _centered(y)
+    x, y = _varying(x, "x"), _varying(y, "y")
     width = max(x.shape[1], y.shape[1])
     x = np.pad(x, ((0, 0), (0, width - x.shape[1])))
     y = np.pad(y, ((0, 0), (0, width - y.shape[1])))

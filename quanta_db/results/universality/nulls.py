@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from quanta_db.linalg import numerical_rank
+
 BatchedMetric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -34,11 +36,11 @@ def _leading_basis(a: torch.Tensor, variance_fraction: float, n_components: int 
     the variance, or ``n_components``, never beyond the numerical rank."""
     u, s, _ = torch.linalg.svd(_centered(a), full_matrices=False)
     if n_components is None:
-        explained = torch.cumsum(s**2, dim=1) / torch.sum(s**2, dim=1, keepdim=True)
+        explained = torch.cumsum(s**2, dim=1) / torch.sum(s**2, dim=1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
         kept = (explained < variance_fraction - 1e-12).sum(dim=1) + 1
     else:
         kept = torch.full(s.shape[:1], n_components, device=s.device)
-    rank = (s > s[:, :1] * 1e-10).sum(dim=1)
+    rank = numerical_rank(s, tuple(a.shape))
     kept = torch.clamp(torch.minimum(kept, rank), min=1)
     mask = torch.arange(s.shape[1], device=s.device)[None, :] < kept[:, None]
     return u * mask[:, None, :], kept
@@ -198,7 +200,12 @@ def null_distribution(metric: str, x: np.ndarray, y: np.ndarray, n_permutations:
             for pool in pools))
     chunk = max(1, int(budget_bytes // _bytes_per_draw(metric, n, max(x_t.shape[1], y_t.shape[1]), baseline)))
     values = [draw(min(chunk, n_permutations - start)) for start in range(0, n_permutations, chunk)]
-    return torch.cat(values).cpu().numpy() if values else np.empty(0)
+    null = torch.cat(values).cpu().numpy() if values else np.empty(0)
+    undefined = int(np.sum(~np.isfinite(null)))
+    if undefined:  # a drawn side without variance: the metric is undefined there, and so is the p-value
+        raise ValueError(f"{metric}: {undefined} of {len(null)} null draws had a side without variance "
+                         f"({baseline}); the baseline is undefined for these inputs")
+    return null
 
 
 def p_value(value: float, null: np.ndarray) -> float:
