@@ -34,7 +34,16 @@ output_option = click.option(
     help="Write to this file instead of standard output.",
 )
 force_option = click.option("--force", is_flag=True, help="Redo the job even if an identical run committed.")
-progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def _quiet_libraries(_ctx, _param, progress: bool) -> bool:
+    if not progress:
+        from quanta_db.runtime.models import silence_library_progress
+
+        silence_library_progress()
+    return progress
+
+
+progress_option = click.option("--progress/--no-progress", default=True, show_default=True, callback=_quiet_libraries,
+                               help="Show progress bars (--no-progress: none, the libraries' own included).")
 
 
 def emit(text: str, output: str | None) -> None:

@@ -120,8 +120,6 @@ def query(ref, sql, sql_file, fmt, output, max_rows, unsafe):
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("give SQL as an argument, with -f FILE, or on standard input")
         sql = sys.stdin.read()
-    if not sql.strip():
-        raise InputError("the SQL is empty")
     table = ref.open().query_arrow(sql, unsafe=unsafe)
     if fmt == "parquet":
         write_parquet(table, output)

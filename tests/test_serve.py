@@ -26,7 +26,7 @@ def client(losses_store):  # noqa: F811
 
     from quanta_db.serve.app import Settings, create_app
 
-    with TestClient(create_app(Settings(losses_store.root, time_limit_ms=1500, max_rows=50))) as test_client:
+    with TestClient(create_app(Settings(losses_store.root, time_limit_ms=1500, max_rows=50)), base_url="http://localhost") as test_client:
         yield test_client, losses_store
 
 
@@ -131,11 +131,47 @@ def test_a_token_guards_every_page(losses_store):  # noqa: F811
 
     from quanta_db.serve.app import Settings, create_app
 
-    with TestClient(create_app(Settings(losses_store.root, token="s3cret"))) as http:
+    with TestClient(create_app(Settings(losses_store.root, token="s3cret")), base_url="http://localhost") as http:
         assert http.get("/").status_code == 401 and http.get("/api/runs").status_code == 401
         assert http.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert http.get("/?token=s3cret").status_code == 200  # sets the cookie
+        assert http.get("/?token=wrong").status_code == 401 and http.get("/?token=s3cre").status_code == 401
+        traded = http.get("/tables/runs?sort=kind&token=s3cret", follow_redirects=False)
+        assert traded.status_code == 303 and "token" not in traded.headers["location"]  # sets the cookie
+        assert traded.headers["location"] == "/tables/runs?sort=kind"
         assert http.get("/api/runs").status_code == 200
+        page = http.get("/tables/runs?sort=kind").text
+        assert "s3cret" not in page
+
+
+def test_foreign_hosts_and_cross_site_requests_are_refused(client):
+    http, _ = client
+    sql = "/api/query?sql=SELECT%201"
+    assert http.get(sql).status_code == 200
+    assert http.get(sql, headers={"Host": "localhost:8000"}).status_code == 200
+    assert http.get(sql, headers={"Host": "[::1]:8000"}).status_code == 200
+    for host in ("evil.example", "localhost.evil.example", "127.0.0.2", ""):
+        refused = http.get(sql, headers={"Host": host})
+        assert refused.status_code == 403 and "not served here" in refused.text, host
+    for origin in ("http://evil.example", "null", "http://localhost:9999"):
+        assert http.get(sql, headers={"Origin": origin}).status_code == 403, origin
+    assert http.get(sql, headers={"Origin": "http://localhost"}).status_code == 200
+    assert http.get(sql, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert http.get(sql, headers={"Sec-Fetch-Site": "same-site"}).status_code == 403
+    assert http.get(sql, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+
+
+def test_a_query_over_the_memory_limit_fails_in_one_line(losses_store):  # noqa: F811
+    from starlette.testclient import TestClient
+
+    from quanta_db.errors import InputError
+    from quanta_db.serve.app import Settings, create_app
+
+    with TestClient(create_app(Settings(losses_store.root, memory_limit="20MB")), base_url="http://localhost") as http:
+        big = http.get("/api/query", params={"sql": "SELECT count(DISTINCT i) AS n FROM range(30000000) t(i)"})
+        assert big.status_code == 400 and "memory" in big.json()["error"].lower()
+        assert http.get("/api/query", params={"sql": "SELECT 1 AS n"}).json()["rows"] == [[1]]
+    with pytest.raises(InputError, match="--memory-limit"):
+        create_app(Settings(losses_store.root, memory_limit="lots"))
 
 
 def test_reports_are_generated_and_cached(client):

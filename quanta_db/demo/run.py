@@ -153,9 +153,9 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
     Bit-reproducible on one machine and set of library versions: every input is seeded
     (tokenizer training is deterministic, DM-mathematics generation is made so)."""
     import torch
-    from transformers.utils import logging as hf_logging
+    from quanta_db.runtime.models import silence_library_progress
 
-    hf_logging.disable_progress_bar()
+    silence_library_progress()
     torch.manual_seed(0)
     work = inputs_dir(store_path)
     echo(f"building demo inputs in {work}")

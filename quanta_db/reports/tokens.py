@@ -16,7 +16,7 @@ import numpy as np
 
 from quanta_db.errors import InputError
 from quanta_db.reports.page import render_page
-from quanta_db.results.corpus.read import load_corpus_tokens
+from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.store.store import Store
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "tokens.html"
@@ -81,6 +81,7 @@ def _pane_values(store: Store, pane: Pane, doc_ids: list[int]) -> dict[tuple[int
 
 
 def page_data(store: Store, corpus: str, panes: list[Pane], doc_ids: list[int] | None, n_docs: int) -> tuple[dict, dict]:
+    tokenizer = corpus_row(store, corpus)["tokenizer"]  # an unknown corpus is one clear line
     all_ids, sequences = load_corpus_tokens(store, corpus)
     position = {int(d): i for i, d in enumerate(all_ids)}
     chosen = [int(d) for d in all_ids[:n_docs]] if doc_ids is None else list(doc_ids)
@@ -91,14 +92,20 @@ def page_data(store: Store, corpus: str, panes: list[Pane], doc_ids: list[int] |
     values = []
     for pane in panes:
         got = _pane_values(store, pane, chosen)
+        if not got:
+            raise InputError(f"pane {pane.label!r} has no value for documents {_listed(chosen)} of {corpus!r} "
+                             "(are that model and step ingested for this corpus?)")
         values.append([[got.get((d, p)) for p in range(len(ids))] for d, ids in docs])
-    tokenizer = store.catalog_rows("corpora", corpus=corpus)[0]["tokenizer"]
     vocab = store.read_fact("vocab", ["token_id", "token"], partition={"tokenizer": tokenizer}).to_pandas()
     wanted = {t for _, ids in docs for t in ids}
     data = {"docs": docs, "panes": [p.label for p in panes], "values": values,
             "centres": [_centre(v) for v in values],
             "vocab": {int(t): s for t, s in zip(vocab.token_id, vocab.token) if int(t) in wanted}}
     return {"corpus": corpus, "n_docs": len(docs)}, data
+
+
+def _listed(ids: list[int]) -> str:
+    return ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
 
 
 def _centre(pane_values: list[list]) -> float:

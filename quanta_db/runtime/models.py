@@ -128,3 +128,11 @@ def model_info(model) -> dict:
     }
 
 
+def silence_library_progress() -> None:
+    """Turn off the progress bars transformers and huggingface_hub draw themselves (weight
+    loading, downloads): ``--no-progress`` means no bar at all."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()

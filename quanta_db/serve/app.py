@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hmac
 import io
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from quanta_db.errors import InputError, QuantaError
 from quanta_db.serve import query as served
@@ -29,13 +30,30 @@ FORMATS = {"csv": "text/csv", "json": "application/json", "tex": "application/x-
            "parquet": "application/vnd.apache.parquet"}
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def default_memory_limit() -> str:
+    """What DuckDB may hold for the server's queries: a quarter of the machine's memory, at most
+    4 GiB (DuckDB's own default, 80% of memory, would let one query starve the machine)."""
+    import os
+
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 16 * 2**30
+    return f"{min(physical // 4, 4 * 2**30) // 2**20}MiB"
+
+
 @dataclass
 class Settings:
     root: Path
     time_limit_ms: int = 5000
     max_rows: int = 1000
     token: str | None = None
-
+    # Host names the server answers to (DNS-rebinding defence); a request naming another is refused.
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    memory_limit: str | None = None  # DuckDB syntax; None: default_memory_limit()
 
 
 @functools.cache
@@ -85,10 +103,10 @@ def create_app(settings: Settings):
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
     from starlette.routing import Route
 
-    snapshots = Snapshots(settings.root)
+    snapshots = Snapshots(settings.root, _checked_memory_limit(settings.memory_limit or default_memory_limit()))
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     environment.filters["urlencode_params"] = urlencode
     environment.globals["rows_of"] = lambda table: zip(*(c.to_pylist() for c in table.columns))
@@ -140,7 +158,8 @@ def create_app(settings: Settings):
         result = execute(sql + f" LIMIT {PAGE_ROWS} OFFSET {offset}", max_rows=None)
         total = execute(count_sql).table.column("n")[0].as_py()
         return page("table.html", name=name, sql=sql, result=result, offset=offset, total=total, page_rows=PAGE_ROWS,
-                    columns=result.table.column_names, query=dict(request.query_params))
+                    columns=result.table.column_names,
+                    query={k: v for k, v in request.query_params.items() if k != "token"})
 
     def analysis_page(request):
         name = request.path_params["name"]
@@ -222,15 +241,22 @@ def create_app(settings: Settings):
 
     class Guard(BaseHTTPMiddleware):
         async def dispatch(self, request, call_next):
-            if settings.token is not None:
-                offered = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
-                    request.cookies.get("quanta_db_token") or request.query_params.get("token")
-                if offered != settings.token:
-                    return PlainTextResponse("a token is required (Authorization: Bearer ..., or ?token=...)",
-                                             status_code=401)
-                response = await errors(request, call_next)
-                if request.query_params.get("token") == settings.token:
-                    response.set_cookie("quanta_db_token", settings.token, httponly=True, samesite="strict")
+            refusal = foreign_request(request.headers, settings.allowed_hosts)
+            if refusal:
+                return PlainTextResponse(refusal, status_code=403)
+            if settings.token is None:
+                return await errors(request, call_next)
+            in_link = request.query_params.get("token")
+            offered = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
+                request.cookies.get("quanta_db_token") or in_link or ""
+            if not hmac.compare_digest(offered.encode(), settings.token.encode()):
+                return PlainTextResponse("a token is required (Authorization: Bearer ..., or ?token=...)",
+                                         status_code=401)
+            if in_link and not request.url.path.startswith("/api/") and request.method == "GET":
+                # Trade the token in the address for a cookie, so no page, link or history entry keeps it.
+                kept = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+                response = RedirectResponse(request.url.path + (f"?{kept}" if kept else ""), status_code=303)
+                response.set_cookie("quanta_db_token", settings.token, httponly=True, samesite="strict")
                 return response
             return await errors(request, call_next)
 
@@ -242,6 +268,38 @@ def create_app(settings: Settings):
     app = Starlette(routes=routes, middleware=[Middleware(Guard)], lifespan=lifespan)
     app.state.snapshots = snapshots
     return app
+
+
+def _checked_memory_limit(limit: str) -> str:
+    import duckdb
+
+    try:
+        duckdb.connect(":memory:").execute("SET memory_limit = ?", [limit]).close()
+    except duckdb.Error as error:
+        raise InputError(f"--memory-limit {limit!r}: {str(error).splitlines()[0]}") from None
+    return limit
+
+
+def _host_name(authority: str) -> str:
+    """``"[::1]:8000"`` → ``"::1"``, ``"localhost:8000"`` → ``"localhost"`` (lower case)."""
+    return (urlsplit(f"//{authority}").hostname or "").lower()
+
+
+def foreign_request(headers, allowed_hosts: tuple[str, ...]) -> str | None:
+    """Why a request must be refused, or None: a ``Host`` the server does not answer to (a
+    DNS-rebinding page reaching a local server under its own name), or an ``Origin`` /
+    ``Sec-Fetch-Site`` saying another site's page sent it (a cross-site request would run SQL with
+    the user's cookie)."""
+    allowed = {h.lower().strip("[]") for h in allowed_hosts}
+    host = _host_name(headers.get("host", ""))
+    if host not in allowed:
+        return f"host {host or '(none)'!r} is not served here (allowed: {', '.join(sorted(allowed))})"
+    origin = headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
+        return "cross-site requests are refused"
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return "cross-site requests are refused"
+    return None
 
 
 def _where(request, columns: list[str]) -> str:

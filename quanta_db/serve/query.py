@@ -30,8 +30,12 @@ def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None, ti
     """One read-only statement on a new cursor of ``connection`` (read-only, confined to the
     store's files: see :mod:`quanta_db.serve.snapshot`); interrupted after ``time_limit_ms``; at
     most ``max_rows`` rows (None: all)."""
-    sandbox.check_read_only(sql)
     con = connection.cursor()
+    try:
+        sandbox.check_read_only(sql, sandbox.table_macros(con))
+    except QueryError:
+        con.close()
+        raise
     timer = threading.Timer(time_limit_ms / 1000, con.interrupt)
     start = time.perf_counter()
     try:

@@ -28,8 +28,9 @@ KEEP = 3  # older copies may still be open by running requests
 
 
 class Snapshots:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, memory_limit: str | None = None):
         self.root = Path(root)
+        self.memory_limit = memory_limit
         self.folder = Path(tempfile.mkdtemp(prefix="quanta-db-serve-"))
         self._lock = threading.Lock()
         self._stamp = None
@@ -59,7 +60,7 @@ class Snapshots:
                     stamp = self._signature()
                 self._current, self._stamp = target, stamp
                 connection = duckdb.connect(str(target), read_only=True)
-                sandbox.restrict(connection, self.root)
+                sandbox.restrict(connection, self.root, self.memory_limit)
                 self._connections[self._generation] = connection
                 for generation in [g for g in self._connections if g <= self._generation - KEEP]:
                     self._connections.pop(generation).close()

@@ -97,7 +97,11 @@ def sqlalchemy_engine(root: Path, unsafe: bool = False):
         raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE})")
     engine = sqlalchemy.create_engine(f"duckdb:///{path}", poolclass=NullPool, connect_args={"read_only": True})
     if not unsafe:
-        sqlalchemy.event.listen(engine, "connect", lambda dbapi_con, _record: sandbox.restrict(dbapi_con, root))
-        sqlalchemy.event.listen(engine, "before_cursor_execute",
-                                lambda _con, _cursor, statement, *_rest: sandbox.check_read_only(statement))
+        def confine(dbapi_con, record):
+            record.info["table_macros"] = sandbox.table_macros(dbapi_con)
+            sandbox.restrict(dbapi_con, root)
+
+        sqlalchemy.event.listen(engine, "connect", confine)
+        sqlalchemy.event.listen(engine, "before_cursor_execute", lambda con, _cursor, statement, *_rest:
+                                sandbox.check_read_only(statement, con.info.get("table_macros", frozenset())))
     return engine

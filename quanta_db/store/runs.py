@@ -273,7 +273,10 @@ class Run:
         return rows_written
 
     def abort(self) -> None:
-        """Forget everything staged; the catalog was never touched."""
+        """Forget everything staged; the catalog was never touched. A run kept ready after its
+        commit timed out on the lock stays kept: the same command run again commits it."""
+        if self._state == "kept":
+            return
         for writer in self._writers.values():
             if writer.writer is not None:
                 try:

@@ -1,43 +1,161 @@
-"""SQL from users runs read-only: one statement that only reads, on a connection that can open
-no file outside the store's own tables and artifacts.
+"""SQL from users runs read-only: one statement that can do nothing but read, on a connection that
+can open no file but the store's committed ones.
 
-Two independent walls. The statement type comes from DuckDB's own parser
-(``duckdb.extract_statements``), so ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``, ``SET``, ``CALL``,
-``PRAGMA``, DDL and DML are refused however they are spelled. The connection allows file access
-only under ``tables/`` and ``artifacts/`` (DuckDB's ``allowed_directories`` with
-``enable_external_access = false``), then locks its configuration, so ``read_csv('/etc/passwd')``,
-``glob('/root/*')`` or ``read_text(...)`` fail even inside an allowed statement.
+Two independent walls.
+
+1. The statement. DuckDB's own parser (``duckdb.extract_statements``) gives its type; only a
+   SELECT passes, and only if DuckDB serialises it as a SELECT tree (``json_serialize_sql``
+   refuses every other kind of statement) in which every query node reads — DuckDB runs a COPY,
+   INSERT, UPDATE or DELETE written as a common table expression — and every table function
+   is one that reads; or an ``EXPLAIN [ANALYZE]`` whose explained statement passes the same test
+   (``EXPLAIN ANALYZE`` runs what it explains, so ``EXPLAIN ANALYZE COPY`` is a write). ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``, ``SET``, ``CALL``, ``PRAGMA``, DDL and
+   DML are refused however they are spelled or wrapped.
+2. The connection. Its file access is limited to the exact committed files of the store (the
+   ``files`` table: tables' Parquet and artifacts) through DuckDB's ``allowed_paths`` with
+   ``enable_external_access = false``; no directory is allowed, so even a statement that slipped
+   past the first wall could create no file, overwrite no partition folder, and attach no
+   database; spilling to a temporary folder is off and the configuration is locked. DuckDB itself
+   keeps the attached catalog file readable (its bytes hold the same rows any SELECT returns).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import duckdb
 
 from quanta_db.errors import QueryError, first_line
 
-READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
-READABLE_DIRS = ("tables", "artifacts")
+OWNER_HINT = "the store's owner can pass --unsafe"
 
 
-def check_read_only(sql: str) -> None:
-    """Raise a one-line QueryError unless ``sql`` is exactly one SELECT (or EXPLAIN) statement."""
+def _parse(sql: str) -> list:
     try:
-        statements = duckdb.extract_statements(sql)
+        return duckdb.extract_statements(sql)
     except duckdb.Error as error:
         raise QueryError(first_line(error)) from None
+
+
+@functools.cache
+def _serialiser() -> duckdb.DuckDBPyConnection:
+    """An in-memory connection that only serialises SQL (created on first use)."""
+    return duckdb.connect(":memory:")
+
+
+# Query nodes that only read. DuckDB also allows COPY / INSERT / UPDATE / DELETE as the body of a
+# common table expression (``WITH t AS (COPY ... TO 'f') SELECT ...`` is a SELECT statement that
+# writes), which its serialiser keeps as *_QUERY_NODE entries of the tree.
+READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+# Table functions that only read (files, generated rows, metadata). Others run SQL of their own
+# (``query``, ``json_execute_serialized_sql``) or change the database's state (``checkpoint``,
+# ``enable_profiling``, logging, external resources, grammar extensions).
+READ_TABLE_FUNCTIONS = frozenset({
+    "range", "generate_series", "unnest", "repeat", "repeat_row", "glob", "summary", "sniff_csv", "json_each",
+    "json_tree", "seq_scan", "query_table", "read_duckdb", "test_all_types", "test_vector_types",
+    "icu_calendar_names", "pg_timezone_names", "which_secret",
+})
+READ_TABLE_FUNCTION_PREFIXES = ("read_", "parquet_", "duckdb_", "pragma_")
+
+
+def _write_in_tree(node, macros: frozenset[str]) -> str | None:
+    """The first construct of a serialised statement tree that is not a pure read, or None;
+    ``macros`` are the store's own table macros (its saved analyses), which read."""
+    if isinstance(node, list):
+        return next((found for child in node if (found := _write_in_tree(child, macros))), None)
+    if not isinstance(node, dict):
+        return None
+    kind = node.get("type")
+    if isinstance(kind, str) and kind.endswith("_NODE") and kind not in READ_NODES:
+        return kind.removesuffix("_NODE").replace("_QUERY", "") + " inside the query"
+    if kind == "TABLE_FUNCTION":
+        name = str((node.get("function") or {}).get("function_name", "")).lower()
+        if name not in READ_TABLE_FUNCTIONS | macros and not name.startswith(READ_TABLE_FUNCTION_PREFIXES):
+            return f"table function {name}()"
+    return next((found for child in node.values() if (found := _write_in_tree(child, macros))), None)
+
+
+def _not_a_read(sql: str, macros: frozenset[str]) -> str | None:
+    """Why ``sql`` (one SELECT statement by the parser) is not a pure read, or None. DuckDB
+    serialises only SELECT statements; their trees are then walked for writing parts."""
+    cursor = _serialiser().cursor()
+    try:
+        tree = json.loads(cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    finally:
+        cursor.close()
+    if tree.get("error"):
+        return "no SELECT tree"
+    return _write_in_tree(tree.get("statements"), macros)
+
+
+def _explained(sql: str) -> str:
+    """The statement an EXPLAIN explains: the text after ``EXPLAIN``, an optional parenthesised
+    option list and an optional ``ANALYZE``/``ANALYSE``, cut at DuckDB's own token positions."""
+    tokens = duckdb.tokenize(sql)
+    words = [(start, sql[start:end].strip().upper())
+             for (start, _), (end, _) in zip(tokens, [*tokens[1:], (len(sql), None)])]
+    index = 1  # words[0] is EXPLAIN
+    if index < len(words) and words[index][1] == "(":
+        depth = 0
+        while index < len(words):
+            depth += {"(": 1, ")": -1}.get(words[index][1], 0)
+            index += 1
+            if depth == 0:
+                break
+    if index < len(words) and words[index][1] in ("ANALYZE", "ANALYSE"):
+        index += 1
+    return sql[words[index][0]:] if index < len(words) else ""
+
+
+def _type_name(statement) -> str:
+    try:
+        return statement.type.name
+    except ValueError:  # a statement type newer than this DuckDB client's enum (UPDATE EXTENSIONS)
+        return "a statement type unknown to this DuckDB client"
+
+
+def table_macros(con) -> frozenset[str]:
+    """The table macros of the catalog ``con`` is connected to: the store's saved analyses."""
+    rows = con.execute("SELECT function_name FROM duckdb_functions() "
+                       "WHERE function_type = 'table_macro' AND NOT internal").fetchall()
+    return frozenset(name.lower() for (name,) in rows)
+
+
+def check_read_only(sql: str, macros: frozenset[str] = frozenset()) -> None:
+    """Raise a one-line QueryError unless ``sql`` is exactly one statement that can only read:
+    a SELECT, or an EXPLAIN [ANALYZE] of one; ``macros`` (see :func:`table_macros`) are the
+    store's saved analyses, callable as table functions."""
+    statements = _parse(sql)
+    if not statements:
+        raise QueryError("no SQL statement given")
     if len(statements) != 1:
         raise QueryError(f"one SQL statement at a time, got {len(statements)}")
-    kind = statements[0].type
-    if kind not in READ_STATEMENTS:
-        raise QueryError(f"only SELECT queries run against the store (this is {kind.name}); "
-                         "the store's owner can pass --unsafe")
+    kind = _type_name(statements[0])
+    if kind == "EXPLAIN":
+        inner = _explained(sql)
+        explained = _parse(inner) if inner.strip() else []
+        what = _type_name(explained[0]) if len(explained) == 1 else "no single statement"
+        if what != "SELECT":
+            raise QueryError(f"only a SELECT query can be explained here (this explains {what}); {OWNER_HINT}")
+        sql = inner
+    elif kind != "SELECT":
+        raise QueryError(f"only SELECT queries run against the store (this is {kind}); {OWNER_HINT}")
+    reason = _not_a_read(sql, macros)
+    if reason:
+        raise QueryError(f"only queries that read run against the store (this has {reason}); {OWNER_HINT}")
 
 
-def restrict(con, root: Path) -> None:
-    """Confine ``con`` (a DuckDB connection) to reading the store's own files, irreversibly."""
-    allowed = [f"{(Path(root) / d).as_posix()}/" for d in READABLE_DIRS]
-    con.execute("SET allowed_directories = ?", [allowed])
+def restrict(con, root: Path, memory_limit: str | None = None) -> None:
+    """Confine ``con`` (a read-only DuckDB connection to a store's catalog, or to a copy of it) to
+    reading the committed files of the store at ``root``, irreversibly; ``memory_limit`` (DuckDB
+    syntax, e.g. ``'2GB'``) caps what its queries may hold, none spilling to disk."""
+    root = Path(root)
+    committed = [(root / path).as_posix() for (path,) in con.execute("SELECT path FROM files").fetchall()]
+    con.execute("SET allowed_directories = []")
+    con.execute("SET allowed_paths = ?", [committed])
+    con.execute("SET temp_directory = ''")
+    if memory_limit:
+        con.execute("SET memory_limit = ?", [memory_limit])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

@@ -234,9 +234,9 @@ class Store:
         tables and artifacts (see :mod:`quanta_db.store.sandbox`); ``unsafe`` lifts both for
         the store's owner (the catalog itself still opens read-only).
         """
-        if not unsafe:
-            sandbox.check_read_only(sql)
         with catalog.connect(self.root, read_only=True, user_sql=not unsafe) as con:
+            if not unsafe:
+                sandbox.check_read_only(sql, sandbox.table_macros(con))
             try:
                 relation = con.sql(sql, params=params or None)
                 return relation.to_arrow_table() if relation is not None else pa.table({})

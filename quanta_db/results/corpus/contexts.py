@@ -36,6 +36,8 @@ def sample_contexts(subsets: np.ndarray, lengths: np.ndarray, per_subset: int, l
 def ingest_contexts(store: Store, source_corpus: str, name: str, per_subset: int = 512, length: int = 512,
                     seed: int = 0, force: bool = False) -> JobResult:
     require_name(name, "--name")
+    if name == source_corpus:  # --force would drop the source it reads from, and all derived from it
+        raise InputError(f"--name {name!r} is the source corpus itself; give the contexts another name")
     if per_subset < 1 or length < 2:
         raise InputError("--per-subset must be >= 1 and --length >= 2")
     info = corpus_row(store, source_corpus)

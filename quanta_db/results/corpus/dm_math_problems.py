@@ -54,7 +54,10 @@ def read_released(source_dir, per_category: int, categories: list[str] | None, s
     rng = np.random.default_rng(seed)
     problems = []
     for category in wanted:
-        lines = files[category].read_text(encoding="utf-8").splitlines()
+        try:
+            lines = files[category].read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise InputError(f"{files[category]} is not UTF-8 text (byte {error.start}: {error.reason})") from None
         if len(lines) % 2:
             raise InputError(f"{files[category].name} has an odd number of lines (question/answer pairs expected)")
         pairs = list(zip(lines[0::2], lines[1::2]))

@@ -66,9 +66,7 @@ def ingest_losses(
     run's identity: the losses agree with the eager ones within the tested tolerances); on CPU
     it is ignored, as compiling costs more there than it saves."""
     if not progress:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+        model_sources.silence_library_progress()
     require_name(name, "--name")
     corpus_info = corpus_row(store, corpus)
     batch_size = parse_batch_size(batch_size)
@@ -100,12 +98,13 @@ def ingest_losses(
                 run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device), observation=seen)
                 try:
                     _prepare_catalog(run, spec, checkpoint, model, corpus_info, replace=force)
+                    del model
+                    if pending is not None:  # the previous checkpoint's commit; if refused, so is this run
+                        previous, pending = pending, None
+                        results.append(previous.result())
                 except BaseException:
                     run.abort()
                     raise
-                del model
-                if pending is not None:
-                    results.append(pending.result())
                 pending = committer.submit(_write_and_commit, run, spec, checkpoint, arrays)
         finally:
             if pending is not None:

@@ -68,6 +68,10 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
         raise InputError("--model, --step and --corpus are required (or --from-similarity RUN)")
     if loss_unit not in ("nats", "bits"):
         raise InputError("--loss-unit must be nats or bits")
+    if not math.isfinite(loss_below):
+        raise InputError(f"--loss-below must be a finite number, got {loss_below}")
+    if grad_memory_gb is not None and not (math.isfinite(grad_memory_gb) and grad_memory_gb > 0):
+        raise InputError(f"--grad-memory-gb must be a positive number of GiB, got {grad_memory_gb}")
     threshold_nats = loss_below * math.log(2) if loss_unit == "bits" else loss_below
     params = {"model": model, "step": step, "corpus": corpus, "loss_below_nats": threshold_nats,
               "exclude_filter": exclude_filter, "n_tokens": n_tokens, "skip": skip, "n_clusters": n_clusters,
@@ -89,6 +93,8 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
                                                           chosen.column("pos").to_pylist())]
     # An interrupted exact similarity keeps its finished block rows here; the same parameters
     # find the same folder, and gc removes it once no live job owns it.
+    storage = getattr(torch, grad_dtype)
+    block = None if sketch else block_tokens(n_gradient_numbers(parameters), storage, torch_device, grad_memory_gb)
     resume_dir = store.resume_dir("clusters", params)
     started = time.perf_counter()
     with tqdm(total=len(tokens), unit="grad", disable=not progress, desc="gradients") as bar:
@@ -96,8 +102,6 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
             cosine = sketched_cosine(loaded, parameters, sequences, tokens, torch_device, sketch, seed,
                                      on_row=bar.update)
         else:
-            storage = getattr(torch, grad_dtype)
-            block = block_tokens(n_gradient_numbers(parameters), storage, torch_device, grad_memory_gb)
             bar.total = gradient_computations(len(tokens), block)
             cosine = exact_cosine(loaded, parameters, sequences, tokens, torch_device, block, storage,
                                   on_row=bar.update, resume_dir=resume_dir)

@@ -76,9 +76,16 @@ def _local_extrema(values: np.ndarray, maxima: bool, margin: int) -> np.ndarray:
     return inner[keep]
 
 
+CURVATURE_MARGIN, CUSP_MARGIN = 3, 4
+MIN_EVENT_POINTS = 2 * CURVATURE_MARGIN + 1  # a shorter curve has no point with central differences
+
+
 def events(curve: np.ndarray) -> list[tuple[int, str, float]]:
-    """(point index, kind, value): 'curvature_max' with κ, 'cusp' with the evolute's speed."""
+    """(point index, kind, value): 'curvature_max' with κ, 'cusp' with the evolute's speed; none
+    on a curve of fewer than :data:`MIN_EVENT_POINTS` points."""
+    if len(curve) < MIN_EVENT_POINTS:
+        return []
     kappa, speed = curvature(curve), evolute_speed(curve)
-    found = [(int(i), "curvature_max", float(kappa[i])) for i in _local_extrema(kappa, True, margin=3)]
-    found += [(int(i), "cusp", float(speed[i])) for i in _local_extrema(speed, False, margin=4)]
+    found = [(int(i), "curvature_max", float(kappa[i])) for i in _local_extrema(kappa, True, CURVATURE_MARGIN)]
+    found += [(int(i), "cusp", float(speed[i])) for i in _local_extrema(speed, False, CUSP_MARGIN)]
     return sorted(found)

@@ -48,6 +48,7 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
     for model in models:
         store.see(seen, "token_losses", is_input=True, model=model, corpus=corpus)
     matrix = build_matrix(store, rows, corpus, tokens)
+    _check_components(len(matrix.rows), matrix.values.shape[1], method, components, sparse_components)
     torch_device = resolve_device(device)
     result = _fit(matrix, method, components, sparse_components or components, scale, torch_device,
                   alpha=alpha, ridge_alpha=ridge_alpha, max_iter=max_iter, tol=tol, seed=seed)
@@ -65,9 +66,22 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
         written = run.commit()
     dropped = (f"; {matrix.n_dropped:,} tokens dropped (missing in at least one row)" if matrix.n_dropped else "")
     outside = f"; {matrix.n_outside_subset:,} outside --tokens" if matrix.n_outside_subset else ""
+    short = [m for m, span in _model_spans(matrix.rows).items() if span.stop - span.start < dynamics.MIN_EVENT_POINTS]
+    outside += (f"; no curvature events for {', '.join(short)} (fewer than {dynamics.MIN_EVENT_POINTS} checkpoints)"
+                if short else "")
     ratios = ", ".join(f"{r:.3f}" for r in result.explained_variance_ratio[:3])
     return committed(run, written, f"fit {run.run_id} ({method}): {len(matrix.rows)} rows x "
                      f"{matrix.values.shape[1]:,} tokens{dropped}{outside}; explained variance ratio {ratios}, ...")
+
+
+def _check_components(n_rows: int, n_tokens: int, method: str, components: int, sparse_components: int | None) -> None:
+    """A centred matrix of n rows has at most n − 1 (and at most n_tokens) components; asking for
+    more would store components that are zero by construction."""
+    most = max(min(n_rows - 1, n_tokens), 0)
+    wanted = components + (sparse_components or components if method == "hybrid" else 0)
+    if wanted > most:
+        raise InputError(f"{wanted} components asked of {n_rows} rows x {n_tokens} tokens: a centred matrix "
+                         f"has at most {most}; lower --components" + (" / --sparse-components" if method == "hybrid" else ""))
 
 
 def _fit(matrix: LossMatrix, method: str, components: int, sparse_components: int, scale: bool, device,

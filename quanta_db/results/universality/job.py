@@ -117,6 +117,8 @@ def ingest_feature_matches(store: Store, pairing: str, method: str, min_corr: fl
     """Match the features of a pairing (see :func:`quanta_db.results.universality.pairing.match`)."""
     from quanta_db.results.universality.pairing import match
 
+    if min_corr is not None and not -1 <= min_corr <= 1:  # NaN fails too: it would keep no pair
+        raise InputError(f"--min-corr must be a correlation between -1 and 1, got {min_corr}")
     runs = [p for run_id, p in store.committed_runs("feature_pairs") if run_id == pairing]
     if not runs:
         raise InputError(f"run {pairing!r} is not a committed feature pairing")
@@ -191,6 +193,8 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
     category). The permutation nulls run in batches on ``device``."""
     from quanta_db.results.universality.metrics import METRICS, permutation_test
 
+    if not metrics:
+        raise InputError(f"--metrics names no metric (choose from {', '.join(METRICS)})")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or permutations < 1:
         raise InputError(f"unknown metric(s) {', '.join(unknown)} (choose from {', '.join(METRICS)})" if unknown

@@ -1,0 +1,81 @@
+"""Bad input to any command: one clear line, a non-zero exit, and the store exactly as before —
+nothing committed, nothing left staged (issue 20, part 3)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from tests.conftest import staging_entries
+from tests.test_trajectories_job import losses_store  # noqa: F401  (fixture)
+
+CASES = {  # name: (arguments after --store DIR, the error names this)
+    "grad_memory_zero": (["ingest", "clusters", "--model", "small", "--step", "8", "--corpus", "toy",
+                          "--grad-memory-gb", "0", "--no-progress"], "--grad-memory-gb"),
+    "grad_memory_negative": (["ingest", "clusters", "--model", "small", "--step", "8", "--corpus", "toy",
+                              "--grad-memory-gb", "-1", "--no-progress"], "--grad-memory-gb"),
+    "loss_below_nan": (["ingest", "clusters", "--model", "small", "--step", "8", "--corpus", "toy",
+                        "--loss-below", "nan", "--no-progress"], "--loss-below"),
+    "min_corr_nan": (["ingest", "feature-matches", "--pairing", "r0", "--method", "argmax", "--min-corr", "nan"], "--min-corr"),
+    "min_corr_two": (["ingest", "feature-matches", "--pairing", "r0", "--method", "argmax", "--min-corr", "2"], "--min-corr"),
+    "no_metrics": (["ingest", "metrics", "--matching", "r0", "--metrics", ""], "--metrics names no metric"),
+    "too_many_components": (["ingest", "trajectories", "--models", "small,large", "--corpus", "toy",
+                             "--components", "500"], "at most 5"),
+    "contexts_over_their_source": (["ingest", "contexts", "--from", "toy", "--name", "toy", "--force"],
+                                   "source corpus itself"),
+    "report_unknown_corpus": (["report", "tokens", "--corpus", "nope", "--loss", "small@8"], "unknown corpus 'nope'"),
+    "report_empty_pane": (["report", "tokens", "--corpus", "toy", "--loss", "nope@256"], "has no value"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_line_and_changes_nothing(losses_store, store_snapshot, tmp_path, monkeypatch, name):  # noqa: F811
+    arguments, says = CASES[name]
+    monkeypatch.chdir(tmp_path)
+    before = store_snapshot(losses_store)
+    result = CliRunner().invoke(cli, ["--store", str(losses_store.root), *arguments])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert says in lines[0], lines[0]
+    assert store_snapshot(losses_store) == before
+    assert staging_entries(losses_store) == []
+    assert not list(tmp_path.glob("*.html"))
+
+
+def test_non_utf8_dm_math_file_is_named(store, toy_inputs, tmp_path):
+    folder = tmp_path / "released"
+    folder.mkdir()
+    (folder / "algebra__linear_1d.txt").write_bytes(b"Solve 2x = 4.\n2\n\xff\xfe broken\n1\n")
+    result = CliRunner().invoke(cli, ["--store", str(store.root), "ingest", "dm-math", "--source", str(folder),
+                                      "--name", "dm", "--tokenizer", str(toy_inputs["tokenizer"])])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1, result.output
+    assert "algebra__linear_1d.txt is not UTF-8" in lines[0]
+
+
+def test_trajectories_fit_models_with_too_few_checkpoints_for_events(losses_store, toy_model):  # noqa: F811
+    from quanta_db.results.losses.job import ingest_losses
+    from quanta_db.results.trajectories.job import ingest_trajectories
+
+    ingest_losses(losses_store, str(toy_model["dir"]), "toy", name="single", steps=[8], progress=False)
+    ingest_losses(losses_store, str(toy_model["dir"]), "toy", name="pair", steps=[0, 8], progress=False)
+    result = ingest_trajectories(losses_store, ["small", "single", "pair"], "toy", components=2, device="cpu")
+    assert "no curvature events for small, single, pair (fewer than 7 checkpoints)" in result.message
+    scores = losses_store.query_df("SELECT model, count(*) AS n FROM trajectory_scores GROUP BY model ORDER BY model")
+    assert dict(zip(scores.model, scores.n)) == {"pair": 4, "single": 2, "small": 6}  # rows x 2 components
+    assert losses_store.query_df("SELECT count(*) AS n FROM trajectory_events")["n"][0] == 0
+
+
+def test_no_progress_means_no_bar_at_all(corpus_store, toy_model, tmp_path):
+    """transformers draws its own "Loading weights" bar; --no-progress silences it too. Run in a
+    fresh interpreter, so an earlier test's settings do not hide the bar."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [sys.executable, "-c", "from cli.main import main; main()", "--store", str(corpus_store.root), "ingest", "heads", "--model",
+               str(toy_model["dir"]), "--step", "8", "--corpus", "toy", "--max-docs", "2", "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert "Loading" not in done.stderr and "%|" not in done.stderr, done.stderr

@@ -1,0 +1,203 @@
+"""Every kind of DuckDB statement, plain and wrapped, through every entry point of user SQL, leaves
+every file of the store as it was; and the connection alone (statement check switched off) still
+refuses to write into the store."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from quanta_db.errors import QueryError
+from quanta_db.store import sandbox
+
+# One statement of every type DuckDB's parser knows that can be written in SQL, aimed at the store.
+STATEMENTS = {
+    "copy_new_file": "COPY (SELECT 1 AS x) TO '{root}/tables/evil.parquet'",
+    "copy_rewrite": "COPY (SELECT * REPLACE (0 AS pos) FROM read_parquet('{victim}')) TO '{victim}' (FORMAT parquet)",
+    "copy_rewrite_in_place": "COPY (SELECT 1 AS x) TO '{victim}' (FORMAT parquet, USE_TMP_FILE false)",
+    "copy_overwrite_folder": "COPY (SELECT 1 AS a) TO '{root}/tables/documents' (FORMAT parquet, PARTITION_BY (a), OVERWRITE)",
+    "copy_catalog": "COPY (SELECT 1 AS x) TO '{root}/catalog.duckdb' (USE_TMP_FILE false)",
+    "copy_from": "COPY documents FROM '{victim}'",
+    "export": "EXPORT DATABASE '{root}/tables/export'",
+    "import": "IMPORT DATABASE '{root}/tables'",
+    "attach": "ATTACH '{root}/tables/new.duckdb' AS new",
+    "detach": "DETACH catalog",
+    "install": "INSTALL httpfs",
+    "load": "LOAD parquet",
+    "set": "SET enable_external_access = true",
+    "set_directories": "SET allowed_directories = ['/']",
+    "reset": "RESET lock_configuration",
+    "set_variable": "SET VARIABLE x = 1",
+    "create_table": "CREATE TABLE evil AS SELECT 1 AS x",
+    "create_view": "CREATE OR REPLACE VIEW tokens AS SELECT 1 AS x",
+    "create_macro": "CREATE MACRO m(a) AS a",
+    "create_secret": "CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+    "insert": "INSERT INTO runs (run_id) VALUES ('x')",
+    "update": "UPDATE runs SET status = 'x'",
+    "delete": "DELETE FROM files",
+    "merge": "MERGE INTO runs USING (SELECT 'x' AS run_id) s ON runs.run_id = s.run_id WHEN MATCHED THEN DELETE",
+    "drop": "DROP VIEW tokens",
+    "alter": "ALTER VIEW tokens RENAME TO gone",
+    "comment": "COMMENT ON VIEW tokens IS 'x'",
+    "call": "CALL pragma_version()",
+    "pragma": "PRAGMA version",
+    "checkpoint": "CHECKPOINT",
+    "vacuum": "VACUUM",
+    "analyze": "ANALYZE",
+    "transaction": "BEGIN TRANSACTION",
+    "prepare": "PREPARE p AS SELECT 1",
+    "execute": "EXECUTE p",
+    "deallocate": "DEALLOCATE p",
+    "use": "USE memory",
+    "update_extensions": "UPDATE EXTENSIONS",
+    "pivot": "PIVOT documents ON corpus USING count(*)",
+    "two_statements": "SELECT 1; COPY (SELECT 1 AS x) TO '{root}/tables/evil.parquet'",
+    "query_function": "SELECT * FROM query('COPY (SELECT 1 AS x) TO ''{root}/tables/evil.parquet''')",
+    "cte_copy": "WITH w AS (COPY (SELECT 1 AS x) TO '{root}/tables/evil.parquet') SELECT * FROM w",
+    "cte_copy_rewrite": "WITH w AS (COPY (SELECT 1 AS x) TO '{victim}' (FORMAT parquet)) SELECT 1",
+    "cte_delete": "WITH w AS (DELETE FROM files RETURNING *) SELECT * FROM w",
+    "cte_insert": "WITH w AS (INSERT INTO runs (run_id) VALUES ('x') RETURNING *) SELECT 1",
+    "cte_update": "WITH w AS (UPDATE runs SET status = 'x' RETURNING *) SELECT 1",
+    "nested_cte_copy": "SELECT * FROM (WITH w AS (COPY (SELECT 1 AS x) TO '{root}/tables/evil.parquet') SELECT * FROM w) t",
+    "serialized_sql": "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+    "checkpoint_function": "SELECT * FROM checkpoint()",
+    "profiling": "SELECT * FROM enable_profiling()",
+    "logging": "SELECT * FROM enable_logging()",
+    "read_outside": "SELECT * FROM read_text('/etc/hostname')",
+    "read_staging": "SELECT * FROM read_text('{root}/staging/secret.txt')",
+    "read_dotdot": "SELECT * FROM read_text('{root}/tables/../staging/secret.txt')",
+    "glob_store": "SELECT * FROM glob('{root}/*')",
+}
+WRAPPERS = {
+    "plain": "{}",
+    "explain": "EXPLAIN {}",
+    "explain_analyze": "EXPLAIN ANALYZE {}",
+    "explain_analyse_options": "EXPLAIN (FORMAT json) ANALYSE {}",
+    "subquery": "SELECT * FROM ({}) t",
+    "cte": "WITH t AS ({}) SELECT * FROM t",
+    "cte_then": "WITH t AS (SELECT 1) {}",
+}
+
+
+def _hashes(root) -> dict:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def walled_store(tmp_path_factory, toy_inputs):
+    from quanta_db.results.corpus.job import ingest_corpus
+    from quanta_db.store.store import Store
+
+    store = Store.init(tmp_path_factory.mktemp("walls") / "store")
+    ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
+    (store.root / "staging").mkdir(exist_ok=True)
+    (store.root / "staging" / "secret.txt").write_text("staged, not committed\n")
+    return store
+
+
+@pytest.fixture(scope="module")
+def http(walled_store):
+    from starlette.testclient import TestClient
+
+    from quanta_db.serve.app import Settings, create_app
+
+    with TestClient(create_app(Settings(walled_store.root)), base_url="http://localhost") as client:
+        yield client
+
+
+def _sql(store, template: str) -> list[str]:
+    victim = store.committed_paths("documents")[0].as_posix()
+    statement = template.format(root=store.root.as_posix(), victim=victim)
+    return [wrapper.format(statement) for wrapper in WRAPPERS.values()]
+
+
+def _refused_everywhere(store, http, sql: str) -> None:
+    with pytest.raises(QueryError):
+        store.query_arrow(sql)
+    with pytest.raises(Exception, match="only SELECT|only queries that read|one SQL statement|explained|Permission|Parser|Binder|Catalog"):
+        pd.read_sql(sql, store.engine())
+    result = CliRunner().invoke(cli, ["--store", str(store.root), "query", sql])
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, (sql, result.output)
+    assert http.get("/api/query", params={"sql": sql}).status_code == 400, sql
+    assert http.get("/download", params={"sql": sql, "format": "csv"}).status_code == 400, sql
+    assert http.get("/sql", params={"sql": sql}).status_code == 400, sql
+
+
+@pytest.mark.parametrize("name", sorted(STATEMENTS))
+def test_no_statement_changes_the_store_through_any_entry_point(walled_store, http, name):
+    before = _hashes(walled_store.root)
+    for sql in _sql(walled_store, STATEMENTS[name]):
+        _refused_everywhere(walled_store, http, sql)
+    assert _hashes(walled_store.root) == before
+    assert not (walled_store.root / "tables" / "evil.parquet").exists()
+
+
+@pytest.mark.parametrize("sql", ["", "   ", ";", ";;", "-- only a comment", "/* only a comment */"])
+def test_empty_queries_get_one_line(walled_store, http, sql):
+    with pytest.raises(QueryError, match="no SQL statement"):
+        walled_store.query_arrow(sql)
+    result = CliRunner().invoke(cli, ["--store", str(walled_store.root), "query", "--", sql])
+    assert result.exit_code != 0 and "no SQL statement" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_reads_still_pass_every_wrapper(walled_store, http):
+    for sql in ["SELECT count(*) AS n FROM tokens", "EXPLAIN SELECT * FROM tokens",
+                "EXPLAIN ANALYZE SELECT count(*) FROM tokens", "EXPLAIN (FORMAT json) SELECT 1",
+                "WITH t AS (SELECT * FROM documents) SELECT count(*) AS n FROM t",
+                "SELECT * FROM (SELECT 1 AS x) t", "DESCRIBE tokens", "SUMMARIZE SELECT 1 AS x"]:
+        assert walled_store.query_arrow(sql).num_rows >= 1, sql
+        assert http.get("/api/query", params={"sql": sql}).status_code == 200, sql
+
+
+def test_an_artifact_is_readable_through_user_sql(walled_store, tmp_path):
+    import numpy as np
+
+    from quanta_db.store.store import Store
+
+    store = Store.init(tmp_path / "store")
+    with store.begin_run("test_artifact", {"n": 1}) as run:
+        run.write_artifact("values", np.arange(5, dtype=np.float32))
+        run.commit()
+    (path,) = [store.root / p for p in store.query_df("SELECT path FROM files WHERE table_name = 'artifact'").path]
+    blob = store.query_arrow(f"SELECT content FROM read_blob('{path.as_posix()}')").column(0)[0].as_py()
+    assert blob == path.read_bytes()
+
+
+# What the connection refuses on its own, with the statement check switched off: every write that
+# creates, replaces or removes a file of the store, or touches the catalog.
+CONNECTION_REFUSES = ["copy_new_file", "copy_rewrite", "copy_overwrite_folder", "copy_catalog", "export", "attach",
+                      "install", "set", "set_directories", "reset", "create_table", "insert", "delete", "drop",
+                      "read_outside", "read_staging", "read_dotdot", "glob_store"]
+
+
+@pytest.mark.parametrize("name", CONNECTION_REFUSES)
+def test_the_connection_alone_refuses_writes_and_foreign_reads(walled_store, monkeypatch, name):
+    monkeypatch.setattr(sandbox, "check_read_only", lambda sql, macros=frozenset(): None)
+    before = _hashes(walled_store.root)
+    statement = _sql(walled_store, STATEMENTS[name])[0]
+    for sql in (statement, f"EXPLAIN ANALYZE {statement}"):
+        with pytest.raises(QueryError):
+            walled_store.query_arrow(sql)
+    assert _hashes(walled_store.root) == before
+
+
+@pytest.mark.xfail(strict=True, reason="DuckDB's allowed_paths cannot tell a read from a write: a committed "
+                                       "file may be overwritten in place without a temporary file; only the "
+                                       "statement check stops this (docs/security.md)")
+def test_the_connection_alone_cannot_stop_an_in_place_rewrite(walled_store, monkeypatch, tmp_path):
+    import shutil
+
+    from quanta_db.store.store import Store
+
+    copy = Store.open(shutil.copytree(walled_store.root, tmp_path / "copy"))
+    monkeypatch.setattr(sandbox, "check_read_only", lambda sql, macros=frozenset(): None)
+    before = _hashes(copy.root)
+    with pytest.raises(QueryError):
+        copy.query_arrow(_sql(copy, STATEMENTS["copy_rewrite_in_place"])[0])
+    assert _hashes(copy.root) == before
