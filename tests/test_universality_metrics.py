@@ -115,3 +115,60 @@ def test_a_side_without_variance_is_refused_with_a_reason(metric):
     constant = np.tile(np.arange(6.0), (20, 1))
     with pytest.raises(ValueError, match="no variance"):
         metric(constant, np.random.default_rng(0).normal(size=(20, 6)))
+
+
+def _with_singular_values(squared, n=40, width=6, seed=0):
+    """A centred n × width matrix whose singular values are sqrt(squared), and its left basis."""
+    rng = np.random.default_rng(seed)
+    draws = rng.normal(size=(n, len(squared)))
+    left, _ = np.linalg.qr(draws - draws.mean(0))  # columns orthonormal and orthogonal to the ones vector
+    right, _ = np.linalg.qr(rng.normal(size=(width, len(squared))))
+    return left @ np.diag(np.sqrt(squared)) @ right.T, left
+
+
+@pytest.mark.parametrize("squared, kept", [
+    ([100.0, 25.0, 9.0, 1.0], 1),   # sum of squares > 1/0.99: the reference keeps one component
+    ([0.3, 0.2, 0.05, 0.05], 2),    # cumulative fractions .5, .83 .. reach 0.99 x 0.6 = 0.594 at the 2nd
+    ([0.3, 0.25, 0.2, 0.05], 3),    # .375, .6875, .9375 reach 0.99 x 0.8 = 0.792 at the 3rd
+])
+def test_svcca_reference_rule_keeps_what_univ_feat_geom_keeps(squared, kept):
+    from scipy.linalg import subspace_angles
+
+    from quanta_db.results.universality.metrics import reference_components, svcca_reference
+
+    x, left_x = _with_singular_values(squared, seed=1)
+    y, left_y = _with_singular_values([4.0, 3.0, 2.0, 1.0, 0.5][: len(squared)], seed=2)
+    y = y * np.sqrt(np.asarray(squared).sum() / 10.5)  # same scale class as x, so both sides keep `kept`
+    assert reference_components(np.sqrt(squared)) == kept
+    k_y = reference_components(np.linalg.svd(y - y.mean(0), compute_uv=False)[:len(squared)])
+    expected = np.mean(np.cos(subspace_angles(left_x[:, :kept], left_y[:, :k_y])))
+    assert svcca_reference(x, y) == pytest.approx(expected, abs=1e-9)
+    if kept > 1:  # our own variance rule keeps more here: the two rules are told apart in the row
+        assert svcca(x, y) != pytest.approx(svcca_reference(x, y), abs=1e-6)
+
+
+def test_mutual_knn_with_k_at_least_the_rows_compares_all_other_rows():
+    from quanta_db.results.universality.nulls import mutual_knn_batched
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 7))
+    assert mutual_knn(x, y, k=10) == 1.0  # k becomes n - 1: every other row is a neighbour on both sides
+    assert mutual_knn(x, y, k=4) == 1.0 and mutual_knn(x, y, k=2) < 1.0
+    import torch
+
+    assert float(mutual_knn_batched(torch.from_numpy(x)[None], torch.from_numpy(y)[None])[0]) == 1.0
+
+
+def test_random_selection_draws_without_replacement_and_needs_both_pools():
+    rng = np.random.default_rng(4)
+    pool_x, pool_y = rng.normal(size=(12, 3)), rng.normal(size=(12, 3))
+    x, y = pool_x[:10], pool_y[:10]
+
+    def distinct_rows(a, b):  # 1.0 when no row was drawn twice on either side
+        return float(len(np.unique(a, axis=0)) == len(a) and len(np.unique(b, axis=0)) == len(b))
+
+    result = permutation_test(distinct_rows, x, y, 50, 0, "random_selection", pool_x, pool_y)
+    assert result["null_mean"] == 1.0
+    for metric in ("cka", distinct_rows):
+        with pytest.raises(ValueError, match="needs pool_x and pool_y"):
+            permutation_test(metric, x, y, 5, 0, "random_selection", pool_x)

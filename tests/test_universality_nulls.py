@@ -10,7 +10,7 @@ import torch
 
 from quanta_db.results.universality import metrics, nulls
 
-CASES = {"svcca": metrics.svcca, "rsa": metrics.rsa, "cka": metrics.linear_cka, "procrustes": metrics.procrustes,
+CASES = {"svcca": metrics.svcca, "svcca_reference": metrics.svcca_reference, "rsa": metrics.rsa, "cka": metrics.linear_cka, "procrustes": metrics.procrustes,
          "mknn": metrics.mutual_knn}
 
 

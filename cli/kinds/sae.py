@@ -17,7 +17,8 @@ from cli.options import dtype_option, echo_result, force_option, pass_store, pro
 @click.option("--n-tokens", type=click.IntRange(1), help="Use the first N tokens of the corpus [default: all].")
 @click.option("--top-k", type=click.IntRange(1), default=20, show_default=True, help="Top examples kept per feature.")
 @click.option("--ce-tokens", type=click.IntRange(0), default=20_000, show_default=True,
-              help="Tokens for the CE-loss metrics (reconstruction spliced into the forward pass).")
+              help="At least this many tokens (whole batches) for the CE-loss metrics (reconstruction spliced into "
+                   "the forward pass).")
 @click.option("--batch-size", default="auto", show_default=True, help="Documents per batch, or auto (from memory).")
 @click.option("--device", default="auto", show_default=True, help="cuda, cpu or auto.")
 @dtype_option("--dtype", help="Model and SAE dtype (statistics accumulate in float32/float64).")

@@ -68,7 +68,7 @@ def metrics(ref, matching, metrics, permutations, seed, subspaces, device, force
 
 
 @click.command("heatmap")
-@click.option("--metric", required=True, type=click.Choice(["svcca", "rsa", "cka", "procrustes", "mknn"]))
+@click.option("--metric", required=True, type=click.Choice(["svcca", "svcca_reference", "rsa", "cka", "procrustes", "mknn"]))
 @click.option("--baseline", type=click.Choice(["random_selection", "shuffled_pairing"]), default="random_selection",
               show_default=True, help="Null whose p-values mark the cells.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="Star cells with p below this.")

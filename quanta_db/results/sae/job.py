@@ -2,8 +2,10 @@
 
 One streaming pass: documents in length-sorted batches run through the model up to the SAE's
 hook, the SAE encodes and decodes the activations, and :class:`FeatureStatistics` accumulates
-on the device. The CE-loss metrics splice the reconstruction (or zeros) into full forwards on
-the first ``ce_tokens`` tokens, as sae-lens ``get_recons_loss`` does.
+on the device. The CE-loss metrics splice the reconstruction (or zeros) into full forwards, as
+sae-lens ``get_recons_loss`` does, on whole batches in the stream's (length-sorted) order until at
+least ``ce_tokens`` tokens are covered — so usually somewhat more, never a cut batch (the losses are
+means over all the tokens of those batches).
 """
 
 from __future__ import annotations

@@ -38,29 +38,47 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
-def _top_directions(a: np.ndarray, variance_fraction: float, n_components: int | None) -> np.ndarray:
+def reference_components(singular_values: np.ndarray, variance_fraction: float = 0.99) -> int:
+    """How many directions univ_feat_geom's SVCCA keeps (its ``top_k_pca_comps``): the first k
+    whose cumulative *fraction* of variance reaches ``variance_fraction`` × the *unnormalised*
+    total Σσ², and 1 when none does — so one component whenever Σσ² > 1 / variance_fraction,
+    more for small inputs. Reproduced for comparison with the paper; not a variance rule."""
+    s2 = np.asarray(singular_values, dtype=np.float64) ** 2
+    reached = np.cumsum(s2) / s2.sum() >= variance_fraction * s2.sum()
+    return int(np.argmax(reached)) + 1
+
+
+def _top_directions(a: np.ndarray, variance_fraction: float, n_components: int | None,
+                    rule: str = "variance") -> np.ndarray:
     """Projection of centred ``a`` on its leading singular directions: the first ``n_components``,
-    or the fewest whose squared singular values reach ``variance_fraction`` of the total."""
+    or the fewest whose squared singular values reach ``variance_fraction`` of the total
+    (``rule="reference"``: :func:`reference_components` instead)."""
     u, s, _ = np.linalg.svd(a, full_matrices=False)
     rank = numerical_rank(s, a.shape)  # ≥ 1: the side was checked to vary
-    if n_components is None:
+    if n_components is None and rule == "reference":
+        n_components = reference_components(s, variance_fraction)
+    elif n_components is None:
         explained = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
         n_components = int(np.searchsorted(explained, variance_fraction - 1e-12) + 1)
     n_components = max(1, min(n_components, rank))
     return u[:, :n_components] * s[:n_components]
 
 
-def svcca(x: np.ndarray, y: np.ndarray, variance_fraction: float = 0.99, n_components: int | None = None) -> float:
+def svcca(x: np.ndarray, y: np.ndarray, variance_fraction: float = 0.99, n_components: int | None = None,
+          rule: str = "variance") -> float:
     """SVCCA (Raghu et al. 2017): centre each side, keep its leading singular directions (the
     fewest explaining ``variance_fraction`` of the variance, or exactly ``n_components``), then
     the mean canonical correlation between the two reduced sides: the singular values of QₓᵀQᵧ
     for orthonormal bases Qₓ, Qᵧ of the reduced columns.
 
-    The reference notebooks compare the cumulative variance against 0.99 × the total of the
-    *unnormalised* values and so always keep one component; ``n_components=1`` reproduces that.
+    ``rule="reference"`` keeps, per side, what the universality paper's code (univ_feat_geom)
+    keeps: it compares the cumulative *fraction* of variance with ``variance_fraction`` × the
+    *unnormalised* total (:func:`reference_components`), which keeps one component when the
+    summed squared singular values exceed 1/0.99 (large or unscaled inputs) and two, three or more
+    on small or rescaled ones. Stored as the metric ``svcca_reference``.
     """
-    rx = _top_directions(_varying(x, "x"), variance_fraction, n_components)
-    ry = _top_directions(_varying(y, "y"), variance_fraction, n_components)
+    rx = _top_directions(_varying(x, "x"), variance_fraction, n_components, rule)
+    ry = _top_directions(_varying(y, "y"), variance_fraction, n_components, rule)
     qx, _ = np.linalg.qr(rx)
     qy, _ = np.linalg.qr(ry)
     correlations = np.linalg.svd(qx.T @ qy, compute_uv=False)
@@ -108,8 +126,13 @@ def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(nx, ny)]))
 
 
-METRICS: dict[str, Metric] = {"svcca": svcca, "rsa": rsa, "cka": linear_cka, "procrustes": procrustes,
-                              "mknn": mutual_knn}
+def svcca_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """:func:`svcca` under univ_feat_geom's component rule (see there), to reproduce the paper."""
+    return svcca(x, y, rule="reference")
+
+
+METRICS: dict[str, Metric] = {"svcca": svcca, "svcca_reference": svcca_reference, "rsa": rsa, "cka": linear_cka,
+                              "procrustes": procrustes, "mknn": mutual_knn}
 
 
 def permutation_test(metric: str | Metric, x: np.ndarray, y: np.ndarray, n_permutations: int, seed: int,

@@ -9,6 +9,7 @@ a batched metric in chunks sized to a memory budget.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -30,12 +31,18 @@ def cka_batched(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return cross / (torch.linalg.matrix_norm(x.mT @ x) * torch.linalg.matrix_norm(y.mT @ y))
 
 
-def _leading_basis(a: torch.Tensor, variance_fraction: float, n_components: int | None) -> torch.Tensor:
+def _leading_basis(a: torch.Tensor, variance_fraction: float, n_components: int | None,
+                   rule: str = "variance") -> torch.Tensor:
     """Orthonormal basis of each centred side's leading singular directions, later columns zeroed
     (the number kept differs between pairings): the fewest reaching ``variance_fraction`` of
-    the variance, or ``n_components``, never beyond the numerical rank."""
+    the variance, or ``n_components``, never beyond the numerical rank (``rule="reference"``:
+    :func:`.metrics.reference_components`)."""
     u, s, _ = torch.linalg.svd(_centered(a), full_matrices=False)
-    if n_components is None:
+    if n_components is None and rule == "reference":
+        total = torch.sum(s**2, dim=1, keepdim=True)
+        reached = torch.cumsum(s**2, dim=1) / total >= variance_fraction * total
+        kept = torch.where(reached.any(dim=1), reached.to(torch.int8).argmax(dim=1), 0) + 1
+    elif n_components is None:
         explained = torch.cumsum(s**2, dim=1) / torch.sum(s**2, dim=1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
         kept = (explained < variance_fraction - 1e-12).sum(dim=1) + 1
     else:
@@ -47,11 +54,11 @@ def _leading_basis(a: torch.Tensor, variance_fraction: float, n_components: int 
 
 
 def svcca_batched(x: torch.Tensor, y: torch.Tensor, variance_fraction: float = 0.99,
-                  n_components: int | None = None) -> torch.Tensor:
+                  n_components: int | None = None, rule: str = "variance") -> torch.Tensor:
     """SVCCA per pairing: mean canonical correlation (singular values of QₓᵀQᵧ) between the
     leading singular directions of the centred sides (see :func:`.metrics.svcca`)."""
-    qx, kx = _leading_basis(x, variance_fraction, n_components)
-    qy, ky = _leading_basis(y, variance_fraction, n_components)
+    qx, kx = _leading_basis(x, variance_fraction, n_components, rule)
+    qy, ky = _leading_basis(y, variance_fraction, n_components, rule)
     # Zeroed columns add zero singular values: the sum is over the min(kx, ky) real ones.
     correlations = torch.linalg.svdvals(qx.mT @ qy).clamp(0, 1)
     return correlations.sum(dim=1) / torch.minimum(kx, ky)
@@ -108,6 +115,7 @@ def mutual_knn_batched(x: torch.Tensor, y: torch.Tensor, k: int = 10) -> torch.T
 
 
 BATCHED: dict[str, BatchedMetric] = {"svcca": svcca_batched, "rsa": rsa_batched, "cka": cka_batched,
+                                     "svcca_reference": functools.partial(svcca_batched, rule="reference"),
                                      "procrustes": procrustes_batched, "mknn": mutual_knn_batched}
 
 
@@ -128,8 +136,9 @@ def shuffled_pairing(metric: str, x: torch.Tensor, y: torch.Tensor) -> Callable[
         xc, yc = _centered(x[None])[0], _centered(y[None])[0]
         scale = torch.linalg.matrix_norm(xc.mT @ xc) * torch.linalg.matrix_norm(yc.mT @ yc)
         return lambda perms: torch.linalg.matrix_norm(yc[perms].mT @ xc) ** 2 / scale
-    if metric == "svcca":
-        (qx, kx), (qy, ky) = _leading_basis(x[None], 0.99, None), _leading_basis(y[None], 0.99, None)
+    if metric in ("svcca", "svcca_reference"):
+        rule = "reference" if metric == "svcca_reference" else "variance"
+        (qx, kx), (qy, ky) = _leading_basis(x[None], 0.99, None, rule), _leading_basis(y[None], 0.99, None, rule)
         kept = torch.minimum(kx, ky)
         return lambda perms: torch.linalg.svdvals(qx[0].mT @ qy[0][perms]).clamp(0, 1).sum(dim=1) / kept
     if metric == "procrustes":
