@@ -265,3 +265,41 @@ def test_gini_closed_forms():
     v = rng.random(200)
     mean_abs_diff = np.abs(v[:, None] - v[None, :]).mean()
     assert gini(v) == pytest.approx(mean_abs_diff / (2 * v.mean()), rel=1e-9)
+
+
+def _one_batch(x, feats, x_hat, **kwargs):
+    stats = FeatureStatistics(np.asarray(feats).shape[1], "cpu", **kwargs)
+    stats.add(*(torch.tensor(a, dtype=torch.float32) for a in (x, feats, x_hat)), torch.arange(len(x)))
+    return stats
+
+
+def test_l2_ratio_counts_a_near_zero_input_norm_as_one():
+    """sae-lens's rule: ‖x̂‖ / ‖x‖ with ‖x‖ < 1e-4 replaced by 1 (else a tiny input dominates)."""
+    x, x_hat = [[3.0, 4.0], [1e-6, 0.0]], [[6.0, 8.0], [0.5, 0.0]]
+    metrics = _one_batch(x, [[1.0], [1.0]], x_hat).metric_sums().metrics()
+    assert metrics["l2_ratio"] == pytest.approx((10 / 5 + 0.5 / 1) / 2)
+
+
+def test_the_largest_activation_falls_in_the_top_band():
+    values = np.arange(1.0, 11.0)[:, None]  # one feature, active on all ten tokens, max 10 on token 9
+    stats = _one_batch(np.ones((10, 2)), values, np.ones((10, 2)), sample_size=20)
+    examples = stats.band_examples(n_bands=10, per_band=5)
+    assert (0, 9, 9, 10.0) in examples
+    assert sorted(token for _, _, token, _ in examples) == list(range(10))  # every sampled token in a band
+
+
+def test_max_act_of_features_with_negative_values():
+    """Without a ReLU a feature can be negative: its max is its largest value when it is active
+    on every token, and 0 (an inactive token's value) when some token left it at 0."""
+    feats = [[-3.0, -3.0], [-1.0, 0.0], [-2.0, -2.0]]
+    stats = _one_batch(np.ones((3, 2)), feats, np.ones((3, 2)))
+    np.testing.assert_array_equal(stats.max_act(), np.max(np.asarray(feats), axis=0).astype(np.float32))
+
+
+@pytest.mark.parametrize("residual, expected", [(0.0, 1.0), (0.5, 0.0)])
+def test_explained_variance_of_inputs_without_variance(residual, expected):
+    """All inputs equal: the denominator E‖x‖² − ‖E x‖² is 0; a perfect reconstruction explains
+    everything (1), any other nothing (0) — never a division by zero."""
+    x = np.tile([[1.0, 2.0, 3.0]], (8, 1))
+    metrics = _one_batch(x, np.ones((8, 1)), x + residual).metric_sums().metrics()
+    assert metrics["explained_variance"] == expected and np.isfinite(metrics["mse"])
