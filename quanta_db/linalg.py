@@ -21,14 +21,9 @@ import torch
 EPS = float(np.finfo(np.float64).eps)
 
 
-def singular_cutoff(largest, shape: tuple[int, ...]):
-    """Singular values at or below this (given the largest) are zero: σ_max · max(m, n) · ε."""
-    return largest * max(shape[-2:]) * EPS
-
-
-def gram_eigenvalue_cutoff(largest, shape: tuple[int, ...]):
-    """Eigenvalues of A Aᵀ at or below this (given the largest) are zero: λ_max · max(m, n) · ε,
-    ``shape`` being A's."""
+def rank_cutoff(largest, shape: tuple[int, ...]):
+    """Values at or below this are zero, given the largest: ``largest`` · max(m, n) · ε, for the
+    singular values of an m × n matrix (σ_max) or the eigenvalues of its Gram matrix (λ_max)."""
     return largest * max(shape[-2:]) * EPS
 
 
@@ -36,10 +31,10 @@ def numerical_rank(singular_values, shape: tuple[int, ...]):
     """How many singular values (sorted descending along the last axis) are above the cut-off;
     works on numpy arrays and on batched torch tensors."""
     if isinstance(singular_values, torch.Tensor):
-        cutoff = singular_cutoff(singular_values[..., :1], shape)
+        cutoff = rank_cutoff(singular_values[..., :1], shape)
         return (singular_values > cutoff).sum(dim=-1)
     s = np.asarray(singular_values)
-    return int(np.sum(s > singular_cutoff(s[..., :1], shape))) if s.size else 0
+    return int(np.sum(s > rank_cutoff(s[..., :1], shape))) if s.size else 0
 
 
 def positive_part(values: torch.Tensor, cutoff) -> torch.Tensor:

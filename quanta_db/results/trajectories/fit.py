@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from quanta_db.linalg import gram_eigenvalue_cutoff, positive_part, safe_reciprocal, singular_cutoff
+from quanta_db.linalg import positive_part, rank_cutoff, safe_reciprocal
 
 
 @dataclass
@@ -59,12 +59,12 @@ def pca(x: torch.Tensor, n_components: int) -> Fit:
     """PCA of the column-centred ``x`` [n_rows, n_columns] (centre it first).
 
     Components beyond the matrix's numerical rank (eigenvalues of X Xᵀ within rounding of zero,
-    :func:`quanta_db.linalg.gram_eigenvalue_cutoff`) come out as zero vectors with zero variance
+    :func:`quanta_db.linalg.rank_cutoff`) come out as zero vectors with zero variance
     and zero scores, on every machine."""
     n_components = min(n_components, x.shape[0], x.shape[1])
     eigenvalues, eigenvectors = torch.linalg.eigh(_gram(x))
     order = torch.argsort(eigenvalues, descending=True)[:n_components]
-    kept = positive_part(eigenvalues[order], gram_eigenvalue_cutoff(eigenvalues.max().clamp_min(0), tuple(x.shape)))
+    kept = positive_part(eigenvalues[order], rank_cutoff(eigenvalues.max().clamp_min(0), tuple(x.shape)))
     singular = kept.sqrt()
     u = eigenvectors[:, order] * (singular > 0)
     components = (u.T @ x.double()) * safe_reciprocal(singular)[:, None]
@@ -126,7 +126,7 @@ def sparse_pca(x: torch.Tensor, n_components: int, alpha: float = 1.0, ridge_alp
     n_components = min(n_components, x.shape[0], x.shape[1])
     u, s, vt = torch.linalg.svd(x, full_matrices=False)
     # Directions beyond the numerical rank start as exact zeros (their noise differs by machine).
-    s = positive_part(s, singular_cutoff(s[:1], tuple(x.shape)))
+    s = positive_part(s, rank_cutoff(s[:1], tuple(x.shape)))
     vt = vt * (s > 0)[:, None]
     # sklearn flips the start so that the largest entry of each code column is positive
     signs = torch.sign(vt[torch.arange(vt.shape[0]), vt.abs().argmax(dim=1)])

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 from scipy import linalg, stats
 
-from quanta_db.linalg import numerical_rank, singular_cutoff
+from quanta_db.linalg import numerical_rank, rank_cutoff
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -26,7 +26,7 @@ def _varying(a: np.ndarray, side: str) -> np.ndarray:
     """Centred ``a``; a side whose rows are all equal has no direction to compare: refused."""
     centred = _centered(a)
     # Equal rows centre to rounding noise of the size of the entries times the row count.
-    if np.abs(centred).max(initial=0.0) <= singular_cutoff(np.abs(np.asarray(a)).max(initial=0.0), centred.shape):
+    if np.abs(centred).max(initial=0.0) <= rank_cutoff(np.abs(np.asarray(a)).max(initial=0.0), centred.shape):
         raise ValueError(f"side {side} has no variance (all {len(centred)} rows are equal): the metric is undefined")
     return centred
 
