@@ -65,6 +65,8 @@ def test_trajectories_fit_models_with_too_few_checkpoints_for_events(losses_stor
     scores = losses_store.query_df("SELECT model, count(*) AS n FROM trajectory_scores GROUP BY model ORDER BY model")
     assert dict(zip(scores.model, scores.n)) == {"pair": 4, "single": 2, "small": 6}  # rows x 2 components
     assert losses_store.query_df("SELECT count(*) AS n FROM trajectory_events")["n"][0] == 0
+    stored = losses_store.query_df("SELECT models_without_events FROM trajectory_fits")["models_without_events"][0]
+    assert list(stored) == ["small", "single", "pair"]
 
 
 def test_no_progress_means_no_bar_at_all(corpus_store, toy_model, tmp_path):

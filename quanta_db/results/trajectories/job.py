@@ -53,6 +53,7 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
     result = _fit(matrix, method, components, sparse_components or components, scale, torch_device,
                   alpha=alpha, ridge_alpha=ridge_alpha, max_iter=max_iter, tol=tol, seed=seed)
     result = fits.orient(result, _reference_row(store, matrix.rows))
+    short = [m for m, span in _model_spans(matrix.rows).items() if span.stop - span.start < dynamics.MIN_EVENT_POINTS]
     with store.begin_run("trajectories", params, device=str(torch_device), observation=seen) as run:
         smoothed = _smoothed_scores(matrix.rows, result.scores, smooth)
         _write(run, matrix, corpus, result, smoothed)
@@ -62,11 +63,11 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
             "n_components": len(result.methods), "alpha": params["alpha"], "ridge_alpha": params["ridge_alpha"],
             "scaled": scale, "smooth_early": smooth[0], "smooth_late": smooth[1],
             "n_iter": result.n_iter if method != "pca" else None,
-            "cost": result.cost if method != "pca" else None, "run_id": run.run_id}], key=["fit"])
+            "cost": result.cost if method != "pca" else None, "models_without_events": short,
+            "run_id": run.run_id}], key=["fit"])
         written = run.commit()
     dropped = (f"; {matrix.n_dropped:,} tokens dropped (missing in at least one row)" if matrix.n_dropped else "")
     outside = f"; {matrix.n_outside_subset:,} outside --tokens" if matrix.n_outside_subset else ""
-    short = [m for m, span in _model_spans(matrix.rows).items() if span.stop - span.start < dynamics.MIN_EVENT_POINTS]
     outside += (f"; no curvature events for {', '.join(short)} (fewer than {dynamics.MIN_EVENT_POINTS} checkpoints)"
                 if short else "")
     ratios = ", ".join(f"{r:.3f}" for r in result.explained_variance_ratio[:3])
