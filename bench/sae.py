@@ -79,7 +79,7 @@ def ours(model, sae, hook, windows, batch, device, top_k) -> tuple[float, float]
         feats = sae.encode(x)
         stats.add(x, feats, sae.decode(feats), torch.arange(i * ids.shape[1], (i + len(ids)) * ids.shape[1]))
     metrics = stats.metric_sums().metrics()
-    stats.feature_columns(), stats.top_examples(), stats.band_examples()
+    stats.feature_columns(), stats.top_examples(), stats.band_example_arrays()
     _sync(device)
     return time.perf_counter() - start, metrics["l0"]
 

@@ -88,25 +88,17 @@ def stage_statistics(run, loaded: LoadedSAE, corpus: str, stats: FeatureStatisti
 def _examples(sae: str, corpus: str, stats: FeatureStatistics, doc_ids: np.ndarray, starts: np.ndarray) -> pa.Table:
     values, tokens = stats.top_examples()
     feature, rank = np.nonzero(tokens >= 0)
-    kinds = ["top"] * len(feature)
-    index, activation = tokens[feature, rank], values[feature, rank]
-    bands = stats.band_examples()
-    if bands:
-        band_feature, band, band_token, band_value = (np.array(c) for c in zip(*bands))
-        band_rank = np.zeros(len(band), dtype=np.int64)
-        for i in range(1, len(band)):  # rank within (feature, band), in sample order
-            same = band_feature[i] == band_feature[i - 1] and band[i] == band[i - 1]
-            band_rank[i] = band_rank[i - 1] + 1 if same else 0
-        feature = np.r_[feature, band_feature]
-        rank = np.r_[rank, band_rank]
-        kinds += [f"band_{b}" for b in band]
-        index = np.r_[index, band_token]
-        activation = np.r_[activation, band_value]
+    bands = stats.band_example_arrays()
+    kinds = pa.concat_arrays([pa.array(np.full(len(feature), "top")),
+                              pa.array(np.char.add("band_", bands["band"].astype(str)), pa.string())])
+    index = np.r_[tokens[feature, rank], bands["token"]]
+    activation = np.r_[values[feature, rank], bands["value"]]
+    feature, rank = np.r_[feature, bands["feature"]], np.r_[rank, bands["rank"]]
     doc = np.searchsorted(starts, index, side="right") - 1
     n = len(feature)
     return pa.table({
         "sae": pa.repeat(sae, n), "corpus": pa.repeat(corpus, n), "feature": feature.astype(np.int32),
-        "kind": pa.array(kinds, pa.string()), "rank": rank.astype(np.int32), "doc_id": doc_ids[doc].astype(np.int64),
+        "kind": kinds.cast(pa.string()), "rank": rank.astype(np.int32), "doc_id": doc_ids[doc].astype(np.int64),
         "pos": (index - starts[doc]).astype(np.int32), "activation": activation.astype(np.float32),
     })
 

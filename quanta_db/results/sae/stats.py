@@ -199,25 +199,34 @@ class FeatureStatistics:
         keep = (values != 0) & np.isfinite(values)
         return np.where(keep, values, 0), np.where(keep, tokens, -1)
 
-    def band_examples(self, n_bands: int = 10, per_band: int = 5) -> list[tuple[int, int, int, float]]:
-        """(feature, band, token index, activation) samples: per feature, up to ``per_band`` random
-        active tokens from each of ``n_bands`` equal-width activation bands (0, max] (band 0 lowest),
-        as SAEDashboard's quantile-interval examples, drawn from the uniform sample kept while streaming."""
+    def band_example_arrays(self, n_bands: int = 10, per_band: int = 5) -> dict[str, np.ndarray]:
+        """Activation-band examples as arrays ``feature``, ``band``, ``rank`` (within the feature's
+        band, in sample order), ``token`` (index) and ``value``: per feature, up to ``per_band``
+        random active tokens from each of ``n_bands`` equal-width activation bands (0, max] (band 0
+        lowest), as SAEDashboard's quantile-interval examples, drawn from the uniform sample kept
+        while streaming. Ordered by feature, band, then sample.
+
+        Vectorised over all features: a loop per feature and band took seconds at 32k features,
+        longer than streaming two million tokens through the SAE on a GPU."""
         keys = self.sample_keys.cpu().numpy()
-        tokens = self.sample_tokens.cpu().numpy()
-        values = self.sample_values.cpu().numpy()
         max_act = self.max_act()
-        out = []
-        for feature in np.flatnonzero(np.isfinite(keys[:, 0])):
-            kept = np.isfinite(keys[feature])
-            top = max_act[feature]
-            if not top > 0:
-                continue
-            band = np.minimum((values[feature, kept] / top * n_bands).astype(int), n_bands - 1)
-            for b in range(n_bands):
-                for token, value in list(zip(tokens[feature, kept][band == b], values[feature, kept][band == b]))[:per_band]:
-                    out.append((int(feature), b, int(token), float(value)))
-        return out
+        feature, slot = np.nonzero(np.isfinite(keys) & (max_act > 0)[:, None])
+        values = self.sample_values.cpu().numpy()
+        band = np.minimum((values[feature, slot] / max_act[feature] * n_bands).astype(int), n_bands - 1)
+        order = np.argsort(feature * n_bands + band, kind="stable")  # nonzero gave slots in sample order
+        feature, band, slot = feature[order], band[order], slot[order]
+        first = np.r_[True, (feature[1:] != feature[:-1]) | (band[1:] != band[:-1])]
+        position = np.arange(len(feature))
+        rank = position - np.maximum.accumulate(np.where(first, position, 0))
+        keep = rank < per_band
+        feature, band, slot = feature[keep], band[keep], slot[keep]
+        return {"feature": feature, "band": band, "rank": rank[keep], "value": values[feature, slot],
+                "token": self.sample_tokens.cpu().numpy()[feature, slot]}
+
+    def band_examples(self, n_bands: int = 10, per_band: int = 5) -> list[tuple[int, int, int, float]]:
+        """:meth:`band_example_arrays` as (feature, band, token index, activation) tuples."""
+        arrays = self.band_example_arrays(n_bands, per_band)
+        return list(zip(*(arrays[name].tolist() for name in ("feature", "band", "token", "value"))))
 
 
 def row_chunks(feats: torch.Tensor, max_entries: int):
