@@ -116,11 +116,16 @@ def _sql(store, template: str) -> list[str]:
     return [wrapper.format(statement) for wrapper in WRAPPERS.values()]
 
 
-def _refused_everywhere(store, http, sql: str) -> None:
+@pytest.fixture(scope="module")
+def engine(walled_store):
+    return walled_store.engine()  # one connection per statement (NullPool), each confined anew
+
+
+def _refused_everywhere(store, http, engine, sql: str) -> None:
     with pytest.raises(QueryError):
         store.query_arrow(sql)
     with pytest.raises(Exception, match="only SELECT|only queries that read|one SQL statement|explained|Permission|Parser|Binder|Catalog"):
-        pd.read_sql(sql, store.engine())
+        pd.read_sql(sql, engine)
     result = CliRunner().invoke(cli, ["--store", str(store.root), "query", sql])
     assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, (sql, result.output)
     assert http.get("/api/query", params={"sql": sql}).status_code == 400, sql
@@ -129,10 +134,10 @@ def _refused_everywhere(store, http, sql: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(STATEMENTS))
-def test_no_statement_changes_the_store_through_any_entry_point(walled_store, http, name):
+def test_no_statement_changes_the_store_through_any_entry_point(walled_store, http, engine, name):
     before = _hashes(walled_store.root)
     for sql in _sql(walled_store, STATEMENTS[name]):
-        _refused_everywhere(walled_store, http, sql)
+        _refused_everywhere(walled_store, http, engine, sql)
     assert _hashes(walled_store.root) == before
     assert not (walled_store.root / "tables" / "evil.parquet").exists()
 

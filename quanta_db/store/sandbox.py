@@ -116,10 +116,10 @@ def _type_name(statement) -> str:
 
 
 def table_macros(con) -> frozenset[str]:
-    """The table macros of the catalog ``con`` is connected to: the store's saved analyses."""
-    rows = con.execute("SELECT function_name FROM duckdb_functions() "
-                       "WHERE function_type = 'table_macro' AND NOT internal").fetchall()
-    return frozenset(name.lower() for (name,) in rows)
+    """The names of the store's saved analyses, installed as table macros (or views) in the
+    catalog ``con`` is connected to (its ``saved_queries`` table: listing ``duckdb_functions()``
+    instead costs ~20 ms a query)."""
+    return frozenset(name.lower() for (name,) in con.execute("SELECT name FROM saved_queries").fetchall())
 
 
 def check_read_only(sql: str, macros: frozenset[str] = frozenset()) -> None:
