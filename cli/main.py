@@ -12,7 +12,7 @@ from cli import kinds
 from cli.demo_command import demo
 from cli.errors import QuantaGroup
 from cli.export_commands import export
-from cli.options import DEFAULT_STORE, StoreRef
+from cli.options import DEFAULT_STORE, PROCESS, StoreRef
 from cli.serve_command import serve
 from cli.store_commands import gc, init, migrate, query, status, views
 from cli.tokens_report import tokens_report
@@ -63,4 +63,5 @@ for command in (init, migrate, status, gc, views, query, ingest, export, report,
 
 
 def main() -> None:
+    PROCESS["owned"] = True
     cli(prog_name="quanta-db")

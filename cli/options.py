@@ -46,6 +46,23 @@ progress_option = click.option("--progress/--no-progress", default=True, show_de
                                help="Show progress bars (--no-progress: none, the libraries' own included).")
 
 
+# True when quanta-db is the process (the console script), not a library call (CliRunner, tests):
+# only then may a command restrict the whole process (see quanta_db.store.kernel_wall).
+PROCESS = {"owned": False}
+
+
+def read_only_process(output: str | None) -> None:
+    """From here on the kernel refuses this process every write but to ``output`` (created empty
+    first), when quanta-db owns the process and the kernel offers Landlock."""
+    if not PROCESS["owned"]:
+        return
+    from quanta_db.store.kernel_wall import forbid_writes
+
+    if output:
+        Path(output).write_bytes(b"")
+    forbid_writes((output,) if output else ())
+
+
 def emit(text: str, output: str | None) -> None:
     """Print ``text`` or write it to ``output``."""
     if output:

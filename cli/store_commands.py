@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli.options import emit, format_option, output_option, pass_store
+from cli.options import emit, format_option, output_option, pass_store, read_only_process
 from quanta_db.errors import InputError
 from quanta_db.reports.formats import render, write_parquet
 
@@ -120,7 +120,10 @@ def query(ref, sql, sql_file, fmt, output, max_rows, unsafe):
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("give SQL as an argument, with -f FILE, or on standard input")
         sql = sys.stdin.read()
-    table = ref.open().query_arrow(sql, unsafe=unsafe)
+    store = ref.open()  # may rebuild views: before the process gives up writing
+    if not unsafe:
+        read_only_process(output)
+    table = store.query_arrow(sql, unsafe=unsafe)
     if fmt == "parquet":
         write_parquet(table, output)
         click.echo(f"wrote {table.num_rows} rows to {output}", err=True)

@@ -192,9 +192,10 @@ def test_the_connection_alone_refuses_writes_and_foreign_reads(walled_store, mon
     assert _hashes(walled_store.root) == before
 
 
-@pytest.mark.xfail(strict=True, reason="DuckDB's allowed_paths cannot tell a read from a write: a committed "
-                                       "file may be overwritten in place without a temporary file; only the "
-                                       "statement check stops this (docs/security.md)")
+@pytest.mark.xfail(strict=True, reason="DuckDB's allowed_paths cannot tell a read from a write: in a Python "
+                                       "process a committed file may be overwritten in place without a "
+                                       "temporary file; there only the statement check stops this (the "
+                                       "quanta-db query process has the kernel wall; docs/security.md)")
 def test_the_connection_alone_cannot_stop_an_in_place_rewrite(walled_store, monkeypatch, tmp_path):
     import shutil
 
@@ -206,3 +207,41 @@ def test_the_connection_alone_cannot_stop_an_in_place_rewrite(walled_store, monk
     with pytest.raises(QueryError):
         copy.query_arrow(_sql(copy, STATEMENTS["copy_rewrite_in_place"])[0])
     assert _hashes(copy.root) == before
+
+
+KERNEL_WALL_CHILD = """
+import sys
+from quanta_db.store import sandbox
+if sys.argv[1] == "no-walls":  # both walls above the kernel's taken down, as a bug would
+    sandbox.check_read_only = lambda sql, macros=frozenset(): None
+    sandbox.restrict = lambda con, root, memory_limit=None: None
+from cli.main import main
+sys.argv = ["quanta-db", *sys.argv[2:]]
+main()
+"""
+
+
+def _quanta_db_process(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([sys.executable, "-c", KERNEL_WALL_CHILD, *map(str, args)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_the_kernel_refuses_the_query_process_an_in_place_rewrite(walled_store, tmp_path):
+    from quanta_db.store.kernel_wall import landlock_abi
+
+    if not landlock_abi():
+        pytest.skip("Landlock is not available on this kernel")
+    before = _hashes(walled_store.root)
+    sql = _sql(walled_store, STATEMENTS["copy_rewrite_in_place"])[0]
+    done = _quanta_db_process("no-walls", "--store", walled_store.root, "query", sql)
+    assert done.returncode != 0 and "Permission denied" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert _hashes(walled_store.root) == before
+    out = tmp_path / "n.csv"  # the same process still writes its -o file, and only that
+    done = _quanta_db_process("walls", "--store", walled_store.root, "query", "SELECT count(*) AS n FROM tokens",
+                              "--format", "csv", "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().splitlines()[0] == "n"
