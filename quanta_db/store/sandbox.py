@@ -8,8 +8,9 @@ Two independent walls.
    refuses every other kind of statement) in which every query node reads — DuckDB runs a COPY,
    INSERT, UPDATE or DELETE written as a common table expression — and every table function
    is one that reads; or an ``EXPLAIN [ANALYZE]`` whose explained statement passes the same test
-   (``EXPLAIN ANALYZE`` runs what it explains, so ``EXPLAIN ANALYZE COPY`` is a write). ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``, ``SET``, ``CALL``, ``PRAGMA``, DDL and
-   DML are refused however they are spelled or wrapped.
+   (``EXPLAIN ANALYZE`` runs what it explains, so ``EXPLAIN ANALYZE COPY`` is a write).
+   ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``, ``SET``, ``CALL``, ``PRAGMA``, DDL and DML are
+   refused however they are spelled or wrapped.
 2. The connection. Its file access is limited to the exact committed files of the store (the
    ``files`` table: tables' Parquet and artifacts) through DuckDB's ``allowed_paths`` with
    ``enable_external_access = false``; no directory is allowed, so even a statement that slipped

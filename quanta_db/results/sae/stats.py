@@ -223,11 +223,6 @@ class FeatureStatistics:
         return {"feature": feature, "band": band, "rank": rank[keep], "value": values[feature, slot],
                 "token": self.sample_tokens.cpu().numpy()[feature, slot]}
 
-    def band_examples(self, n_bands: int = 10, per_band: int = 5) -> list[tuple[int, int, int, float]]:
-        """:meth:`band_example_arrays` as (feature, band, token index, activation) tuples."""
-        arrays = self.band_example_arrays(n_bands, per_band)
-        return list(zip(*(arrays[name].tolist() for name in ("feature", "band", "token", "value"))))
-
 
 def row_chunks(feats: torch.Tensor, max_entries: int):
     """Consecutive row ranges of a [B, d_sae] batch with at most ``max_entries`` active entries
