@@ -113,8 +113,8 @@ def create_app(settings: Settings):
     report_cache: dict[tuple, tuple[str, bytes]] = {}
 
     def execute(sql: str, params=None, max_rows: int | None = settings.max_rows) -> served.Result:
-        connection, _ = snapshots.current()
-        return served.run(connection, sql, params, settings.time_limit_ms, max_rows)
+        snapshot = snapshots.current()
+        return served.run(snapshot.connection, sql, params, settings.time_limit_ms, max_rows, snapshot.macros)
 
     def page(template: str, status: int = 200, **context) -> HTMLResponse:
         body = environment.get_template(template).render(settings=settings, **context)
@@ -188,7 +188,7 @@ def create_app(settings: Settings):
         kind, ident = request.path_params["kind"], request.path_params["ident"]
         # reports of a run id never change; the others (an SAE name, a metric) follow commits
         key = (kind, ident, request.query_params.get("baseline", "random_selection"),
-               None if kind in ("clusters", "trajectories") else snapshots.current()[1])
+               None if kind in ("clusters", "trajectories") else snapshots.current().generation)
         if key not in report_cache:
             report_cache[key] = _render_report(settings.root, kind, ident, key[2])
         media_type, body = report_cache[key]

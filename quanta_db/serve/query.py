@@ -26,16 +26,13 @@ class Result:
 
 
 def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None, time_limit_ms: int,
-        max_rows: int | None) -> Result:
+        max_rows: int | None, macros: frozenset[str] = frozenset()) -> Result:
     """One read-only statement on a new cursor of ``connection`` (read-only, confined to the
     store's files: see :mod:`quanta_db.serve.snapshot`); interrupted after ``time_limit_ms``; at
-    most ``max_rows`` rows (None: all)."""
+    most ``max_rows`` rows (None: all); ``macros``: the store's saved analyses (see
+    :func:`quanta_db.store.sandbox.check_read_only`)."""
+    sandbox.check_read_only(sql, macros)
     con = connection.cursor()
-    try:
-        sandbox.check_read_only(sql, sandbox.table_macros(con))
-    except QueryError:
-        con.close()
-        raise
     timer = threading.Timer(time_limit_ms / 1000, con.interrupt)
     start = time.perf_counter()
     try:

@@ -19,12 +19,19 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
 from quanta_db.store import catalog, sandbox
 
 KEEP = 3  # older copies may still be open by running requests
+
+
+class Snapshot(NamedTuple):
+    connection: duckdb.DuckDBPyConnection  # read-only, confined to the store's files
+    generation: int
+    macros: frozenset[str]  # the store's saved analyses in this copy (for the statement check)
 
 
 class Snapshots:
@@ -36,7 +43,7 @@ class Snapshots:
         self._stamp = None
         self._generation = 0
         self._current: Path | None = None
-        self._connections: dict[int, duckdb.DuckDBPyConnection] = {}
+        self._connections: dict[int, Snapshot] = {}
 
     def _files(self) -> list[Path]:
         path = catalog.catalog_path(self.root)
@@ -45,9 +52,8 @@ class Snapshots:
     def _signature(self) -> tuple:
         return tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None for p in self._files())
 
-    def current(self) -> tuple[duckdb.DuckDBPyConnection, int]:
-        """(read-only, confined connection to the newest copy, its generation), copying first when
-        the catalog changed."""
+    def current(self) -> Snapshot:
+        """The newest copy, taken first when the catalog changed."""
         with self._lock:
             stamp = self._signature()
             if stamp != self._stamp or self._current is None:
@@ -61,17 +67,18 @@ class Snapshots:
                 self._current, self._stamp = target, stamp
                 connection = duckdb.connect(str(target), read_only=True)
                 sandbox.restrict(connection, self.root, self.memory_limit)
-                self._connections[self._generation] = connection
+                self._connections[self._generation] = Snapshot(connection, self._generation,
+                                                               sandbox.table_macros(connection))
                 for generation in [g for g in self._connections if g <= self._generation - KEEP]:
-                    self._connections.pop(generation).close()
+                    self._connections.pop(generation).connection.close()
                 for old in sorted(self.folder.glob("catalog-*.duckdb*")):
                     if int(old.name.split("-")[1].split(".")[0]) <= self._generation - KEEP:
                         old.unlink(missing_ok=True)
-            return self._connections[self._generation], self._generation
+            return self._connections[self._generation]
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._connections.values():
-                connection.close()
+            for snapshot in self._connections.values():
+                snapshot.connection.close()
             self._connections.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
