@@ -293,3 +293,19 @@ def test_serve_command_warns_off_localhost(losses_store, monkeypatch):  # noqa: 
     assert local.exit_code == 0 and "warning" not in local.output and calls[-1]["host"] == "127.0.0.1"
     everywhere = CliRunner().invoke(cli, ["--store", str(losses_store.root), "serve", "--host", "0.0.0.0"])
     assert everywhere.exit_code == 0 and "warning: serving on 0.0.0.0" in everywhere.output and "--token" in everywhere.output
+
+
+def test_a_wal_vanishing_between_checks_is_just_absent(tmp_path, monkeypatch):
+    """A committing ingest removes catalog.duckdb.wal at any moment: the change check must not
+    fail between seeing it and reading its times (a request once got a 500 this way)."""
+    from pathlib import Path
+
+    from quanta_db.serve.snapshot import _stamp
+
+    wal = tmp_path / "catalog.duckdb.wal"
+    wal.write_bytes(b"x")
+    monkeypatch.setattr(Path, "exists", lambda self: True)  # the old check saw it, then it went
+    wal.unlink()
+    assert _stamp(wal) is None
+    (tmp_path / "catalog.duckdb").write_bytes(b"yy")
+    assert _stamp(tmp_path / "catalog.duckdb")[1] == 2

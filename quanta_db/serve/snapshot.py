@@ -50,7 +50,7 @@ class Snapshots:
         return [path, path.with_name(path.name + ".wal")]
 
     def _signature(self) -> tuple:
-        return tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None for p in self._files())
+        return tuple(_stamp(p) for p in self._files())
 
     def current(self) -> Snapshot:
         """The newest copy, taken first when the catalog changed."""
@@ -82,3 +82,13 @@ class Snapshots:
                 snapshot.connection.close()
             self._connections.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of ``path``, None when absent — one stat, because a committing ingest removes
+    the WAL between an exists() and a stat() (a served request failed with FileNotFoundError)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_size
