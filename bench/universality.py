@@ -62,6 +62,8 @@ class Timer:
         out = fn()
         _sync(self.device)
         self.seconds[name] = time.perf_counter() - start
+        # each stage as it ends, so a run cut off by a time limit still says where the time went
+        print(f"stage {name}: {self.seconds[name]:.2f} s", file=sys.stderr, flush=True)
         return out
 
 
