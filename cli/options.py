@@ -51,16 +51,23 @@ progress_option = click.option("--progress/--no-progress", default=True, show_de
 PROCESS = {"owned": False}
 
 
-def read_only_process(output: str | None) -> None:
-    """From here on the kernel refuses this process every write but to ``output`` (created empty
-    first), when quanta-db owns the process and the kernel offers Landlock."""
+def read_only_process(output: str | None = None) -> None:
+    """From here on the kernel refuses this thread, and every thread and process it starts, every
+    write but to ``output`` (created empty first) and beneath the process's scratch folder (which
+    becomes the temporary folder: the private catalog copies are made there), when quanta-db owns
+    the process and the kernel offers Landlock."""
     if not PROCESS["owned"]:
         return
-    from quanta_db.store.kernel_wall import forbid_writes
+    import tempfile
+
+    from quanta_db.store.kernel_wall import forbid_writes, scratch_folder
 
     if output:
         Path(output).write_bytes(b"")
-    forbid_writes((output,) if output else ())
+    scratch = scratch_folder()
+    tempfile.tempdir = str(scratch)
+    forbid_writes(tuple(str(path) for path in (output, scratch) if path))
+
 
 
 def emit(text: str, output: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import pass_store
+from cli.options import pass_store, read_only_process
 
 
 @click.command()
@@ -24,7 +24,7 @@ def serve(ref, host, port, time_limit_ms, max_rows, token, allow_host, memory_li
     """Serve the store read-only: tables, saved analyses with forms, ad-hoc SQL, downloads, reports, JSON API."""
     import uvicorn
 
-    from quanta_db.serve.app import LOOPBACK_HOSTS, Settings, create_app
+    from quanta_db.serve.app import LOOPBACK_HOSTS, Settings, create_app, resolve_report_caches
 
     store = ref.open()  # checks the schema once, builds missing views
     allowed = [*LOOPBACK_HOSTS, *allow_host]
@@ -38,9 +38,11 @@ def serve(ref, host, port, time_limit_ms, max_rows, token, allow_host, memory_li
                               allowed_hosts=tuple(allowed), memory_limit=memory_limit))
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
     click.echo(f"serving {store.root} at {url} (Ctrl-C stops)")
-    if open_browser:
+    if open_browser:  # started before the kernel wall: the browser it starts must write its profile
         import threading
         import webbrowser
 
         threading.Timer(1.0, webbrowser.open, [url + (f"?token={token}" if token else "")]).start()
+    resolve_report_caches()
+    read_only_process()  # from here on the kernel refuses this server every write but to its scratch folder
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -71,6 +71,10 @@ STATEMENTS = {
     "read_staging": "SELECT * FROM read_text('{root}/staging/secret.txt')",
     "read_dotdot": "SELECT * FROM read_text('{root}/tables/../staging/secret.txt')",
     "glob_store": "SELECT * FROM glob('{root}/*')",
+    "read_catalog": "SELECT content FROM read_blob('{root}/catalog.duckdb')",
+    "read_catalog_dotdot": "SELECT content FROM read_blob('{root}/tables/../catalog.duckdb')",
+    "read_catalog_wal": "SELECT content FROM read_blob('{root}/catalog.duckdb.wal')",
+    "read_copy": "SELECT content FROM read_blob((SELECT path FROM duckdb_databases() WHERE path IS NOT NULL LIMIT 1))",
 }
 WRAPPERS = {
     "plain": "{}",
@@ -178,7 +182,8 @@ def test_an_artifact_is_readable_through_user_sql(walled_store, tmp_path):
 # creates, replaces or removes a file of the store, or touches the catalog.
 CONNECTION_REFUSES = ["copy_new_file", "copy_rewrite", "copy_overwrite_folder", "copy_catalog", "export", "attach",
                       "install", "set", "set_directories", "reset", "create_table", "insert", "delete", "drop",
-                      "read_outside", "read_staging", "read_dotdot", "glob_store"]
+                      "read_outside", "read_staging", "read_dotdot", "glob_store", "read_catalog",
+                      "read_catalog_dotdot", "read_catalog_wal", "read_copy"]
 
 
 @pytest.mark.parametrize("name", CONNECTION_REFUSES)
@@ -245,3 +250,47 @@ def test_the_kernel_refuses_the_query_process_an_in_place_rewrite(walled_store, 
                               "--format", "csv", "-o", out)
     assert done.returncode == 0, done.stderr
     assert out.read_text().splitlines()[0] == "n"
+
+
+def test_the_kernel_refuses_the_server_process_an_in_place_rewrite(walled_store):
+    """`quanta-db serve` with the statement check and the connection wall taken down: the kernel
+    still refuses the in-place rewrite, while queries (whose private catalog copies are written to
+    the process's scratch folder) are answered."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from quanta_db.store.kernel_wall import landlock_abi
+
+    if not landlock_abi():
+        pytest.skip("Landlock is not available on this kernel")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    before = _hashes(walled_store.root)
+    server = subprocess.Popen([sys.executable, "-c", KERNEL_WALL_CHILD, "no-walls", "--store", str(walled_store.root),
+                               "serve", "--port", str(port)], cwd=Path(__file__).resolve().parent.parent,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://localhost:{port}", timeout=30) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    ok = http.get("/api/query", params={"sql": "SELECT count(*) AS n FROM tokens"})
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and server.poll() is None, server.stdout.read()
+                    time.sleep(0.2)
+            assert ok.status_code == 200 and ok.json()["rows"][0][0] > 0, ok.text
+            sql = _sql(walled_store, STATEMENTS["copy_rewrite_in_place"])[0]
+            refused = http.get("/api/query", params={"sql": sql})
+            assert refused.status_code == 400 and "Permission denied" in refused.text, refused.text
+            assert http.get("/api/query", params={"sql": "SELECT count(*) AS n FROM documents"}).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert _hashes(walled_store.root) == before

@@ -76,6 +76,14 @@ def test_report_heatmap_and_latex_export(universality_store, tmp_path):
     missing = runner.invoke(cli, ["--store", str(store.root), "report", "heatmap", "--metric", "rsa", "-o",
                                   str(tmp_path / "none.png")])
     assert missing.exit_code != 0 and "no rsa results" in missing.output and not (tmp_path / "none.png").exists()
+    from starlette.testclient import TestClient
+
+    from quanta_db.serve.app import Settings, create_app
+
+    with TestClient(create_app(Settings(store.root)), base_url="http://localhost") as http:
+        served = http.get("/reports/heatmap/cka")  # rendered in memory: a served process writes no file
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.content[:8] == b"\x89PNG\r\n\x1a\n"
     latex = runner.invoke(cli, ["--store", str(store.root), "export", "latex",
                                 "SELECT layer_a, layer_b, paired, null_mean, p_value FROM significance_table('cka')"])
     assert latex.exit_code == 0 and "\\toprule" in latex.output and "p\\_value" in latex.output

@@ -350,11 +350,22 @@ def _encode(result: served.Result, fmt: str, sql: str) -> bytes:
     return to_latex(result.table.to_pandas(), LatexOptions(source=sql)).encode()
 
 
+def resolve_report_caches() -> None:
+    """Resolve matplotlib's cache folder now rather than on first use, for a server process the
+    kernel then refuses writes outside its scratch folder (``quanta-db serve``); if its font cache
+    is missing, matplotlib rebuilds it in memory and only warns that it cannot save it."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.get_cachedir()
+
+
 def _render_report(root: Path, kind: str, ident: str, baseline: str) -> tuple[str, bytes]:
     """A report page generated from the store (cached by the caller under its run id or name)."""
     from quanta_db.store.store import Store
 
-    store = Store.open(root)
+    store = Store.open(root, check=False)  # checked when the server started; a served process writes nothing
     if kind == "clusters":
         from quanta_db.results.quanta.viewer import render_clusters_html
 
@@ -368,14 +379,11 @@ def _render_report(root: Path, kind: str, ident: str, baseline: str) -> tuple[st
 
         return "text/html", render_trajectories_html(store, ident).encode()
     if kind == "heatmap":
-        import tempfile
-
         from quanta_db.results.universality.heatmap import heatmap_data, render_heatmap_png
 
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "heatmap.png"
-            render_heatmap_png(heatmap_data(store, ident, baseline), path, ident)
-            return "image/png", path.read_bytes()
+        image = io.BytesIO()
+        render_heatmap_png(heatmap_data(store, ident, baseline), image, ident)
+        return "image/png", image.getvalue()
     raise InputError(f"unknown report {kind!r} (clusters, features, trajectories, heatmap)")
 
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import stat
+import tempfile
+from pathlib import Path
 
 SYS_CREATE_RULESET, SYS_ADD_RULE, SYS_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
 CREATE_RULESET_VERSION = 1
@@ -83,3 +86,15 @@ def forbid_writes(writable: tuple[str, ...] = ()) -> str:
     finally:
         os.close(ruleset)
     return f"on (Landlock ABI {abi})"
+
+
+def scratch_folder() -> Path:
+    """The folder a walled process of this user may still write (its private catalog copies):
+    ``<tmp>/quanta-db-<uid>``, mode 0700, reused by every run so none is left behind (a walled
+    process cannot remove a folder it created)."""
+    scratch = Path(tempfile.gettempdir()) / f"quanta-db-{os.getuid()}"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    status = scratch.lstat()
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise OSError(f"{scratch} is not a private folder of this user; remove it and try again")
+    return scratch

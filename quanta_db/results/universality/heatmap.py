@@ -8,6 +8,7 @@ pair; a cell whose p-value is below ``alpha`` carries a star.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,9 @@ def heatmap_data(store: Store, metric: str, baseline: str = "random_selection") 
     return frame
 
 
-def render_heatmap_png(frame: pd.DataFrame, output: str | Path, metric: str, alpha: float = 0.05) -> int:
-    """Write the heat map of ``frame`` (rows of ``layer_heatmap``) to ``output``; returns the panel count."""
+def render_heatmap_png(frame: pd.DataFrame, output: str | Path | BinaryIO, metric: str, alpha: float = 0.05) -> int:
+    """Write the heat map of ``frame`` (rows of ``layer_heatmap``) as PNG to ``output`` (a path or a
+    binary file object); returns the panel count."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
@@ -54,6 +56,6 @@ def render_heatmap_png(frame: pd.DataFrame, output: str | Path, metric: str, alp
         axis.set_ylabel(f"{model_a} layer")
         axis.set_title(f"{metric}: {model_a} vs {model_b}")
     figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=f"{metric} (* p < {alpha})")
-    figure.savefig(output, dpi=150, bbox_inches="tight")
+    figure.savefig(output, dpi=150, bbox_inches="tight", format="png")
     plt.close(figure)
     return len(panels)
