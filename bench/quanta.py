@@ -134,8 +134,10 @@ def main() -> None:
     print("| method | seconds | vs reference |")
     print("|---|---|---|")
     print(f"| reference (block {args.reference_block}, {reference_backwards(len(tokens), args.reference_block):,} "
-          f"backwards) | {full_ref_s:.1f}{' (extrapolated from %d tokens)' % n_ref if extrapolated else ''} | 1.0x |")
-    print(f"| exact, blocks of {block} rows, {args.grad_dtype} storage | {ours:.1f}{' (extrapolated from %d tokens)' % n_exact if n_exact < len(tokens) else ''} | {full_ref_s / ours:.1f}x |")
+          f"backwards) | {full_ref_s:.1f}{f' (extrapolated from {n_ref} tokens)' if extrapolated else ''} | 1.0x |")
+    extrapolated_exact = f" (extrapolated from {n_exact} tokens)" if n_exact < len(tokens) else ""
+    print(f"| exact, blocks of {block} rows, {args.grad_dtype} storage | {ours:.1f}{extrapolated_exact} "
+          f"| {full_ref_s / ours:.1f}x |")
     print(f"| sketch {args.sketch} | {sketch_s:.1f} | {full_ref_s / sketch_s:.1f}x |")
     print(f"exact vs reference: max |diff| {agreement:.2e}; sketch vs exact: mean |err| {error.mean():.4f}, "
           f"max {error.max():.4f}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,18 +13,51 @@ import numpy as np
 import pytest
 
 from quanta_db.demo import toy_corpus as toy
+from quanta_db.demo import toy_models
 from quanta_db.store.store import Store
+
+
+def _built(tmp_path_factory, name: str, build) -> Path:
+    """A folder ``build(folder)`` fills. Mutation testing starts a test session per mutant, so
+    there (or with ``QUANTA_DB_TEST_CACHE`` set) the folder is built once and reused, keyed by the
+    demo builders' source: they are deterministic (tests/test_reproducible.py)."""
+    cache = os.environ.get("QUANTA_DB_TEST_CACHE") or (
+        str(Path(tempfile.gettempdir()) / f"quanta-db-test-cache-{os.getuid()}") if "MUTANT_UNDER_TEST" in os.environ
+        else None)
+    if not cache:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    sources = hashlib.sha256(b"".join(Path(f).read_bytes() for f in (toy.__file__, toy_models.__file__, __file__)))
+    folder = Path(cache) / f"{name}-{sources.hexdigest()[:16]}"
+    if not folder.is_dir():
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=cache))
+        build(staging)
+        try:
+            staging.rename(folder)
+        except OSError:  # another session built it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _build_toy_inputs(work: Path) -> None:
+    records = _toy_records()
+    toy.write_jsonl(records, work / "corpus.jsonl")
+    toy.train_tokenizer([r["text"] for r in records], work / "tokenizer", vocab_size=400)
+
+
+def _toy_records() -> list[dict]:
+    records = toy.stdlib_documents(40, max_chars=1500)
+    records.insert(3, {"text": "", "meta": {"pile_set_name": toy.SUBSET_SOURCE}})  # an empty document
+    return records
 
 
 @pytest.fixture(scope="session")
 def toy_inputs(tmp_path_factory) -> dict:
     """A Pile-format JSONL corpus from the standard library and a BPE tokenizer trained on it."""
-    work = tmp_path_factory.mktemp("toy")
-    records = toy.stdlib_documents(40, max_chars=1500)
-    records.insert(3, {"text": "", "meta": {"pile_set_name": toy.SUBSET_SOURCE}})  # an empty document
-    corpus = toy.write_jsonl(records, work / "corpus.jsonl")
-    tokenizer = toy.train_tokenizer([r["text"] for r in records], work / "tokenizer", vocab_size=400)
-    return {"corpus": corpus, "tokenizer": tokenizer, "records": records, "dir": work}
+    work = _built(tmp_path_factory, "toy", _build_toy_inputs)
+    return {"corpus": work / "corpus.jsonl", "tokenizer": work / "tokenizer", "records": _toy_records(), "dir": work}
 
 
 @pytest.fixture
@@ -82,14 +116,14 @@ def toy_model(toy_inputs, tmp_path_factory) -> dict:
     """A tiny GPT-NeoX trained for a few steps, saved as step0/, step4/ and step8/ with its tokenizer."""
     from transformers import AutoTokenizer
 
-    from quanta_db.demo.toy_models import gpt_neox_config, train_checkpoints
+    def build(folder: Path) -> None:
+        tok = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
+        sequences = [np.array(tok.encode(r["text"]), dtype=np.int64) for r in toy_inputs["records"]]
+        config = toy_models.gpt_neox_config(len(tok), d_model=32, n_layers=2, n_heads=4, n_ctx=256)
+        toy_models.train_checkpoints(config, sequences, folder / "tiny", save_steps=[0, 4, 8],
+                                     tokenizer_dir=toy_inputs["tokenizer"], seq_len=64)
 
-    tok = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
-    sequences = [np.array(tok.encode(r["text"]), dtype=np.int64) for r in toy_inputs["records"]]
-    config = gpt_neox_config(len(tok), d_model=32, n_layers=2, n_heads=4, n_ctx=256)
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    train_checkpoints(config, sequences, out, save_steps=[0, 4, 8], tokenizer_dir=toy_inputs["tokenizer"], seq_len=64)
-    return {"dir": out, "steps": [0, 4, 8]}
+    return {"dir": _built(tmp_path_factory, "model", build) / "tiny", "steps": [0, 4, 8]}
 
 
 @contextmanager

@@ -76,8 +76,9 @@ def test_no_progress_means_no_bar_at_all(corpus_store, toy_model, tmp_path):
     import sys
     from pathlib import Path
 
-    command = [sys.executable, "-c", "from cli.main import main; main()", "--store", str(corpus_store.root), "ingest", "heads", "--model",
-               str(toy_model["dir"]), "--step", "8", "--corpus", "toy", "--max-docs", "2", "--no-progress"]
+    command = [sys.executable, "-c", "from cli.main import main; main()", "--store", str(corpus_store.root),
+               "ingest", "heads", "--model", str(toy_model["dir"]), "--step", "8", "--corpus", "toy", "--max-docs", "2",
+               "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
     assert "Loading" not in done.stderr and "%|" not in done.stderr, done.stderr

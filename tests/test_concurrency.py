@@ -120,7 +120,8 @@ def test_identical_loss_ingests_commit_once(losses_args, tmp_path):
     assert rc1 == rc2 == 0, out1 + out2
     assert "already committed by run" in out1 + out2
     store = Store.open(store_dir)
-    assert count(store, "SELECT count(*) FROM token_losses") == count(store, "SELECT sum(greatest(n_tokens - 1, 0)) FROM documents")
+    assert count(store, "SELECT count(*) FROM token_losses") == count(
+        store, "SELECT sum(greatest(n_tokens - 1, 0)) FROM documents")
     assert count(store, "SELECT count(*) FROM runs WHERE kind = 'losses' AND status = 'committed'") == 1
 
 

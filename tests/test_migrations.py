@@ -72,7 +72,7 @@ def test_bad_numbering_is_refused(tmp_path, names, message):
     folder = tmp_path / "m"
     folder.mkdir()
     for name in names:
-        (folder / name).write_text("CREATE TABLE t_%s (a INT);" % name[:4])
+        (folder / name).write_text(f"CREATE TABLE t_{name[:4]} (a INT);")
     with pytest.raises(StoreError, match=message):
         migrations.discover(folder)
 

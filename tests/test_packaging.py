@@ -27,10 +27,11 @@ def test_wheel_ships_sql_and_cli_finds_it(tmp_path):
                    check=True, capture_output=True)
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
-    code = ("import sys; sys.path = [p for p in sys.path if p not in ('', %r)]; sys.path.insert(0, %r);"
-            "import quanta_db.resources as r; assert str(r.migrations_dir()).startswith(%r), r.migrations_dir();"
-            "from cli.main import main; sys.argv = ['quanta-db', '--store', 'st', 'init']; main()") % (
-        str(ROOT), str(target), str(target))
+    code = (f"import sys; sys.path = [p for p in sys.path if p not in ('', {str(ROOT)!r})]; "
+            f"sys.path.insert(0, {str(target)!r});"
+            f"import quanta_db.resources as r; assert str(r.migrations_dir()).startswith({str(target)!r}), "
+            "r.migrations_dir();"
+            "from cli.main import main; sys.argv = ['quanta-db', '--store', 'st', 'init']; main()")
     result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "schema version" in result.stdout

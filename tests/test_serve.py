@@ -26,7 +26,8 @@ def client(losses_store):  # noqa: F811
 
     from quanta_db.serve.app import Settings, create_app
 
-    with TestClient(create_app(Settings(losses_store.root, time_limit_ms=1500, max_rows=50)), base_url="http://localhost") as test_client:
+    app = create_app(Settings(losses_store.root, time_limit_ms=1500, max_rows=50))
+    with TestClient(app, base_url="http://localhost") as test_client:
         yield test_client, losses_store
 
 

@@ -128,7 +128,8 @@ def engine(walled_store):
 def _refused_everywhere(store, http, engine, sql: str) -> None:
     with pytest.raises(QueryError):
         store.query_arrow(sql)
-    with pytest.raises(Exception, match="only SELECT|only queries that read|one SQL statement|explained|Permission|Parser|Binder|Catalog"):
+    refusals = "only SELECT|only queries that read|one SQL statement|explained|Permission|Parser|Binder|Catalog"
+    with pytest.raises(Exception, match=refusals):
         pd.read_sql(sql, engine)
     result = CliRunner().invoke(cli, ["--store", str(store.root), "query", sql])
     assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, (sql, result.output)

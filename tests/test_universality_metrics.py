@@ -23,7 +23,7 @@ def x():
     return np.random.default_rng(0).normal(size=(80, 12))
 
 
-def _hsic(k, l):
+def _hsic(k, l):  # noqa: E741  (K and L, as in Gretton et al.)
     n = len(k)
     h = np.eye(n) - np.ones((n, n)) / n
     return np.trace(k @ h @ l @ h) / (n - 1) ** 2

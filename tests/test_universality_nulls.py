@@ -10,8 +10,8 @@ import torch
 
 from quanta_db.results.universality import metrics, nulls
 
-CASES = {"svcca": metrics.svcca, "svcca_reference": metrics.svcca_reference, "rsa": metrics.rsa, "cka": metrics.linear_cka, "procrustes": metrics.procrustes,
-         "mknn": metrics.mutual_knn}
+CASES = {"svcca": metrics.svcca, "svcca_reference": metrics.svcca_reference, "rsa": metrics.rsa,
+         "cka": metrics.linear_cka, "procrustes": metrics.procrustes, "mknn": metrics.mutual_knn}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -76,7 +76,8 @@ def test_saved_query_header_parsing(tmp_path):
     path = tmp_path / "my_view.sql"
     path.write_text("-- name: my_view\n-- description: Something useful.\n-- parameters: k := 3\n\nSELECT k AS v;\n")
     query = views.parse_saved_query(path)
-    assert (query.name, query.description, query.parameters, query.body) == ("my_view", "Something useful.", "k := 3", "SELECT k AS v")
+    assert (query.name, query.description, query.parameters, query.body) == (
+        "my_view", "Something useful.", "k := 3", "SELECT k AS v")
     assert query.create_sql().startswith('CREATE OR REPLACE MACRO "my_view"(k := 3) AS TABLE')
     bad = tmp_path / "other.sql"
     bad.write_text("-- name: not_other\nSELECT 1")

@@ -13,7 +13,8 @@ from cli.options import echo_result, force_option, pass_store, progress_option
 @click.option("--tokenizer", required=True, help="Transformers tokenizer: hub name or local folder.")
 @click.option("--tokenizer-name", help="Name of the tokenizer in the store [default: hub name or folder name].")
 @click.option("--max-docs", type=click.IntRange(1), help="Read at most this many documents.")
-@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True, help="Truncate documents to this many tokens.")
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True,
+              help="Truncate documents to this many tokens.")
 @click.option("--text-column", default="text", show_default=True, help="Field or column holding the text.")
 @click.option("--subset-column", help="Field or column of the subset [default: meta.pile_set_name].")
 @force_option
@@ -57,7 +58,8 @@ def contexts(ref, source_corpus, name, per_subset, length, seed, force):
 @click.option("--per-category", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--categories", help="Comma-separated module/template names [default: all].")
 @click.option("--source", type=click.Path(), help="Folder of released module__template.txt files [default: generate].")
-@click.option("--few-shot-tokens", type=click.IntRange(2), default=2048, show_default=True, help="Token limit of a few-shot context.")
+@click.option("--few-shot-tokens", type=click.IntRange(2), default=2048, show_default=True,
+              help="Token limit of a few-shot context.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @force_option
 @pass_store

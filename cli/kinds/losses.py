@@ -14,7 +14,8 @@ from cli.options import device_option, dtype_option, echo_results, force_option,
 @click.option("--steps", help="Comma-separated training steps, or 'all' (Pythia's 154 checkpoints).")
 @click.option("--revision", "revisions", multiple=True, help="Hub revision(s) instead of --steps (repeatable).")
 @dtype_option("--dtype")
-@click.option("--batch-size", default="auto", show_default=True, help="'auto' (token budget from free memory) or documents per batch.")
+@click.option("--batch-size", default="auto", show_default=True,
+              help="'auto' (token budget from free memory) or documents per batch.")
 @click.option("--tokenizer", help="Tokenizer to check the corpus against [default: the model's own].")
 @click.option("--shard", help="i/n: this process scores documents with doc_id % n == i.")
 @device_option

@@ -8,9 +8,9 @@ log-spaced checkpoints), then runs the same jobs as the `ingest` commands.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -153,6 +153,7 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
     Bit-reproducible on one machine and set of library versions: every input is seeded
     (tokenizer training is deterministic, DM-mathematics generation is made so)."""
     import torch
+
     from quanta_db.runtime.models import silence_library_progress
 
     silence_library_progress()

@@ -8,7 +8,7 @@ activations of real tokens equal those of the sequence alone and no attention ma
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch

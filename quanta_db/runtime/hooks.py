@@ -19,9 +19,9 @@ With parallel residual (Pythia) ``resid_post = resid_pre + attn_out + mlp_out``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 

@@ -12,9 +12,9 @@ import contextlib
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
@@ -80,8 +80,9 @@ def user_sql_connection(root: Path, memory_limit: str | None = None) -> duckdb.D
     DuckDB lets a connection read the files of its attached databases whatever ``allowed_paths``
     says, so a connection to ``catalog.duckdb`` itself could read that file (and its WAL) through
     ``read_blob``. The catalog is therefore copied (under a read-only connection, so no commit is
-    half-copied) into a private folder in the temporary folder, the copy opened read-only, and its folder removed at once: the open connection keeps its file, and no
-    path names it any more. A read-only database also refuses every catalog change by itself.
+    half-copied) into a private folder in the temporary folder, the copy opened read-only, and its
+    folder removed at once: the open connection keeps its file, and no path names it any more.
+    A read-only database also refuses every catalog change by itself.
     """
     path = catalog_path(root)
     if not path.exists():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from quanta_db.errors import QuantaError
 from quanta_db.store.registry import catalog_tables, fact_tables
-from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident
+from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident, statement
 
 
 class ConflictError(QuantaError):
@@ -67,7 +67,7 @@ def current_runs(con, table: str, keys: dict) -> frozenset[str]:
 
 def committed_with_hash(con, params_hash: str) -> list[str]:
     return [r for (r,) in con.execute(
-        "SELECT run_id FROM runs WHERE params_hash = ? AND status = 'committed' ORDER BY ended_at",
+        statement("identical_committed_runs"),
         [params_hash]).fetchall()]
 
 
@@ -107,7 +107,7 @@ def _other_shard(con, run_id: str, shard: tuple[int, int] | None) -> bool:
     """Whether ``run_id`` covers a different shard of the same split as ``shard``."""
     if shard is None:
         return False
-    row = con.execute("SELECT params FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    row = con.execute(statement("run_params"), [run_id]).fetchone()
     theirs = json.loads(row[0]).get("shard") if row else None
     return theirs is not None and theirs[1] == shard[1] and theirs[0] != shard[0]
 

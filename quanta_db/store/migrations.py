@@ -16,6 +16,7 @@ import duckdb
 
 from quanta_db.errors import StoreError, first_line
 from quanta_db.resources import migrations_dir
+from quanta_db.store.sql import statement
 
 FILE_PATTERN = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
 
@@ -59,12 +60,10 @@ def discover(directory: Path | None = None) -> list[Migration]:
 
 def applied(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
     """(version, name, sha256) of the migrations recorded in the store, in order."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-    ).fetchone()[0]
+    exists = con.execute(statement("migrations_table_exists")).fetchone()[0]
     if not exists:
         return []
-    return con.execute("SELECT version, name, sha256 FROM schema_migrations ORDER BY version").fetchall()
+    return con.execute(statement("applied_migrations")).fetchall()
 
 
 def pending(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[Migration]:
@@ -103,17 +102,17 @@ def apply(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[M
     """Apply every pending migration, each in its own transaction; returns those applied."""
     todo = pending(con, migrations)
     for migration in todo:
-        con.execute("BEGIN TRANSACTION")
+        con.execute(statement("begin"))
         try:
             con.execute(BOOTSTRAP_SQL)
             con.execute(migration.sql)
             con.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, ?, now()::TIMESTAMP)",
+                statement("record_migration"),
                 [migration.version, migration.name, migration.sha256],
             )
-            con.execute("COMMIT")
+            con.execute(statement("commit"))
         except duckdb.Error as error:
-            con.execute("ROLLBACK")
+            con.execute(statement("rollback"))
             raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {first_line(error)}") from None
     return todo
 
@@ -129,7 +128,7 @@ def backfill_file_keys(con: duckdb.DuckDBPyConnection, root: Path) -> int:
     from quanta_db.store.sql import quote_ident, quote_literal
 
     tables = fact_tables()
-    missing = con.execute("SELECT path, table_name FROM files WHERE keys IS NULL").fetchall()
+    missing = con.execute(statement("files_without_keys")).fetchall()
     filled = 0
     for path, table in missing:
         if table not in tables:
@@ -140,6 +139,6 @@ def backfill_file_keys(con: duckdb.DuckDBPyConnection, root: Path) -> int:
         rows = con.execute(f"SELECT DISTINCT {select} FROM read_parquet({source})").fetchall()
         if len(rows) == 1:
             keys = json.dumps(dict(zip(columns, rows[0])), sort_keys=True, default=str)
-            con.execute("UPDATE files SET keys = ? WHERE path = ?", [keys, path])
+            con.execute(statement("set_file_keys"), [keys, path])
             filled += 1
     return filled

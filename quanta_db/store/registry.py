@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from functools import lru_cache
+from functools import cache
 
 from quanta_db.errors import QuantaError
 from quanta_db.store.tables import CatalogTable, FactTable
@@ -30,7 +30,7 @@ def result_kinds() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _declarations() -> tuple[dict[str, FactTable], dict[str, CatalogTable], dict[str, str]]:
     facts: dict[str, FactTable] = {}
     catalog: dict[str, CatalogTable] = {t.name: t for t in STORE_TABLES}

@@ -30,7 +30,7 @@ from quanta_db.environment import library_versions
 from quanta_db.errors import QuantaError, StoreError
 from quanta_db.store import catalog, expectations, lineage, liveness, views
 from quanta_db.store.registry import fact_table, fact_tables
-from quanta_db.store.sql import equal_condition, quote_ident
+from quanta_db.store.sql import equal_condition, quote_ident, statement
 from quanta_db.store.tables import conform
 from quanta_db.version import __version__
 
@@ -257,9 +257,9 @@ class Run:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 move_file(f.path, dest)
                 moved.append((f.path, dest))
-            con.execute("BEGIN TRANSACTION")
+            con.execute(statement("begin"))
             dropped = self._record(con, staged, rows_written, skipped)
-            con.execute("COMMIT")
+            con.execute(statement("commit"))
         except BaseException:
             _rollback_quietly(con)
             for src, dest in reversed(moved):
@@ -286,7 +286,7 @@ class Run:
         self._forget_staging()
         self._state = "aborted"
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -303,7 +303,7 @@ class Run:
         self._state = "kept"
 
     @classmethod
-    def load_ready(cls, folder: Path) -> "Run":
+    def load_ready(cls, folder: Path) -> Run:
         """A run kept staged by an earlier commit that timed out on the lock."""
         run = cls.__new__(cls)
         run.__dict__.update(pickle.loads((folder / READY_STATE).read_bytes()))
@@ -371,15 +371,13 @@ class Run:
         for f in staged:
             rel = _relative_dest(f.table, f.partition, f.path)
             con.execute(
-                "INSERT INTO files (run_id, table_name, path, partition, rows, bytes, committed_at, keys) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                statement("add_file"),
                 [self.run_id, f.table, rel, f.partition, f.rows, (self.root / rel).stat().st_size, now,
                  None if f.keys is None else json.dumps(f.keys, sort_keys=True, default=str)],
             )
         summary = dropped.summary()
         con.execute(
-            "INSERT INTO runs (run_id, kind, params, params_hash, code_version, host, device, started_at, ended_at, "
-            "rows_written, status, dropped, inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed', ?, ?)",
+            statement("add_committed_run"),
             [
                 self.run_id, self.kind, json.dumps(self.params, sort_keys=True, default=str),
                 self.params_hash, __version__, socket.gethostname(), self.device,
@@ -399,11 +397,9 @@ def where_text(row: dict, key: list[str]) -> str:
 
 def _supersede_emptied_runs(con, dropped: lineage.Dropped) -> None:
     """Runs left without any committed table file are superseded; their artifacts go too."""
-    emptied = [r for (r,) in con.execute(
-        "SELECT run_id FROM runs WHERE status = 'committed' AND rows_written > 0 AND run_id NOT IN "
-        "(SELECT DISTINCT run_id FROM files WHERE table_name <> ?)", [ARTIFACT_TABLE]).fetchall()]
+    emptied = [r for (r,) in con.execute(statement("emptied_runs"), [ARTIFACT_TABLE]).fetchall()]
     for run_id in emptied:
-        con.execute("UPDATE runs SET status = 'superseded' WHERE run_id = ?", [run_id])
+        con.execute(statement("supersede_run"), [run_id])
         lineage.unlist_files(con, "table_name = ? AND run_id = ?", [ARTIFACT_TABLE, run_id], dropped)
 
 
@@ -420,7 +416,7 @@ def move_file(src: Path, dest: Path) -> None:
 
 def _rollback_quietly(con) -> None:
     try:
-        con.execute("ROLLBACK")
+        con.execute(statement("rollback"))
     except Exception:  # no transaction was open
         pass
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QueryError, first_line
+from quanta_db.store.sql import statement
 
 OWNER_HINT = "the store's owner can pass --unsafe"
 
@@ -82,7 +83,7 @@ def _not_a_read(sql: str, macros: frozenset[str]) -> str | None:
     serialises only SELECT statements; their trees are then walked for writing parts."""
     cursor = _serialiser().cursor()
     try:
-        tree = json.loads(cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        tree = json.loads(cursor.execute(statement("serialize_sql"), [sql]).fetchone()[0])
     finally:
         cursor.close()
     if tree.get("error"):
@@ -120,7 +121,7 @@ def table_macros(con) -> frozenset[str]:
     """The names of the store's saved analyses, installed as table macros (or views) in the
     catalog ``con`` is connected to (its ``saved_queries`` table: listing ``duckdb_functions()``
     instead costs ~20 ms a query)."""
-    return frozenset(name.lower() for (name,) in con.execute("SELECT name FROM saved_queries").fetchall())
+    return frozenset(name.lower() for (name,) in con.execute(statement("saved_query_names")).fetchall())
 
 
 def check_read_only(sql: str, macros: frozenset[str] = frozenset()) -> None:
@@ -152,11 +153,8 @@ def restrict(con, root: Path, memory_limit: str | None = None) -> None:
     reading the committed files of the store at ``root``, irreversibly; ``memory_limit`` (DuckDB
     syntax, e.g. ``'2GB'``) caps what its queries may hold, none spilling to disk."""
     root = Path(root)
-    committed = [(root / path).as_posix() for (path,) in con.execute("SELECT path FROM files").fetchall()]
-    con.execute("SET allowed_directories = []")
-    con.execute("SET allowed_paths = ?", [committed])
-    con.execute("SET temp_directory = ''")
+    committed = [(root / path).as_posix() for (path,) in con.execute(statement("all_file_paths")).fetchall()]
+    con.execute("SET allowed_paths = ?", [committed])  # pragma: no mutate (SQL's case is not its meaning)
     if memory_limit:
-        con.execute("SET memory_limit = ?", [memory_limit])
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+        con.execute("SET memory_limit = ?", [memory_limit])  # pragma: no mutate
+    con.execute(statement("confine"))

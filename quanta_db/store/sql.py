@@ -1,4 +1,16 @@
-"""Quoting of identifiers and literals for the few statements built from declarations."""
+"""The store's own SQL: fixed statements live in ``statements/NAME.sql``; the few built from
+declarations quote their identifiers and literals here."""
+
+import functools
+from pathlib import Path
+
+STATEMENTS = Path(__file__).with_name("statements")
+
+
+@functools.cache
+def statement(name: str) -> str:
+    """The text of ``statements/NAME.sql``."""
+    return (STATEMENTS / f"{name}.sql").read_text()
 
 
 def quote_ident(name: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pandas as pd
@@ -18,7 +18,7 @@ from quanta_db.errors import QueryError, StoreError, first_line
 from quanta_db.store import catalog, expectations, liveness, migrations, sandbox, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
-from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident
+from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident, statement
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -38,7 +38,7 @@ class Store:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path, create: bool = False, check: bool = True) -> "Store":
+    def open(cls, path, create: bool = False, check: bool = True) -> Store:
         """Open an existing store; ``check`` refuses one whose schema differs from this code."""
         root = Path(path)
         if create and (not root.exists() or (root.is_dir() and not any(root.iterdir()))):
@@ -54,7 +54,7 @@ class Store:
         return store
 
     @classmethod
-    def init(cls, path) -> "Store":
+    def init(cls, path) -> Store:
         """Create (or upgrade) a store: directories, migrations, views."""
         root = Path(path)
         if root.exists() and not root.is_dir():
@@ -73,7 +73,7 @@ class Store:
         with self.read() as con:
             todo = migrations.pending(con, code)
             version = migrations.current_version(con)
-            present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+            present = {r[0] for r in con.execute(statement("user_views")).fetchall()}
         if not todo and not set(fact_tables()) <= present:
             # A newer quanta-db with a new result table but no schema change: build its views now.
             try:
@@ -108,8 +108,8 @@ class Store:
         """Rebuild the views when the store was moved or copied since they were built, or when
         this quanta-db ships other saved queries than the store has (an upgrade without a migration)."""
         with self.read() as con:
-            row = con.execute("SELECT value FROM store_info WHERE key = 'root'").fetchone()
-            installed = dict(con.execute("SELECT name, sha256 FROM saved_queries").fetchall())
+            row = con.execute(statement("store_root")).fetchone()
+            installed = dict(con.execute(statement("saved_query_hashes")).fetchall())
         if row is None or row[0] != self.root.as_posix():
             try:
                 self.refresh_views()
@@ -139,10 +139,10 @@ class Store:
 
         with self.read() as con:
             if partition:
-                rows = con.execute("SELECT path FROM files WHERE table_name = ? AND partition = ? ORDER BY path",
+                rows = con.execute(statement("table_files_in_partition"),
                                    [table, partition_dir(partition)]).fetchall()
             else:
-                rows = con.execute("SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]).fetchall()
+                rows = con.execute(statement("table_files"), [table]).fetchall()
         return [self.root / r[0] for r in rows]
 
     def has_files(self, table: str, **keys) -> bool:
@@ -160,7 +160,7 @@ class Store:
         from quanta_db.errors import InputError
 
         with self.read() as con:
-            row = con.execute("SELECT path FROM files WHERE table_name = ? AND run_id = ? AND path LIKE ?",
+            row = con.execute(statement("run_file_like"),
                               [ARTIFACT_TABLE, run_id, f"%/{name}.npy"]).fetchone()
         if row is None:
             raise InputError(f"run {run_id!r} has no artifact {name!r}")
@@ -186,7 +186,7 @@ class Store:
         code = migrations.discover()
         with self.read() as con:
             done = {v: (n, s) for v, n, s in migrations.applied(con)}
-            applied_at = dict(con.execute("SELECT version, applied_at FROM schema_migrations").fetchall())
+            applied_at = dict(con.execute(statement("migration_times")).fetchall())
         return [
             {"version": m.version, "name": m.name, "applied": m.version in done, "applied_at": applied_at.get(m.version)}
             for m in code
@@ -197,20 +197,20 @@ class Store:
             self._refresh_views(con)
 
     def _refresh_views(self, con) -> None:
-        con.execute("BEGIN TRANSACTION")
+        con.execute(statement("begin"))
         try:
             views.refresh_fact_views(con, self.root)
             views.install_saved_queries(con, views.discover_saved_queries())
-            con.execute("INSERT OR REPLACE INTO store_info VALUES ('root', ?)", [self.root.as_posix()])
-            con.execute("COMMIT")
+            con.execute(statement("set_store_root"), [self.root.as_posix()])
+            con.execute(statement("commit"))
         except BaseException:
-            con.execute("ROLLBACK")
+            con.execute(statement("rollback"))
             raise
 
     def saved_queries(self) -> pd.DataFrame:
         with self.read() as con:
             return con.execute(
-                "SELECT name, description, parameters, sql FROM saved_queries ORDER BY name"
+                statement("saved_query_list")
             ).df()
 
     def saved_query(self, name: str) -> dict:
@@ -250,11 +250,7 @@ class Store:
     def relation_exists(self, name: str) -> bool:
         """Whether ``name`` is a table or view of the catalog."""
         with self.read() as con:
-            return con.execute(
-                "SELECT count(*) FROM (SELECT view_name AS n FROM duckdb_views() WHERE NOT internal "
-                "UNION ALL SELECT table_name FROM duckdb_tables()) WHERE n = ?",
-                [name],
-            ).fetchone()[0] > 0
+            return con.execute(statement("relation_count"), [name]).fetchone()[0] > 0
 
     # -- runs ------------------------------------------------------------------------------------
     def begin_run(self, kind: str, params: dict, device: str | None = None,
@@ -310,7 +306,7 @@ class Store:
         """(run_id, parameters) of the committed runs of one kind, oldest first."""
         with self.read() as con:
             rows = con.execute(
-                "SELECT run_id, params FROM runs WHERE kind = ? AND status = 'committed' ORDER BY ended_at", [kind]
+                statement("committed_runs_of_kind"), [kind]
             ).fetchall()
         return [(run_id, json.loads(params)) for run_id, params in rows]
 
@@ -326,17 +322,11 @@ class Store:
     def status(self, last_runs: int = 10) -> dict:
         with self.read() as con:
             version = migrations.current_version(con)
-            tables = con.execute(
-                "SELECT table_name, count(*) AS files, sum(rows) AS rows, sum(bytes) AS bytes "
-                "FROM files GROUP BY table_name"
-            ).df().set_index("table_name")
+            tables = con.execute(statement("files_by_table")).df().set_index("table_name")
             catalog_rows = {
                 t: con.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0] for t in catalog_tables()
             }
-            runs = con.execute(
-                "SELECT run_id, kind, status, rows_written, ended_at, dropped FROM runs ORDER BY ended_at DESC LIMIT ?",
-                [last_runs],
-            ).df()
+            runs = con.execute(statement("last_runs"), [last_runs]).df()
         fact = [
             {
                 "table": name,
@@ -359,7 +349,7 @@ class Store:
         """
         removed, kept, orphans = [], [], []
         with self.write() as con:
-            listed = {row[0] for row in con.execute("SELECT path FROM files").fetchall()}
+            listed = {row[0] for row in con.execute(statement("all_file_paths")).fetchall()}
             staging = self.root / STAGING_DIR
             for run_dir in sorted(staging.iterdir()) if staging.is_dir() else []:
                 ready = (liveness.read_marker(run_dir) or {}).get("ready", False)

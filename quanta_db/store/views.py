@@ -23,7 +23,7 @@ import duckdb
 from quanta_db.errors import QueryError, first_line
 from quanta_db.resources import queries_dir
 from quanta_db.store.registry import fact_tables
-from quanta_db.store.sql import quote_ident, quote_literal
+from quanta_db.store.sql import quote_ident, quote_literal, statement
 from quanta_db.store.tables import FactTable, duckdb_type
 
 HEADER_LINE = re.compile(r"^--\s*(name|description|parameters)\s*:\s*(.*)$")
@@ -52,9 +52,7 @@ def refresh_fact_views(con: duckdb.DuckDBPyConnection, root: Path, tables: list[
     for name in tables or list(fact_tables()):
         paths = [
             (Path(root) / row[0]).as_posix()
-            for row in con.execute(
-                "SELECT path FROM files WHERE table_name = ? ORDER BY path", [name]
-            ).fetchall()
+            for row in con.execute(statement("table_files"), [name]).fetchall()
         ]
         con.execute(fact_view_sql(fact_tables()[name], paths))
 
@@ -118,7 +116,7 @@ def discover_saved_queries(directory: Path | None = None) -> list[SavedQuery]:
 
 def find_saved_query(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     """The installed saved query ``name`` (name, description, parameters, sql)."""
-    result = con.execute("SELECT name, description, parameters, sql FROM saved_queries WHERE name = ?", [name])
+    result = con.execute(statement("saved_query"), [name])
     row = result.fetchone()
     if row is None:
         raise QueryError(f"unknown saved query {name!r} (see `quanta-db views`)")
@@ -130,9 +128,9 @@ def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQue
 
     Queries may reference one another, so creation is retried in passes until all bind.
     """
-    for name, parameters in con.execute("SELECT name, parameters FROM saved_queries").fetchall():
+    for name, parameters in con.execute(statement("saved_query_parameters")).fetchall():
         con.execute(drop_saved_sql(name, bool(parameters)))
-    con.execute("DELETE FROM saved_queries")
+    con.execute(statement("forget_saved_queries"))
     remaining = list(queries)
     while remaining:
         failed: list[tuple[SavedQuery, str]] = []
@@ -147,6 +145,6 @@ def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQue
         remaining = [q for q, _ in failed]
     for query in queries:
         con.execute(
-            "INSERT INTO saved_queries VALUES (?, ?, ?, ?, ?)",
+            statement("add_saved_query"),
             [query.name, query.description, query.parameters, query.body, query.sha256],
         )

@@ -19,7 +19,7 @@ LOGIT_CHUNK_TOKENS = {"cuda": 8192, "cpu": 1024}
 
 
 @torch.inference_mode()
-def launch_batch_losses(model, sequences: list[np.ndarray], device) -> "PendingLosses":
+def launch_batch_losses(model, sequences: list[np.ndarray], device) -> PendingLosses:
     """Start the losses of positions 1..L-1 of each sequence; on CUDA the work and the copy of the
     result to pinned host memory are queued without waiting, so the caller can prepare the next
     batch meanwhile. :meth:`PendingLosses.result` waits and splits per sequence.

@@ -7,7 +7,7 @@ larger means more similar. The formulas are in each docstring.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import linalg, stats

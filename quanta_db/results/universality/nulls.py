@@ -10,7 +10,7 @@ a batched metric in chunks sized to a memory budget.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -1,0 +1,1 @@
+SELECT run_id, params FROM runs WHERE kind = ? AND status = 'committed' ORDER BY ended_at

@@ -1,0 +1,1 @@
+SELECT path, table_name FROM files WHERE keys IS NULL

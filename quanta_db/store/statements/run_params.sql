@@ -1,0 +1,1 @@
+SELECT params FROM runs WHERE run_id = ?

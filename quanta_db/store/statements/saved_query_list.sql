@@ -1,0 +1,1 @@
+SELECT name, description, parameters, sql FROM saved_queries ORDER BY name

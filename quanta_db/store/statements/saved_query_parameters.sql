@@ -1,0 +1,1 @@
+SELECT name, parameters FROM saved_queries

@@ -1,0 +1,1 @@
+SELECT path FROM files WHERE table_name = ? ORDER BY path

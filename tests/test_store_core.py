@@ -1,0 +1,195 @@
+"""The store's small pieces, each against what it reports checked independently: ``status``
+against the Parquet files themselves, ``relation_exists`` against DuckDB's own catalog, and the
+heartbeat that keeps a live job's staging folder from being collected."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from quanta_db.store import liveness
+from quanta_db.store.registry import catalog_tables, fact_tables
+
+
+def test_status_counts_what_is_on_disk(corpus_store):
+    store = corpus_store
+    status = store.status(last_runs=1)
+    facts = {row["table"]: row for row in status["fact_tables"]}
+    assert set(facts) == {*fact_tables(), "artifact"}
+    for table in ("documents", "tokens"):
+        paths = store.committed_paths(table)
+        assert facts[table]["files"] == len(paths) > 0
+        assert facts[table]["rows"] == sum(pq.ParquetFile(p).metadata.num_rows for p in paths) > 0
+        assert facts[table]["bytes"] == sum(p.stat().st_size for p in paths)
+    assert facts["token_losses"] == {"table": "token_losses", "rows": 0, "files": 0, "bytes": 0}
+    assert set(status["catalog_tables"]) == set(catalog_tables())
+    for table, rows in status["catalog_tables"].items():
+        assert rows == int(store.query_df(f'SELECT count(*) AS n FROM "{table}"')["n"][0])
+    assert status["schema_version"] == int(store.query_df("SELECT max(version) AS v FROM schema_migrations")["v"][0])
+    assert status["root"] == str(store.root)
+    newest = store.query_df("SELECT run_id FROM runs ORDER BY ended_at DESC LIMIT 1")["run_id"][0]
+    assert list(status["last_runs"].run_id) == [newest]
+    assert len(store.status(last_runs=10)["last_runs"]) == int(store.query_df("SELECT count(*) AS n FROM runs")["n"][0])
+
+
+def test_relation_exists_for_views_and_tables_only(corpus_store):
+    assert corpus_store.relation_exists("tokens")  # a view
+    assert corpus_store.relation_exists("runs")  # a table
+    assert not corpus_store.relation_exists("no_such_relation")
+    assert not corpus_store.relation_exists("duckdb_tables")  # DuckDB's own (internal) views are not the store's
+
+
+@pytest.fixture
+def fast_heartbeat(monkeypatch):
+    monkeypatch.setenv(liveness.HEARTBEAT_ENV, "0.05")
+    monkeypatch.setattr(liveness, "_thread", None)  # a fresh beating thread that reads the fast interval
+    monkeypatch.setattr(liveness, "_registered", set())
+
+
+def test_the_heartbeat_refreshes_a_registered_marker_and_lets_a_removed_one_go(tmp_path, fast_heartbeat):
+    live, gone = tmp_path / "live", tmp_path / "gone"
+    liveness.write_marker(live, run_id="a")
+    liveness.write_marker(gone, run_id="b")
+    assert liveness.read_marker(live) == {"run_id": "a", "pid": os.getpid(), "host": socket.gethostname()}
+    old = time.time() - 3600
+    os.utime(live / liveness.MARKER, (old, old))
+    (gone / liveness.MARKER).unlink()
+    gone.rmdir()
+    deadline = time.monotonic() + 5
+    while (liveness.heartbeat_age_s(live) > 60 or gone in liveness._registered) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert liveness.heartbeat_age_s(live) < 60
+    assert gone not in liveness._registered and live in liveness._registered
+    assert liveness.heartbeat_age_s(gone) == float("inf")
+    liveness.let_go(live)
+    assert live not in liveness._registered
+
+
+def test_owner_alive_by_process_and_by_heartbeat(tmp_path, fast_heartbeat, monkeypatch):
+    mine = tmp_path / "mine"
+    liveness.write_marker(mine)
+    assert liveness.owner_alive(mine)
+    liveness.let_go(mine)
+    assert not liveness.owner_alive(mine)  # this process, no longer keeping it
+    assert not liveness.owner_alive(tmp_path / "no_marker")
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    child = os.fork() if hasattr(os, "fork") else None
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)  # a pid of this host that no longer runs
+    (dead / liveness.MARKER).write_text(f'{{"pid": {child}, "host": "{socket.gethostname()}"}}')
+    assert not liveness.owner_alive(dead)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / liveness.MARKER).write_text('{"pid": 1, "host": "another-host"}')
+    monkeypatch.setenv(liveness.STALE_AFTER_ENV, "100")
+    assert liveness.owner_alive(elsewhere)  # fresh heartbeat on another host: alive
+    old = time.time() - 101
+    os.utime(elsewhere / liveness.MARKER, (old, old))
+    assert not liveness.owner_alive(elsewhere)  # stale: dead, whatever host
+    (elsewhere / liveness.MARKER).write_text("not json")
+    assert liveness.read_marker(elsewhere) is None and not liveness.owner_alive(elsewhere)
+
+
+@pytest.mark.parametrize("job", ["corpus", "losses"])
+def test_a_run_whose_commit_times_out_is_kept_and_the_same_command_commits_it(job, corpus_store, toy_inputs,
+                                                                              toy_model, monkeypatch):
+    """The lock timeout as the commit sees it, in this process (the concurrency tests show the same
+    with a real writer in another process): the run is kept staged through the job's clean-up, and
+    running the command again commits it without computing it again."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from quanta_db.store import catalog
+
+    store = corpus_store
+    real_connect = catalog.connect
+
+    def locked_for_writers(root, *, read_only, user_sql=False):
+        if not read_only:
+            raise catalog.CatalogLocked(f"catalog {root} is locked by another process")
+        return real_connect(root, read_only=read_only, user_sql=user_sql)
+
+    command = ["--store", str(store.root), "ingest", *{
+        "corpus": ["corpus", str(toy_inputs["corpus"]), "--name", "toy2", "--tokenizer", str(toy_inputs["tokenizer"]),
+                   "--max-tokens", "48"],
+        "losses": ["losses", "--model", str(toy_model["dir"]), "--name", "tiny", "--corpus", "toy", "--steps", "8"],
+    }[job], "--no-progress"]
+    runs_before = store.query_df("SELECT run_id FROM runs").run_id.tolist()
+    monkeypatch.setattr(catalog, "connect", locked_for_writers)
+    refused = CliRunner().invoke(cli, command)
+    monkeypatch.setattr(catalog, "connect", real_connect)
+    assert refused.exit_code == 1 and "is kept staged" in refused.output, refused.output
+    (kept,) = [p.name for p in (store.root / "staging").iterdir()]
+    assert liveness.read_marker(store.root / "staging" / kept)["ready"]
+    assert store.query_df("SELECT run_id FROM runs").run_id.tolist() == runs_before
+    rerun = CliRunner().invoke(cli, command)
+    assert rerun.exit_code == 0 and "already ingested" in rerun.output, rerun.output
+    assert store.query_df("SELECT status FROM runs WHERE run_id = ?", [kept]).status.tolist() == ["committed"]
+    assert not (store.root / "staging" / kept).exists()
+
+
+def test_a_table_declared_by_two_kinds_is_refused_naming_both():
+    from types import SimpleNamespace
+
+    from quanta_db.errors import QuantaError
+    from quanta_db.store.registry import _register
+
+    facts, catalog, owner = {}, {}, {}
+    spec = SimpleNamespace(name="shared")
+    _register(facts, owner, spec, "first", catalog)
+    assert facts == {"shared": spec} and owner == {"shared": "first"}
+    for into, other in ((facts, catalog), (catalog, facts)):  # again as a fact table, or as a catalog table
+        with pytest.raises(QuantaError, match="table 'shared' is declared by both first and second"):
+            _register(into, owner, spec, "second", other)
+    assert owner == {"shared": "first"} and catalog == {}
+
+
+def test_conflicts_name_every_key_of_the_entity():
+    from quanta_db.store.expectations import _describe
+
+    assert _describe({"model": "small", "step": 8}) == "model='small', step=8"
+
+
+def test_an_aborted_run_says_so_and_its_staging_is_gone(store):
+    from quanta_db.errors import QuantaError
+
+    run = store.begin_run("test_abort", {"n": 1})
+    run.abort()
+    assert not run.staging.exists()
+    with pytest.raises(QuantaError, match=f"run {run.run_id} is already aborted"):
+        run.commit()
+
+
+def test_artifacts_are_memory_mapped_and_a_missing_one_is_named(store):
+    import numpy as np
+
+    from quanta_db.errors import InputError
+
+    with store.begin_run("test_artifact", {"n": 2}) as run:
+        run.write_artifact("values", np.arange(6, dtype=np.float32).reshape(2, 3))
+        run.commit()
+    values = store.artifact(run.run_id, "values")
+    assert isinstance(values, np.memmap) and values.tolist() == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(InputError, match=f"run '{run.run_id}' has no artifact 'other'"):
+        store.artifact(run.run_id, "other")
+
+
+def test_resume_folders_differ_by_job_and_by_parameters(store):
+    folder = store.resume_dir("clusters", {"k": 1})
+    assert folder == store.resume_dir("clusters", {"k": 1}) and liveness.read_marker(folder)["job"] == "clusters"
+    assert len({folder, store.resume_dir("clusters", {"k": 2}), store.resume_dir("metrics", {"k": 1})}) == 3
+    for path in (store.root / "staging").iterdir():
+        liveness.let_go(path)
+
+
+def test_saved_analyses_are_dropped_as_what_they_are():
+    from quanta_db.store.views import drop_saved_sql
+
+    assert drop_saved_sql("with_params", True) == 'DROP MACRO TABLE IF EXISTS "with_params"'
+    assert drop_saved_sql("plain", False) == 'DROP VIEW IF EXISTS "plain"'
