@@ -1,14 +1,13 @@
 """The ``quanta-db`` command: one click group. Store commands live in ``store_commands``;
-each result kind's ``ingest`` and ``report`` commands come from its module in ``cli/kinds/``."""
+each result kind's ``ingest`` and ``report`` commands come from the CLI module its declaration
+names (:mod:`quanta_db.kinds`), looked up when a command is asked for."""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 import click
 
-from cli import kinds
 from cli.demo_command import demo
 from cli.errors import QuantaGroup
 from cli.export_commands import export
@@ -35,27 +34,41 @@ def cli(ctx, store):
     ctx.obj = StoreRef(store)
 
 
-@click.group()
+class KindCommands(click.Group):
+    """A group whose commands are its own plus those every result kind's CLI module lists under
+    ``listing`` (``INGEST`` or ``REPORT``)."""
+
+    def __init__(self, *args, listing: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.listing = listing
+
+    def _declared(self) -> dict[str, click.Command]:
+        from quanta_db.kinds import result_kinds
+
+        found = {}
+        for kind in result_kinds().values():
+            if kind.commands:
+                for command in getattr(importlib.import_module(kind.commands), self.listing):
+                    found[command.name] = command
+        return found
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*self.commands, *self._declared()})
+
+    def get_command(self, ctx, name):
+        return self.commands.get(name) or self._declared().get(name)
+
+
+@click.group(cls=KindCommands, listing="INGEST")
 def ingest():
     """Compute results and commit them to the store as one run."""
 
 
-@click.group()
+@click.group(cls=KindCommands, listing="REPORT")
 def report():
     """HTML reports."""
 
 
-def kind_modules() -> list:
-    """The CLI module of every result kind (``cli/kinds/*.py``), by name."""
-    return [importlib.import_module(f"{kinds.__name__}.{m.name}") for m in sorted(pkgutil.iter_modules(kinds.__path__),
-                                                                                  key=lambda m: m.name)]
-
-
-for module in kind_modules():
-    for command in module.INGEST:
-        ingest.add_command(command)
-    for command in module.REPORT:
-        report.add_command(command)
 report.add_command(tokens_report)  # not of one kind: any value per token
 
 for command in (init, migrate, status, gc, views, query, ingest, export, report, demo, serve):

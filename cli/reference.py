@@ -1,7 +1,7 @@
-"""README sections generated from the code (a test keeps them in sync): the CLI reference from
-the click commands, and the entity diagram from the table declarations.
+"""Documentation generated from the code (a test keeps it in sync): the CLI reference from the
+click commands (docs/cli.md), and the entity diagram from the table declarations (docs/store.md).
 
-``python -m cli.reference --write`` rewrites them in README.md.
+``python -m cli.reference --write`` rewrites them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ def walk(command: click.Command, path: list[str]):
     """(path, command) for ``command`` and every subcommand, depth first, by name."""
     yield path, command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from walk(command.commands[name], path + [name])
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            yield from walk(command.get_command(ctx, name), path + [name])
 
 
 def reference_markdown() -> str:
@@ -37,29 +38,29 @@ def diagram_markdown() -> str:
 
 
 SECTIONS = {"cli-reference": reference_markdown, "entity-diagram": diagram_markdown}
+HOMES = {"cli-reference": "docs/cli.md", "entity-diagram": "docs/store.md"}  # relative to the repository
 
 
 def readme_section(name: str = "cli-reference") -> str:
     return f"<!-- {name}:begin -->\n{SECTIONS[name]()}<!-- {name}:end -->"
 
 
-def write_readme(path) -> None:
-    """Replace every generated section between its markers in the README at ``path``."""
+def write_sections(repository) -> None:
+    """Replace every generated section between its markers in its file under ``repository``."""
     from pathlib import Path
 
-    readme = Path(path)
-    text = readme.read_text()
-    for name in SECTIONS:
+    for name, home in HOMES.items():
+        page = Path(repository) / home
+        text = page.read_text()
         begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
         start, stop = text.index(begin), text.index(end) + len(end)
-        text = text[:start] + readme_section(name) + text[stop:]
-    readme.write_text(text)
+        page.write_text(text[:start] + readme_section(name) + text[stop:])
 
 
 if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] == ["--write"]:
-        write_readme("README.md")
+        write_sections(".")
     else:
         print("\n\n".join(readme_section(name) for name in SECTIONS))

@@ -7,23 +7,13 @@ Open a store with :func:`open_store`; each ingest job is a function taking the s
     quanta_db.ingest_losses(store, "EleutherAI/pythia-70m", corpus="pile", steps=[0, 143000])
     store.query_df("SELECT * FROM loss_curve")
 
-Jobs are imported on first use, so ``import quanta_db`` stays light (no torch).
+Jobs are the ones the result kinds declare (:mod:`quanta_db.kinds`), imported on first use, so
+``import quanta_db`` stays light (no torch).
 """
 
 from importlib import import_module
 
-from quanta_db.version import __version__
-
-# job function -> module that defines it
-_JOBS = {
-    "ingest_corpus": "quanta_db.results.corpus.job",
-    "ingest_contexts": "quanta_db.results.corpus.contexts",
-    "ingest_dm_math": "quanta_db.results.corpus.dm_math",
-    "ingest_filters": "quanta_db.results.filters.job",
-    "ingest_losses": "quanta_db.results.losses.job",
-    "ingest_clusters": "quanta_db.results.quanta.job",
-    "ingest_sae": "quanta_db.results.sae.job",
-}
+from quanta_db.version import __version__ as __version__
 
 
 def open_store(path, create: bool = False):
@@ -37,9 +27,15 @@ def open_store(path, create: bool = False):
 
 
 def __getattr__(name: str):
-    if name in _JOBS:
-        return getattr(import_module(_JOBS[name]), name)
-    raise AttributeError(f"module 'quanta_db' has no attribute {name!r}")
+    # Every job any result kind declares (quanta_db.kinds), imported on first use. (import_module:
+    # a `from quanta_db import ...` here would ask this function for the name again.)
+    if name.startswith("__") and name != "__all__":
+        raise AttributeError(name)
+    kinds = import_module("quanta_db.kinds")
+    if name == "__all__":
+        return ["open_store", "__version__", *kinds.jobs()]
+    return kinds.job(name)
 
 
-__all__ = ["open_store", "__version__", *_JOBS]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__getattr__("__all__")})

@@ -16,13 +16,6 @@ def _readme_example() -> str:
     return block.group(1)
 
 
-def test_jobs_are_exported():
-    for name in ("ingest_corpus", "ingest_contexts", "ingest_dm_math", "ingest_filters", "ingest_losses",
-                 "ingest_clusters", "ingest_sae"):
-        assert callable(getattr(quanta_db, name)), name
-    assert set(quanta_db.__all__) >= {"open_store", "ingest_losses"}
-
-
 def test_readme_python_example_runs(tmp_path, toy_inputs, toy_model, capsys):
     """The example against a store shaped like the demo's (same corpus and model names)."""
     store = quanta_db.open_store(tmp_path / "demo-store", create=True)

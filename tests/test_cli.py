@@ -134,14 +134,25 @@ def test_gc_reports(run, tmp_path):
     assert "removed 1 staging folder(s)" in run("--store", store, "gc").output
 
 
-def test_readme_cli_reference_is_current():
+def test_generated_documentation_is_current():
     from pathlib import Path
 
-    from cli.reference import readme_section
+    from cli.reference import HOMES, readme_section
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for name in ("cli-reference", "entity-diagram"):
-        assert readme_section(name) in readme, f"README {name} is stale: run `python -m cli.reference --write`"
+    repository = Path(__file__).resolve().parent.parent
+    for name, home in HOMES.items():
+        page = (repository / home).read_text()
+        assert readme_section(name) in page, f"{home}: {name} is stale: run `python -m cli.reference --write`"
+
+
+def test_the_readme_is_a_front_page_linking_every_page_of_the_documentation():
+    from pathlib import Path
+
+    repository = Path(__file__).resolve().parent.parent
+    readme = (repository / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for page in sorted((repository / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in readme, f"README does not link docs/{page.name}"
 
 
 def test_loss_pipeline_commands(run, tmp_path, toy_inputs, toy_model):

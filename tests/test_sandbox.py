@@ -121,6 +121,6 @@ def test_a_moved_store_is_rebuilt_on_open_or_by_the_documented_one_liner(corpus_
         _plain_count(moved / "catalog.duckdb")
     Store.open(moved)
     assert _plain_count(moved / "catalog.duckdb") == expected
-    result = CliRunner().invoke(cli, ["--store", str(copied), "views", "--refresh"])  # the README's one-liner
+    result = CliRunner().invoke(cli, ["--store", str(copied), "views", "--refresh"])  # the documented one-liner (docs/store.md)
     assert result.exit_code == 0, result.output
     assert _plain_count(copied / "catalog.duckdb") == expected

@@ -1,1 +1,2 @@
-"""One CLI module per result kind; each exports ``INGEST`` and ``REPORT`` command lists."""
+"""One CLI module per result kind (named by its declaration, quanta_db.kinds); each exports
+``INGEST`` and ``REPORT`` command lists."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from quanta_db import kinds
 from quanta_db.errors import InputError, QuantaError
 from quanta_db.serve import query as served
 from quanta_db.serve.snapshot import Snapshots
@@ -110,6 +111,8 @@ def create_app(settings: Settings):
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     environment.filters["urlencode_params"] = urlencode
     environment.globals["rows_of"] = lambda table: zip(*(c.to_pylist() for c in table.columns))
+    # a run of one of these job kinds links to its report: {job kind: report name}
+    environment.globals["run_reports"] = {r.run_kind: name for name, r in kinds.reports().items() if r.run_kind}
     report_cache: dict[tuple, tuple[str, bytes]] = {}
 
     def execute(sql: str, params=None, max_rows: int | None = settings.max_rows) -> served.Result:
@@ -186,11 +189,13 @@ def create_app(settings: Settings):
 
     def report(request):
         kind, ident = request.path_params["kind"], request.path_params["ident"]
+        declared = kinds.report(kind)
+        options = dict(request.query_params)
         # reports of a run id never change; the others (an SAE name, a metric) follow commits
-        key = (kind, ident, request.query_params.get("baseline", "random_selection"),
-               None if kind in ("clusters", "trajectories") else snapshots.current().generation)
+        key = (kind, ident, tuple(sorted(options.items())),
+               None if declared.run_kind else snapshots.current().generation)
         if key not in report_cache:
-            report_cache[key] = _render_report(settings.root, kind, ident, key[2])
+            report_cache[key] = _render_report(settings.root, declared, ident, options)
         media_type, body = report_cache[key]
         return Response(body, media_type=media_type)
 
@@ -361,29 +366,11 @@ def resolve_report_caches() -> None:
     matplotlib.get_cachedir()
 
 
-def _render_report(root: Path, kind: str, ident: str, baseline: str) -> tuple[str, bytes]:
-    """A report page generated from the store (cached by the caller under its run id or name)."""
+def _render_report(root: Path, report, ident: str, options: dict) -> tuple[str, bytes]:
+    """A declared report generated from the store (cached by the caller)."""
     from quanta_db.store.store import Store
 
     store = Store.open(root, check=False)  # checked when the server started; a served process writes nothing
-    if kind == "clusters":
-        from quanta_db.results.quanta.viewer import render_clusters_html
-
-        return "text/html", render_clusters_html(store, ident).encode()
-    if kind == "features":
-        from quanta_db.results.sae.report import render_features_html
-
-        return "text/html", render_features_html(store, ident).encode()
-    if kind == "trajectories":
-        from quanta_db.results.trajectories.report import render_trajectories_html
-
-        return "text/html", render_trajectories_html(store, ident).encode()
-    if kind == "heatmap":
-        from quanta_db.results.universality.heatmap import heatmap_data, render_heatmap_png
-
-        image = io.BytesIO()
-        render_heatmap_png(heatmap_data(store, ident, baseline), image, ident)
-        return "image/png", image.getvalue()
-    raise InputError(f"unknown report {kind!r} (clusters, features, trajectories, heatmap)")
+    return report.render(store, ident, options)
 
 

@@ -1,6 +1,6 @@
 """The table registry, collected from what each result kind declares.
 
-Every package under ``quanta_db.results`` has a ``tables.py`` with ``FACT_TABLES`` and
+Each kind's declaration (:mod:`quanta_db.kinds`) names a module with ``FACT_TABLES`` and
 ``CATALOG_TABLES`` lists; nothing here names a kind, so adding one needs no edit here. The
 store's own bookkeeping tables are declared below.
 """
@@ -8,13 +8,10 @@ store's own bookkeeping tables are declared below.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from functools import cache
 
 from quanta_db.errors import QuantaError
 from quanta_db.store.tables import CatalogTable, FactTable
-
-RESULTS_PACKAGE = "quanta_db.results"
 
 STORE_TABLES = (
     CatalogTable("runs", ("run_id",), "Every committed ingest: job kind, parameters, versions, times, rows."),
@@ -24,24 +21,27 @@ STORE_TABLES = (
 )
 
 
-def result_kinds() -> list[str]:
-    """Names of the result-kind packages under ``quanta_db.results``, sorted."""
-    package = importlib.import_module(RESULTS_PACKAGE)
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg)
-
-
 @cache
 def _declarations() -> tuple[dict[str, FactTable], dict[str, CatalogTable], dict[str, str]]:
     facts: dict[str, FactTable] = {}
     catalog: dict[str, CatalogTable] = {t.name: t for t in STORE_TABLES}
     owner: dict[str, str] = {t.name: "store" for t in STORE_TABLES}
-    for kind in result_kinds():
-        module = importlib.import_module(f"{RESULTS_PACKAGE}.{kind}.tables")
+    from quanta_db.kinds import result_kinds
+
+    for kind in result_kinds().values():
+        if kind.tables is None:
+            continue
+        module = importlib.import_module(kind.tables)
         for spec in getattr(module, "FACT_TABLES", []):
-            _register(facts, owner, spec, kind, catalog)
+            _register(facts, owner, spec, kind.name, catalog)
         for spec in getattr(module, "CATALOG_TABLES", []):
-            _register(catalog, owner, spec, kind, facts)
+            _register(catalog, owner, spec, kind.name, facts)
     return facts, catalog, owner
+
+
+def forget() -> None:
+    """Read the declarations again on next use."""
+    _declarations.cache_clear()
 
 
 def _register(into: dict, owner: dict, spec, kind: str, other: dict) -> None:
@@ -59,11 +59,6 @@ def fact_tables() -> dict[str, FactTable]:
 def catalog_tables() -> dict[str, CatalogTable]:
     """Every catalog table (the store's own first), by name."""
     return _declarations()[1]
-
-
-def owner_of(table: str) -> str:
-    """The result kind (or ``store``) that declares ``table``."""
-    return _declarations()[2][table]
 
 
 def fact_table(name: str) -> FactTable:

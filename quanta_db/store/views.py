@@ -21,7 +21,6 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QueryError, first_line
-from quanta_db.resources import queries_dir
 from quanta_db.store.registry import fact_tables
 from quanta_db.store.sql import quote_ident, quote_literal, statement
 from quanta_db.store.tables import FactTable, duckdb_type
@@ -102,10 +101,12 @@ def parse_saved_query(path: Path) -> SavedQuery:
 
 
 def discover_saved_queries(directory: Path | None = None) -> list[SavedQuery]:
-    """Every ``*.sql`` under ``directory`` (default: the shipped ``queries/``), recursively;
-    names must be unique across kinds."""
-    directory = Path(directory) if directory is not None else queries_dir()
-    queries = [parse_saved_query(p) for p in sorted(directory.rglob("*.sql"))]
+    """Every ``*.sql`` under ``directory``, recursively, or by default under every result kind's
+    saved-analysis folder (its declaration, :mod:`quanta_db.kinds`); names must be unique."""
+    from quanta_db.kinds import queries_folders
+
+    folders = [Path(directory)] if directory is not None else queries_folders()
+    queries = [parse_saved_query(p) for folder in folders for p in sorted(folder.rglob("*.sql"))]
     seen: dict[str, Path] = {}
     for query in queries:
         if query.name in seen:

@@ -1,1 +1,10 @@
 """Boolean token filters: present trigram and the induction (repeated bigram) mask."""
+
+from quanta_db.kinds import ResultKind
+
+KIND = ResultKind(
+    "filters",
+    jobs={"ingest_filters": "quanta_db.results.filters.job"},
+    tables="quanta_db.results.filters.tables",
+    commands="cli.kinds.filters",
+)

@@ -1,1 +1,11 @@
 """Attention-head metrics: per-token DLA and mover scores, per-head induction and OV-copying scores."""
+
+from quanta_db.kinds import ResultKind
+
+KIND = ResultKind(
+    "heads",
+    jobs={"ingest_heads": "quanta_db.results.heads.job"},
+    tables="quanta_db.results.heads.tables",
+    commands="cli.kinds.heads",
+    queries="heads",
+)

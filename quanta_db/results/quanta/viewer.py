@@ -61,3 +61,8 @@ def render_clusters_html(store: Store, clustering: str, before: int = 300, after
         raise InputError("--before and --after must be >= 0")
     meta, data = cluster_page_data(store, clustering, before, after)
     return render_page(TEMPLATE, meta, data)
+
+
+def served(store: Store, clustering: str, options: dict) -> tuple[str, bytes]:
+    """The viewer as ``serve`` answers ``/reports/clusters/<run id>``."""
+    return "text/html", render_clusters_html(store, clustering).encode()

@@ -80,3 +80,8 @@ def render_features_html(store: Store, sae: str, corpus: str | None = None, max_
     meta, data = feature_page_data(store, sae, corpus, max_features, before, after)
     return render_page(TEMPLATE, meta, data)
 
+
+
+def served(store: Store, sae: str, options: dict) -> tuple[str, bytes]:
+    """The feature report as ``serve`` answers ``/reports/features/<sae>``."""
+    return "text/html", render_features_html(store, sae).encode()

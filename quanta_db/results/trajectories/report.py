@@ -138,3 +138,8 @@ def write_report(store: Store, fit: str, out_dir: str | Path) -> list[Path]:
     page = out / "index.html"
     page.write_text(render_trajectories_html(store, fit), encoding="utf-8")
     return [page, *write_figures(store, fit, out)]
+
+
+def served(store: Store, fit: str, options: dict) -> tuple[str, bytes]:
+    """The trajectories page as ``serve`` answers ``/reports/trajectories/<run id>``."""
+    return "text/html", render_trajectories_html(store, fit).encode()

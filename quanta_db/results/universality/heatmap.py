@@ -59,3 +59,13 @@ def render_heatmap_png(frame: pd.DataFrame, output: str | Path | BinaryIO, metri
     figure.savefig(output, dpi=150, bbox_inches="tight", format="png")
     plt.close(figure)
     return len(panels)
+
+
+def served(store: Store, metric: str, options: dict) -> tuple[str, bytes]:
+    """The heat map as ``serve`` answers ``/reports/heatmap/<metric>?baseline=...``, rendered in
+    memory (a served process writes no file)."""
+    import io
+
+    image = io.BytesIO()
+    render_heatmap_png(heatmap_data(store, metric, options.get("baseline", "random_selection")), image, metric)
+    return "image/png", image.getvalue()
