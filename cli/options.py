@@ -27,7 +27,7 @@ class StoreRef:
 pass_store = click.make_pass_decorator(StoreRef)
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+    "--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True, help="Output format."
 )
 output_option = click.option(
     "-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,

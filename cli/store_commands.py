@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from cli.options import emit, format_option, output_option, pass_store, read_only_process
 from quanta_db.errors import InputError
-from quanta_db.reports.formats import render, write_parquet
+from quanta_db.reports.formats import FORMATS, encode
 
 
 @click.command()
@@ -109,10 +110,11 @@ def views(ref, name, refresh):
 @format_option
 @output_option
 @click.option("--max-rows", type=click.IntRange(1), default=200, show_default=True, help="Rows shown by --format table.")
+@click.option("--time-limit-ms", type=click.IntRange(1), help="Stop the query after this long (default: no limit).")
 @click.option("--unsafe", is_flag=True,
               help="Allow any statement type and file access outside the store (the catalog stays read-only).")
 @pass_store
-def query(ref, sql, sql_file, fmt, output, max_rows, unsafe):
+def query(ref, sql, sql_file, fmt, output, max_rows, time_limit_ms, unsafe):
     """Run one SELECT (argument, -f FILE, or stdin); it can read only the store's own files."""
     if sql_file is not None:
         sql = sql_file.read()
@@ -123,9 +125,12 @@ def query(ref, sql, sql_file, fmt, output, max_rows, unsafe):
     store = ref.open()  # may rebuild views: before the process gives up writing
     if not unsafe:
         read_only_process(output)
-    table = store.query_arrow(sql, unsafe=unsafe)
-    if fmt == "parquet":
-        write_parquet(table, output)
-        click.echo(f"wrote {table.num_rows} rows to {output}", err=True)
+    result = store.query(sql, unsafe=unsafe, time_limit_ms=time_limit_ms)
+    data = encode(result, fmt, source=sql, max_rows=max_rows)
+    if FORMATS[fmt].binary:
+        if not output:
+            raise InputError(f"--format {fmt} needs -o FILE")
+        Path(output).write_bytes(data)
+        click.echo(f"wrote {result.table.num_rows} rows to {output}", err=True)
         return
-    emit(render(table, fmt, source=sql, max_rows=max_rows), output)
+    emit(data.decode(), output)

@@ -62,8 +62,11 @@ def test_ingest_then_query_in_every_format(run, tmp_path, toy_inputs):
     sql = "SELECT corpus, count(*) AS n FROM tokens GROUP BY corpus"
     assert "toy" in run("--store", store, "query", sql).output
     assert run("--store", store, "query", sql, "--format", "csv").output.startswith("corpus,n\ntoy,")
-    records = json.loads(run("--store", store, "query", sql, "--format", "json").output)
-    assert records[0]["corpus"] == "toy" and records[0]["n"] > 0
+    served = json.loads(run("--store", store, "query", sql, "--format", "json").output)  # serve's JSON, too
+    assert [c["name"] for c in served["columns"]] == ["corpus", "n"] and served["row_count"] == 1
+    assert served["rows"][0][0] == "toy" and served["rows"][0][1] > 0 and not served["truncated"]
+    slow = run("--store", store, "query", "SELECT count(*) FROM range(10000000000)", "--time-limit-ms", 50)
+    assert slow.exit_code != 0 and "stopped by the time limit (50 ms)" in slow.output
     assert run("--store", store, "query", sql, "--format", "markdown").output.startswith("| corpus | n |\n|---|---|")
     assert "\\toprule" in run("--store", store, "query", sql, "--format", "latex").output
     assert "toy" in run("--store", store, "query", input=sql).output

@@ -115,7 +115,7 @@ def test_downloads_equal_the_query(client):
 
     pd.testing.assert_frame_equal(parquet.to_pandas(), expected, check_dtype=False)
     assert json.loads(http.get("/download", params={"sql": sql, "format": "json"}).text)["row_count"] == 20
-    tex = http.get("/download", params={"sql": sql, "format": "tex"}).text
+    tex = http.get("/download", params={"sql": sql, "format": "latex"}).text
     assert "\\toprule" in tex and "loss\\_nats" in tex
     assert http.get("/download", params={"sql": sql, "format": "xls"}).status_code == 400
 
@@ -185,6 +185,22 @@ def test_reports_are_generated_and_cached(client):
     assert http.get(f"/reports/trajectories/{fit}").content == first.content
     assert "unknown report" in http.get("/reports/nope/x").text
     assert "unknown trajectory fit" in http.get("/reports/trajectories/nope").text
+
+
+def test_reports_render_from_the_snapshot_without_opening_the_catalog(client, monkeypatch):
+    from quanta_db.results.trajectories.job import ingest_trajectories
+    from quanta_db.store import catalog
+
+    http, store = client
+    fit = ingest_trajectories(store, ["small", "large"], "toy", components=2, device="cpu").run_id
+    assert http.get("/").status_code == 200  # the snapshot of this commit is taken
+
+    def no_catalog(*args, **kwargs):
+        raise AssertionError("a served report opened the store's catalog")
+
+    monkeypatch.setattr(catalog, "connect", no_catalog)
+    page = http.get(f"/reports/trajectories/{fit}")
+    assert page.status_code == 200 and 'id="payload"' in page.text
 
 
 def _free_port() -> int:
@@ -263,7 +279,7 @@ def test_pages_in_headless_chromium(losses_store, tmp_path):  # noqa: F811
             tab.wait_for_selector("#results tbody tr")
             assert "rows" in tab.inner_text("#result-meta")
             with tab.expect_download() as download:
-                tab.click(".downloads >> text=.csv")
+                tab.click(".downloads >> text=csv")
             saved = tmp_path / "rows.csv"
             download.value.save_as(saved)
             assert saved.read_text().splitlines()[0].startswith('"corpus"') or "corpus" in saved.read_text().splitlines()[0]

@@ -1,6 +1,6 @@
 """The ASGI app of ``quanta-db serve`` (Starlette + Jinja2): pages, downloads, reports, JSON API.
 
-Every query goes through :func:`quanta_db.serve.query.run` — read-only statement check, a
+Every query goes through :func:`quanta_db.store.querying.run` — read-only statement check, a
 connection confined to the store's files, a time and a row limit — on the newest private copy
 of the catalog (:mod:`quanta_db.serve.snapshot`), so serving never blocks an ingest's commit.
 Sync endpoints run in Starlette's worker threads: a slow query holds only its own thread.
@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
-import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,18 +18,18 @@ from urllib.parse import urlencode, urlsplit
 
 from quanta_db import kinds
 from quanta_db.errors import InputError, QuantaError
-from quanta_db.serve import query as served
-from quanta_db.serve.snapshot import Snapshots
+from quanta_db.reports.formats import FORMATS, encode, to_json
+from quanta_db.serve.snapshot import Snapshots, SnapshotStore
+from quanta_db.store import querying
 from quanta_db.store.sql import quote_ident, quote_literal
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PAGE_SQL = Path(__file__).resolve().parent / "sql"  # the pages' own fixed queries (not saved analyses)
 PAGE_ROWS = 50
-FORMATS = {"csv": "text/csv", "json": "application/json", "tex": "application/x-tex",
-           "parquet": "application/vnd.apache.parquet"}
 
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+DOWNLOADS = [name for name, output in FORMATS.items() if output.download]
 
 
 def default_memory_limit() -> str:
@@ -112,12 +110,13 @@ def create_app(settings: Settings):
     environment.filters["urlencode_params"] = urlencode
     environment.globals["rows_of"] = lambda table: zip(*(c.to_pylist() for c in table.columns))
     # a run of one of these job kinds links to its report: {job kind: report name}
+    environment.globals["downloads"] = DOWNLOADS
     environment.globals["run_reports"] = {r.run_kind: name for name, r in kinds.reports().items() if r.run_kind}
     report_cache: dict[tuple, tuple[str, bytes]] = {}
 
-    def execute(sql: str, params=None, max_rows: int | None = settings.max_rows) -> served.Result:
+    def execute(sql: str, params=None, max_rows: int | None = settings.max_rows) -> querying.Result:
         snapshot = snapshots.current()
-        return served.run(snapshot.connection, sql, params, settings.time_limit_ms, max_rows, snapshot.macros)
+        return querying.run(snapshot.connection, sql, params, settings.time_limit_ms, max_rows, snapshot.macros)
 
     def page(template: str, status: int = 200, **context) -> HTMLResponse:
         body = environment.get_template(template).render(settings=settings, **context)
@@ -181,11 +180,11 @@ def create_app(settings: Settings):
 
     def download(request):
         sql, fmt = request.query_params.get("sql", ""), request.query_params.get("format", "csv")
-        if fmt not in FORMATS:
-            raise InputError(f"unknown format {fmt!r} (csv, json, tex, parquet)")
+        if fmt not in DOWNLOADS:
+            raise InputError(f"unknown format {fmt!r} ({', '.join(DOWNLOADS)})")
         result = execute(sql)
-        return Response(_encode(result, fmt, sql), media_type=FORMATS[fmt],
-                        headers={"Content-Disposition": f'attachment; filename="result.{fmt}"'})
+        return Response(encode(result, fmt, sql), media_type=FORMATS[fmt].media_type,
+                        headers={"Content-Disposition": f'attachment; filename="result.{FORMATS[fmt].extension}"'})
 
     def report(request):
         kind, ident = request.path_params["kind"], request.path_params["ident"]
@@ -195,13 +194,14 @@ def create_app(settings: Settings):
         key = (kind, ident, tuple(sorted(options.items())),
                None if declared.run_kind else snapshots.current().generation)
         if key not in report_cache:
-            report_cache[key] = _render_report(settings.root, declared, ident, options)
+            store = SnapshotStore(settings.root, snapshots.current(), settings.time_limit_ms)
+            report_cache[key] = declared.render(store, ident, options)
         media_type, body = report_cache[key]
         return Response(body, media_type=media_type)
 
     # -- JSON API ---------------------------------------------------------------------------------
     def api_query(request):
-        return JSONResponse(served.to_json(execute(request.query_params.get("sql", ""))))
+        return JSONResponse(to_json(execute(request.query_params.get("sql", ""))))
 
     def api_view(request):
         name = request.path_params["name"]
@@ -214,7 +214,7 @@ def create_app(settings: Settings):
         if sql is None:
             missing = [p for p, d in parameters if d is None and not request.query_params.get(p)]
             raise InputError(f"saved analysis {name!r} needs {', '.join(missing)}")
-        return JSONResponse({"sql": sql, **served.to_json(execute(sql))})
+        return JSONResponse({"sql": sql, **to_json(execute(sql))})
 
     def api_table(request):
         name = request.path_params["name"]
@@ -223,11 +223,11 @@ def create_app(settings: Settings):
             limit = min(int(request.query_params.get("limit", PAGE_ROWS)), settings.max_rows)
         except ValueError:
             raise InputError("limit must be an integer") from None
-        return JSONResponse({"sql": sql, **served.to_json(execute(sql + f" LIMIT {limit} OFFSET {offset}",
+        return JSONResponse({"sql": sql, **to_json(execute(sql + f" LIMIT {limit} OFFSET {offset}",
                                                                   max_rows=None))})
 
     def api_runs(request):
-        return JSONResponse(served.to_json(execute(page_sql("runs"), max_rows=None)))
+        return JSONResponse(to_json(execute(page_sql("runs"), max_rows=None)))
 
     routes = [Route("/", home), Route("/tables/{name}", table_page), Route("/analyses/{name}", analysis_page),
               Route("/sql", sql_page), Route("/download", download), Route("/reports/{kind}/{ident}", report),
@@ -335,26 +335,6 @@ def _table_sql(request, name: str, columns: list[str]) -> tuple[str, str, int]:
     return f"SELECT * {source} ORDER BY {', '.join(keys)}", f"SELECT count(*) AS n {source}", offset
 
 
-def _encode(result: served.Result, fmt: str, sql: str) -> bytes:
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        out = io.BytesIO()
-        pacsv.write_csv(result.table, out)
-        return out.getvalue()
-    if fmt == "json":
-        return json.dumps(served.to_json(result)).encode()
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        out = io.BytesIO()
-        pq.write_table(result.table, out)
-        return out.getvalue()
-    from quanta_db.reports.latex import LatexOptions, to_latex
-
-    return to_latex(result.table.to_pandas(), LatexOptions(source=sql)).encode()
-
-
 def resolve_report_caches() -> None:
     """Resolve matplotlib's cache folder now rather than on first use, for a server process the
     kernel then refuses writes outside its scratch folder (``quanta-db serve``); if its font cache
@@ -364,13 +344,5 @@ def resolve_report_caches() -> None:
     except ImportError:
         return
     matplotlib.get_cachedir()
-
-
-def _render_report(root: Path, report, ident: str, options: dict) -> tuple[str, bytes]:
-    """A declared report generated from the store (cached by the caller)."""
-    from quanta_db.store.store import Store
-
-    store = Store.open(root, check=False)  # checked when the server started; a served process writes nothing
-    return report.render(store, ident, options)
 
 

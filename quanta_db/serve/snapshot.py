@@ -16,12 +16,16 @@ again); requests query through cursors of it, one per request.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
 
-from quanta_db.store import catalog, sandbox
+from quanta_db.errors import QuantaError
+from quanta_db.store import catalog, querying, sandbox
+from quanta_db.store.store import Store
 
 KEEP = 3  # older copies may still be in use by running requests
 
@@ -76,3 +80,30 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return status.st_mtime_ns, status.st_size
+
+
+class SnapshotStore(Store):
+    """The store as one snapshot shows it, for the report renderers: catalog reads and queries run
+    on the snapshot's private copy (confined to the committed files), queries under the server's
+    time limit, so a served report never opens the store's catalog; Parquet files are read as
+    by any :class:`Store`. Nothing can be written through it."""
+
+    def __init__(self, root: Path, snapshot: Snapshot, time_limit_ms: int | None):
+        super().__init__(root)
+        self._snapshot, self._time_limit_ms = snapshot, time_limit_ms
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cursor = self._snapshot.connection.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def write(self):
+        raise QuantaError("a served store is read-only")
+
+    def query(self, sql: str, params: list | None = None, unsafe: bool = False, time_limit_ms: int | None = None,
+              max_rows: int | None = None) -> querying.Result:
+        return querying.run(self._snapshot.connection, sql, params, time_limit_ms or self._time_limit_ms, max_rows,
+                            None if unsafe else self._snapshot.macros)

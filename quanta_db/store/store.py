@@ -14,8 +14,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from quanta_db.errors import QueryError, StoreError, first_line
-from quanta_db.store import catalog, expectations, liveness, migrations, sandbox, views
+from quanta_db.errors import QueryError, StoreError
+from quanta_db.store import catalog, expectations, liveness, migrations, querying, sandbox, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident, statement
@@ -227,21 +227,23 @@ class Store:
         return f"SELECT * FROM {quote_ident(source)}"
 
     # -- querying --------------------------------------------------------------------------------
-    def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:
-        """Run one read-only statement of ad-hoc SQL; errors become one-line QueryErrors.
+    def query(self, sql: str, params: list | None = None, unsafe: bool = False, time_limit_ms: int | None = None,
+              max_rows: int | None = None) -> querying.Result:
+        """Run one read-only statement of ad-hoc SQL (:func:`quanta_db.store.querying.run`);
+        errors become one-line QueryErrors.
 
         The statement must be a SELECT (or EXPLAIN) and can open no file outside the store's
         tables and artifacts (see :mod:`quanta_db.store.sandbox`); ``unsafe`` lifts both for
-        the store's owner (the catalog itself still opens read-only).
+        the store's owner (the catalog itself still opens read-only). ``time_limit_ms`` stops it,
+        ``max_rows`` keeps that many rows (``truncated`` says whether there were more).
         """
         with catalog.connect(self.root, read_only=True, user_sql=not unsafe) as con:
-            if not unsafe:
-                sandbox.check_read_only(sql, sandbox.table_macros(con))
-            try:
-                relation = con.sql(sql, params=params or None)
-                return relation.to_arrow_table() if relation is not None else pa.table({})
-            except duckdb.Error as error:
-                raise QueryError(first_line(error)) from None
+            macros = None if unsafe else sandbox.table_macros(con)
+            return querying.run(con, sql, params, time_limit_ms, max_rows, macros)
+
+    def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:
+        """:meth:`query`'s rows, as Arrow."""
+        return self.query(sql, params, unsafe).table
 
     def query_df(self, sql: str, params: list | None = None, unsafe: bool = False) -> pd.DataFrame:
         """Like :meth:`query_arrow`, as pandas with nullable integer columns (NULL stays NA)."""

@@ -1,0 +1,57 @@
+"""The one way user SQL runs: the statement check, on a connection confined to the store's files,
+with an optional time limit and row limit. ``quanta-db query``, ``Store.query*``, the SQLAlchemy
+engine's statements and every request of ``serve`` come through here."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from quanta_db.errors import QueryError, first_line
+from quanta_db.store import sandbox
+
+
+@dataclass
+class Result:
+    table: pa.Table
+    truncated: bool  # more rows than the row limit
+    elapsed_ms: float
+
+
+def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = None,
+        time_limit_ms: int | None = None, max_rows: int | None = None,
+        macros: frozenset[str] | None = frozenset()) -> Result:
+    """One statement on a new cursor of ``connection`` (a user connection:
+    :func:`quanta_db.store.catalog.user_sql_connection`), checked to be a read unless ``macros``
+    is None (``--unsafe``); ``macros``: the store's saved analyses (see
+    :func:`quanta_db.store.sandbox.check_read_only`). Interrupted after ``time_limit_ms`` (None:
+    no limit); at most ``max_rows`` rows (None: all), ``truncated`` saying whether there were more."""
+    if macros is not None:
+        sandbox.check_read_only(sql, macros)
+    con = connection.cursor()
+    timer = threading.Timer(time_limit_ms / 1000, con.interrupt) if time_limit_ms else None
+    start = time.perf_counter()
+    try:
+        if timer:
+            timer.start()
+        relation = con.sql(sql, params=params or None)
+        if relation is None:
+            return Result(pa.table({}), False, 0.0)
+        table = (relation.limit(max_rows + 1) if max_rows is not None else relation).to_arrow_table()
+    except duckdb.InterruptException:
+        raise QueryError(f"query stopped by the time limit ({time_limit_ms} ms)") from None
+    except duckdb.Error as error:
+        if timer and not timer.is_alive() and time.perf_counter() - start >= time_limit_ms / 1000:
+            raise QueryError(f"query stopped by the time limit ({time_limit_ms} ms)") from None
+        raise QueryError(first_line(error)) from None
+    finally:
+        if timer:
+            timer.cancel()
+        con.close()
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    truncated = max_rows is not None and table.num_rows > max_rows
+    return Result(table.slice(0, max_rows) if truncated else table, truncated, elapsed_ms)
