@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model  # noqa: E402
 from quanta_db.results.heads.token_metrics import head_token_metrics  # noqa: E402
-from tests.hooked import hooked_transformer  # noqa: E402
+from quanta_db.runtime.lens_reference import hooked_transformer  # noqa: E402
 
 
 def _sync(device):

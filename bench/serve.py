@@ -26,8 +26,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from quanta_db.serve.app import live_server  # noqa: E402
 from quanta_db.store.store import Store  # noqa: E402
-from tests.test_serve import live_server  # noqa: E402
 
 
 def synthetic_store(folder: Path, rows: int) -> Store:

@@ -25,7 +25,7 @@ def tokens_report(ref, corpus, n_docs, doc_ids, loss, stepwise, model_diff, prom
     from pathlib import Path
 
     from quanta_db.errors import InputError
-    from quanta_db.reports.tokens import panes_from_options, render_tokens_html
+    from quanta_db.results.corpus.token_report import panes_from_options, render_tokens_html
 
     try:
         ids = [int(d) for d in doc_ids.split(",") if d.strip()] if doc_ids else None

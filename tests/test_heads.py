@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.hooked import hooked_transformer
+from quanta_db.runtime.lens_reference import hooked_transformer
 
 
 @pytest.fixture(scope="module")

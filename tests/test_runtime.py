@@ -126,7 +126,7 @@ def test_budgets_and_batch_sizes():
 
 
 def test_every_hook_matches_transformer_lens_run_with_cache(model, ids):
-    from tests.hooked import hooked_transformer
+    from quanta_db.runtime.lens_reference import hooked_transformer
 
     reference = hooked_transformer(model)
     reference.set_use_attn_result(True)

@@ -182,7 +182,7 @@ def test_metrics_agree_with_sae_lens_run_evals(sae_store, toy_model, tmp_path, a
     from transformers import AutoModelForCausalLM
 
     from quanta_db.results.corpus.read import load_corpus_tokens
-    from tests.hooked import hooked_transformer
+    from quanta_db.runtime.lens_reference import hooked_transformer
 
     _, sequences = load_corpus_tokens(sae_store, "toy")
     windows = [s[:32] for s in sequences if len(s) >= 32]

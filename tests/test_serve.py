@@ -6,16 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 
 import pyarrow.parquet as pq
 import pytest
 
+from quanta_db.serve.app import live_server
 from tests.conftest import headless_page
 from tests.test_trajectories_job import losses_store  # noqa: F401  (fixture)
 
@@ -201,33 +200,6 @@ def test_reports_render_from_the_snapshot_without_opening_the_catalog(client, mo
     monkeypatch.setattr(catalog, "connect", no_catalog)
     page = http.get(f"/reports/trajectories/{fit}")
     assert page.status_code == 200 and 'id="payload"' in page.text
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def live_server(root, **settings):
-    import uvicorn
-
-    from quanta_db.serve.app import Settings, create_app
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(root, **settings)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_concurrent_clients_while_an_ingest_commits(losses_store, toy_model):  # noqa: F811

@@ -11,7 +11,7 @@ from tests.test_trajectories_report import hostile_fit  # noqa: F401  (fixture)
 
 
 def test_pane_values_equal_the_losses(losses_store):  # noqa: F811
-    from quanta_db.reports.tokens import page_data, panes_from_options
+    from quanta_db.results.corpus.token_report import page_data, panes_from_options
 
     sql = "doubled=SELECT doc_id, pos, 2 * loss_nats AS value FROM token_losses WHERE model = 'small' AND step = 8;"
     panes = panes_from_options("toy", loss=["small@8"], stepwise=["small@8"], model_difference=["small,large@8"],
@@ -44,14 +44,14 @@ def test_pane_values_equal_the_losses(losses_store):  # noqa: F811
     ({"sql": ["SELECT 1"]}, "--sql expects LABEL=SELECT"),
 ])
 def test_bad_pane_options(kwargs, message):
-    from quanta_db.reports.tokens import panes_from_options
+    from quanta_db.results.corpus.token_report import panes_from_options
 
     with pytest.raises(InputError, match=message):
         panes_from_options("toy", **kwargs)
 
 
 def test_bad_pane_query_and_documents(losses_store):  # noqa: F811
-    from quanta_db.reports.tokens import panes_from_options, render_tokens_html
+    from quanta_db.results.corpus.token_report import panes_from_options, render_tokens_html
 
     bad = panes_from_options("toy", sql=["x=SELECT doc_id, pos FROM token_losses"])
     with pytest.raises(InputError, match="pane 'x'.*doc_id, pos, value"):

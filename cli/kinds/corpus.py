@@ -32,11 +32,6 @@ def corpus(ref, source, name, tokenizer, tokenizer_name, max_docs, max_tokens, t
     echo_result(result)
 
 
-def _report_all(results) -> None:
-    for result in results:
-        echo_result(result)
-
-
 @click.command()
 @click.option("--from", "source_corpus", required=True, help="Corpus to sample from.")
 @click.option("--name", required=True, help="Name of the new corpus of contexts.")

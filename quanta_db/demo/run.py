@@ -216,7 +216,7 @@ def write_trajectory_report(store: Store, store_path) -> Path:
 
 def write_tokens_page(store: Store, store_path, models: list[str]) -> Path:
     """Per-token loss panes of the context set: raw loss, stepwise and model differences at the last step."""
-    from quanta_db.reports.tokens import panes_from_options, render_tokens_html
+    from quanta_db.results.corpus.token_report import panes_from_options, render_tokens_html
 
     last = CHECKPOINT_STEPS[-1]
     panes = panes_from_options(CONTEXTS, loss=[f"{m}@{last}" for m in models], stepwise=[f"{models[-1]}@{last}"],

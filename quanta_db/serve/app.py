@@ -346,3 +346,30 @@ def resolve_report_caches() -> None:
     matplotlib.get_cachedir()
 
 
+
+
+@contextlib.contextmanager
+def live_server(root, **settings):
+    """``serve`` for the store at ``root`` on a free loopback port, in a thread of this process
+    (a notebook, a test, a benchmark); yields its base URL and stops it on exit."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings(root, **settings)), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,5 +1,6 @@
 """A TransformerLens HookedTransformer with the same weights as a transformers GPT-NeoX model:
-the independent reference for hook names (``run_with_cache``) and for sae-lens's evals."""
+the independent reference for hook names (``run_with_cache``), sae-lens's evals and the head
+metrics, used by the tests and the benchmarks (needs ``transformer-lens``: the test extra)."""
 
 from __future__ import annotations
 
