@@ -193,3 +193,58 @@ def test_saved_analyses_are_dropped_as_what_they_are():
 
     assert drop_saved_sql("with_params", True) == 'DROP MACRO TABLE IF EXISTS "with_params"'
     assert drop_saved_sql("plain", False) == 'DROP VIEW IF EXISTS "plain"'
+
+
+def test_lock_errors_are_told_from_other_errors_by_either_message():
+    from quanta_db.store.catalog import _is_lock_error
+
+    assert _is_lock_error(Exception('IO Error: Could not set lock on file "catalog.duckdb"'))
+    assert _is_lock_error(Exception("Conflicting lock is held in python (PID 7)"))
+    assert not _is_lock_error(Exception("Invalid Input Error: cannot change lock_configuration"))
+    assert not _is_lock_error(Exception("IO Error: could not set the file size"))  # no lock in it
+
+
+def test_a_failed_commit_rolls_its_transaction_back(store):
+    from quanta_db.store.runs import _rollback_quietly
+
+    with store.write() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('half', 'SELECT 1', 'x')")
+        _rollback_quietly(con)
+        assert con.execute("SELECT count(*) FROM saved_queries WHERE name = 'half'").fetchone()[0] == 0
+        _rollback_quietly(con)  # no transaction open: nothing to say
+
+
+def test_the_heartbeat_runs_at_its_default_interval_without_the_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv(liveness.HEARTBEAT_ENV, raising=False)
+    monkeypatch.setattr(liveness, "_thread", None)
+    monkeypatch.setattr(liveness, "_registered", set())
+    liveness.keep_alive(tmp_path)
+    time.sleep(0.3)
+    assert liveness._thread.is_alive()  # sleeping its 10 s, not failed on a missing setting
+
+
+def test_resume_folders_are_named_by_the_job_and_its_identity_hash(store):
+    from quanta_db.store.runs import params_hash
+
+    folder = store.resume_dir("clusters", {"k": 1})
+    assert folder.name == f"resume-clusters-{params_hash('clusters', {'k': 1})[:16]}"  # found again after an upgrade
+    liveness.let_go(folder)
+
+
+def test_status_lists_the_ten_newest_runs_by_default(store):
+    import numpy as np
+
+    for i in range(11):
+        with store.begin_run("test_many", {"i": i}) as run:
+            run.write_artifact("x", np.zeros(1))
+            run.commit()
+    assert len(store.status()["last_runs"]) == 10
+
+
+def test_a_run_missing_from_the_catalog_is_no_other_shard(store):
+    from quanta_db.store.expectations import _other_shard
+
+    with store.read() as con:
+        assert not _other_shard(con, "no-such-run", (0, 2))
+        assert not _other_shard(con, "no-such-run", None)
