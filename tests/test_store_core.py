@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -173,9 +174,13 @@ def test_artifacts_are_memory_mapped_and_a_missing_one_is_named(store):
 
     with store.begin_run("test_artifact", {"n": 2}) as run:
         run.write_artifact("values", np.arange(6, dtype=np.float32).reshape(2, 3))
+        run.write_artifact("scalar", np.float64(3.5))  # a second one into the same folder
         run.commit()
     values = store.artifact(run.run_id, "values")
     assert isinstance(values, np.memmap) and values.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert float(store.artifact(run.run_id, "scalar")) == 3.5
+    rows = store.query_df("SELECT path, rows FROM files WHERE table_name = 'artifact' ORDER BY path")
+    assert [(Path(p).name, n) for p, n in zip(rows.path, rows.rows)] == [("scalar.npy", 1), ("values.npy", 2)]
     with pytest.raises(InputError, match=f"run '{run.run_id}' has no artifact 'other'"):
         store.artifact(run.run_id, "other")
 
@@ -248,3 +253,30 @@ def test_a_run_missing_from_the_catalog_is_no_other_shard(store):
     with store.read() as con:
         assert not _other_shard(con, "no-such-run", (0, 2))
         assert not _other_shard(con, "no-such-run", None)
+
+
+def test_the_landlock_version_is_the_kernels():
+    import ctypes
+    import platform
+
+    from quanta_db.store.kernel_wall import landlock_abi
+
+    if platform.system() != "Linux":
+        assert landlock_abi() == 0
+        return
+    # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) asked directly
+    asked = ctypes.CDLL(None, use_errno=True).syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    assert landlock_abi() == max(asked, 0)
+
+
+def test_drops_within_one_commit_add_up(store):
+    from quanta_db.store.lineage import Dropped, drop
+
+    with store.write() as con:
+        for name in ("a", "b", "c"):
+            con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES (?, 'SELECT 1', 'x')", [name])
+        dropped = Dropped()
+        drop(con, "saved_queries", {"name": "a"}, dropped)  # two replacements in one commit
+        drop(con, "saved_queries", {"name": "b"}, dropped)
+        assert dropped.rows["saved_queries"] == 2 and dropped.summary() == {"saved_queries": 2}
+        con.execute("DELETE FROM saved_queries WHERE name = 'c'")
