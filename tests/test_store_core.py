@@ -280,3 +280,67 @@ def test_drops_within_one_commit_add_up(store):
         drop(con, "saved_queries", {"name": "b"}, dropped)
         assert dropped.rows["saved_queries"] == 2 and dropped.summary() == {"saved_queries": 2}
         con.execute("DELETE FROM saved_queries WHERE name = 'c'")
+
+
+def test_gc_keeps_live_and_ready_runs_and_removes_the_dead_and_the_orphans(corpus_store, monkeypatch):
+    import subprocess
+    import sys
+
+    store = corpus_store
+    assert store.gc().staging_removed == []  # a store with no staging folder at all
+    staging = store.root / "staging"
+    monkeypatch.setattr(liveness, "_registered", set())
+    liveness.write_marker(staging / "a-live", run_id="a")  # this process, beating
+    (staging / "b-ready").mkdir(parents=True)
+    (staging / "b-ready" / liveness.MARKER).write_text('{"pid": 1, "host": "elsewhere", "ready": true}')
+    old = time.time() - 10 * liveness.stale_after_s()
+    os.utime(staging / "b-ready" / liveness.MARKER, (old, old))  # stale, but kept ready to commit
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for name in ("c-dead", "d-dead"):  # after the kept ones in sorted order: gc goes on past them
+        (staging / name).mkdir()
+        (staging / name / liveness.MARKER).write_text(
+            f'{{"pid": {dead.stdout.strip()}, "host": "{socket.gethostname()}"}}')
+    orphan = store.root / "tables" / "tokens" / "corpus=toy" / "part-orphan.parquet"
+    orphan.write_bytes(b"not listed")
+    empty = store.root / "tables" / "gone" / "x=1" / "y=2"
+    empty.mkdir(parents=True)
+    report = store.gc()
+    assert report.staging_kept == ["a-live", "b-ready"]
+    assert report.staging_removed == ["c-dead", "d-dead"] and not (staging / "c-dead").exists()
+    assert report.orphans_removed == ["tables/tokens/corpus=toy/part-orphan.parquet"] and not orphan.exists()
+    assert not (store.root / "tables" / "gone").exists()  # empty folders, deepest first
+    assert int(store.query_df("SELECT count(*) AS n FROM tokens")["n"][0]) > 0  # committed files untouched
+    forced = store.gc(force=True)
+    assert forced.staging_removed == ["a-live", "b-ready"] and not any(staging.iterdir())
+    liveness.let_go(staging / "a-live")
+
+
+def test_owner_alive_leaves_a_live_process_alone_and_reads_defaults(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(liveness.STALE_AFTER_ENV, raising=False)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        folder = tmp_path / "other"
+        folder.mkdir()
+        (folder / liveness.MARKER).write_text(f'{{"pid": {sleeper.pid}, "host": "{socket.gethostname()}"}}')
+        assert liveness.owner_alive(folder)
+        time.sleep(0.2)
+        assert sleeper.poll() is None  # asked whether it lives (signal 0), not signalled
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    no_pid = tmp_path / "no_pid"
+    no_pid.mkdir()
+    (no_pid / liveness.MARKER).write_text(f'{{"host": "{socket.gethostname()}"}}')
+    liveness.owner_alive(no_pid)  # judged without a pid, never a TypeError
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / liveness.MARKER).write_text('{"pid": 1, "host": "another-host"}')
+    assert liveness.owner_alive(elsewhere)  # fresh against the default five minutes
+
+
+def test_has_files_by_per_file_keys(corpus_store):
+    assert corpus_store.has_files("tokens", corpus="toy")
+    assert not corpus_store.has_files("tokens", corpus="nope")
