@@ -1,0 +1,77 @@
+"""A store written by every job the demo runs (plus a recluster and option variants), for the
+test that job identities never change: ``python -m tests.identity_store --write`` records the
+normalised parameters of its runs in ``tests/data/run_identities.json``. That file was written by
+release 0.1.0 (commit d296aec); regenerate it only when an identity is meant to change, knowing
+that every existing store will then recompute that job."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from quanta_db.demo.run import CORPUS, DemoShape, inputs_dir, run_demo
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "run_identities.json"
+SHAPE = DemoShape(docs_per_subset=12, checkpoint_steps=(0, 2, 4),
+                  models={"tiny-32d": dict(d_model=32, n_layers=1, n_heads=2),
+                          "tiny-48d": dict(d_model=48, n_layers=1, n_heads=2)},
+                  dm_per_category=1, contexts_per_subset=4,
+                  clustering=dict(model="tiny-48d", step=4, corpus=CORPUS, loss_below=20.0, exclude_filter="trigram",
+                                  n_tokens=40, skip=3, n_clusters=3, n_init=2, seed=0),
+                  sae_hook="blocks.0.hook_resid_post", sae_steps=20)
+RUN_ID = re.compile(r"^r\d{14}-[0-9a-f]{8}$")
+
+
+def extra_jobs(store, store_path) -> list:
+    """Jobs and options the demo does not run, with parameters a user would give."""
+    import quanta_db
+
+    clustering = store.catalog_rows("clusterings")[0]["clustering"]
+    pairing = store.query_arrow("SELECT run_id FROM runs WHERE kind = 'feature_pairs'").column(0)[0].as_py()
+    matching = store.query_arrow("SELECT run_id FROM runs WHERE kind = 'feature_matches'").column(0)[0].as_py()
+    return [
+        quanta_db.ingest_contexts(store, CORPUS, "stdlib_short", per_subset=2, length=32, seed=1),
+        quanta_db.ingest_clusters(store, from_similarity=clustering, n_clusters=2, n_init=3, seed=1),
+        quanta_db.ingest_losses(store, str(inputs_dir(store_path) / "models" / "tiny-32d"), "stdlib_short",
+                                name="tiny-32d", steps=[4], shard=(0, 2), progress=False),
+        quanta_db.ingest_feature_matches(store, pairing, "greedy", min_corr=0.1),
+        quanta_db.ingest_metrics(store, matching, ("svcca", "cka"), permutations=5, seed=3),
+    ]
+
+
+def build(store_path, echo=lambda _: None):
+    store = run_demo(store_path, echo=echo, progress=False, shape=SHAPE)
+    results = extra_jobs(store, store_path)
+    return store, results
+
+
+def normalised_identities(store, root: Path) -> list[dict]:
+    """(kind, params) of every committed run, with what differs between two machines replaced:
+    the folder the store was built in, file times, library versions, run ids (by their run's kind)."""
+    kinds = {r["run_id"]: r["kind"] for r in store.query_arrow("SELECT run_id, kind FROM runs").to_pylist()}
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: "<mtime>" if k == "mtime_ns" else clean(v) for k, v in value.items() if k != "environment"}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            if RUN_ID.match(value):
+                return f"<run of {kinds.get(value, '?')}>"
+            return value.replace(str(root), "<root>")
+        return value
+
+    rows = store.query_arrow("SELECT kind, params FROM runs WHERE status = 'committed'").to_pylist()
+    found = [{"kind": r["kind"], "params": clean(json.loads(r["params"]))} for r in rows]
+    return sorted(found, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        built, _ = build(Path(folder) / "store")
+        GOLDEN.write_text(json.dumps(normalised_identities(built, Path(folder).resolve()), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}")
