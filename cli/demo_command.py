@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import StoreRef, pass_store, progress_option
+from quanta_db.cli.options import StoreRef, pass_store, progress_option
 from quanta_db.reports.formats import render
 
 

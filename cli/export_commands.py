@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import emit, output_option, pass_store
+from quanta_db.cli.options import emit, output_option, pass_store
 from quanta_db.errors import InputError
 from quanta_db.reports.latex import LatexOptions, to_latex
 

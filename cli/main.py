@@ -8,13 +8,13 @@ import importlib
 
 import click
 
-from cli.demo_command import demo
-from cli.errors import QuantaGroup
-from cli.export_commands import export
-from cli.options import DEFAULT_STORE, PROCESS, StoreRef
-from cli.serve_command import serve
-from cli.store_commands import gc, init, migrate, query, status, views
-from cli.tokens_report import tokens_report
+from quanta_db.cli.demo_command import demo
+from quanta_db.cli.errors import QuantaGroup
+from quanta_db.cli.export_commands import export
+from quanta_db.cli.options import DEFAULT_STORE, PROCESS, StoreRef
+from quanta_db.cli.serve_command import serve
+from quanta_db.cli.store_commands import gc, init, migrate, query, status, views
+from quanta_db.cli.tokens_report import tokens_report
 from quanta_db.version import __version__
 
 

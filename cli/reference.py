@@ -1,7 +1,7 @@
 """Documentation generated from the code (a test keeps it in sync): the CLI reference from the
 click commands (docs/cli.md), and the entity diagram from the table declarations (docs/store.md).
 
-``python -m cli.reference --write`` rewrites them.
+``python -m quanta_db.cli.reference --write`` rewrites them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def walk(command: click.Command, path: list[str]):
 
 def reference_markdown() -> str:
     """Markdown: one section per command with its usage and help text as click prints them."""
-    from cli.main import cli
+    from quanta_db.cli.main import cli
 
     parts = []
     for path, command in walk(cli, ["quanta-db"]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import pass_store, read_only_process
+from quanta_db.cli.options import pass_store, read_only_process
 
 
 @click.command()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import emit, format_option, output_option, pass_store, read_only_process
+from quanta_db.cli.options import emit, format_option, output_option, pass_store, read_only_process
 from quanta_db.errors import InputError
 from quanta_db.reports.formats import FORMATS, encode
 

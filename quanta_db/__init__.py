@@ -12,8 +12,16 @@ Jobs are the ones the result kinds declare (:mod:`quanta_db.kinds`), imported on
 """
 
 from importlib import import_module
+from pathlib import Path
 
 from quanta_db.version import __version__ as __version__
+
+# The command line is quanta_db.cli: a wheel installs the repository's top-level cli/ folder as
+# quanta_db/cli/; in a source checkout it stays at the top, so the checkout's root joins this
+# package's search path (nothing else there is a package of ours: tests and bench import quanta_db).
+_CHECKOUT = Path(__file__).resolve().parent.parent
+if not Path(__file__).with_name("cli").is_dir() and (_CHECKOUT / "cli" / "main.py").is_file():
+    __path__.append(str(_CHECKOUT))
 
 
 def open_store(path, create: bool = False):

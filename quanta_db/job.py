@@ -1,4 +1,4 @@
-"""What every ingest job shares: the result it reports, input fingerprints, option parsing."""
+"""What every ingest job shares: the skeleton (skip, stage, commit), its result, input fingerprints."""
 
 from __future__ import annotations
 
@@ -32,32 +32,30 @@ def file_fingerprint(path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def parse_pair(text: str, cast, sep: str, expects: str) -> tuple:
-    """``"a{sep}b"`` → (cast(a), cast(b)), else the one-line error "``expects``, got 'text'"."""
-    from quanta_db.errors import InputError
+class Ingest:
+    """The skeleton every job shares: find an identical committed run (and skip, unless forced),
+    then stage a run under the same identity and observation, commit it, and report.
 
-    try:
-        first, second = (cast(x) for x in text.split(sep))
-    except ValueError:
-        raise InputError(f"{expects}, got {text!r}") from None
-    return first, second
+    ``identity`` is the dict hashed into ``params_hash`` (:meth:`quanta_db.params.JobParams.identity`)."""
 
+    def __init__(self, store, job: str, identity: dict, force: bool = False):
+        self.store, self.job, self.identity, self.force = store, job, identity, force
+        self.seen = store.observe(job, identity)
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"i/n"`` → (i, n) with 0 <= i < n."""
-    if text is None:
-        return None
-    from quanta_db.errors import InputError
+    @property
+    def previous(self) -> str | None:
+        """The identical committed run that makes this job a no-op (None when forced)."""
+        return None if self.force else self.seen.previous
 
-    index, count = parse_pair(text, int, "/", "--shard expects i/n (e.g. 0/4)")
-    if count < 1 or not 0 <= index < count:
-        raise InputError(f"--shard {text}: need 0 <= i < n")
-    return index, count
+    def skipped(self, message: str) -> JobResult:
+        return JobResult(self.previous, 0, skipped=True, message=message)
 
+    def begin(self, **run_options):
+        """The staged run (a context manager that aborts it on error), with this job's observation."""
+        return self.store.begin_run(self.job, self.identity, observation=self.seen, **run_options)
 
-def require_name(value: str | None, option: str) -> None:
-    """Names become keys in every table and parts of file paths: an empty or blank one is refused."""
-    from quanta_db.errors import InputError
-
-    if value is not None and not str(value).strip():
-        raise InputError(f"{option} must not be empty")
+    def replace_identical(self, run, table: str, key: str) -> None:
+        """Under --force, the new run's rows replace those of the identical earlier runs."""
+        if self.force:
+            for earlier in self.seen.identical:
+                run.replace(table, **{key: earlier})

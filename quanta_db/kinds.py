@@ -29,13 +29,13 @@ class Report:
     """A report ``serve`` renders at ``/reports/<name>/<ident>``.
 
     ``renderer`` is ``"module:function"``, called as ``function(store, ident, options)`` (``options``:
-    the request's query parameters) and returning ``(media type, body bytes)``. With ``run_kind``,
+    the request's query parameters) and returning ``(media type, body bytes)``. With ``run_job``,
     ``ident`` is the id of a run of that job kind: the report never changes and is linked from the
     run's row on the home page; otherwise it follows commits.
     """
 
     renderer: str
-    run_kind: str | None = None
+    run_job: str | None = None
 
     def render(self, store, ident: str, options: dict) -> tuple[str, bytes]:
         module, _, function = self.renderer.partition(":")

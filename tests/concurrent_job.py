@@ -65,7 +65,7 @@ def main() -> None:
             _signal(barrier / f"{name}.done", self.run_id)
 
     Run.commit = commit_at_barrier
-    from cli.main import main as cli_main
+    from quanta_db.cli.main import main as cli_main
 
     sys.argv = ["quanta-db", *cli_args]
     cli_main()

@@ -1,4 +1,5 @@
-"""Shared fixtures: inputs the project builds itself (no network) and fresh stores."""
+"""Shared fixtures: inputs the project builds itself (no network), fresh stores, and stores
+with losses several test modules start from (helpers.py holds the shared functions)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,42 +73,11 @@ def corpus_store(store, toy_inputs) -> Store:
     return store
 
 
-def snapshot(store: Store) -> dict:
-    """Everything a reader can see, plus every file under tables/: equal iff nothing changed."""
-    from quanta_db.store.catalog import connect
-    from quanta_db.store.registry import catalog_tables, fact_tables
-
-    state = {}
-    with connect(store.root, read_only=True) as con:
-        for table in catalog_tables():
-            state[table] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
-        for table in fact_tables():
-            state[f"view:{table}"] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
-    tables = store.root / "tables"
-    state["files"] = {
-        p.relative_to(store.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(tables.rglob("*")) if p.is_file()
-    }
-    return state
-
-
 @pytest.fixture
 def store_snapshot():
+    from tests.helpers import snapshot
+
     return snapshot
-
-
-def raw_table(store: Store, table: str):
-    """All Parquet files under tables/<table> read with pyarrow, bypassing the catalog."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    files = sorted((store.root / "tables" / table).rglob("*.parquet"))
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-
-
-def staging_entries(store: Store) -> list[Path]:
-    staging = store.root / "staging"
-    return sorted(staging.iterdir()) if staging.exists() else []
 
 
 @pytest.fixture(scope="session")
@@ -126,29 +95,42 @@ def toy_model(toy_inputs, tmp_path_factory) -> dict:
     return {"dir": _built(tmp_path_factory, "model", build) / "tiny", "steps": [0, 4, 8]}
 
 
-@contextmanager
-def headless_page(url: str):
-    """A page of Debian's Chromium (driven by Playwright) at ``url``, and the list its console
-    errors and page errors collect into; skips when either is missing (fails on CI)."""
-    chromium = shutil.which("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if chromium is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium and Playwright are required on CI (.ci/run installs them)")
-        pytest.skip("chromium or playwright not installed")
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        try:
-            yield page, errors
-        finally:
-            browser.close()
+@pytest.fixture
+def losses_store(corpus_store, toy_model):
+    """Two 'models' over steps 0, 4, 8 of the toy model: float32 and bfloat16 losses differ."""
+    from quanta_db.results.losses.job import ingest_losses
+
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="small", steps=[0, 4, 8], progress=False)
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="large", steps=[0, 4, 8], dtype="bfloat16",
+                  progress=False)
+    return corpus_store
+
+
+@pytest.fixture
+def hostile_fit(store, toy_inputs, tmp_path):
+    """Two 'models' (float32 / bfloat16 losses) over four random checkpoints, on a corpus whose
+    vocabulary has whole-tag tokens."""
+    from transformers import AutoTokenizer
+
+    from quanta_db.demo.toy_corpus import write_jsonl
+    from quanta_db.demo.toy_models import gpt_neox_config, random_model
+    from quanta_db.results.corpus.job import ingest_corpus
+    from quanta_db.results.losses.job import ingest_losses
+    from quanta_db.results.trajectories.job import ingest_trajectories
+
+    tokenizer = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
+    tokenizer.add_tokens(["<b>bold</b>", "<img src=x onerror=alert(1)>"])
+    models = tmp_path / "random"
+    for step in range(6):
+        tokenizer.save_pretrained(models / f"step{step}")
+        random_model(gpt_neox_config(len(tokenizer), 32, 2, 4, n_ctx=256), seed=step).save_pretrained(
+            models / f"step{step}")
+    text = "<b>bold</b> then <img src=x onerror=alert(1)> and <script>alert(2)</script> "
+    records = [{"text": text * 3 + r["text"][:200], "meta": {"pile_set_name": "x"}} for r in toy_inputs["records"][:8]]
+    ingest_corpus(store, write_jsonl(records, tmp_path / "h.jsonl"), "hostile", str(models / "step0"), max_tokens=64,
+                  progress=False)
+    for name, dtype in (("<i>small</i>", "float32"), ("large", "bfloat16")):
+        ingest_losses(store, str(models), "hostile", name=name, steps=list(range(6)), dtype=dtype, progress=False)
+    fit = ingest_trajectories(store, ["<i>small</i>", "large"], "hostile", components=4, smooth=(0.0, 0.0),
+                              device="cpu")
+    return store, fit.run_id

@@ -33,7 +33,7 @@ def extra_jobs(store, store_path) -> list:
     matching = store.query_arrow("SELECT run_id FROM runs WHERE kind = 'feature_matches'").column(0)[0].as_py()
     return [
         quanta_db.ingest_contexts(store, CORPUS, "stdlib_short", per_subset=2, length=32, seed=1),
-        quanta_db.ingest_clusters(store, from_similarity=clustering, n_clusters=2, n_init=3, seed=1),
+        quanta_db.ingest_recluster(store, clustering, n_clusters=2, n_init=3, seed=1),
         quanta_db.ingest_losses(store, str(inputs_dir(store_path) / "models" / "tiny-32d"), "stdlib_short",
                                 name="tiny-32d", steps=[4], shard=(0, 2), progress=False),
         quanta_db.ingest_feature_matches(store, pairing, "greedy", min_corr=0.1),

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from tests.conftest import staging_entries
-from tests.test_trajectories_job import losses_store  # noqa: F401  (fixture)
+from quanta_db.cli.main import cli
+from tests.helpers import staging_entries
 
 CASES = {  # name: (arguments after --store DIR, the error names this)
     "grad_memory_zero": (["ingest", "clusters", "--model", "small", "--step", "8", "--corpus", "toy",
@@ -19,7 +18,7 @@ CASES = {  # name: (arguments after --store DIR, the error names this)
                         "--loss-below", "nan", "--no-progress"], "--loss-below"),
     "min_corr_nan": (["ingest", "feature-matches", "--pairing", "r0", "--method", "argmax", "--min-corr", "nan"], "--min-corr"),
     "min_corr_two": (["ingest", "feature-matches", "--pairing", "r0", "--method", "argmax", "--min-corr", "2"], "--min-corr"),
-    "no_metrics": (["ingest", "metrics", "--matching", "r0", "--metrics", ""], "--metrics names no metric"),
+    "no_metrics": (["ingest", "metrics", "--matching", "r0", "--metrics", ""], "--metrics names none"),
     "too_many_components": (["ingest", "trajectories", "--models", "small,large", "--corpus", "toy",
                              "--components", "500"], "at most 5"),
     "contexts_over_their_source": (["ingest", "contexts", "--from", "toy", "--name", "toy", "--force"],
@@ -76,7 +75,7 @@ def test_no_progress_means_no_bar_at_all(corpus_store, toy_model, tmp_path):
     import sys
     from pathlib import Path
 
-    command = [sys.executable, "-c", "from cli.main import main; main()", "--store", str(corpus_store.root),
+    command = [sys.executable, "-c", "from quanta_db.cli.main import main; main()", "--store", str(corpus_store.root),
                "ingest", "heads", "--model", str(toy_model["dir"]), "--step", "8", "--corpus", "toy", "--max-docs", "2",
                "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)

@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from cli.reference import walk
+from quanta_db.cli.main import cli
+from quanta_db.cli.reference import walk
 
 
 @pytest.fixture
@@ -140,12 +140,12 @@ def test_gc_reports(run, tmp_path):
 def test_generated_documentation_is_current():
     from pathlib import Path
 
-    from cli.reference import HOMES, readme_section
+    from quanta_db.cli.reference import HOMES, readme_section
 
     repository = Path(__file__).resolve().parent.parent
     for name, home in HOMES.items():
         page = (repository / home).read_text()
-        assert readme_section(name) in page, f"{home}: {name} is stale: run `python -m cli.reference --write`"
+        assert readme_section(name) in page, f"{home}: {name} is stale: run `python -m quanta_db.cli.reference --write`"
 
 
 def test_the_readme_is_a_front_page_linking_every_page_of_the_documentation():

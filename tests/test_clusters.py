@@ -5,17 +5,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from sklearn.cluster import SpectralClustering
 
+from quanta_db.cli.main import cli
 from quanta_db.demo.toy_models import gpt_neox_config, pythia_config, random_model
 from quanta_db.errors import InputError
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.gradient_cosine import exact_cosine, gram, sketched_cosine
 from quanta_db.results.quanta.gradients import document_gradients, select_parameters, single_token_gradient
-from quanta_db.results.quanta.job import gradient_computations, ingest_clusters, select_tokens
+from quanta_db.results.quanta.job import gradient_computations, ingest_clusters, ingest_recluster, select_tokens
 from quanta_db.results.quanta.spectral import angular_affinity, relabel_by_size, spectral_clusters
-from tests.conftest import raw_table as _raw
+from tests.helpers import raw_table as _raw
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +203,17 @@ def test_ingest_clusters_end_to_end(cluster_store, toy_model):
     again = ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=6.0, n_tokens=40, skip=2, n_clusters=4,
                             n_init=4, seed=0, progress=False)
     assert again.skipped
-    recluster = ingest_clusters(cluster_store, from_similarity=run_id, n_clusters=3, n_init=4, seed=0)
+    recluster = ingest_recluster(cluster_store, run_id, n_clusters=3, n_init=4, seed=0)
     relabelled = cluster_store.query_df(f"SELECT count(DISTINCT cluster) AS k FROM cluster_labels "
                                         f"WHERE clustering = '{recluster.run_id}'")
     assert relabelled.k[0] == 3
     for clustering in (run_id, recluster.run_id):  # a reclustering joins its labels to the original tokens
         _check_cluster_summary(cluster_store, clustering, run_id)
     _check_cluster_tokens(cluster_store, recluster.run_id)
+    for command in (["recluster"], ["clusters"]):  # `clusters --from-similarity` is recluster's older spelling
+        output = CliRunner().invoke(cli, ["--store", str(cluster_store.root), "ingest", *command, "--from-similarity",
+                                          run_id, "--n-clusters", "3", "--n-init", "4"]).output
+        assert output == f"skipped: clustering {recluster.run_id} already has these parameters\n"
 
 
 def _check_cluster_summary(store, clustering, similarity_run):
@@ -262,7 +268,7 @@ def test_cluster_errors(cluster_store):
     with pytest.raises(InputError, match="was not ingested"):
         ingest_clusters(cluster_store, "tiny", 8, "toy", loss_below=6.0, exclude_filter="bigram", progress=False)
     with pytest.raises(InputError, match="made no similarity"):
-        ingest_clusters(cluster_store, from_similarity="r-nope")
+        ingest_recluster(cluster_store, "r-nope")
 
 
 def test_interrupted_exact_similarity_resumes(tiny, tmp_path):

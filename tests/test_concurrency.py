@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from quanta_db.cli.main import cli
 from quanta_db.demo import toy_corpus as toy
 from quanta_db.store.store import Store
 
@@ -141,11 +141,11 @@ def test_losses_of_a_corpus_replaced_meanwhile_are_refused(losses_args, corpus_a
 
 @pytest.fixture
 def sae_args(losses_args, tmp_path):
-    from tests.test_sae import _build_sae
+    from tests.helpers import build_sae
 
     store_dir, loss_args = losses_args
     quanta(*loss_args)
-    sae_dir = _build_sae("standard", 32, tmp_path / "sae")
+    sae_dir = build_sae("standard", 32, tmp_path / "sae")
     return store_dir, ["--store", store_dir, "ingest", "sae", "--sae", sae_dir, "--corpus", "toy", "--model", "tiny",
                        "--step", 8, "--no-progress"]
 

@@ -11,7 +11,7 @@ from quanta_db.errors import InputError
 from quanta_db.results.corpus import job as corpus_job
 from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.corpus.tokens import token_columns
-from tests.conftest import staging_entries
+from tests.helpers import staging_entries
 
 
 def _reference_tokens(records, tokenizer_dir, max_tokens):

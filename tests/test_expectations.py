@@ -10,7 +10,6 @@ import pyarrow as pa
 import pytest
 
 from quanta_db.store.expectations import ConflictError
-from tests.test_trajectories_job import losses_store  # noqa: F401  (fixture)
 
 
 def _vocab(name="tok", n=5):

@@ -43,7 +43,7 @@ def test_ingest_filters_matches_brute_force_per_document(corpus_store):
     for name, _, values, ids in got.itertuples(index=False):
         assert list(values) == brute_force(list(ids), 3 if name == "trigram" else 2)
     assert ingest_filters(corpus_store, "toy", "trigram", progress=False).skipped
-    with pytest.raises(InputError, match="unknown filter"):
+    with pytest.raises(InputError, match="filter must be one of trigram, bigram, induction"):
         ingest_filters(corpus_store, "toy", "fourgram")
 
 

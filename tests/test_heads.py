@@ -138,7 +138,7 @@ def test_ingest_heads_stores_the_metrics_of_each_document(corpus_store, toy_mode
     before = store_snapshot(corpus_store)
     with pytest.raises(InputError, match="no checkpoint at step 3"):
         ingest_heads(corpus_store, "tiny", "toy", step=3, progress=False)
-    with pytest.raises(InputError, match="--vocab-range"):
+    with pytest.raises(InputError, match="vocab_range must lie within"):
         ingest_heads(corpus_store, "tiny", "toy", step=8, vocab_range=(5, 10**6), progress=False)
     assert store_snapshot(corpus_store) == before and result.rows_written > 0
 

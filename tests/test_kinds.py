@@ -21,7 +21,7 @@ PROBE = {
             jobs={"ingest_probe": "quanta_db.results.probe.job"},
             tables="quanta_db.results.probe.tables",
             commands="quanta_db.results.probe.commands",
-            reports={"probe": Report("quanta_db.results.probe.job:served", run_kind="probe")},
+            reports={"probe": Report("quanta_db.results.probe.job:served", run_job="probe")},
             queries=QUERIES,
         )
     ''',
@@ -32,40 +32,45 @@ PROBE = {
         FACT_TABLES = [FactTable("probe_values", [("label", pa.string()), ("value", pa.int64())], ("label",),
                                  "Values a probe wrote.")]
     ''',
+    "params.py": '''
+        from dataclasses import dataclass
+        from quanta_db.params import Force, JobParams, param
+
+        @dataclass(frozen=True)
+        class ProbeParams(JobParams, Force):
+            """Write a few probe values."""
+
+            label: str = param(nonblank=True, help="Label of the values.")
+            n: int = param(3, min=1, help="How many.")
+    ''',
     "job.py": '''
         import pyarrow as pa
-        from quanta_db.job import JobResult, committed
+        from quanta_db.job import Ingest, committed
+        from quanta_db.params import job_function
+        from quanta_db.results.probe.params import ProbeParams
 
-        def ingest_probe(store, label: str, n: int) -> JobResult:
-            params = {"label": label, "n": n}
-            seen = store.observe("probe", params)
-            if seen.previous:
-                return JobResult(seen.previous, 0, skipped=True, message="already ingested")
-            store.see(seen, "probe_values", label=label)
-            with store.begin_run("probe", params, observation=seen) as run:
-                run.replace("probe_values", label=label)
-                run.write("probe_values", pa.table({"label": [label] * n, "value": list(range(n))}))
+        def _ingest_probe(store, params):
+            job = Ingest(store, "probe", params.identity(), params.force)
+            if job.previous:
+                return job.skipped("already ingested")
+            store.see(job.seen, "probe_values", label=params.label)
+            with job.begin() as run:
+                run.replace("probe_values", label=params.label)
+                run.write("probe_values", pa.table({"label": [params.label] * params.n, "value": list(range(params.n))}))
                 rows = run.commit()
-            return committed(run, rows, f"probe {label}: {rows} rows")
+            return committed(run, rows, f"probe {params.label}: {rows} rows")
+
+        ingest_probe = job_function(ProbeParams, _ingest_probe)
 
         def served(store, run_id, options):
             n = store.query_df("SELECT count(*) AS n FROM probe_values")["n"][0]
             return "text/plain", f"probe run {run_id}: {n} values".encode()
     ''',
     "commands.py": '''
-        import click
-        from cli.options import pass_store
-        from quanta_db.results.probe.job import ingest_probe
+        from quanta_db.cli.params import job_command
+        from quanta_db.results.probe.params import ProbeParams
 
-        @click.command("probe")
-        @click.option("--label", required=True)
-        @click.option("--n", type=int, default=3)
-        @pass_store
-        def probe(ref, label, n):
-            """Write a few probe values."""
-            click.echo(ingest_probe(ref.open(create=True), label, n).message)
-
-        INGEST = [probe]
+        INGEST = [job_command("probe", ProbeParams, "quanta_db.results.probe.job:ingest_probe", create=True)]
         REPORT = []
     ''',
 }
@@ -91,7 +96,7 @@ def probe_kind(tmp_path, monkeypatch):
 def test_a_new_kind_appears_everywhere_from_its_declaration(probe_kind, tmp_path):
     from starlette.testclient import TestClient
 
-    from cli.main import cli
+    from quanta_db.cli.main import cli
     from quanta_db.serve.app import Settings, create_app
     from quanta_db.store.registry import fact_tables
 

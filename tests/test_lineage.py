@@ -5,11 +5,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from quanta_db.cli.main import cli
 from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
-from quanta_db.results.quanta.job import ingest_clusters
+from quanta_db.results.quanta.job import ingest_clusters, ingest_recluster
 from quanta_db.store import registry
 
 DERIVED_FROM_TOY = ("token_losses", "token_filters", "similarity_tokens", "cluster_labels")
@@ -21,7 +21,7 @@ def derived_store(corpus_store, toy_model):
     ingest_filters(corpus_store, "toy", "trigram", progress=False)
     first = ingest_clusters(corpus_store, "tiny", 8, "toy", loss_below=6.0, n_tokens=30, skip=2, n_clusters=3,
                             n_init=2, seed=0, progress=False)
-    ingest_clusters(corpus_store, from_similarity=first.run_id, n_clusters=2, n_init=2, seed=0)
+    ingest_recluster(corpus_store, first.run_id, n_clusters=2, n_init=2, seed=0)
     return corpus_store
 
 

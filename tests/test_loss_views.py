@@ -7,7 +7,7 @@ from quanta_db.results.corpus.contexts import ingest_contexts
 from quanta_db.results.corpus.dm_math import ingest_dm_math
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
-from tests.conftest import raw_table as _raw
+from tests.helpers import raw_table as _raw
 
 
 @pytest.fixture

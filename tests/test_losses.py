@@ -11,7 +11,7 @@ from quanta_db.results.losses.compute import batch_token_losses
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.runtime.batching import plan_batches
 from quanta_db.runtime.models import PYTHIA_STEPS, parse_steps, resolve_checkpoints
-from tests.conftest import staging_entries
+from tests.helpers import staging_entries
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A non-editable install ships migrations and saved queries as package data."""
+"""A non-editable install ships migrations and saved queries as package data, and one top-level
+package: quanta_db (the command line is quanta_db.cli)."""
 
 import subprocess
 import sys
@@ -13,6 +14,8 @@ def test_wheel_ships_sql_and_cli_finds_it(tmp_path):
                     str(ROOT)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("quanta_db-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")} == {"quanta_db"}
+    assert "quanta_db/cli/main.py" in names and "quanta_db/cli/kinds/sae.py" in names
     for sql in ROOT.glob("migrations/*.sql"):
         assert f"quanta_db/migrations/{sql.name}" in names
     queries = sorted(ROOT.glob("queries/*/*.sql"))
@@ -31,7 +34,7 @@ def test_wheel_ships_sql_and_cli_finds_it(tmp_path):
             f"sys.path.insert(0, {str(target)!r});"
             f"import quanta_db.resources as r; assert str(r.migrations_dir()).startswith({str(target)!r}), "
             "r.migrations_dir();"
-            "from cli.main import main; sys.argv = ['quanta-db', '--store', 'st', 'init']; main()")
+            "from quanta_db.cli.main import main; sys.argv = ['quanta-db', '--store', 'st', 'init']; main()")
     result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "schema version" in result.stdout

@@ -12,7 +12,7 @@ from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.job import ingest_clusters
 from quanta_db.results.quanta.viewer import render_clusters_html
-from tests.conftest import headless_page
+from tests.helpers import headless_page
 
 # Whole tags are single vocabulary entries, so a token itself is markup (not split into harmless
 # pieces), and the model and corpus names are markup too.

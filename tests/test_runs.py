@@ -12,7 +12,7 @@ from quanta_db.errors import StoreError
 from quanta_db.store import runs, views
 from quanta_db.store.registry import fact_tables
 from quanta_db.store.store import Store
-from tests.conftest import staging_entries
+from tests.helpers import staging_entries
 
 
 def _vocab(name="tok", n=5):

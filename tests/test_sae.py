@@ -10,35 +10,7 @@ import torch
 from quanta_db.errors import InputError
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.sae.job import ingest_sae
-from tests.conftest import headless_page, staging_entries
-
-HOOK = "blocks.1.hook_resid_pre"  # = output_hidden_states[1] of the 2-layer toy model
-DEAD = [0, 5, 9]
-
-
-def _build_sae(architecture: str, d_in: int, folder, hook=HOOK, d_sae=48, nan=False, model_name="tiny"):
-    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-
-    metadata = SAEMetadata(hook_name=hook, model_name=model_name)
-    config_class, sae_class, extra = {
-        "standard": (StandardSAEConfig, StandardSAE, {}),
-        "topk": (TopKSAEConfig, TopKSAE, {"k": 6}),
-        "jumprelu": (JumpReLUSAEConfig, JumpReLUSAE, {}),
-    }[architecture]
-    sae = sae_class(config_class(d_in=d_in, d_sae=d_sae, metadata=metadata, **extra))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=generator) * 3)  # the toy stream is ~0.2 in norm
-        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=generator) / d_sae**0.5)
-        sae.b_enc.copy_(torch.full((d_sae,), -0.3))
-        sae.b_enc[DEAD] = -1e4  # never active
-        if architecture == "jumprelu":
-            sae.threshold.copy_(torch.full((d_sae,), 0.1))
-        if nan:
-            sae.W_enc[0, 1] = float("nan")
-    sae.save_model(folder)
-    return folder
+from tests.helpers import DEAD_FEATURES, build_sae, direct_sae_outputs, headless_page, staging_entries
 
 
 @pytest.fixture
@@ -47,37 +19,12 @@ def sae_store(corpus_store, toy_model):
     return corpus_store
 
 
-def _direct(store, toy_model, sae_dir, n_tokens=None):
-    """Activations from output_hidden_states, the SAE's own encode, numpy statistics."""
-    from sae_lens import SAE
-    from transformers import AutoModelForCausalLM
-
-    from quanta_db.results.corpus.read import load_corpus_tokens
-
-    model = AutoModelForCausalLM.from_pretrained(str(toy_model["dir"] / "step8"), dtype=torch.float32).eval()
-    sae = SAE.load_from_disk(str(sae_dir), device="cpu")
-    doc_ids, sequences = load_corpus_tokens(store, "toy")
-    xs, keys = [], []
-    for doc, ids in zip(doc_ids, sequences):
-        if len(ids) == 0:
-            continue
-        with torch.no_grad():
-            hidden = model(input_ids=torch.from_numpy(ids.astype(np.int64))[None], output_hidden_states=True)
-        xs.append(hidden.hidden_states[1][0])
-        keys += [(int(doc), p) for p in range(len(ids))]
-    x = torch.cat(xs)
-    with torch.no_grad():
-        feats = sae.encode(x)
-        x_hat = sae.decode(feats)
-    return x.numpy(), feats.numpy(), x_hat.numpy(), keys, model, sae
-
-
 @pytest.mark.parametrize("architecture", ["standard", "topk", "jumprelu"])
 def test_feature_statistics_match_a_direct_computation(sae_store, toy_model, tmp_path, architecture):
-    sae_dir = _build_sae(architecture, 32, tmp_path / architecture)
+    sae_dir = build_sae(architecture, 32, tmp_path / architecture)
     result = ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, top_k=5, progress=False)
     assert not result.skipped
-    x, feats, x_hat, keys, model, sae = _direct(sae_store, toy_model, sae_dir)
+    x, feats, x_hat, keys, model, sae = direct_sae_outputs(sae_store, toy_model, sae_dir)
     got = sae_store.query_df(f"SELECT * FROM sae_features WHERE sae = '{architecture}' ORDER BY feature")
     active = feats != 0
     np.testing.assert_array_equal(got.n_active, active.sum(0))
@@ -85,7 +32,7 @@ def test_feature_statistics_match_a_direct_computation(sae_store, toy_model, tmp
     np.testing.assert_allclose(got.density, active.mean(0), rtol=1e-9)
     np.testing.assert_allclose(got.mean_act, feats.mean(0), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(got.max_act, np.where(active.any(0), feats.max(0), 0), rtol=1e-4, atol=1e-6)
-    assert got.dead.tolist() == (~active.any(0)).tolist() and set(DEAD) <= set(np.flatnonzero(got.dead))
+    assert got.dead.tolist() == (~active.any(0)).tolist() and set(DEAD_FEATURES) <= set(np.flatnonzero(got.dead))
     assert 1 < active.sum(1).mean() < 40  # sparse, not empty: the checks below mean something
     np.testing.assert_allclose(got.decoder_norm, np.linalg.norm(sae.W_dec.detach().numpy(), axis=1), rtol=1e-5)
     # top examples: a full sort of each feature's activations
@@ -116,9 +63,9 @@ def test_feature_statistics_match_a_direct_computation(sae_store, toy_model, tmp
 
 
 def test_ce_loss_score_against_a_direct_splice(sae_store, toy_model, tmp_path):
-    sae_dir = _build_sae("standard", 32, tmp_path / "standard")
+    sae_dir = build_sae("standard", 32, tmp_path / "standard")
     ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, progress=False)
-    x, feats, x_hat, keys, model, sae = _direct(sae_store, toy_model, sae_dir)
+    x, feats, x_hat, keys, model, sae = direct_sae_outputs(sae_store, toy_model, sae_dir)
     from quanta_db.results.corpus.read import load_corpus_tokens
 
     _, sequences = load_corpus_tokens(sae_store, "toy")
@@ -152,7 +99,7 @@ def test_bad_saes_are_one_line_errors_and_change_nothing(sae_store, tmp_path, st
     folder = tmp_path / case
     kwargs = {"d_in": dict(d_in=16), "hook": dict(hook="blocks.7.hook_resid_post"),
               "model": dict(model_name="pythia-70m"), "nan": dict(nan=True)}[case]
-    _build_sae("standard", kwargs.pop("d_in", 32), folder, **kwargs)
+    build_sae("standard", kwargs.pop("d_in", 32), folder, **kwargs)
     before = store_snapshot(sae_store)
     with pytest.raises(InputError, match=message):
         ingest_sae(sae_store, str(folder), "toy", "tiny", step=8, progress=False)
@@ -189,7 +136,7 @@ def test_metrics_agree_with_sae_lens_run_evals(sae_store, toy_model, tmp_path, a
     assert len(windows) == len([s for s in sequences if len(s)])  # every document is a full window
     from quanta_db.results.corpus.job import ingest_corpus
 
-    sae_dir = _build_sae(architecture, 32, tmp_path / architecture)
+    sae_dir = build_sae(architecture, 32, tmp_path / architecture)
     tokenizer = sae_store.catalog_rows("tokenizers")[0]["source"]
     source = sae_store.catalog_rows("corpora", corpus="toy")[0]["source"]
     ingest_corpus(sae_store, source, "windows", tokenizer, max_tokens=32, progress=False)
@@ -228,7 +175,7 @@ def hostile_sae_store(store, toy_inputs, tmp_path):
     records = [{"text": text * 4 + r["text"][:200], "meta": {"pile_set_name": "x"}} for r in toy_inputs["records"][:10]]
     ingest_corpus(store, write_jsonl(records, tmp_path / "h.jsonl"), "hostile", str(model_dir), max_tokens=96,
                   progress=False)
-    sae_dir = _build_sae("standard", 32, tmp_path / "sae", model_name="step0")
+    sae_dir = build_sae("standard", 32, tmp_path / "sae", model_name="step0")
     ingest_sae(store, str(sae_dir), "hostile", str(model_dir), name="<i>sae</i>", progress=False)
     return store, "<i>sae</i>"
 
@@ -266,7 +213,7 @@ def test_feature_report_in_headless_chromium(hostile_sae_store, tmp_path):
 
 
 def test_bfloat16_statistics_are_close_to_float32(sae_store, tmp_path):
-    sae_dir = _build_sae("standard", 32, tmp_path / "standard")
+    sae_dir = build_sae("standard", 32, tmp_path / "standard")
     ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, name="f32", progress=False)
     ingest_sae(sae_store, str(sae_dir), "toy", "tiny", step=8, name="bf16", dtype="bfloat16", progress=False)
     both = sae_store.query_df("SELECT sae, l0, explained_variance, ce_loss_score FROM sae_metrics ORDER BY sae")

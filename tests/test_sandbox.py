@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from quanta_db.cli.main import cli
 from quanta_db.errors import QueryError
 from quanta_db.store.store import Store
 

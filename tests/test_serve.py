@@ -15,8 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from quanta_db.serve.app import live_server
-from tests.conftest import headless_page
-from tests.test_trajectories_job import losses_store  # noqa: F401  (fixture)
+from tests.helpers import headless_page
 
 
 @pytest.fixture
@@ -224,7 +223,7 @@ def test_concurrent_clients_while_an_ingest_commits(losses_store, toy_model):  #
         threads = [threading.Thread(target=client) for _ in range(8)]
         for thread in threads:
             thread.start()
-        ingest = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "--store",
+        ingest = subprocess.run([sys.executable, "-c", "from quanta_db.cli.main import main; main()", "--store",
                                  str(losses_store.root), "ingest", "losses", "--model",
                                  str(toy_model["dir"]), "--corpus", "toy", "--name", "third", "--steps", "0,4,8",
                                  "--no-progress"], capture_output=True, text=True, timeout=300)
@@ -274,7 +273,7 @@ def test_serve_command_warns_off_localhost(losses_store, monkeypatch):  # noqa: 
     import uvicorn
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from quanta_db.cli.main import cli
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))

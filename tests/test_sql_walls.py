@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from quanta_db.cli.main import cli
 from quanta_db.errors import QueryError
 from quanta_db.store import sandbox
 
@@ -221,7 +221,7 @@ from quanta_db.store import sandbox
 if sys.argv[1] == "no-walls":  # both walls above the kernel's taken down, as a bug would
     sandbox.check_read_only = lambda sql, macros=frozenset(): None
     sandbox.restrict = lambda con, root, memory_limit=None: None
-from cli.main import main
+from quanta_db.cli.main import main
 sys.argv = ["quanta-db", *sys.argv[2:]]
 main()
 """

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from quanta_db.store import liveness
-from quanta_db.store.registry import catalog_tables, fact_tables
+from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 
 
 def test_status_counts_what_is_on_disk(corpus_store):
@@ -105,7 +105,7 @@ def test_a_run_whose_commit_times_out_is_kept_and_the_same_command_commits_it(jo
     running the command again commits it without computing it again."""
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from quanta_db.cli.main import cli
     from quanta_db.store import catalog
 
     store = corpus_store
@@ -344,3 +344,48 @@ def test_owner_alive_leaves_a_live_process_alone_and_reads_defaults(tmp_path, mo
 def test_has_files_by_per_file_keys(corpus_store):
     assert corpus_store.has_files("tokens", corpus="toy")
     assert not corpus_store.has_files("tokens", corpus="nope")
+
+
+def test_the_sqlalchemy_engines_hold_no_connection_and_read_the_saved_table_functions(corpus_store, tmp_path):
+    import pandas as pd
+    from sqlalchemy.pool import NullPool
+
+    from quanta_db.errors import StoreError
+    from quanta_db.store.catalog import sqlalchemy_engine
+
+    store = corpus_store
+    table_function = "SELECT * FROM corpus_tokens('toy', document_id := 0) ORDER BY ALL"
+    checked, unsafe = store.engine(), store.engine(unsafe=True)
+    for engine in (checked, unsafe):
+        assert isinstance(engine.pool, NullPool)  # nothing held between statements: commits never wait on it
+        pd.testing.assert_frame_equal(pd.read_sql(table_function, engine), store.query_df(table_function),
+                                      check_dtype=False)
+    with pytest.raises(Exception, match="only SELECT"):
+        pd.read_sql("PRAGMA database_list", checked)
+    assert "catalog" in set(pd.read_sql("PRAGMA database_list", unsafe)["name"])  # unchecked, yet read-only:
+    with pytest.raises(Exception, match="read-only"), unsafe.connect() as con:
+        con.exec_driver_sql("CREATE TABLE x (a INT)")
+    with pytest.raises(StoreError, match=r"^\S+nowhere is not a quanta-db store \(no catalog.duckdb\)$"):
+        sqlalchemy_engine(tmp_path / "nowhere")
+
+
+def test_read_fact_reads_the_partition_and_columns_asked_for(corpus_store):
+    from quanta_db import ingest_contexts
+
+    store = corpus_store
+    ingest_contexts(store, "toy", "ctx", per_subset=2, length=8)
+    every = store.read_fact("documents")
+    assert every.column_names == fact_table("documents").schema.names
+    assert set(every.column("corpus").to_pylist()) == {"toy", "ctx"}
+    doc_ids = store.read_fact("documents", ["doc_id"], partition={"corpus": "ctx"})
+    assert doc_ids.column_names == ["doc_id"] and sorted(doc_ids.column(0).to_pylist()) == store.query_df(
+        "SELECT doc_id FROM documents WHERE corpus = 'ctx' ORDER BY doc_id")["doc_id"].tolist()
+    assert store.read_fact("documents", ["doc_id"], partition={"corpus": "nope"}).num_rows == 0
+    assert store.read_fact("documents", ["doc_id", "corpus"], partition={"corpus": "nope"}).column_names == [
+        "doc_id", "corpus"]
+
+
+def test_query_frames_keep_integers_integral_beside_nulls(store):
+    frame = store.query_df("SELECT * FROM (VALUES (1::INTEGER, true), (NULL, NULL)) AS t(n, b)")
+    assert str(frame["n"].dtype) == "Int32" and str(frame["b"].dtype) == "boolean"
+    assert frame["n"].tolist()[0] == 1 and frame["n"].isna().tolist() == [False, True]

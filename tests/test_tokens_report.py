@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quanta_db.errors import InputError
-from tests.conftest import headless_page
-from tests.test_trajectories_job import losses_store  # noqa: F401  (fixture)
-from tests.test_trajectories_report import hostile_fit  # noqa: F401  (fixture)
+from tests.helpers import headless_page
 
 
 def test_pane_values_equal_the_losses(losses_store):  # noqa: F811
@@ -63,7 +61,7 @@ def test_bad_pane_query_and_documents(losses_store):  # noqa: F811
 def test_tokens_page_in_headless_chromium(hostile_fit, tmp_path):  # noqa: F811
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from quanta_db.cli.main import cli
 
     store, _ = hostile_fit
     out = tmp_path / "tokens.html"

@@ -8,17 +8,6 @@ import pytest
 from quanta_db.errors import InputError
 
 
-@pytest.fixture
-def losses_store(corpus_store, toy_model):
-    """Two 'models' over steps 0, 4, 8 of the toy model: float32 and bfloat16 losses differ."""
-    from quanta_db.results.losses.job import ingest_losses
-
-    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="small", steps=[0, 4, 8], progress=False)
-    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="large", steps=[0, 4, 8], dtype="bfloat16",
-                  progress=False)
-    return corpus_store
-
-
 def _pivot(store):
     frame = store.query_df("SELECT model, step, doc_id, pos, loss_nats FROM token_losses WHERE corpus = 'toy'")
     matrix = frame.pivot_table(index=["model", "step"], columns=["doc_id", "pos"], values="loss_nats")
@@ -106,7 +95,7 @@ def test_token_subset_and_hybrid_and_events(losses_store):
     ({"steps": [4, 5]}, "no losses on 'toy' at step(s) 5"),
     ({"tokens": "SELECT doc_id, pos FROM tokens WHERE false"}, "no token of 'toy' has losses in all 6 rows"),
     ({"tokens": "SELECT doc_id FROM tokens"}, "returning doc_id and pos"),
-    ({"method": "ica"}, "unknown method"),
+    ({"method": "ica"}, "method must be one of pca, sparse, hybrid"),
 ])
 def test_bad_inputs_are_one_line_errors_and_change_nothing(losses_store, store_snapshot, kwargs, message):
     from quanta_db.results.trajectories.job import ingest_trajectories
@@ -121,7 +110,7 @@ def test_bad_inputs_are_one_line_errors_and_change_nothing(losses_store, store_s
 def test_saved_analyses_against_pandas(losses_store, tmp_path):
     from quanta_db.results.sae.job import ingest_sae
     from quanta_db.results.trajectories.job import ingest_trajectories
-    from tests.test_sae import _build_sae
+    from tests.helpers import build_sae
 
     fit = ingest_trajectories(losses_store, ["small", "large"], "toy", components=3, device="cpu").run_id
     variance = losses_store.query_df("SELECT * FROM trajectory_explained_variance")
@@ -136,7 +125,7 @@ def test_saved_analyses_against_pandas(losses_store, tmp_path):
         assert row.context == "".join(text[(row.doc_id, p)] for p in range(max(0, row.pos - 3), row.pos))
     curves = losses_store.query_df("SELECT * FROM trajectory_score_curves WHERE model = 'small' AND component = 1")
     assert list(curves.steps[0]) == [0, 4, 8] and len(curves.scores_smoothed[0]) == 3
-    folder = _build_sae("standard", 32, tmp_path / "sae", model_name="small")
+    folder = build_sae("standard", 32, tmp_path / "sae", model_name="small")
     ingest_sae(losses_store, str(folder), "toy", "small", step=8, name="s", progress=False)
     labels = losses_store.query_df("SELECT * FROM trajectory_loading_labels(?, 1)", [fit])
     examples = losses_store.query_df("SELECT corpus, doc_id, pos, feature FROM feature_examples WHERE kind = 'top'")

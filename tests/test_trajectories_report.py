@@ -4,37 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import headless_page
-
-
-@pytest.fixture
-def hostile_fit(store, toy_inputs, tmp_path):
-    """Two 'models' (float32 / bfloat16 losses) over four random checkpoints, on a corpus whose
-    vocabulary has whole-tag tokens."""
-    from transformers import AutoTokenizer
-
-    from quanta_db.demo.toy_corpus import write_jsonl
-    from quanta_db.demo.toy_models import gpt_neox_config, random_model
-    from quanta_db.results.corpus.job import ingest_corpus
-    from quanta_db.results.losses.job import ingest_losses
-    from quanta_db.results.trajectories.job import ingest_trajectories
-
-    tokenizer = AutoTokenizer.from_pretrained(str(toy_inputs["tokenizer"]))
-    tokenizer.add_tokens(["<b>bold</b>", "<img src=x onerror=alert(1)>"])
-    models = tmp_path / "random"
-    for step in range(6):
-        tokenizer.save_pretrained(models / f"step{step}")
-        random_model(gpt_neox_config(len(tokenizer), 32, 2, 4, n_ctx=256), seed=step).save_pretrained(
-            models / f"step{step}")
-    text = "<b>bold</b> then <img src=x onerror=alert(1)> and <script>alert(2)</script> "
-    records = [{"text": text * 3 + r["text"][:200], "meta": {"pile_set_name": "x"}} for r in toy_inputs["records"][:8]]
-    ingest_corpus(store, write_jsonl(records, tmp_path / "h.jsonl"), "hostile", str(models / "step0"), max_tokens=64,
-                  progress=False)
-    for name, dtype in (("<i>small</i>", "float32"), ("large", "bfloat16")):
-        ingest_losses(store, str(models), "hostile", name=name, steps=list(range(6)), dtype=dtype, progress=False)
-    fit = ingest_trajectories(store, ["<i>small</i>", "large"], "hostile", components=4, smooth=(0.0, 0.0),
-                              device="cpu")
-    return store, fit.run_id
+from tests.helpers import headless_page
 
 
 def test_trajectories_page_in_headless_chromium(hostile_fit, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from quanta_db.cli.main import cli
 
 
 @pytest.fixture
@@ -15,12 +15,12 @@ def universality_store(corpus_store, toy_model, tmp_path):
     from quanta_db.results.losses.job import ingest_losses
     from quanta_db.results.sae.job import ingest_sae
     from quanta_db.results.universality.job import ingest_feature_matches, ingest_feature_pairs, ingest_metrics
-    from tests.test_sae import _build_sae
+    from tests.helpers import build_sae
 
     ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
-    ingest_sae(corpus_store, str(_build_sae("standard", 32, tmp_path / "a")), "toy", "tiny", step=8, name="a",
+    ingest_sae(corpus_store, str(build_sae("standard", 32, tmp_path / "a")), "toy", "tiny", step=8, name="a",
                progress=False)
-    ingest_sae(corpus_store, str(_build_sae("topk", 32, tmp_path / "c", hook="blocks.0.hook_resid_post")), "toy",
+    ingest_sae(corpus_store, str(build_sae("topk", 32, tmp_path / "c", hook="blocks.0.hook_resid_post")), "toy",
                "tiny", step=8, name="c", progress=False)
     matchings = {}
     for other, method in (("a", "one-to-one"), ("c", "argmax")):

@@ -101,16 +101,16 @@ def test_ingest_feature_pairs_matches_numpy_on_the_direct_activations(corpus_sto
     from quanta_db.results.losses.job import ingest_losses
     from quanta_db.results.sae.job import ingest_sae
     from quanta_db.results.universality.job import ingest_feature_pairs
-    from tests.test_sae import _build_sae, _direct
+    from tests.helpers import build_sae, direct_sae_outputs
 
     ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
-    folder = _build_sae("standard", 32, tmp_path / "sae")
+    folder = build_sae("standard", 32, tmp_path / "sae")
     ingest_sae(corpus_store, str(folder), "toy", "tiny", step=8, name="a", progress=False)
-    other = _build_sae("topk", 32, tmp_path / "other")
+    other = build_sae("topk", 32, tmp_path / "other")
     ingest_sae(corpus_store, str(other), "toy", "tiny", step=8, name="b", progress=False)
     result = ingest_feature_pairs(corpus_store, "a", "b", "toy", n_tokens=None, top_k=3, progress=False)
-    _, feats_a, *_ = _direct(corpus_store, toy_model, folder)
-    _, feats_b, *_ = _direct(corpus_store, toy_model, other)
+    _, feats_a, *_ = direct_sae_outputs(corpus_store, toy_model, folder)
+    _, feats_b, *_ = direct_sae_outputs(corpus_store, toy_model, other)
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = np.corrcoef(feats_a.T, feats_b.T)[:48, 48:]
     expected[np.ptp(feats_a, axis=0) == 0, :] = np.nan

@@ -8,7 +8,7 @@ import pytest
 
 from quanta_db.errors import QueryError
 from quanta_db.store import views
-from tests.conftest import raw_table as _raw
+from tests.helpers import raw_table as _raw
 
 
 def test_tokens_per_subset_matches_pandas(corpus_store):

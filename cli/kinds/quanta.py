@@ -1,43 +1,45 @@
-"""CLI of the quanta kind: ingest clusters, report clusters."""
+"""CLI of the quanta kind: ingest clusters, ingest recluster, report clusters."""
 
 from __future__ import annotations
 
 import click
 
-from cli.options import device_option, dtype_option, echo_result, force_option, pass_store, progress_option
+from quanta_db.cli.options import StoreRef, echo_result, pass_store
+from quanta_db.cli.params import job_command
+from quanta_db.results.quanta.params import ClusterParams, ReclusterParams
 
 
-@click.command()
-@click.option("--model", help="Model name in the store (its losses must be ingested).")
-@click.option("--step", type=int, help="Training step of the model.")
-@click.option("--corpus", help="Corpus whose tokens are clustered.")
-@click.option("--loss-below", type=float, default=0.1, show_default=True, help="Keep tokens with loss below this.")
-@click.option("--loss-unit", type=click.Choice(["nats", "bits"]), default="nats", show_default=True)
-@click.option("--exclude-filter", help="Drop tokens where this filter is true (e.g. trigram).")
-@click.option("--n-tokens", type=click.IntRange(2), default=10000, show_default=True)
-@click.option("--skip", type=click.IntRange(1), default=50, show_default=True, help="Take every skip-th candidate.")
-@click.option("--n-clusters", type=click.IntRange(2), default=400, show_default=True)
-@click.option("--n-init", type=click.IntRange(1), default=30, show_default=True, help="k-means restarts.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sketch", type=click.IntRange(16), help="CountSketch the gradients to this many dimensions.")
-@dtype_option("--grad-dtype", help="Storage of gradient blocks (products accumulate in float32).")
-@click.option("--grad-memory-gb", type=float, help="Memory for gradient blocks [default: 70% of free GPU, 4 GB on CPU].")
-@click.option("--from-similarity", help="Recluster the similarity matrix of this run instead.")
-@device_option
-@force_option
-@progress_option
-@pass_store
-def clusters(ref, model, step, corpus, loss_below, loss_unit, exclude_filter, n_tokens, skip, n_clusters, n_init,
-             seed, sketch, grad_dtype, grad_memory_gb, from_similarity, device, force, progress):
-    """Quanta: cluster low-loss tokens by the cosine similarity of their loss gradients."""
-    from quanta_db.results.quanta.job import ingest_clusters
+def _clusters_command() -> click.Command:
+    """``ingest clusters``, generated from its parameters, which also takes ``--from-similarity RUN``
+    (the spelling of ``ingest recluster`` before the two jobs were split)."""
+    command = job_command("clusters", ClusterParams, "quanta_db.results.quanta.job:ingest_clusters")
+    inner = command.callback
+    for option in command.params:
+        if option.name in ("model", "step", "corpus"):
+            option.required = False
 
-    echo_result(ingest_clusters(
-        ref.open(), model, step, corpus, loss_below=loss_below, loss_unit=loss_unit, exclude_filter=exclude_filter,
-        n_tokens=n_tokens, skip=skip, n_clusters=n_clusters, n_init=n_init, seed=seed, device=device, sketch=sketch,
-        grad_dtype=grad_dtype, grad_memory_gb=grad_memory_gb, from_similarity=from_similarity, force=force,
-        progress=progress,
-    ))
+    @click.pass_context
+    def callback(ctx, from_similarity, **values):
+        if from_similarity is None:
+            missing = [f"--{name}" for name in ("model", "step", "corpus") if values[name] is None]
+            if missing:
+                raise click.UsageError(f"{', '.join(missing)} required (or --from-similarity RUN)")
+            return ctx.invoke(inner, **values)
+        ref = ctx.find_object(StoreRef)
+        params = ReclusterParams(from_similarity, values["n_clusters"], values["n_init"], values["seed"],
+                                 force=values["force"])
+        from quanta_db.results.quanta.job import ingest_recluster
+
+        echo_result(ingest_recluster(ref.open(), params))
+
+    command.callback = callback
+    command.params.append(click.Option(["--from-similarity"], help="Recluster the similarity matrix of this run "
+                                       "instead (same as `ingest recluster`)."))
+    return command
+
+
+clusters = _clusters_command()
+recluster = job_command("recluster", ReclusterParams, "quanta_db.results.quanta.job:ingest_recluster")
 
 
 @click.command("clusters")
@@ -58,5 +60,5 @@ def clusters_report(ref, clustering, output, before, after):
     click.echo(f"wrote {output} ({len(page.encode()) / 1024:.0f} KiB)")
 
 
-INGEST = [clusters]
+INGEST = [clusters, recluster]
 REPORT = [clusters_report]

@@ -171,7 +171,7 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
         lambda: [ingest_contexts(store, CORPUS, CONTEXTS, per_subset=shape.contexts_per_subset, length=128, seed=0)],
         lambda: [ingest_dm_math(store, DM_MATH, tokenizer, per_category=shape.dm_per_category, source=inputs["dm_math"],
                                        seed=0, few_shot_tokens=512)],
-        lambda: [ingest_filters(store, CORPUS, kind, progress=progress) for kind in ("trigram", "bigram")],
+        lambda: [ingest_filters(store, CORPUS, name, progress=progress) for name in ("trigram", "bigram")],
         *[
             (lambda name=name, path=path, corpus=corpus: ingest_losses(store, str(path), corpus, name=name,
                                                                       progress=progress))

@@ -109,9 +109,9 @@ def create_app(settings: Settings):
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     environment.filters["urlencode_params"] = urlencode
     environment.globals["rows_of"] = lambda table: zip(*(c.to_pylist() for c in table.columns))
-    # a run of one of these job kinds links to its report: {job kind: report name}
+    # a run of one of these jobs links to its report: {job: report name}
     environment.globals["downloads"] = DOWNLOADS
-    environment.globals["run_reports"] = {r.run_kind: name for name, r in kinds.reports().items() if r.run_kind}
+    environment.globals["run_reports"] = {r.run_job: name for name, r in kinds.reports().items() if r.run_job}
     report_cache: dict[tuple, tuple[str, bytes]] = {}
 
     def execute(sql: str, params=None, max_rows: int | None = settings.max_rows) -> querying.Result:
@@ -136,7 +136,7 @@ def create_app(settings: Settings):
         out = []
         for name in names:
             count = execute(f"SELECT count(*) AS n FROM {quote_ident(name)}").table.column("n")[0].as_py()
-            out.append({"name": name, "kind": "fact" if name in fact_tables() else "catalog", "rows": count,
+            out.append({"name": name, "role": "fact" if name in fact_tables() else "catalog", "rows": count,
                         "columns": [(c["column_name"], c["data_type"]) for c in columns if c["table_name"] == name]})
         return out
 
@@ -187,12 +187,12 @@ def create_app(settings: Settings):
                         headers={"Content-Disposition": f'attachment; filename="result.{FORMATS[fmt].extension}"'})
 
     def report(request):
-        kind, ident = request.path_params["kind"], request.path_params["ident"]
-        declared = kinds.report(kind)
+        name, ident = request.path_params["report"], request.path_params["ident"]
+        declared = kinds.report(name)
         options = dict(request.query_params)
         # reports of a run id never change; the others (an SAE name, a metric) follow commits
-        key = (kind, ident, tuple(sorted(options.items())),
-               None if declared.run_kind else snapshots.current().generation)
+        key = (name, ident, tuple(sorted(options.items())),
+               None if declared.run_job else snapshots.current().generation)
         if key not in report_cache:
             store = SnapshotStore(settings.root, snapshots.current(), settings.time_limit_ms)
             report_cache[key] = declared.render(store, ident, options)
@@ -230,7 +230,7 @@ def create_app(settings: Settings):
         return JSONResponse(to_json(execute(page_sql("runs"), max_rows=None)))
 
     routes = [Route("/", home), Route("/tables/{name}", table_page), Route("/analyses/{name}", analysis_page),
-              Route("/sql", sql_page), Route("/download", download), Route("/reports/{kind}/{ident}", report),
+              Route("/sql", sql_page), Route("/download", download), Route("/reports/{report}/{ident}", report),
               Route("/api/query", api_query), Route("/api/views/{name}", api_view),
               Route("/api/tables/{name}", api_table), Route("/api/runs", api_runs),
               Route("/favicon.ico", lambda request: Response(status_code=204))]

@@ -38,7 +38,7 @@ class Seen:
 class Observation:
     """A job's view of the catalog at decision time (see the module docstring)."""
 
-    kind: str
+    job: str
     params_hash: str
     identical: list[str]  # committed runs with the same parameters, oldest first
     seen: list[Seen] = field(default_factory=list)
@@ -71,8 +71,8 @@ def committed_with_hash(con, params_hash: str) -> list[str]:
         [params_hash]).fetchall()]
 
 
-def observe(con, kind: str, params_hash: str) -> Observation:
-    return Observation(kind, params_hash, committed_with_hash(con, params_hash))
+def observe(con, job: str, params_hash: str) -> Observation:
+    return Observation(job, params_hash, committed_with_hash(con, params_hash))
 
 
 def duplicate_of(con, observation: Observation) -> str | None:

@@ -14,7 +14,7 @@ from quanta_db.errors import QuantaError
 from quanta_db.store.tables import CatalogTable, FactTable
 
 STORE_TABLES = (
-    CatalogTable("runs", ("run_id",), "Every committed ingest: job kind, parameters, versions, times, rows."),
+    CatalogTable("runs", ("run_id",), "Every committed ingest: job, parameters, versions, times, rows."),
     CatalogTable("files", ("path",), "Every committed Parquet file or artifact, with its run and partition."),
     CatalogTable("schema_migrations", ("version",), "Applied migrations with their checksums."),
     CatalogTable("saved_queries", ("name",), "Installed saved analyses."),

@@ -42,9 +42,10 @@ ROW_GROUP_ROWS = 1 << 20
 FILE_ROWS = 1 << 24
 
 
-def params_hash(kind: str, params: dict) -> str:
-    """sha256 of the job kind and its canonical (sorted-key) JSON parameters."""
-    canonical = json.dumps({"kind": kind, "params": params}, sort_keys=True, default=str)
+def params_hash(job: str, params: dict) -> str:
+    """sha256 of the job and its canonical (sorted-key) JSON parameters (the job under the key
+    "kind", as the runs table names it)."""
+    canonical = json.dumps({"kind": job, "params": params}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -140,15 +141,15 @@ class Run:
     :mod:`quanta_db.store.expectations`).
     """
 
-    def __init__(self, root: Path, kind: str, params: dict, device: str | None = None,
+    def __init__(self, root: Path, job: str, params: dict, device: str | None = None,
                  observation: expectations.Observation | None = None, inputs: list[str] | None = None):
         self.root = Path(root)
-        self.kind = kind
-        self.params_hash = params_hash(kind, params)
+        self.job = job
+        self.params_hash = params_hash(job, params)
         # Recorded, not hashed: an upgrade of a library does not make an identical job new.
         self.params = {**params, ENVIRONMENT_KEY: library_versions()}
         self.device = device
-        self.observation = observation or expectations.Observation(kind, self.params_hash, [])
+        self.observation = observation or expectations.Observation(job, self.params_hash, [])
         self.inputs = sorted(set(inputs or []) | self.observation.input_runs)
         self.run_id = new_run_id()
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -163,7 +164,7 @@ class Run:
         self._staged: list[StagedFile] | None = None
         self._state = "open"
         self.staging.mkdir(parents=True)
-        liveness.write_marker(self.staging, run_id=self.run_id, kind=kind, params_hash=self.params_hash)
+        liveness.write_marker(self.staging, run_id=self.run_id, kind=job, params_hash=self.params_hash)
 
     # -- staging -----------------------------------------------------------------------
     def write(self, table: str, data: pa.Table | pa.RecordBatch, _registration: int | None = None) -> int:
@@ -308,7 +309,7 @@ class Run:
         run = cls.__new__(cls)
         run.__dict__.update(pickle.loads((folder / READY_STATE).read_bytes()))
         run._writers, run._state = {}, "open"
-        liveness.write_marker(run.staging, run_id=run.run_id, kind=run.kind, params_hash=run.params_hash)
+        liveness.write_marker(run.staging, run_id=run.run_id, kind=run.job, params_hash=run.params_hash)
         return run
 
     # -- internals -------------------------------------------------------------------------
@@ -379,7 +380,7 @@ class Run:
         con.execute(
             statement("add_committed_run"),
             [
-                self.run_id, self.kind, json.dumps(self.params, sort_keys=True, default=str),
+                self.run_id, self.job, json.dumps(self.params, sort_keys=True, default=str),
                 self.params_hash, __version__, socket.gethostname(), self.device,
                 self.started_at, now, rows_written, json.dumps(summary) if summary else None,
                 json.dumps(self.inputs) if self.inputs else None,

@@ -68,10 +68,10 @@ def _write_in_tree(node, macros: frozenset[str]) -> str | None:
         return next((found for child in node if (found := _write_in_tree(child, macros))), None)
     if not isinstance(node, dict):
         return None
-    kind = node.get("type")
-    if isinstance(kind, str) and kind.endswith("_NODE") and kind not in READ_NODES:
-        return kind.removesuffix("_NODE").replace("_QUERY", "") + " inside the query"
-    if kind == "TABLE_FUNCTION":
+    node_type = node.get("type")
+    if isinstance(node_type, str) and node_type.endswith("_NODE") and node_type not in READ_NODES:
+        return node_type.removesuffix("_NODE").replace("_QUERY", "") + " inside the query"
+    if node_type == "TABLE_FUNCTION":
         name = str((node.get("function") or {}).get("function_name", "")).lower()
         if name not in READ_TABLE_FUNCTIONS | macros and not name.startswith(READ_TABLE_FUNCTION_PREFIXES):
             return f"table function {name}()"
@@ -133,16 +133,16 @@ def check_read_only(sql: str, macros: frozenset[str] = frozenset()) -> None:
         raise QueryError("no SQL statement given")
     if len(statements) != 1:
         raise QueryError(f"one SQL statement at a time, got {len(statements)}")
-    kind = _type_name(statements[0])
-    if kind == "EXPLAIN":
+    statement_type = _type_name(statements[0])
+    if statement_type == "EXPLAIN":
         inner = _explained(sql)
         explained = _parse(inner) if inner.strip() else []
         what = _type_name(explained[0]) if len(explained) == 1 else "no single statement"
         if what != "SELECT":
             raise QueryError(f"only a SELECT query can be explained here (this explains {what}); {OWNER_HINT}")
         sql = inner
-    elif kind != "SELECT":
-        raise QueryError(f"only SELECT queries run against the store (this is {kind}); {OWNER_HINT}")
+    elif statement_type != "SELECT":
+        raise QueryError(f"only SELECT queries run against the store (this is {statement_type}); {OWNER_HINT}")
     reason = _not_a_read(sql, macros)
     if reason:
         raise QueryError(f"only queries that read run against the store (this has {reason}); {OWNER_HINT}")

@@ -255,25 +255,25 @@ class Store:
             return con.execute(statement("relation_count"), [name]).fetchone()[0] > 0
 
     # -- runs ------------------------------------------------------------------------------------
-    def begin_run(self, kind: str, params: dict, device: str | None = None,
+    def begin_run(self, job: str, params: dict, device: str | None = None,
                   observation: expectations.Observation | None = None, inputs: list[str] | None = None) -> Run:
         """Start staging a run. ``observation`` (from :meth:`observe`) is what the job decided on,
         ``inputs`` the run ids it reads from; its commit checks both again. Without an
         observation, one is taken now (an identical run committed meanwhile makes it a no-op)."""
-        return Run(self.root, kind, params, device=device, observation=observation or self.observe(kind, params),
+        return Run(self.root, job, params, device=device, observation=observation or self.observe(job, params),
                    inputs=inputs)
 
-    def observe(self, kind: str, params: dict) -> expectations.Observation:
+    def observe(self, job: str, params: dict) -> expectations.Observation:
         """What a job deciding now sees: the committed runs with identical parameters (its
         ``previous``), to which :meth:`see` adds the entities it creates or replaces.
 
         A run with these parameters kept staged by an earlier commit that timed out on the
         catalog lock is committed first, so it counts as identical and the job need not recompute.
         """
-        wanted = params_hash(kind, params)
+        wanted = params_hash(job, params)
         self._commit_ready_runs(wanted)
         with self.read() as con:
-            return expectations.observe(con, kind, wanted)
+            return expectations.observe(con, job, wanted)
 
     def see(self, observation: expectations.Observation, table: str, shard: tuple[int, int] | None = None,
             is_input: bool = False, **keys) -> frozenset[str]:
@@ -304,11 +304,11 @@ class Store:
         liveness.write_marker(folder, job=job)
         return folder
 
-    def committed_runs(self, kind: str) -> list[tuple[str, dict]]:
-        """(run_id, parameters) of the committed runs of one kind, oldest first."""
+    def committed_runs(self, job: str) -> list[tuple[str, dict]]:
+        """(run_id, parameters) of the committed runs of one job, oldest first."""
         with self.read() as con:
             rows = con.execute(
-                statement("committed_runs_of_kind"), [kind]
+                statement("committed_runs_of_job"), [job]
             ).fetchall()
         return [(run_id, json.loads(params)) for run_id, params in rows]
 

@@ -75,8 +75,8 @@ class SavedQuery:
 
 
 def drop_saved_sql(name: str, is_macro: bool) -> str:
-    kind = "MACRO TABLE" if is_macro else "VIEW"
-    return f"DROP {kind} IF EXISTS {quote_ident(name)}"
+    object_type = "MACRO TABLE" if is_macro else "VIEW"
+    return f"DROP {object_type} IF EXISTS {quote_ident(name)}"
 
 
 def parse_saved_query(path: Path) -> SavedQuery:

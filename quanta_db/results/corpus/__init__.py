@@ -8,6 +8,6 @@ KIND = ResultKind(
     jobs={"ingest_corpus": "quanta_db.results.corpus.job", "ingest_contexts": "quanta_db.results.corpus.contexts",
           "ingest_dm_math": "quanta_db.results.corpus.dm_math"},
     tables="quanta_db.results.corpus.tables",
-    commands="cli.kinds.corpus",
+    commands="quanta_db.cli.kinds.corpus",
     queries="corpus",
 )

@@ -12,8 +12,10 @@ import numpy as np
 import pyarrow as pa
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed, require_name
+from quanta_db.job import JobResult, committed
+from quanta_db.params import job_function
 from quanta_db.results.corpus.job import stage_corpus_row, start_corpus_run, write_corpus_chunk
+from quanta_db.results.corpus.params import ContextsParams
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.runtime.tokenizer import load_tokenizer
 from quanta_db.store.store import Store
@@ -33,17 +35,13 @@ def sample_contexts(subsets: np.ndarray, lengths: np.ndarray, per_subset: int, l
     return picks
 
 
-def ingest_contexts(store: Store, source_corpus: str, name: str, per_subset: int = 512, length: int = 512,
-                    seed: int = 0, force: bool = False) -> JobResult:
-    require_name(name, "--name")
-    if name == source_corpus:  # --force would drop the source it reads from, and all derived from it
-        raise InputError(f"--name {name!r} is the source corpus itself; give the contexts another name")
-    if per_subset < 1 or length < 2:
-        raise InputError("--per-subset must be >= 1 and --length >= 2")
+def _ingest_contexts(store: Store, params: ContextsParams) -> JobResult:
+    """Sample ``per_subset`` windows of up to ``length`` tokens per subset of ``source_corpus``."""
+    source_corpus, name, per_subset, length, seed = (params.source_corpus, params.name, params.per_subset,
+                                                     params.length, params.seed)
     info = corpus_row(store, source_corpus)
-    params = {"from": source_corpus, "from_run": info["run_id"], "name": name, "per_subset": per_subset,
-              "length": length, "seed": seed}
-    run, skipped = start_corpus_run(store, "contexts", params, [name], force, from_corpus=source_corpus)
+    run, skipped = start_corpus_run(store, "contexts", params.identity(from_run=info["run_id"]), [name], params.force,
+                                    from_corpus=source_corpus)
     if skipped:
         return skipped
     with run:
@@ -70,6 +68,9 @@ def ingest_contexts(store: Store, source_corpus: str, name: str, per_subset: int
         rows = run.commit()
     return committed(run, rows, f"contexts {name!r}: {counts['n_docs']} contexts, {counts['n_tokens']:,} tokens",
                      counts)
+
+
+ingest_contexts = job_function(ContextsParams, _ingest_contexts)
 
 
 def _decode(store: Store, tokenizer_name: str, windows: list[np.ndarray]) -> list[str | None]:

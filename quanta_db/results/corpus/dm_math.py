@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed, require_name
+from quanta_db.job import JobResult, committed
+from quanta_db.params import job_function
 from quanta_db.results.corpus import dm_math_problems as dm_math
 from quanta_db.results.corpus.job import (
     prepare_tokenizer,
@@ -23,17 +24,17 @@ from quanta_db.results.corpus.job import (
     start_corpus_run,
     write_corpus_chunk,
 )
+from quanta_db.results.corpus.params import DmMathParams
 from quanta_db.runtime.tokenizer import encode
 from quanta_db.store.store import Store
 
 
-def ingest_dm_math(store: Store, name: str, tokenizer: str, per_category: int = 10, categories: list[str] | None = None,
-                   source=None, seed: int = 0, few_shot_tokens: int = 2048, tokenizer_name: str | None = None,
-                   force: bool = False) -> JobResult:
-    require_name(name, "--name")
-    if per_category < 1 or few_shot_tokens < 2:
-        raise InputError("--per-category must be >= 1 and --few-shot-tokens >= 2")
-    tok = prepare_tokenizer(store, tokenizer, tokenizer_name)
+def _ingest_dm_math(store: Store, params: DmMathParams) -> JobResult:
+    """Generate (or read) ``per_category`` problems per category into ``<name>_zero_shot`` / ``_few_shot``."""
+    name, tokenizer, per_category, source, seed, few_shot_tokens = (
+        params.name, params.tokenizer, params.per_category, params.source, params.seed, params.few_shot_tokens)
+    categories = list(params.categories) if params.categories is not None else None
+    tok = prepare_tokenizer(store, tokenizer, params.tokenizer_name)
     if source is not None:
         problems, failed = dm_math.read_released(source, per_category, categories, seed), {}
     else:
@@ -41,10 +42,10 @@ def ingest_dm_math(store: Store, name: str, tokenizer: str, per_category: int = 
     if not problems:
         raise InputError("no DM-mathematics problems to ingest" + (f" ({len(failed)} categories failed)" if failed else ""))
     zero, few = f"{name}_zero_shot", f"{name}_few_shot"
-    params = {"name": name, "tokenizer": str(tokenizer), "vocab_hash": tok.vocab_hash, "per_category": per_category,
-              "categories": categories, "source": str(source) if source else "generated", "seed": seed,
-              "few_shot_tokens": few_shot_tokens, "problems": [p.text for p in problems]}
-    run, skipped = start_corpus_run(store, "dm_math", params, [zero, few], force)
+    origin = str(source) if source else "generated"
+    identity = params.identity(tokenizer=str(tokenizer), vocab_hash=tok.vocab_hash, categories=categories,
+                               source=origin, problems=[p.text for p in problems])
+    run, skipped = start_corpus_run(store, "dm_math", identity, [zero, few], params.force)
     if skipped:
         return skipped
     with run:
@@ -61,13 +62,16 @@ def ingest_dm_math(store: Store, name: str, tokenizer: str, per_category: int = 
         run.write("token_alignments", alignment_table(few, zero, few_docs))
         for corpus, counts, origin, twin in ((zero, zero_counts, "dm_math_zero_shot", few),
                                              (few, few_counts, "dm_math_few_shot", zero)):
-            stage_corpus_row(run, corpus, params["source"], tok.name, tok.vocab_hash,
+            stage_corpus_row(run, corpus, origin, tok.name, tok.vocab_hash,
                              few_shot_tokens if corpus == few else None, counts, origin=origin, parent_corpus=twin)
         rows = run.commit()
     message = f"dm-math {name!r}: {len(problems)} problems in {len(few_docs)} categories"
     if failed:
         message += f"; {len(failed)} categories could not be generated here: {', '.join(sorted(failed))}"
     return committed(run, rows, message, {"failed": failed, "n_problems": len(problems)})
+
+
+ingest_dm_math = job_function(DmMathParams, _ingest_dm_math)
 
 
 def few_shot_documents(problems, problem_ids, separator: list[int], limit: int) -> list[dict]:

@@ -10,7 +10,9 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed, file_fingerprint, require_name
+from quanta_db.job import Ingest, JobResult, committed, file_fingerprint
+from quanta_db.params import job_function
+from quanta_db.results.corpus.params import CorpusParams
 from quanta_db.results.corpus.source import check_source, iter_documents
 from quanta_db.results.corpus.tokens import token_columns
 from quanta_db.runtime.tokenizer import encode, load_tokenizer, tokenizer_key, vocab_hash, vocab_table
@@ -19,40 +21,26 @@ from quanta_db.store.store import Store
 CHUNK_DOCS = 1024
 
 
-def ingest_corpus(
-    store: Store,
-    source,
-    name: str,
-    tokenizer: str,
-    max_docs: int | None = None,
-    max_tokens: int = 1024,
-    text_column: str = "text",
-    subset_column: str | None = None,
-    tokenizer_name: str | None = None,
-    force: bool = False,
-    progress: bool = True,
-) -> JobResult:
+def _ingest_corpus(store: Store, params: CorpusParams) -> JobResult:
     """Tokenize ``source`` into corpus ``name``; an identical earlier run makes this a no-op."""
-    if max_tokens is not None and max_tokens < 1:
-        raise InputError("--max-tokens must be at least 1")
-    require_name(name, "--name")
-    require_name(tokenizer_name, "--tokenizer-name")
+    source, name = params.source, params.name
     check_source(source)
-    tok = prepare_tokenizer(store, tokenizer, tokenizer_name)
-    params = {
-        "source": file_fingerprint(source), "name": name, "tokenizer": str(tokenizer), "tokenizer_name": tok.name,
-        "vocab_hash": tok.vocab_hash, "max_docs": max_docs, "max_tokens": max_tokens,
-        "text_column": text_column, "subset_column": subset_column,
-    }
-    run, skipped = start_corpus_run(store, "corpus", params, [name], force)
+    tok = prepare_tokenizer(store, params.tokenizer, params.tokenizer_name)
+    identity = params.identity(source=file_fingerprint(source), tokenizer=str(params.tokenizer),
+                               tokenizer_name=tok.name, vocab_hash=tok.vocab_hash)
+    run, skipped = start_corpus_run(store, "corpus", identity, [name], params.force)
     if skipped:
         return skipped
     with run:
         stage_tokenizer(run, tok)
-        counts = _write_documents(run, tok.tokenizer, source, name, max_docs, max_tokens, text_column, subset_column, progress)
-        stage_corpus_row(run, name, str(source), tok.name, tok.vocab_hash, max_tokens, counts)
+        counts = _write_documents(run, tok.tokenizer, source, name, params.max_docs, params.max_tokens,
+                                  params.text_column, params.subset_column, params.progress)
+        stage_corpus_row(run, name, str(source), tok.name, tok.vocab_hash, params.max_tokens, counts)
         rows = run.commit()
     return committed(run, rows, f"corpus {name!r}: {counts['n_docs']} documents, {counts['n_tokens']} tokens", counts)
+
+
+ingest_corpus = job_function(CorpusParams, _ingest_corpus)
 
 
 @dataclass
@@ -94,16 +82,15 @@ def start_corpus_run(store: Store, job: str, params: dict, names: list[str], for
     error unless ``force``, which replaces it together with everything derived from it
     (documents, tokens, filters, alignments, losses, clusterings: whatever declares it a parent).
     """
-    seen = store.observe(job, params)
-    if seen.previous and not force:
-        return None, JobResult(seen.previous, 0, skipped=True,
-                               message=f"{', '.join(names)}: already ingested by run {seen.previous}")
-    existing = [n for n in names if store.see(seen, "corpora", corpus=n)]
+    ingest = Ingest(store, job, params, force)
+    if ingest.previous:
+        return None, ingest.skipped(f"{', '.join(names)}: already ingested by run {ingest.previous}")
+    existing = [n for n in names if store.see(ingest.seen, "corpora", corpus=n)]
     if existing and not force:
         raise InputError(f"corpus {existing[0]!r} already exists with other parameters; pass --force to replace it")
     if from_corpus:
-        store.see(seen, "corpora", is_input=True, corpus=from_corpus)
-    run = store.begin_run(job, params, observation=seen)
+        store.see(ingest.seen, "corpora", is_input=True, corpus=from_corpus)
+    run = ingest.begin()
     for name in existing:
         run.replace("corpora", corpus=name)
     return run, None

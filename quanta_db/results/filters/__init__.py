@@ -6,5 +6,5 @@ KIND = ResultKind(
     "filters",
     jobs={"ingest_filters": "quanta_db.results.filters.job"},
     tables="quanta_db.results.filters.tables",
-    commands="cli.kinds.filters",
+    commands="quanta_db.cli.kinds.filters",
 )

@@ -6,6 +6,6 @@ KIND = ResultKind(
     "heads",
     jobs={"ingest_heads": "quanta_db.results.heads.job"},
     tables="quanta_db.results.heads.tables",
-    commands="cli.kinds.heads",
+    commands="quanta_db.cli.kinds.heads",
     queries="heads",
 )

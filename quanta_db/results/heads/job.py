@@ -7,10 +7,11 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed, require_name
+from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.params import ParameterError, job_function
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.heads.head_scores import ov_scores, pattern_scores, repeated_tokens
+from quanta_db.results.heads.params import HeadParams
 from quanta_db.results.heads.token_metrics import head_token_metrics
 from quanta_db.results.losses.models import resolve_model, stage_model_rows
 from quanta_db.runtime import models as model_sources
@@ -21,36 +22,31 @@ CPU_TOKEN_BUDGET = 2048
 METRICS = ("dla", "mover_attn", "mover_dla")
 
 
-def ingest_heads(store, model: str, corpus: str, name: str | None = None, step: int | None = None,
-                 max_docs: int | None = None, batch_size: str | int = "auto", device: str = "auto",
-                 induction_length: int = 50, induction_seqs: int = 8, vocab_range: tuple[int, int] | None = None,
-                 seed: int = 0, force: bool = False, progress: bool = True) -> JobResult:
+def _ingest_heads(store, params: HeadParams) -> JobResult:
     """Per-token DLA / mover scores of every head on ``corpus`` and per-head pattern and OV scores."""
-    require_name(name, "--name")
-    if (max_docs is not None and max_docs < 1) or induction_length < 2 or induction_seqs < 1:
-        raise InputError("--max-docs must be at least 1, --induction-length at least 2")
+    corpus, max_docs, induction_length, induction_seqs, seed = (params.corpus, params.max_docs,
+                                                                params.induction_length, params.induction_seqs,
+                                                                params.seed)
+    device, batch_size, progress = params.device, params.batch_size, params.progress
     torch_device = resolve_device(device)
     corpus_info = corpus_row(store, corpus)
-    model_name, checkpoint, known = resolve_model(store, model, step, corpus_info)
-    model_name = name or model_name
+    model_name, checkpoint, known = resolve_model(store, params.model, params.step, corpus_info)
+    model_name = params.name or model_name
     lm = model_sources.load_model(checkpoint, torch.float32, torch_device)
-    vocab_range = vocab_range or (0, lm.config.vocab_size)
+    vocab_range = params.vocab_range or (0, lm.config.vocab_size)
     if not 0 <= vocab_range[0] < vocab_range[1] <= lm.config.vocab_size:
-        raise InputError(f"--vocab-range must lie within [0, {lm.config.vocab_size})")
-    params = {"model": model_name, "step": checkpoint.step, "corpus": corpus, "max_docs": max_docs,
-              "induction_length": induction_length, "induction_seqs": induction_seqs, "vocab_range": list(vocab_range),
-              "seed": seed}
-    seen = store.observe("heads", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"heads of {model_name} step {checkpoint.step} on "
-                         f"{corpus!r}: already ingested")
-    store.see(seen, "corpora", is_input=True, corpus=corpus)
+        raise ParameterError("vocab_range", f"must lie within [0, {lm.config.vocab_size})")
+    job = Ingest(store, "heads", params.identity(model=model_name, step=checkpoint.step, vocab_range=list(vocab_range)),
+                 params.force)
+    if job.previous:
+        return job.skipped(f"heads of {model_name} step {checkpoint.step} on {corpus!r}: already ingested")
+    store.see(job.seen, "corpora", is_input=True, corpus=corpus)
     doc_ids, sequences = load_corpus_tokens(store, corpus)
     doc_ids, sequences = doc_ids[:max_docs], sequences[:max_docs]
     token_table = _token_metrics(lm, doc_ids, sequences, batch_size, torch_device, progress)
     scores = _head_scores(lm, induction_seqs, induction_length, vocab_range, getattr(lm.config, "bos_token_id", None),
                           seed)
-    with store.begin_run("heads", params, device=str(torch_device), observation=seen) as run:
+    with job.begin(device=str(torch_device)) as run:
         if not known:
             stage_model_rows(run, model_name, checkpoint, lm, corpus_info)
         run.replace("head_token_metrics", model=model_name, step=checkpoint.step, corpus=corpus)
@@ -64,6 +60,9 @@ def ingest_heads(store, model: str, corpus: str, name: str | None = None, step: 
     return committed(run, written, f"heads of {model_name} step {checkpoint.step} on {corpus!r}: "
                      f"{n // max(1, scores['induction'].size):,} tokens x {scores['induction'].size} heads; "
                      f"strongest induction head L{best[0]}H{best[1]} ({scores['induction'][best]:.2f})")
+
+
+ingest_heads = job_function(HeadParams, _ingest_heads)
 
 
 def _token_metrics(lm, doc_ids, sequences, batch_size, device, progress) -> pa.Table:

@@ -6,6 +6,6 @@ KIND = ResultKind(
     "losses",
     jobs={"ingest_losses": "quanta_db.results.losses.job"},
     tables="quanta_db.results.losses.tables",
-    commands="cli.kinds.losses",
+    commands="quanta_db.cli.kinds.losses",
     queries="losses",
 )

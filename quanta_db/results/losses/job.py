@@ -17,10 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed, require_name
+from quanta_db.job import JobResult, committed
+from quanta_db.params import job_function
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import launch_batch_losses
 from quanta_db.results.losses.models import check_corpus_tokenizer, stage_model_rows
+from quanta_db.results.losses.params import LossParams
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype, token_budget
@@ -38,42 +40,30 @@ class LossSpec:
     corpus: str
     dtype: str
     shard: tuple[int, int] | None
+    params: LossParams
 
-    def params(self, checkpoint: model_sources.Checkpoint) -> dict:
-        return {"model": self.model, "source": self.source, "step": checkpoint.step, "revision": checkpoint.revision,
-                "corpus": self.corpus, "dtype": self.dtype, "shard": list(self.shard) if self.shard else None}
+    def identity(self, checkpoint: model_sources.Checkpoint) -> dict:
+        return self.params.identity(model=self.model, source=self.source, step=checkpoint.step,
+                                    revision=checkpoint.revision)
 
 
-def ingest_losses(
-    store: Store,
-    source: str,
-    corpus: str,
-    name: str | None = None,
-    steps=None,
-    revisions: tuple[str, ...] = (),
-    dtype: str = "float32",
-    batch_size: str | int = "auto",
-    device: str = "auto",
-    shard: tuple[int, int] | None = None,
-    tokenizer: str | None = None,
-    compile_model: bool = False,
-    force: bool = False,
-    progress: bool = True,
-) -> list[JobResult]:
+def _ingest_losses(store: Store, params: LossParams) -> list[JobResult]:
     """Compute and commit ``token_losses`` for every checkpoint not yet in the store.
 
     ``compile_model``: run the transformer through ``torch.compile`` on CUDA (not part of the
     run's identity: the losses agree with the eager ones within the tested tolerances); on CPU
     it is ignored, as compiling costs more there than it saves."""
+    source, corpus, shard, force, progress = params.source, params.corpus, params.shard, params.force, params.progress
     if not progress:
         model_sources.silence_library_progress()
-    require_name(name, "--name")
     corpus_info = corpus_row(store, corpus)
-    batch_size = parse_batch_size(batch_size)
-    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
-    checkpoints = model_sources.resolve_checkpoints(source, steps, revisions)
-    spec = LossSpec(name or model_sources.default_model_name(source), str(source), corpus, dtype, shard)
-    check_corpus_tokenizer(source, checkpoints[0], tokenizer, corpus_info)
+    batch_size = parse_batch_size(params.batch_size)
+    torch_dtype, torch_device = resolve_dtype(params.dtype), resolve_device(params.device)
+    steps = list(params.steps) if isinstance(params.steps, (tuple, list)) else params.steps
+    checkpoints = model_sources.resolve_checkpoints(source, steps, params.revisions)
+    spec = LossSpec(params.name or model_sources.default_model_name(source), str(source), corpus, params.dtype, shard,
+                    params)
+    check_corpus_tokenizer(source, checkpoints[0], params.tokenizer, corpus_info)
     plan = [(c, *_decide(store, spec, c, force)) for c in checkpoints]
     results = [JobResult(run_id, 0, skipped=True, message=f"{spec.model} step {c.step}: already ingested")
                for c, run_id, _ in plan if run_id]
@@ -92,10 +82,10 @@ def ingest_losses(
                 bar.set_description(f"{spec.model} step {checkpoint.step}")
                 model = model_sources.load_model(checkpoint, torch_dtype, torch_device)
                 check_vocabulary(model, sequences, spec, checkpoint)
-                if compile_model and torch_device.type == "cuda":
+                if params.compile_model and torch_device.type == "cuda":
                     setattr(model, model.base_model_prefix, torch.compile(model.base_model, dynamic=True))
                 arrays = checkpoint_losses(model, doc_ids, sequences, batch_size, torch_device, bar)
-                run = store.begin_run("losses", spec.params(checkpoint), device=str(torch_device), observation=seen)
+                run = store.begin_run("losses", spec.identity(checkpoint), device=str(torch_device), observation=seen)
                 try:
                     _prepare_catalog(run, spec, checkpoint, model, corpus_info, replace=force)
                     del model
@@ -112,6 +102,9 @@ def ingest_losses(
     return results
 
 
+ingest_losses = job_function(LossParams, _ingest_losses)
+
+
 def check_vocabulary(model, sequences, spec: LossSpec, checkpoint) -> None:
     """Every token id of the corpus must have a row in the model's embedding matrix."""
     n_embeddings = model.get_input_embeddings().num_embeddings
@@ -124,7 +117,7 @@ def check_vocabulary(model, sequences, spec: LossSpec, checkpoint) -> None:
 
 def _decide(store: Store, spec: LossSpec, checkpoint, force: bool):
     """(run that already covers this checkpoint or None, what the decision saw)."""
-    seen = store.observe("losses", spec.params(checkpoint))
+    seen = store.observe("losses", spec.identity(checkpoint))
     store.see(seen, "token_losses", shard=spec.shard, model=spec.model, step=checkpoint.step, corpus=spec.corpus)
     store.see(seen, "corpora", is_input=True, corpus=spec.corpus)
     return _existing_run(store, spec, checkpoint, force), seen

@@ -5,9 +5,9 @@ from quanta_db.kinds import Report, ResultKind
 
 KIND = ResultKind(
     "quanta",
-    jobs={"ingest_clusters": "quanta_db.results.quanta.job"},
+    jobs={"ingest_clusters": "quanta_db.results.quanta.job", "ingest_recluster": "quanta_db.results.quanta.job"},
     tables="quanta_db.results.quanta.tables",
-    commands="cli.kinds.quanta",
-    reports={"clusters": Report("quanta_db.results.quanta.viewer:served", run_kind="clusters")},
+    commands="quanta_db.cli.kinds.quanta",
+    reports={"clusters": Report("quanta_db.results.quanta.viewer:served", run_job="clusters")},
     queries="quanta",
 )

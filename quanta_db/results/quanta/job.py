@@ -1,7 +1,8 @@
 """``ingest clusters``: quanta discovery — select low-loss tokens, compute the cosine similarity of
 their loss gradients, cluster it spectrally, and store labels, the chosen tokens and the matrix.
 
-``--from-similarity RUN`` reclusters a stored matrix without recomputing gradients.
+``ingest recluster`` (``ingest clusters --from-similarity RUN``) reclusters a stored matrix
+without recomputing gradients.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed
+from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.params import ParameterError, job_function
 from quanta_db.results.corpus.read import load_corpus_tokens
 from quanta_db.results.filters.compute import canonical_filter
 from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
-from quanta_db.results.quanta.gradients import DEFAULT_EXCLUDE, n_gradient_numbers, select_parameters
+from quanta_db.results.quanta.gradients import n_gradient_numbers, select_parameters
+from quanta_db.results.quanta.params import ClusterParams, ReclusterParams
 from quanta_db.results.quanta.spectral import spectral_clusters
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.device import memory_budget_bytes, resolve_device
@@ -56,48 +59,35 @@ def select_tokens(store: Store, model: str, step: int, corpus: str, loss_below_n
     return chosen
 
 
-def ingest_clusters(store: Store, model: str | None = None, step: int | None = None, corpus: str | None = None,
-                    loss_below: float = 0.1, loss_unit: str = "nats", exclude_filter: str | None = None,
-                    n_tokens: int = 10000, skip: int = 50, n_clusters: int = 400, n_init: int = 30, seed: int = 0,
-                    device: str = "auto", sketch: int | None = None, grad_dtype: str = "float32",
-                    grad_memory_gb: float | None = None, exclude_params: tuple[str, ...] = DEFAULT_EXCLUDE,
-                    from_similarity: str | None = None, force: bool = False, progress: bool = True) -> JobResult:
-    if from_similarity:
-        return _recluster(store, from_similarity, n_clusters, n_init, seed, force)
-    if model is None or step is None or corpus is None:
-        raise InputError("--model, --step and --corpus are required (or --from-similarity RUN)")
-    if loss_unit not in ("nats", "bits"):
-        raise InputError("--loss-unit must be nats or bits")
-    if not math.isfinite(loss_below):
-        raise InputError(f"--loss-below must be a finite number, got {loss_below}")
-    if grad_memory_gb is not None and not (math.isfinite(grad_memory_gb) and grad_memory_gb > 0):
-        raise InputError(f"--grad-memory-gb must be a positive number of GiB, got {grad_memory_gb}")
-    threshold_nats = loss_below * math.log(2) if loss_unit == "bits" else loss_below
-    params = {"model": model, "step": step, "corpus": corpus, "loss_below_nats": threshold_nats,
-              "exclude_filter": exclude_filter, "n_tokens": n_tokens, "skip": skip, "n_clusters": n_clusters,
-              "n_init": n_init, "seed": seed, "sketch": sketch, "grad_dtype": grad_dtype,
-              "exclude_params": list(exclude_params)}
-    seen = store.observe("clusters", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"clustering {seen.previous} already has these parameters")
-    _see_inputs(store, seen, model, step, corpus, exclude_filter)
-    chosen = select_tokens(store, model, step, corpus, threshold_nats, exclude_filter, n_tokens, skip)
+def _ingest_clusters(store: Store, params: ClusterParams) -> JobResult:
+    """Select the low-loss tokens of (model, step, corpus), compute their gradient cosine
+    similarity (exact, or CountSketched), cluster it spectrally and commit labels and matrix."""
+    model, step, corpus, exclude_filter = params.model, params.step, params.corpus, params.exclude_filter
+    sketch, seed, n_clusters = params.sketch, params.seed, params.n_clusters
+    identity = params.identity(loss_below_nats=params.loss_below_nats)
+    job = Ingest(store, "clusters", identity, params.force)
+    if job.previous:
+        return job.skipped(f"clustering {job.previous} already has these parameters")
+    _see_inputs(store, job.seen, model, step, corpus, exclude_filter)
+    chosen = select_tokens(store, model, step, corpus, params.loss_below_nats, exclude_filter, params.n_tokens,
+                           params.skip)
     if n_clusters >= chosen.num_rows:
-        raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} selected tokens")
-    torch_device = resolve_device(device)
+        raise ParameterError("n_clusters", f"{n_clusters} needs more than {chosen.num_rows} selected tokens")
+    torch_device = resolve_device(params.device)
     loaded = _load_checkpoint(store, model, step, torch_device)
-    parameters = select_parameters(loaded, exclude_params)
+    parameters = select_parameters(loaded, params.exclude_params)
     doc_ids, sequences = load_corpus_tokens(store, corpus)
     doc_index = {int(d): i for i, d in enumerate(doc_ids)}
     tokens = [(doc_index[int(d)], int(p)) for d, p in zip(chosen.column("doc_id").to_pylist(),
                                                           chosen.column("pos").to_pylist())]
     # An interrupted exact similarity keeps its finished block rows here; the same parameters
     # find the same folder, and gc removes it once no live job owns it.
-    storage = getattr(torch, grad_dtype)
-    block = None if sketch else block_tokens(n_gradient_numbers(parameters), storage, torch_device, grad_memory_gb)
-    resume_dir = store.resume_dir("clusters", params)
+    storage = getattr(torch, params.grad_dtype)
+    block = None if sketch else block_tokens(n_gradient_numbers(parameters), storage, torch_device,
+                                             params.grad_memory_gb)
+    resume_dir = store.resume_dir("clusters", identity)
     started = time.perf_counter()
-    with tqdm(total=len(tokens), unit="grad", disable=not progress, desc="gradients") as bar:
+    with tqdm(total=len(tokens), unit="grad", disable=not params.progress, desc="gradients") as bar:
         if sketch:
             cosine = sketched_cosine(loaded, parameters, sequences, tokens, torch_device, sketch, seed,
                                      on_row=bar.update)
@@ -106,40 +96,46 @@ def ingest_clusters(store: Store, model: str | None = None, step: int | None = N
             cosine = exact_cosine(loaded, parameters, sequences, tokens, torch_device, block, storage,
                                   on_row=bar.update, resume_dir=resume_dir)
     similarity_seconds = time.perf_counter() - started
-    with store.begin_run("clusters", params, device=str(torch_device), observation=seen) as run:
-        _replace_identical(run, seen, force)
+    with job.begin(device=str(torch_device)) as run:
+        job.replace_identical(run, "clusterings", "clustering")
         run.write_artifact(SIMILARITY_ARTIFACT, cosine)
         run.write("similarity_tokens", chosen.append_column("similarity_run", pa.repeat(run.run_id, chosen.num_rows)))
         method = f"sketch:{sketch}" if sketch else "exact"
-        summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, model, step, corpus,
-                                     run.run_id, method, params, similarity_seconds)
+        summary = _cluster_and_stage(run, chosen, cosine, params.n_clusters, params.n_init, seed, model, step, corpus,
+                                     run.run_id, method, identity, similarity_seconds)
         rows = run.commit()
     shutil.rmtree(resume_dir, ignore_errors=True)
     return committed(run, rows, f"clustering {run.run_id}: {chosen.num_rows} tokens into {n_clusters} clusters "
                      f"({method} similarity {similarity_seconds:.1f}s)", summary)
 
 
-def _recluster(store: Store, similarity_run: str, n_clusters: int, n_init: int, seed: int, force: bool) -> JobResult:
+def _ingest_recluster(store: Store, params: ReclusterParams) -> JobResult:
+    """Recluster the similarity matrix of clustering run ``from_similarity`` (same tokens)."""
+    similarity_run, n_clusters = params.from_similarity, params.n_clusters
     rows = store.catalog_rows("clusterings", run_id=similarity_run)
     if not rows:
-        raise InputError(f"run {similarity_run!r} made no similarity matrix")
+        raise ParameterError("from_similarity", f"{similarity_run!r}: that run made no similarity matrix")
     origin = rows[0]
-    params = {"from_similarity": similarity_run, "n_clusters": n_clusters, "n_init": n_init, "seed": seed}
-    seen = store.observe("clusters", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"clustering {seen.previous} already has these parameters")
+    job = Ingest(store, "clusters", params.identity(), params.force)
+    if job.previous:
+        return job.skipped(f"clustering {job.previous} already has these parameters")
     cosine = np.asarray(store.artifact(similarity_run, SIMILARITY_ARTIFACT))
     chosen = store.read_fact("similarity_tokens", ["idx", "corpus", "doc_id", "pos", "loss_nats"],
                              partition={"similarity_run": similarity_run}).sort_by("idx")
     if n_clusters >= chosen.num_rows:
-        raise InputError(f"--n-clusters {n_clusters} needs more than {chosen.num_rows} tokens")
-    with store.begin_run("clusters", params, observation=seen, inputs=[similarity_run]) as run:
-        _replace_identical(run, seen, force)
-        summary = _cluster_and_stage(run, chosen, cosine, n_clusters, n_init, seed, origin["model"], origin["step"],
-                                     origin["corpus"], similarity_run, origin["similarity_method"], params, 0.0)
+        raise ParameterError("n_clusters", f"{n_clusters} needs more than {chosen.num_rows} tokens")
+    with job.begin(inputs=[similarity_run]) as run:
+        job.replace_identical(run, "clusterings", "clustering")
+        summary = _cluster_and_stage(run, chosen, cosine, n_clusters, params.n_init, params.seed, origin["model"],
+                                     origin["step"], origin["corpus"], similarity_run, origin["similarity_method"],
+                                     params.identity(), 0.0)
         written = run.commit()
     return committed(run, written, f"clustering {run.run_id}: {chosen.num_rows} tokens of {similarity_run} into "
                      f"{n_clusters} clusters", summary)
+
+
+ingest_clusters = job_function(ClusterParams, _ingest_clusters)
+ingest_recluster = job_function(ReclusterParams, _ingest_recluster)
 
 
 def _see_inputs(store: Store, seen, model: str, step: int, corpus: str, exclude_filter: str | None) -> None:
@@ -148,13 +144,6 @@ def _see_inputs(store: Store, seen, model: str, step: int, corpus: str, exclude_
     store.see(seen, "token_losses", is_input=True, model=model, step=step, corpus=corpus)
     if exclude_filter:
         store.see(seen, "token_filters", is_input=True, corpus=corpus, filter=canonical_filter(exclude_filter))
-
-
-def _replace_identical(run, seen, force: bool) -> None:
-    """Under --force, the new clustering replaces the earlier ones with the same parameters."""
-    if force:
-        for previous in seen.identical:
-            run.replace("clusterings", clustering=previous)
 
 
 def _cluster_and_stage(run, chosen: pa.Table, cosine, n_clusters, n_init, seed, model, step, corpus,

@@ -6,7 +6,7 @@ KIND = ResultKind(
     "sae",
     jobs={"ingest_sae": "quanta_db.results.sae.job"},
     tables="quanta_db.results.sae.tables",
-    commands="cli.kinds.sae",
+    commands="quanta_db.cli.kinds.sae",
     reports={"features": Report("quanta_db.results.sae.report:served")},
     queries="sae",
 )

@@ -15,12 +15,14 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed, require_name
+from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.params import job_function
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import batch_token_losses
 from quanta_db.results.losses.models import resolve_model
 from quanta_db.results.sae import outputs
 from quanta_db.results.sae.loading import LoadedSAE, check_against_model, load_sae
+from quanta_db.results.sae.params import SaeParams
 from quanta_db.results.sae.stats import FeatureStatistics
 from quanta_db.runtime import device as runtime_device
 from quanta_db.runtime import models as model_sources
@@ -34,27 +36,23 @@ MAX_TOKEN_BUDGET = 65536
 DEFAULT_CE_TOKENS = 20_000
 
 
-def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None = None, sae_id: str | None = None,
-               name: str | None = None, n_tokens: int | None = None, top_k: int = 20, batch_size: str | int = "auto",
-               device: str = "auto", dtype: str = "float32", ce_tokens: int = DEFAULT_CE_TOKENS, seed: int = 0,
-               force: bool = False, progress: bool = True) -> JobResult:
+def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
     """Feature statistics, examples, logit effects and metrics of SAE ``sae`` on ``corpus``."""
-    require_name(name, "--name")
-    if top_k < 1 or (n_tokens is not None and n_tokens < 1) or ce_tokens < 0:
-        raise InputError("--top-k and --n-tokens must be at least 1, --ce-tokens at least 0")
+    corpus, n_tokens, top_k, ce_tokens, seed, force = (params.corpus, params.n_tokens, params.top_k, params.ce_tokens,
+                                                       params.seed, params.force)
+    device, dtype, batch_size, progress = params.device, params.dtype, params.batch_size, params.progress
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-    loaded = load_sae(sae, sae_id, torch_device, name)
+    loaded = load_sae(params.sae, params.sae_id, torch_device, params.name)
     corpus_info = corpus_row(store, corpus)
-    model_name, checkpoint, known = resolve_model(store, model, step, corpus_info)
+    model_name, checkpoint, known = resolve_model(store, params.model, params.step, corpus_info)
     lm = model_sources.load_model(checkpoint, torch_dtype, torch_device)
     hook = check_against_model(loaded, lm, model_name)
     loaded.sae.to(torch_dtype)  # the SAE runs in the model's dtype; statistics accumulate in float32/64
-    params = {"sae": loaded.name, "config_hash": loaded.config_hash, "model": model_name, "step": checkpoint.step,
-              "corpus": corpus, "n_tokens": n_tokens, "top_k": top_k, "ce_tokens": ce_tokens, "seed": seed,
-              "dtype": dtype}
-    seen = store.observe("sae", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"SAE {loaded.name!r} on {corpus!r}: already ingested")
+    job = Ingest(store, "sae", params.identity(sae=loaded.name, config_hash=loaded.config_hash, model=model_name,
+                                               step=checkpoint.step), force)
+    if job.previous:
+        return job.skipped(f"SAE {loaded.name!r} on {corpus!r}: already ingested")
+    seen = job.seen
     registered = _check_name(store, loaded, force)
     if store.see(seen, "sae_features", sae=loaded.name, corpus=corpus) and not force:
         raise InputError(f"SAE {loaded.name!r} on {corpus!r} was ingested with other parameters; pass --force")
@@ -63,7 +61,7 @@ def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None
     if not sequences:
         raise InputError(f"corpus {corpus!r} has no documents")
     stats, ce = _stream(lm, loaded, hook.name, sequences, batch_size, torch_device, ce_tokens, top_k, seed, progress)
-    with store.begin_run("sae", params, device=str(torch_device), observation=seen) as run:
+    with job.begin(device=str(torch_device)) as run:
         logits = outputs.feature_logits(loaded, lm) if registered != "same" else None
         outputs.stage_catalog(run, loaded, model_name, checkpoint, lm, corpus_info, hook.layer, registered, known,
                               logits)
@@ -74,6 +72,9 @@ def ingest_sae(store: Store, sae: str, corpus: str, model: str, step: int | None
     return committed(run, rows, f"SAE {loaded.name!r} on {corpus!r}: {summary['n_tokens']:,} tokens, "
                      f"{summary['n_dead']} dead of {loaded.sae.cfg.d_sae} features, L0 {summary['l0']:.1f}, "
                      f"explained variance {summary['explained_variance']:.3f}", summary)
+
+
+ingest_sae = job_function(SaeParams, _ingest_sae)
 
 
 def _check_name(store: Store, loaded: LoadedSAE, force: bool) -> str:

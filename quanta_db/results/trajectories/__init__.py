@@ -6,7 +6,7 @@ KIND = ResultKind(
     "trajectories",
     jobs={"ingest_trajectories": "quanta_db.results.trajectories.job"},
     tables="quanta_db.results.trajectories.tables",
-    commands="cli.kinds.trajectories",
-    reports={"trajectories": Report("quanta_db.results.trajectories.report:served", run_kind="trajectories")},
+    commands="quanta_db.cli.kinds.trajectories",
+    reports={"trajectories": Report("quanta_db.results.trajectories.report:served", run_job="trajectories")},
     queries="trajectories",
 )

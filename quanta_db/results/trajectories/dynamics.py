@@ -81,7 +81,7 @@ MIN_EVENT_POINTS = 2 * CURVATURE_MARGIN + 1  # a shorter curve has no point with
 
 
 def events(curve: np.ndarray) -> list[tuple[int, str, float]]:
-    """(point index, kind, value): 'curvature_max' with κ, 'cusp' with the evolute's speed; none
+    """(point index, event, value): 'curvature_max' with κ, 'cusp' with the evolute's speed; none
     on a curve of fewer than :data:`MIN_EVENT_POINTS` points."""
     if len(curve) < MIN_EVENT_POINTS:
         return []

@@ -9,58 +9,51 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed, parse_pair
+from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.params import ParameterError, job_function
 from quanta_db.results.corpus.read import corpus_row
 from quanta_db.results.trajectories import dynamics
 from quanta_db.results.trajectories import fit as fits
 from quanta_db.results.trajectories.matrix import LossMatrix, build_matrix, matrix_rows
+from quanta_db.results.trajectories.params import TrajectoryParams
 from quanta_db.runtime.device import resolve_device
 from quanta_db.store.store import Store
 
-METHODS = ("pca", "sparse", "hybrid")
 EVENT_COMPONENTS = 3  # dynamics events in the planes of every pair of the first three components
 
 
-def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: list[int] | None = None,
-                        tokens: str | None = None, method: str = "pca", components: int = 10,
-                        sparse_components: int | None = None, alpha: float = 1.0, ridge_alpha: float = 0.01,
-                        max_iter: int = 1000, tol: float = 1e-6, seed: int = 42, scale: bool = False,
-                        smooth: tuple[float, float] = (1.0, 2.0), device: str = "auto", force: bool = False) -> JobResult:
+def _ingest_trajectories(store: Store, params: TrajectoryParams) -> JobResult:
     """Fit ``method`` with ``components`` (hybrid: PCA components, then ``sparse_components``
     sparse ones of the residual) to the (model, step) × token loss matrix of ``corpus``."""
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-    if components < 1 or (sparse_components is not None and sparse_components < 1) or min(smooth) < 0:
-        raise InputError("--components and --sparse-components must be at least 1, --smooth sigmas at least 0")
+    models, corpus, tokens, method, components = (list(params.models), params.corpus, params.tokens, params.method,
+                                                  params.components)
+    steps = list(params.steps) if params.steps is not None else None
+    sparse_components, scale, smooth = params.sparse_components, params.scale, params.smooth
     corpus_row(store, corpus)
     rows = matrix_rows(store, models, corpus, steps)
     # The resolved rows are part of the identity: a checkpoint ingested later makes the same command a new fit.
-    params = {"models": list(models), "corpus": corpus, "steps": steps, "rows": [f"{m}@{s}" for m, s in rows],
-              "tokens": tokens, "method": method,
-              "components": components, "sparse_components": sparse_components if method == "hybrid" else None,
-              "alpha": alpha if method != "pca" else None, "ridge_alpha": ridge_alpha if method != "pca" else None,
-              "max_iter": max_iter, "tol": tol, "seed": seed, "scale": scale, "smooth": list(smooth)}
-    seen = store.observe("trajectories", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"fit {seen.previous} has these parameters")
-    store.see(seen, "corpora", is_input=True, corpus=corpus)
+    identity = params.identity(rows=[f"{m}@{s}" for m, s in rows])
+    job = Ingest(store, "trajectories", identity, params.force)
+    if job.previous:
+        return job.skipped(f"fit {job.previous} has these parameters")
+    store.see(job.seen, "corpora", is_input=True, corpus=corpus)
     for model in models:
-        store.see(seen, "token_losses", is_input=True, model=model, corpus=corpus)
+        store.see(job.seen, "token_losses", is_input=True, model=model, corpus=corpus)
     matrix = build_matrix(store, rows, corpus, tokens)
     _check_components(len(matrix.rows), matrix.values.shape[1], method, components, sparse_components)
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(params.device)
     result = _fit(matrix, method, components, sparse_components or components, scale, torch_device,
-                  alpha=alpha, ridge_alpha=ridge_alpha, max_iter=max_iter, tol=tol, seed=seed)
+                  alpha=params.alpha, ridge_alpha=params.ridge_alpha, max_iter=params.max_iter, tol=params.tol,
+                  seed=params.seed)
     result = fits.orient(result, _reference_row(store, matrix.rows))
     short = [m for m, span in _model_spans(matrix.rows).items() if span.stop - span.start < dynamics.MIN_EVENT_POINTS]
-    with store.begin_run("trajectories", params, device=str(torch_device), observation=seen) as run:
+    with job.begin(device=str(torch_device)) as run:
         smoothed = _smoothed_scores(matrix.rows, result.scores, smooth)
         _write(run, matrix, corpus, result, smoothed)
         run.upsert("trajectory_fits", [{
             "fit": run.run_id, "corpus": corpus, "models": list(models), "method": method,
             "n_rows": len(matrix.rows), "n_tokens": matrix.values.shape[1], "n_dropped": matrix.n_dropped,
-            "n_components": len(result.methods), "alpha": params["alpha"], "ridge_alpha": params["ridge_alpha"],
+            "n_components": len(result.methods), "alpha": identity["alpha"], "ridge_alpha": identity["ridge_alpha"],
             "scaled": scale, "smooth_early": smooth[0], "smooth_late": smooth[1],
             "n_iter": result.n_iter if method != "pca" else None,
             "cost": result.cost if method != "pca" else None, "models_without_events": short,
@@ -75,14 +68,18 @@ def ingest_trajectories(store: Store, models: list[str], corpus: str, steps: lis
                      f"{matrix.values.shape[1]:,} tokens{dropped}{outside}; explained variance ratio {ratios}, ...")
 
 
+ingest_trajectories = job_function(TrajectoryParams, _ingest_trajectories)
+
+
 def _check_components(n_rows: int, n_tokens: int, method: str, components: int, sparse_components: int | None) -> None:
     """A centred matrix of n rows has at most n − 1 (and at most n_tokens) components; asking for
     more would store components that are zero by construction."""
     most = max(min(n_rows - 1, n_tokens), 0)
     wanted = components + (sparse_components or components if method == "hybrid" else 0)
     if wanted > most:
-        raise InputError(f"{wanted} components asked of {n_rows} rows x {n_tokens} tokens: a centred matrix "
-                         f"has at most {most}; lower --components" + (" / --sparse-components" if method == "hybrid" else ""))
+        asked = f"{components} + {wanted - components} sparse" if method == "hybrid" else f"{components}"
+        raise ParameterError("components", f"{asked}: {wanted} components asked of {n_rows} rows x {n_tokens} tokens, "
+                             f"and a centred matrix has at most {most}")
 
 
 def _fit(matrix: LossMatrix, method: str, components: int, sparse_components: int, scale: bool, device,
@@ -156,12 +153,7 @@ def _events(fit_id: str, rows, smoothed: np.ndarray) -> list[dict]:
     for model, span in _model_spans(rows).items():
         steps = [step for _, step in rows[span]]
         for a, b in combinations(range(min(EVENT_COMPONENTS, smoothed.shape[1])), 2):
-            for index, kind, value in dynamics.events(smoothed[span][:, [a, b]]):
+            for index, event, value in dynamics.events(smoothed[span][:, [a, b]]):
                 found.append({"fit": fit_id, "model": model, "step": steps[index], "pc_x": a + 1, "pc_y": b + 1,
-                              "kind": kind, "value": value})
+                              "kind": event, "value": value})
     return found
-
-
-def parse_smooth(text: str) -> tuple[float, float]:
-    """'early,late' sigmas in checkpoints, e.g. '1,2'."""
-    return parse_pair(text, float, ",", "--smooth expects EARLY,LATE sigmas (e.g. 1,2)")

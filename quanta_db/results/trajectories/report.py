@@ -118,10 +118,10 @@ def write_figures(store: Store, fit: str, out_dir: Path) -> list[Path]:
             axis.scatter(np.array(data["curves"][model]["scores"])[:, a], np.array(data["curves"][model]["scores"])[:, b],
                          color=colour, s=6, alpha=0.5)
             steps = data["curves"][model]["steps"]
-            for m, step, x, y, kind, _ in data["events"]:
+            for m, step, x, y, event, _ in data["events"]:
                 if m == model and (x, y) == (a + 1, b + 1):
                     i = steps.index(step)
-                    axis.scatter(curve[i, a], curve[i, b], marker="^" if kind == "curvature_max" else "x", color="black",
+                    axis.scatter(curve[i, a], curve[i, b], marker="^" if event == "curvature_max" else "x", color="black",
                                  s=25, zorder=3)
         axis.set_xlabel(f"PC{a + 1}")
         axis.set_ylabel(f"PC{b + 1}")

@@ -7,7 +7,7 @@ KIND = ResultKind(
     jobs={name: "quanta_db.results.universality.job"
           for name in ("ingest_feature_pairs", "ingest_feature_matches", "ingest_metrics")},
     tables="quanta_db.results.universality.tables",
-    commands="cli.kinds.universality",
+    commands="quanta_db.cli.kinds.universality",
     reports={"heatmap": Report("quanta_db.results.universality.heatmap:served")},
     queries="universality",
 )

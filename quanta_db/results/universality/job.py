@@ -16,11 +16,18 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import JobResult, committed
+from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.params import ParameterError, job_function
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.sae.job import first_tokens
 from quanta_db.results.sae.loading import check_against_model, load_sae
 from quanta_db.results.universality.pairing import CrossCorrelation, top_partners
+from quanta_db.results.universality.params import (
+    BASELINES,
+    FeatureMatchParams,
+    FeaturePairParams,
+    MetricParams,
+)
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches
 from quanta_db.runtime.device import resolve_device
@@ -34,26 +41,22 @@ MAX_ARTIFACT_ENTRIES = 1 << 31
 TOKEN_BUDGET = 8192
 
 
-def ingest_feature_pairs(store: Store, sae_a: str, sae_b: str, corpus: str, n_tokens: int | None = 100_000,
-                         top_k: int = 5, device: str = "auto", force: bool = False,
-                         progress: bool = True) -> JobResult:
+def _ingest_feature_pairs(store: Store, params: FeaturePairParams) -> JobResult:
     """Pearson correlation of every feature of ``sae_a`` with every feature of ``sae_b``."""
-    if top_k < 1 or (n_tokens is not None and n_tokens < 1):
-        raise InputError("--top-k and --n-tokens must be at least 1")
-    torch_device = resolve_device(device)
+    sae_a, sae_b, corpus, n_tokens, top_k = params.sae_a, params.sae_b, params.corpus, params.n_tokens, params.top_k
+    torch_device = resolve_device(params.device)
     info = corpus_row(store, corpus)
     sides = [_load_side(store, name, info, torch_device) for name in (sae_a, sae_b)]
-    params = {"sae_a": sae_a, "sae_b": sae_b, "config_hashes": [s["hash"] for s in sides], "corpus": corpus,
-              "n_tokens": n_tokens, "top_k": top_k}
-    seen = store.observe("feature_pairs", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"pairing {seen.previous} has these parameters")
+    job = Ingest(store, "feature_pairs", params.identity(config_hashes=[s["hash"] for s in sides]), params.force)
+    if job.previous:
+        return job.skipped(f"pairing {job.previous} has these parameters")
+    seen = job.seen
     for name in (sae_a, sae_b):
         store.see(seen, "saes", is_input=True, sae=name)
     store.see(seen, "corpora", is_input=True, corpus=corpus)
     _, sequences = first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
-    correlation = _correlate(sides, sequences, torch_device, progress)
-    with store.begin_run("feature_pairs", params, device=str(torch_device), observation=seen) as run:
+    correlation = _correlate(sides, sequences, torch_device, params.progress)
+    with job.begin(device=str(torch_device)) as run:
         rows = top_partners(correlation, top_k)
         a, b, corr, rank, side = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
         run.write("feature_pairs", pa.table({
@@ -111,35 +114,30 @@ def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress:
     return accumulator.correlation_tensor()
 
 
-def ingest_feature_matches(store: Store, pairing: str, method: str, min_corr: float | None = None,
-                           max_many: int | None = None, exclude_dead: bool = False, token_filter: bool = False,
-                           force: bool = False) -> JobResult:
+def _ingest_feature_matches(store: Store, params: FeatureMatchParams) -> JobResult:
     """Match the features of a pairing (see :func:`quanta_db.results.universality.pairing.match`)."""
     from quanta_db.results.universality.pairing import match
 
-    if min_corr is not None and not -1 <= min_corr <= 1:  # NaN fails too: it would keep no pair
-        raise InputError(f"--min-corr must be a correlation between -1 and 1, got {min_corr}")
+    pairing, method, min_corr, max_many = params.pairing, params.method, params.min_corr, params.max_many
     runs = [p for run_id, p in store.committed_runs("feature_pairs") if run_id == pairing]
     if not runs:
         raise InputError(f"run {pairing!r} is not a committed feature pairing")
     source = runs[0]
-    params = {"pairing": pairing, "method": method, "min_corr": min_corr, "max_many": max_many,
-              "exclude_dead": exclude_dead, "token_filter": token_filter}
-    seen = store.observe("feature_matches", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"matching {seen.previous} has these parameters")
-    store.see(seen, "feature_pairs", is_input=True, pairing=pairing)
+    job = Ingest(store, "feature_matches", params.identity(), params.force)
+    if job.previous:
+        return job.skipped(f"matching {job.previous} has these parameters")
+    store.see(job.seen, "feature_pairs", is_input=True, pairing=pairing)
     try:
         corr = store.artifact(pairing, CORRELATION_ARTIFACT)  # float32, memory-mapped
     except InputError:
         raise InputError(f"pairing {pairing} kept no full correlation matrix (more than {MAX_ARTIFACT_ENTRIES:,} "
                          "entries); matching needs it") from None
-    dead = [_dead(store, source[side], source["corpus"], n) if exclude_dead else None
+    dead = [_dead(store, source[side], source["corpus"], n) if params.exclude_dead else None
             for side, n in (("sae_a", corr.shape[0]), ("sae_b", corr.shape[1]))]
     pairs = match(corr, method, min_corr, max_many, dead[0], dead[1])
-    if token_filter:
+    if params.token_filter:
         pairs = _token_filter(store, source, pairs)
-    with store.begin_run("feature_matches", params, observation=seen) as run:
+    with job.begin() as run:
         a, b, c, n = (list(x) for x in zip(*pairs)) if pairs else ([], [], [], [])
         run.write("feature_matches", pa.table({
             "matching": pa.repeat(run.run_id, len(a)), "method": pa.repeat(method, len(a)),
@@ -184,32 +182,24 @@ def _meaningful(token: str) -> bool:
     return bool(text) and not (text.startswith("<|") and text.endswith("|>")) and any(ch.isalnum() for ch in text)
 
 
-def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svcca", "rsa", "cka", "procrustes", "mknn"),
-                   permutations: int = 1000, seed: int = 0, subspaces: str | None = None, device: str = "auto",
-                   force: bool = False) -> JobResult:
+def _ingest_metrics(store: Store, params: MetricParams) -> JobResult:
     """Similarity of the matched decoder vectors of a matching, against both null baselines: over
     all pairs (subject 'all') and, with a ``subspaces`` file (JSON or YAML: category → keywords),
     over the pairs whose A and B features both have a keyword among their top tokens (subject =
     category). The permutation nulls run in batches on ``device``."""
-    from quanta_db.results.universality.metrics import METRICS, permutation_test
+    from quanta_db.results.universality.metrics import permutation_test
 
-    if not metrics:
-        raise InputError(f"--metrics names no metric (choose from {', '.join(METRICS)})")
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or permutations < 1:
-        raise InputError(f"unknown metric(s) {', '.join(unknown)} (choose from {', '.join(METRICS)})" if unknown
-                         else "--permutations must be at least 1")
+    matching, metrics, permutations, seed, subspaces = (params.matching, params.metrics, params.permutations,
+                                                        params.seed, params.subspaces)
     pairs = store.read_fact("feature_matches", partition={"matching": matching}).to_pandas()
     if pairs.empty:
         raise InputError(f"matching {matching!r} has no pairs (or does not exist)")
     categories = _read_subspaces(subspaces) if subspaces else {}
-    params = {"matching": matching, "metrics": list(metrics), "permutations": permutations, "seed": seed,
-              "subspaces": categories or None}
-    seen = store.observe("metrics", params)
-    if seen.previous and not force:
-        return JobResult(seen.previous, 0, skipped=True, message=f"metrics run {seen.previous} has these parameters")
-    store.see(seen, "feature_matches", is_input=True, matching=matching)
-    torch_device = resolve_device(device)
+    job = Ingest(store, "metrics", params.identity(metrics=list(metrics), subspaces=categories or None), params.force)
+    if job.previous:
+        return job.skipped(f"metrics run {job.previous} has these parameters")
+    store.see(job.seen, "feature_matches", is_input=True, matching=matching)
+    torch_device = resolve_device(params.device)
     decoders = [_decoder(store, pairs[column].iloc[0]) for column in ("sae_a", "sae_b")]
     x = decoders[0][pairs.feature_a.to_numpy()]
     y = decoders[1][pairs.feature_b.to_numpy()]
@@ -222,15 +212,20 @@ def ingest_metrics(store: Store, matching: str, metrics: tuple[str, ...] = ("svc
         if keep.sum() < 3:  # too few pairs for any of the metrics
             continue
         for name in metrics:
-            for baseline in ("random_selection", "shuffled_pairing"):
+            for baseline in BASELINES:
                 rows.append({"matching": matching, "subject": subject, "metric": name, **permutation_test(
                     name, x[keep], y[keep], permutations, seed, baseline, *decoders, device=torch_device)})
-    with store.begin_run("metrics", params, device=str(torch_device), observation=seen) as run:
+    with job.begin(device=str(torch_device)) as run:
         run.write("metric_results", pa.Table.from_pylist([{**r, "run_id": run.run_id} for r in rows]))
         written = run.commit()
     summary = ", ".join(f"{r['metric']} {r['value']:.3f} (p {r['p_value']:.3g})" for r in rows
                         if r["baseline"] == "shuffled_pairing" and r["subject"] == "all")
     return committed(run, written, f"metrics {run.run_id} on {len(x)} pairs: {summary}")
+
+
+ingest_feature_pairs = job_function(FeaturePairParams, _ingest_feature_pairs)
+ingest_feature_matches = job_function(FeatureMatchParams, _ingest_feature_matches)
+ingest_metrics = job_function(MetricParams, _ingest_metrics)
 
 
 def _read_subspaces(path: str) -> dict[str, list[str]]:
@@ -243,9 +238,9 @@ def _read_subspaces(path: str) -> dict[str, list[str]]:
         # YAML 1.2 reads every JSON document, but JSON first keeps JSON's exact semantics.
         categories = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as error:
-        raise InputError(f"--subspaces {path}: not a readable JSON or YAML file ({error})") from None
+        raise ParameterError("subspaces", f"{path}: not a readable JSON or YAML file ({error})") from None
     if not isinstance(categories, dict) or not all(isinstance(v, list) for v in categories.values()):
-        raise InputError(f"--subspaces {path}: expected an object mapping each category to a list of words")
+        raise ParameterError("subspaces", f"{path}: expected an object mapping each category to a list of words")
     return {str(k): sorted({str(w).strip().lower() for w in v}) for k, v in sorted(categories.items())}
 
 

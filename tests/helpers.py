@@ -1,0 +1,130 @@
+"""Builders and checks the tests share (fixtures are in conftest.py): tests import these,
+never each other."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from quanta_db.store.store import Store
+
+SAE_HOOK = "blocks.1.hook_resid_pre"  # = output_hidden_states[1] of the 2-layer toy model
+DEAD_FEATURES = [0, 5, 9]
+
+
+def snapshot(store: Store) -> dict:
+    """Everything a reader can see, plus every file under tables/: equal iff nothing changed."""
+    from quanta_db.store.catalog import connect
+    from quanta_db.store.registry import catalog_tables, fact_tables
+
+    state = {}
+    with connect(store.root, read_only=True) as con:
+        for table in catalog_tables():
+            state[table] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
+        for table in fact_tables():
+            state[f"view:{table}"] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
+    tables = store.root / "tables"
+    state["files"] = {
+        p.relative_to(store.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(tables.rglob("*")) if p.is_file()
+    }
+    return state
+
+
+def raw_table(store: Store, table: str):
+    """All Parquet files under tables/<table> read with pyarrow, bypassing the catalog."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    files = sorted((store.root / "tables" / table).rglob("*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def staging_entries(store: Store) -> list[Path]:
+    staging = store.root / "staging"
+    return sorted(staging.iterdir()) if staging.exists() else []
+
+
+def build_sae(architecture: str, d_in: int, folder, hook=SAE_HOOK, d_sae=48, nan=False, model_name="tiny"):
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    metadata = SAEMetadata(hook_name=hook, model_name=model_name)
+    config_class, sae_class, extra = {
+        "standard": (StandardSAEConfig, StandardSAE, {}),
+        "topk": (TopKSAEConfig, TopKSAE, {"k": 6}),
+        "jumprelu": (JumpReLUSAEConfig, JumpReLUSAE, {}),
+    }[architecture]
+    sae = sae_class(config_class(d_in=d_in, d_sae=d_sae, metadata=metadata, **extra))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=generator) * 3)  # the toy stream is ~0.2 in norm
+        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=generator) / d_sae**0.5)
+        sae.b_enc.copy_(torch.full((d_sae,), -0.3))
+        sae.b_enc[DEAD_FEATURES] = -1e4  # never active
+        if architecture == "jumprelu":
+            sae.threshold.copy_(torch.full((d_sae,), 0.1))
+        if nan:
+            sae.W_enc[0, 1] = float("nan")
+    sae.save_model(folder)
+    return folder
+
+
+def direct_sae_outputs(store, toy_model, sae_dir, n_tokens=None):
+    """Activations from output_hidden_states, the SAE's own encode, numpy statistics."""
+    from sae_lens import SAE
+    from transformers import AutoModelForCausalLM
+
+    from quanta_db.results.corpus.read import load_corpus_tokens
+
+    model = AutoModelForCausalLM.from_pretrained(str(toy_model["dir"] / "step8"), dtype=torch.float32).eval()
+    sae = SAE.load_from_disk(str(sae_dir), device="cpu")
+    doc_ids, sequences = load_corpus_tokens(store, "toy")
+    xs, keys = [], []
+    for doc, ids in zip(doc_ids, sequences):
+        if len(ids) == 0:
+            continue
+        with torch.no_grad():
+            hidden = model(input_ids=torch.from_numpy(ids.astype(np.int64))[None], output_hidden_states=True)
+        xs.append(hidden.hidden_states[1][0])
+        keys += [(int(doc), p) for p in range(len(ids))]
+    x = torch.cat(xs)
+    with torch.no_grad():
+        feats = sae.encode(x)
+        x_hat = sae.decode(feats)
+    return x.numpy(), feats.numpy(), x_hat.numpy(), keys, model, sae
+
+
+@contextmanager
+def headless_page(url: str):
+    """A page of Debian's Chromium (driven by Playwright) at ``url``, and the list its console
+    errors and page errors collect into; skips when either is missing (fails on CI)."""
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium is None or sync_playwright is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium and Playwright are required on CI (.ci/run installs them)")
+        pytest.skip("chromium or playwright not installed")
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        try:
+            yield page, errors
+        finally:
+            browser.close()
