@@ -16,6 +16,21 @@ from quanta_db.demo import toy_corpus as toy
 from quanta_db.demo import toy_models
 from quanta_db.store.store import Store
 
+# Whole modules that start processes, servers or whole demo builds.
+SLOW_MODULES = {"test_concurrency", "test_reproducible", "test_run_identities", "test_packaging", "test_serve",
+                "test_sql_walls"}
+# A test that uses one of these runs a model (or reads what one wrote).
+MODEL_FIXTURES = {"toy_model", "losses_store", "hostile_fit", "sae_store", "cluster_store"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """``slow`` and ``browser`` marks, decided in one place (see SLOW_MODULES, MODEL_FIXTURES)."""
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES or MODEL_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+        if "headless_page" in getattr(item.function, "__code__", None).co_names:
+            item.add_marker(pytest.mark.browser)
+
 
 def _built(tmp_path_factory, name: str, build) -> Path:
     """A folder ``build(folder)`` fills. Mutation testing starts a test session per mutant, so

@@ -42,6 +42,7 @@ def test_bad_input_is_one_line_and_changes_nothing(losses_store, store_snapshot,
     assert not list(tmp_path.glob("*.html"))
 
 
+@pytest.mark.slow
 def test_non_utf8_dm_math_file_is_named(store, toy_inputs, tmp_path):
     folder = tmp_path / "released"
     folder.mkdir()

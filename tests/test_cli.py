@@ -34,6 +34,7 @@ def test_every_command_has_help(run):
         assert command.help, f"{path} has no help text"
 
 
+@pytest.mark.slow
 def test_init_status_views_query(run, tmp_path):
     from quanta_db.store.migrations import discover
 
@@ -51,6 +52,7 @@ def test_init_status_views_query(run, tmp_path):
     assert "nothing to apply" in run("--store", store, "migrate").output
 
 
+@pytest.mark.slow
 def test_ingest_then_query_in_every_format(run, tmp_path, toy_inputs):
     store = tmp_path / "s"
     out = run("--store", store, "ingest", "corpus", toy_inputs["corpus"], "--name", "toy",
@@ -82,6 +84,7 @@ def test_ingest_then_query_in_every_format(run, tmp_path, toy_inputs):
     assert latex.exit_code == 0 and "\\label{tab:x}" in latex.output and "\\bfseries" in latex.output
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(run, tmp_path, toy_inputs, store_snapshot):
     from quanta_db.store.store import Store
 

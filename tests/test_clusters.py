@@ -36,6 +36,7 @@ def _reference_gradients(model, params, sequences, tokens):
     return g / np.linalg.norm(g, axis=1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_parameter_selection_matches_pythia_70m_count():
     params = select_parameters(random_model(pythia_config("pythia-70m")))
     names = [n for n, _ in params]

@@ -44,6 +44,7 @@ def test_bad_released_input(store, toy_inputs, released, tmp_path):
         ingest_dm_math(store, "dm", str(toy_inputs["tokenizer"]), source=tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_generated_problems_are_seeded():
     first, failed = dm_math.generate(2, ["arithmetic/add_or_sub", "algebra/linear_1d"], seed=0)
     again, _ = dm_math.generate(2, ["arithmetic/add_or_sub", "algebra/linear_1d"], seed=0)

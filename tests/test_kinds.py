@@ -93,6 +93,7 @@ def probe_kind(tmp_path, monkeypatch):
     kinds.forget()
 
 
+@pytest.mark.slow
 def test_a_new_kind_appears_everywhere_from_its_declaration(probe_kind, tmp_path):
     from starlette.testclient import TestClient
 

@@ -47,6 +47,7 @@ def _payload(page: str) -> dict:
     return json.loads(gzip.decompress(base64.b64decode(b64)))
 
 
+@pytest.mark.slow
 def test_page_is_self_contained_small_and_deterministic(clustered):
     store, run_id = clustered
     page = render_clusters_html(store, run_id, before=50, after=5)

@@ -19,6 +19,7 @@ def _vocab(name="tok", n=5):
     return pa.table({"tokenizer": [name] * n, "token_id": list(range(n)), "token": [f"t{i}" for i in range(n)]})
 
 
+@pytest.mark.slow
 def test_empty_fact_tables_are_typed_views(store):
     for name, spec in fact_tables().items():
         table = store.query_arrow(f'SELECT * FROM "{name}"')
@@ -119,6 +120,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_killed_mid_commit_reads_as_before_and_gc_cleans(store, store_snapshot):
     with store.begin_run("test", {}) as run:
         run.write("vocab", _vocab())
@@ -156,6 +158,7 @@ def _hold_lock(store, seconds):
     return child
 
 
+@pytest.mark.slow
 def test_locked_catalog_fails_after_bounded_wait(store, monkeypatch):
     monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "0.5")
     child = _hold_lock(store, 5)
@@ -169,6 +172,7 @@ def test_locked_catalog_fails_after_bounded_wait(store, monkeypatch):
         child.wait()
 
 
+@pytest.mark.slow
 def test_locked_catalog_is_retried_until_free(store, monkeypatch):
     monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "30")
     child = _hold_lock(store, 1.5)

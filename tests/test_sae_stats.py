@@ -206,6 +206,7 @@ def test_sample_is_the_bottom_k_of_its_token_keys():
         np.testing.assert_array_equal(stats.sample_values[feature].numpy()[kept >= 0], feats[kept[kept >= 0], feature])
 
 
+@pytest.mark.slow
 def test_sample_inclusion_is_uniform_over_active_tokens():
     feats = np.zeros((400, 1), np.float32)
     feats[::2, 0] = np.linspace(1, 2, 200)  # 200 active tokens, increasing activation

@@ -16,6 +16,7 @@ from quanta_db.store import liveness
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 
 
+@pytest.mark.slow
 def test_status_counts_what_is_on_disk(corpus_store):
     store = corpus_store
     status = store.status(last_runs=1)
@@ -237,6 +238,7 @@ def test_resume_folders_are_named_by_the_job_and_its_identity_hash(store):
     liveness.let_go(folder)
 
 
+@pytest.mark.slow
 def test_status_lists_the_ten_newest_runs_by_default(store):
     import numpy as np
 

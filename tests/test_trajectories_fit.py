@@ -144,12 +144,13 @@ def test_pca_of_a_square_centred_matrix_keeps_its_rank_minus_one():
     np.testing.assert_allclose(fit.scores @ fit.components, x, atol=1e-4)
 
 
+@pytest.mark.slow  # the sparse fit's iterations cost ~0.1 s each even at this size
 def test_sparse_and_hybrid_fits_of_rank_deficient_data_are_finite():
     x = torch.from_numpy(_low_rank(2))
-    sparse = sparse_pca(x, 6, alpha=0.1)
+    sparse = sparse_pca(x, 6, alpha=0.1, max_iter=20)
     assert np.isfinite(sparse.scores).all() and np.isfinite(sparse.components).all()
     assert np.isfinite(sparse.cost) and np.isfinite(sparse.explained_variance).all()
-    unregularised = sparse_pca(x, 6, alpha=0.1, ridge_alpha=0.0)
+    unregularised = sparse_pca(x, 6, alpha=0.1, ridge_alpha=0.0, max_iter=20)
     assert np.isfinite(unregularised.scores).all()
-    both = hybrid(x, 2, 3, alpha=0.1)  # PCA takes all the variance: the residual is rounding noise
+    both = hybrid(x, 2, 3, alpha=0.1, max_iter=20)  # PCA takes all the variance: the residual is rounding noise
     assert np.isfinite(both.scores).all() and np.allclose(both.scores[:, 2:], 0, atol=1e-8)

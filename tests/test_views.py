@@ -56,6 +56,7 @@ def _normalised(frame):
     return [[value(v) for v in row] for row in frame.itertuples(index=False)]
 
 
+@pytest.mark.slow
 def test_every_view_reads_through_sqlalchemy(corpus_store):
     engine = corpus_store.engine()
     names = corpus_store.query_df("SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"]
