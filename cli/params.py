@@ -72,8 +72,8 @@ class Steps(click.ParamType):
 
         try:
             steps = parse_steps(value)
-        except InputError as error:
-            _refuse(param, str(error).removeprefix("--steps "))
+        except ParameterError as error:
+            _refuse(param, error.reason)
         return steps if steps == "all" else tuple(steps)
 
 

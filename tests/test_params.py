@@ -90,3 +90,18 @@ def test_text_types_read_what_the_flags_document(text_type, text, value):
 def test_text_types_refuse_in_one_line(text_type, text):
     with pytest.raises(InputError):
         TEXT_TYPES[text_type].convert(text, None, None)
+
+
+def test_errors_raised_inside_a_job_are_named_by_flag_on_the_command_line(corpus_store, toy_model):
+    import torch
+
+    runner = CliRunner()
+    base = ["--store", str(corpus_store.root), "ingest", "losses", "--model", str(toy_model["dir"]), "--corpus", "toy"]
+    result = runner.invoke(cli, [*base, "--batch-size", "0"])
+    assert result.output == "Error: --batch-size must be 'auto' or a positive integer, got '0'\n"
+    if torch.cuda.is_available():
+        return  # the device error below needs a machine without CUDA
+    result = runner.invoke(cli, [*base, "--steps", "8", "--device", "cuda:1", "--no-progress"])
+    assert result.output == "Error: --device cuda:1 was asked for but no CUDA device is available\n"
+    with pytest.raises(ParameterError, match="^device cuda:1 was asked for"):
+        quanta_db.ingest_losses(corpus_store, str(toy_model["dir"]), "toy", steps=[8], device="cuda:1", progress=False)

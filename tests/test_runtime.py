@@ -121,7 +121,7 @@ def test_budgets_and_batch_sizes():
     assert memory_budget_bytes(cpu, 0.5, cpu_bytes=123.0, override_gb=2) == 2 * 2**30
     assert parse_batch_size("auto") == "auto" and parse_batch_size("8") == 8
     for bad in ("0", "-3", "many"):
-        with pytest.raises(InputError, match="--batch-size"):
+        with pytest.raises(InputError, match="^batch_size must be"):
             parse_batch_size(bad)
 
 

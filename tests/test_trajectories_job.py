@@ -89,7 +89,7 @@ def test_token_subset_and_hybrid_and_events(losses_store):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"models": ["small"]}, "at least two models"),
+    ({"models": ["small"]}, "models must name at least two models"),
     ({"models": ["small", "nope"]}, "unknown model 'nope'"),
     ({"models": ["small", "large", "small"]}, "lists a model twice"),
     ({"steps": [4, 5]}, "no losses on 'toy' at step(s) 5"),

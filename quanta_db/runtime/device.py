@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from quanta_db.errors import InputError
+from quanta_db.params import ParameterError
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -14,18 +15,18 @@ def resolve_device(name: str = "auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA device is available")
+        raise ParameterError("device", f"{name} was asked for but no CUDA device is available")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise InputError(f"unknown device {name!r}") from None
+        raise ParameterError("device", f"{name!r} is no device (auto, cpu, cuda or cuda:N)") from None
 
 
 def resolve_dtype(name: str):
     import torch
 
     if name not in DTYPES:
-        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}")
+        raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {name!r}")
     return getattr(torch, name)
 
 
@@ -62,5 +63,5 @@ def parse_batch_size(value) -> str | int:
         return "auto"
     text = str(value)
     if not (text.isdigit() and int(text) > 0):
-        raise InputError(f"--batch-size must be 'auto' or a positive integer, got {value!r}")
+        raise ParameterError("batch_size", f"must be 'auto' or a positive integer, got {value!r}")
     return int(text)

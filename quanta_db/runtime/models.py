@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quanta_db.errors import InputError, first_line
+from quanta_db.params import ParameterError
 
 # Pythia's 154 checkpoints: 0, 1, 2, 4, ..., 512, then every 1000 up to 143000.
 PYTHIA_STEPS = [0] + [2**i for i in range(10)] + list(range(1000, 143001, 1000))
@@ -35,9 +36,9 @@ def parse_steps(text: str | None) -> list[int] | str | None:
     try:
         steps = sorted({int(s) for s in text.split(",") if s.strip()})
     except ValueError:
-        raise InputError(f"--steps expects comma-separated integers or 'all', got {text!r}") from None
+        raise ParameterError("steps", f"expects comma-separated integers or 'all', got {text!r}") from None
     if not steps:
-        raise InputError("--steps is empty")
+        raise ParameterError("steps", "is empty")
     return steps
 
 

@@ -4,6 +4,7 @@ tokenizer must be the corpus's; and the catalog rows a job stages for a model.""
 from __future__ import annotations
 
 from quanta_db.errors import InputError
+from quanta_db.params import ParameterError
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.tokenizer import load_tokenizer, vocab_hash
 from quanta_db.store.store import Store
@@ -28,7 +29,7 @@ def resolve_model(store: Store, model: str, step: int | None, corpus_info: dict)
         return model, model_sources.Checkpoint(int(step), chosen[0]["revision"], chosen[0]["source"]), True
     checkpoints = model_sources.resolve_checkpoints(model, [step] if step is not None else None)
     if len(checkpoints) != 1:
-        raise InputError(f"model {model} has {len(checkpoints)} checkpoints; pass --step")
+        raise ParameterError("step", f"is needed: model {model} has {len(checkpoints)} checkpoints")
     check_corpus_tokenizer(model, checkpoints[0], None, corpus_info)
     return model_sources.default_model_name(model), checkpoints[0], False
 

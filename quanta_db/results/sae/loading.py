@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from quanta_db.errors import InputError, first_line
+from quanta_db.params import ParameterError
 from quanta_db.runtime.hooks import HookPoint, parse_hook_name
 
 SUPPORTED_POINTS = ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "attn.hook_z")
@@ -58,7 +59,7 @@ def load_sae(source: str, sae_id: str | None, device, name: str | None = None) -
         raise InputError(f"SAE source {source} is not a folder")
     else:
         if not sae_id:
-            raise InputError("--sae-id is required with a sae-lens release name")
+            raise ParameterError("sae_id", "is required with a sae-lens release name")
         try:
             sae = SAE.from_pretrained(source, sae_id, device=str(device))
         except Exception as error:

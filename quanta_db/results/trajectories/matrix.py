@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from quanta_db.errors import InputError
+from quanta_db.params import ParameterError
 from quanta_db.store.store import Store
 
 
@@ -37,9 +38,9 @@ def matrix_rows(store: Store, models: list[str], corpus: str, steps: list[int] |
     """(model, step) rows in order: models as given, each model's steps ascending — ``steps``
     when given (each must have losses on ``corpus``), else every step with losses there."""
     if len(set(models)) < 2:
-        raise InputError("a loss trajectory fit needs at least two models (--models M1,M2,...)")
+        raise ParameterError("models", "must name at least two models for a loss trajectory fit")
     if len(set(models)) != len(models):
-        raise InputError(f"--models lists a model twice: {', '.join(models)}")
+        raise ParameterError("models", f"lists a model twice: {', '.join(models)}")
     rows = []
     for model in models:
         known = sorted(int(r["step"]) for r in store.catalog_rows("checkpoints", model=model))
@@ -61,7 +62,7 @@ def matrix_rows(store: Store, models: list[str], corpus: str, steps: list[int] |
 def _subset_keys(store: Store, tokens_sql: str, corpus: str) -> np.ndarray:
     table = store.query_arrow(tokens_sql)
     if not {"doc_id", "pos"} <= set(table.column_names):
-        raise InputError("--tokens must be a query returning doc_id and pos columns (and optionally corpus)")
+        raise ParameterError("tokens", "must be a query returning doc_id and pos columns (and optionally corpus)")
     if "corpus" in table.column_names:
         table = table.filter(pc.equal(table["corpus"], corpus))
     return np.unique(token_keys(table["doc_id"].to_numpy(), table["pos"].to_numpy()))
