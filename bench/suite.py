@@ -52,6 +52,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "serve": ("serve.py", [], ["--rows", "200000", "--requests", "10", "--clients", "2", "--seconds", "2"]),
     "sql": ("sql.py", ["--models", "8", "--steps", "154", "--tokens", "100000"],
             ["--models", "2", "--steps", "3", "--tokens", "20000", "--repeats", "1"]),
+    "catalog": ("catalog.py", [], ["--sizes", "500,2000", "--repeats", "3", "--commits-under-readers", "10"]),
 }
 TAKES_DEVICE = {"losses", "quanta", "sae", "universality", "trajectories", "heads"}
 
@@ -79,7 +80,8 @@ def summary(entry: dict) -> str:
     parts = []
     for result in entry["results"]:
         ratios = {k: v for k, v in result.items() if k.startswith("ratio") or k == "p50_ratio"}
-        label = result.get("shape") or result.get("shapes") or result.get("query") or result.get("analysis") or ""
+        label = (result.get("shape") or result.get("shapes") or result.get("query") or result.get("analysis")
+                 or (f"{result['files']} files" if "files" in result else ""))
         if "dtype" in result:
             label = f"{label} {result['dtype']}"
         parts.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))

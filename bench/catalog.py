@@ -1,0 +1,173 @@
+"""Benchmark: the store's catalog at checkpoint-suite scale (issue 22), against plain DuckDB over
+the same file list, in one run.
+
+A store is filled with ``token_losses`` files of ``--rows`` rows, one (model, step, corpus)
+partition each, as a suite of checkpoints makes them: runs of up to ``--fill-run`` files, then
+single-file commits as ``ingest losses`` makes them. At each size of ``--sizes`` it measures:
+
+- ``commit_s``: one more single-file commit (median of ``--repeats``);
+- ``fresh_point_s``: open the store and query one partition (one model, step and corpus);
+- ``warm_point_s``: the same query again on the open store;
+- ``aggregate_s`` / ``plain_aggregate_s``: a group-by over every row, through the store and
+  through a plain in-memory DuckDB reading the same files (``read_parquet([...])``), and their ratio;
+- ``max_read_wait_s``: the slowest of the point queries a reader process polls with while
+  ``--commits-under-readers`` commits go on.
+
+Targets (issue 22, at 25k files): commit ≤ 0.2 s and flat in the file count, fresh point query
+≤ 0.2 s, warm ≤ 0.1 s, aggregate within 1.2x of plain DuckDB, no read waiting more than 100 ms.
+One JSON line per size.
+
+    python bench/catalog.py                                   # 1k, 5k, 25k files
+    python bench/catalog.py --sizes 500,2000 --commits-under-readers 10   # quick (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from quanta_db.store.store import Store  # noqa: E402
+
+CORPORA = 23  # 22 Pile subsets and DM mathematics
+STEPS = 154   # Pythia's checkpoints
+
+
+def partition(index: int) -> dict:
+    """The index-th (model, step, corpus) of a suite: corpora fastest, then steps, then models."""
+    corpus, rest = index % CORPORA, index // CORPORA
+    return {"model": f"pythia-{rest // STEPS}", "step": (rest % STEPS) * 1000, "corpus": f"subset-{corpus:02d}"}
+
+
+def losses(keys: dict, rows: int, run_id: str, rng) -> pa.Table:
+    return pa.table({
+        "model": pa.repeat(keys["model"], rows), "step": pa.repeat(keys["step"], rows),
+        "corpus": pa.repeat(keys["corpus"], rows), "doc_id": np.arange(rows, dtype=np.int64) // 50,
+        "pos": (np.arange(rows) % 50 + 1).astype(np.int32), "loss_nats": rng.gamma(2.0, 1.5, rows).astype(np.float32),
+        "run_id": pa.repeat(run_id, rows)})
+
+
+class Filler:
+    """Commits partitions in order; ``count`` is how many files the store holds."""
+
+    def __init__(self, store: Store, rows: int):
+        self.store, self.rows, self.count, self.rng = store, rows, 0, np.random.default_rng(0)
+
+    def commit(self, n_files: int) -> float:
+        """Commit the next ``n_files`` partitions as one run; seconds the commit took."""
+        with self.store.begin_run("bench", {"first": self.count, "files": n_files}) as run:
+            for index in range(self.count, self.count + n_files):
+                run.write("token_losses", losses(partition(index), self.rows, run.run_id, self.rng))
+            started = time.perf_counter()
+            run.commit()
+        self.count += n_files
+        return time.perf_counter() - started
+
+    def fill_to(self, size: int, per_run: int) -> None:
+        while self.count < size:
+            self.commit(min(per_run, size - self.count))
+
+
+def point_sql(count: int) -> str:
+    keys = partition(count // 2)
+    return (f"SELECT avg(loss_nats) AS mean FROM token_losses WHERE model = '{keys['model']}' "
+            f"AND step = {keys['step']} AND corpus = '{keys['corpus']}'")
+
+
+AGGREGATE = "SELECT model, corpus, avg(loss_nats) AS mean, count(*) AS n FROM token_losses GROUP BY ALL"
+
+
+def timed(function, repeats: int) -> float:
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+READER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from quanta_db.store.store import Store
+store, stop, waits = Store.open(sys.argv[1]), Path(sys.argv[2]), []
+print("ready", flush=True)
+while not stop.exists():
+    started = time.perf_counter()
+    store.query_arrow(SQL)
+    waits.append(time.perf_counter() - started)
+print(max(waits) if waits else float("nan"))
+"""
+
+
+def read_waits(root: Path, filler: Filler, commits: int) -> float:
+    """Largest point-query latency of a reader process (a notebook, say) polling while ``commits``
+    single-file commits run."""
+    stop = root.parent / "stop-reading"
+    stop.unlink(missing_ok=True)
+    code = READER.replace("SQL", repr(point_sql(filler.count)))
+    reader = subprocess.Popen([sys.executable, "-c", code, str(root), str(stop), str(Path(__file__).parent.parent)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        reader.stdout.readline()  # "ready"
+        for _ in range(commits):
+            filler.commit(1)
+    finally:
+        stop.touch()
+    return float(reader.communicate(timeout=600)[0].strip())
+
+
+def measure(root: Path, filler: Filler, size: int, repeats: int, commits_under_readers: int) -> dict:
+    commit_s = statistics.median(filler.commit(1) for _ in range(repeats))
+    sql = point_sql(filler.count)
+    fresh_s = timed(lambda: Store.open(root).query_arrow(sql), repeats)
+    warm = Store.open(root)
+    warm.query_arrow(sql)
+    warm_s = timed(lambda: warm.query_arrow(sql), repeats)
+    aggregate_s = timed(lambda: warm.query_arrow(AGGREGATE), repeats)
+    paths = [str(p) for p in warm.committed_paths("token_losses")]
+    plain = duckdb.connect()
+    plain_s = timed(lambda: plain.sql(f"SELECT model, corpus, avg(loss_nats) AS mean, count(*) AS n "
+                                      f"FROM read_parquet({paths!r}) GROUP BY ALL").fetchall(), repeats)
+    return {"benchmark": "catalog", "files": filler.count, "target_files": size, "commit_s": round(commit_s, 4),
+            "fresh_point_s": round(fresh_s, 4), "warm_point_s": round(warm_s, 4),
+            "aggregate_s": round(aggregate_s, 4), "plain_aggregate_s": round(plain_s, 4),
+            "ratio_aggregate": round(aggregate_s / plain_s, 2),
+            "max_read_wait_s": round(read_waits(root, filler, commits_under_readers), 4),
+            "commits_under_readers": commits_under_readers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,5000,25000", help="Comma-separated file counts to measure at.")
+    parser.add_argument("--rows", type=int, default=100, help="Rows per file.")
+    parser.add_argument("--fill-run", type=int, default=1000, help="Files per run while filling.")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--commits-under-readers", type=int, default=100)
+    parser.add_argument("--out-dir", help="Where the store is built [default: a temporary folder].")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.out_dir) as folder:
+        root = Path(folder) / "store"
+        filler = Filler(Store.init(root), args.rows)
+        for size in sorted(int(s) for s in args.sizes.split(",")):
+            started = time.perf_counter()
+            filler.fill_to(size, args.fill_run)
+            fill_s = time.perf_counter() - started
+            line = measure(root, filler, size, args.repeats, args.commits_under_readers)
+            print(json.dumps({**line, "fill_s": round(fill_s, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
