@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from quanta_db.cli.options import emit, output_option, pass_store
+from quanta_db.cli.options import emit, output_option, pass_store, write_result
 from quanta_db.errors import InputError
+from quanta_db.reports.formats import FORMATS
 from quanta_db.reports.latex import LatexOptions, to_latex
 
 
@@ -22,6 +23,20 @@ def _column_digits(pairs: tuple[str, ...]) -> dict[str, int]:
             raise InputError(f"--col-digits expects COLUMN=N with N >= 1, got {pair!r}")
         digits[column] = int(value)
     return digits
+
+
+@export.command()
+@click.argument("table")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="csv", show_default=True,
+              help="Output format (parquet needs -o).")
+@output_option
+@pass_store
+def manifest(ref, table, fmt, output):
+    """The committed files of fact table TABLE (path, the file's keys, rows), for other engines:
+    read these files, never a glob over tables/ (docs/store.md, "Other engines")."""
+    from quanta_db.store.querying import Result
+
+    write_result(Result(ref.open().manifest(table), False, 0.0), fmt, output)
 
 
 @export.command()

@@ -70,6 +70,22 @@ def read_only_process(output: str | None = None) -> None:
 
 
 
+def write_result(result, fmt: str, output: str | None, source: str | None = None, max_rows: int | None = None) -> None:
+    """A query result (``quanta_db.store.querying.Result``) in format ``fmt``, printed or written
+    to ``output`` (a binary format needs ``output``)."""
+    from quanta_db.errors import InputError
+    from quanta_db.reports.formats import encode
+
+    data = encode(result, fmt, source=source, max_rows=max_rows)
+    if FORMATS[fmt].binary:
+        if not output:
+            raise InputError(f"--format {fmt} needs -o FILE")
+        Path(output).write_bytes(data)
+        click.echo(f"wrote {result.table.num_rows} rows to {output}", err=True)
+        return
+    emit(data.decode(), output)
+
+
 def emit(text: str, output: str | None) -> None:
     """Print ``text`` or write it to ``output``."""
     if output:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
-from quanta_db.cli.options import emit, format_option, output_option, pass_store, read_only_process
+from quanta_db.cli.options import format_option, output_option, pass_store, read_only_process, write_result
 from quanta_db.errors import InputError
-from quanta_db.reports.formats import FORMATS, encode
 
 
 @click.command()
@@ -125,12 +123,4 @@ def query(ref, sql, sql_file, fmt, output, max_rows, time_limit_ms, unsafe):
     store = ref.open()  # may rebuild views: before the process gives up writing
     if not unsafe:
         read_only_process(output)
-    result = store.query(sql, unsafe=unsafe, time_limit_ms=time_limit_ms)
-    data = encode(result, fmt, source=sql, max_rows=max_rows)
-    if FORMATS[fmt].binary:
-        if not output:
-            raise InputError(f"--format {fmt} needs -o FILE")
-        Path(output).write_bytes(data)
-        click.echo(f"wrote {result.table.num_rows} rows to {output}", err=True)
-        return
-    emit(data.decode(), output)
+    write_result(store.query(sql, unsafe=unsafe, time_limit_ms=time_limit_ms), fmt, output, sql, max_rows)

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from quanta_db.errors import QueryError, StoreError
+from quanta_db.errors import InputError, QueryError, StoreError
 from quanta_db.store import catalog, expectations, liveness, migrations, querying, sandbox, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
@@ -144,6 +144,23 @@ class Store:
             else:
                 rows = con.execute(statement("table_files"), [table]).fetchall()
         return [self.root / r[0] for r in rows]
+
+    def manifest(self, table: str) -> pa.Table:
+        """The committed files of fact table ``table``: absolute ``path``, the file's key columns
+        (as the table declares them) and ``rows``, from the catalog. Other engines read exactly
+        these files; a glob over ``tables/`` would also read files no run committed."""
+        if table not in fact_tables():
+            raise InputError(f"unknown table {table!r}; a manifest lists the files of a fact table "
+                             f"({', '.join(sorted(fact_tables()))})")
+        spec = fact_table(table)
+        with self.read() as con:
+            listed = con.execute(statement("table_manifest"), [table]).fetchall()
+        keys = [json.loads(text) if text else {} for _, text, _ in listed]
+        columns = {"path": pa.array([str(self.root / path) for path, _, _ in listed], pa.string())}
+        for name in spec.file_keys:
+            columns[name] = pa.array([k.get(name) for k in keys], spec.schema.field(name).type)
+        columns["rows"] = pa.array([rows for _, _, rows in listed], pa.int64())
+        return pa.table(columns)
 
     def has_files(self, table: str, **keys) -> bool:
         """Whether ``table`` has a committed file whose per-file keys match ``keys``

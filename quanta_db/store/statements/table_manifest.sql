@@ -1,0 +1,1 @@
+SELECT path, keys, rows FROM files WHERE table_name = ? ORDER BY path
