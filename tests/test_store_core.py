@@ -427,3 +427,30 @@ def test_the_manifest_lists_exactly_the_committed_files(corpus_store, tmp_path):
         store.manifest("runs")
     refused = CliRunner().invoke(cli, ["--store", str(store.root), "export", "manifest", "nope"])
     assert refused.exit_code == 1 and refused.output.count("\n") == 1 and refused.output.startswith("Error: unknown")
+
+
+def test_a_registration_raced_by_another_run_drops_only_its_own_facts(store):
+    """Run A registers tokenizers t1 and t2; run B registers t1 identically and commits first. A's
+    commit keeps B's t1 (its vocabulary not doubled) and adds t2 with its own vocabulary."""
+    import pyarrow as pa
+
+    def register(run, name: str, tokens: list[str]) -> None:
+        vocab = pa.table({"tokenizer": pa.repeat(name, len(tokens)), "token_id": pa.array(range(len(tokens)), pa.int32()),
+                          "token": tokens})
+        run.register("tokenizers", {"tokenizer": name, "source": "test", "vocab_hash": f"h-{name}",
+                                    "vocab_size": len(tokens), "run_id": run.run_id},
+                     key=["tokenizer"], same=["vocab_hash"], facts={"vocab": vocab})
+
+    first = store.begin_run("registrations", {"run": "a"})
+    register(first, "t1", ["a", "b", "c"])
+    register(first, "t2", ["x", "y"])
+    with store.begin_run("registrations", {"run": "b"}) as other:
+        register(other, "t1", ["a", "b", "c"])
+        other.commit()
+    first.commit()
+    vocab = store.query_df("SELECT tokenizer, list(token ORDER BY token_id) AS tokens FROM vocab GROUP BY ALL "
+                           "ORDER BY tokenizer")
+    assert [[name, list(tokens)] for name, tokens in vocab.values.tolist()] == [["t1", ["a", "b", "c"]],
+                                                                                ["t2", ["x", "y"]]]
+    assert store.query_df("SELECT tokenizer, run_id FROM tokenizers ORDER BY tokenizer").values.tolist() == [
+        ["t1", other.run_id], ["t2", first.run_id]]
