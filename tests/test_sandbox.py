@@ -124,3 +124,16 @@ def test_a_moved_store_is_rebuilt_on_open_or_by_the_documented_one_liner(corpus_
     result = CliRunner().invoke(cli, ["--store", str(copied), "views", "--refresh"])  # the documented one-liner (docs/store.md)
     assert result.exit_code == 0, result.output
     assert _plain_count(copied / "catalog.duckdb") == expected
+
+
+def test_parsing_reads_no_file(corpus_store, tmp_path):
+    """IMPORT DATABASE is expanded at parse time by reading <dir>/schema.sql and load.sql (duckdb
+    1.5 then put the first word of load.sql in its syntax error): the check parses where no file
+    can be read, so nothing of a file outside the store reaches the error."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("schema.sql", "load.sql"):
+        (outside / name).write_text("SECRET_d41d8cd9 is not SQL;\n")
+    with pytest.raises(QueryError) as refused:
+        corpus_store.query_df(f"IMPORT DATABASE '{outside}'")
+    assert "SECRET" not in str(refused.value)

@@ -93,7 +93,8 @@ def test_json_is_typed_and_the_row_limit_is_reported(client):
     body = http.get("/api/query?sql=SELECT 1 AS a, NULL AS b, 'nan'::DOUBLE AS c, '-inf'::DOUBLE AS d, "
                     "9007199254740993 AS e, 2.5 AS f, [1, NULL] AS g").json()
     assert body["rows"] == [[1, None, "NaN", "-Infinity", "9007199254740993", 2.5, [1, None]]]
-    assert [c["type"] for c in body["columns"]][:2] == ["int32", "null"]
+    # the column's Arrow type as DuckDB gives it (a bare NULL is "null" in duckdb 2, int32 in 1.5)
+    assert body["columns"][0]["type"] == "int32" and body["columns"][1]["type"] in ("null", "int32")
     limited = http.get("/api/query?sql=SELECT * FROM range(80)").json()
     assert limited["row_count"] == 50 and limited["truncated"]
     page = http.get("/sql?sql=SELECT * FROM range(80)").text

@@ -34,16 +34,19 @@ OWNER_HINT = "the store's owner can pass --unsafe"
 
 
 def _parse(sql: str) -> list:
+    # Parsing expands some statements by reading files (IMPORT DATABASE reads <dir>/schema.sql):
+    # parse where no file can be read, not in duckdb's default connection.
     try:
-        return duckdb.extract_statements(sql)
+        return _serialiser().cursor().extract_statements(sql)
     except duckdb.Error as error:
         raise QueryError(first_line(error)) from None
 
 
 @functools.cache
 def _serialiser() -> duckdb.DuckDBPyConnection:
-    """An in-memory connection that only serialises SQL (created on first use)."""
-    return duckdb.connect(":memory:")
+    """An in-memory connection that only parses and serialises SQL, and reads no file (created
+    on first use; each use takes its own cursor, so threads do not share one)."""
+    return duckdb.connect(":memory:", config={"enable_external_access": False})
 
 
 # Query nodes that only read. DuckDB also allows COPY / INSERT / UPDATE / DELETE as the body of a
