@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quanta_db.results.quanta.params import DEFAULT_EXCLUDE  # noqa: E402  (one definition, with the parameters)
+from quanta_db.results.quanta.params import DEFAULT_EXCLUDE
 
 
 def select_parameters(model, exclude: tuple[str, ...] = DEFAULT_EXCLUDE) -> list[tuple[str, torch.nn.Parameter]]:

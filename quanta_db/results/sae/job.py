@@ -33,7 +33,6 @@ from quanta_db.store.store import Store
 
 CPU_TOKEN_BUDGET = 4096
 MAX_TOKEN_BUDGET = 65536
-DEFAULT_CE_TOKENS = 20_000
 
 
 def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
