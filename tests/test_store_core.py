@@ -195,10 +195,9 @@ def test_resume_folders_differ_by_job_and_by_parameters(store):
 
 
 def test_saved_analyses_are_dropped_as_what_they_are():
-    from quanta_db.store.views import drop_saved_sql
+    from quanta_db.store.views import drop_saved_view_sql
 
-    assert drop_saved_sql("with_params", True) == 'DROP MACRO TABLE IF EXISTS "with_params"'
-    assert drop_saved_sql("plain", False) == 'DROP VIEW IF EXISTS "plain"'
+    assert drop_saved_view_sql("plain") == 'DROP VIEW IF EXISTS main."plain"'
 
 
 def test_lock_errors_are_told_from_other_errors_by_either_message():

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import duckdb
 
 from quanta_db.errors import QuantaError
-from quanta_db.store import catalog, querying, sandbox
+from quanta_db.store import catalog, lake, querying, sandbox
 from quanta_db.store.store import Store
 
 KEEP = 3  # older copies may still be in use by running requests
@@ -46,8 +46,7 @@ class Snapshots:
         self._connections: dict[int, Snapshot] = {}
 
     def _signature(self) -> tuple:
-        path = catalog.catalog_path(self.root)
-        return _stamp(path), _stamp(path.with_name(path.name + ".wal"))
+        return catalog.change_stamp(self.root)
 
     def current(self) -> Snapshot:
         """The newest copy, taken first when the catalog changed."""
@@ -72,16 +71,6 @@ class Snapshots:
             self._connections.clear()
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """(mtime, size) of ``path``, None when absent — one stat, because a committing ingest removes
-    the WAL between an exists() and a stat() (a served request failed with FileNotFoundError)."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return None
-    return status.st_mtime_ns, status.st_size
-
-
 class SnapshotStore(Store):
     """The store as one snapshot shows it, for the report renderers: catalog reads and queries run
     on the snapshot's private copy (confined to the committed files), queries under the server's
@@ -94,7 +83,7 @@ class SnapshotStore(Store):
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cursor = self._snapshot.connection.cursor()
+        cursor = lake.cursor(self._snapshot.connection)
         try:
             yield cursor
         finally:

@@ -1,9 +1,12 @@
-"""The one place that opens the DuckDB catalog.
+"""The one place that opens the store's catalog (a DuckLake: :mod:`quanta_db.store.lake`).
 
-DuckDB lets one process hold a database file for writing, and a writer in another process
-locks readers out ("Could not set lock on file"). Connections here are therefore short:
-every caller opens, does one piece of work, and closes; a locked catalog is retried with
-backoff for a bounded time and then reported in one line.
+Connections are short: every caller opens, does one piece of work, and closes. Writers are
+serialised, so that a commit's checks and its writes see no other commit in between: on a
+local catalog by DuckDB's lock on the metadata file (a writer in one process locks readers of
+other processes out for the few milliseconds a commit takes), on PostgreSQL by an advisory lock
+keyed by the store (DuckLake's optimistic commits alone let two identical runs both commit),
+where readers never wait. A held lock is retried with backoff for a bounded time and then
+reported in one line.
 """
 
 from __future__ import annotations
@@ -18,22 +21,29 @@ from pathlib import Path
 
 import duckdb
 
-from quanta_db.errors import StoreError, first_line
-from quanta_db.store import sandbox
+from quanta_db.errors import StoreError
+from quanta_db.store import lake, sandbox, views
 from quanta_db.store.settings import env_seconds
 
-CATALOG_FILE = "catalog.duckdb"
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
-STORAGE_COMPATIBILITY = "v1.0.0"
+FIRST_RETRY_S = 0.01
 
 
 class CatalogLocked(StoreError):
     """Another process held the catalog's write lock past the timeout."""
 
 
-def catalog_path(root: Path) -> Path:
-    return Path(root) / CATALOG_FILE
+def locate(root: Path) -> lake.Locator:
+    """The catalog of the store at ``root``; a one-line error when ``root`` holds none."""
+    locator = lake.locate(root)
+    if locator is None:
+        if (Path(root) / lake.LEGACY_FILE).is_file():
+            raise StoreError(f"{root} is a store of quanta-db 0.1 (its catalog is {lake.LEGACY_FILE}); "
+                             "upgrade it with `quanta-db migrate`")
+        raise StoreError(f"{root} is not a quanta-db store (no {lake.LOCAL_FILE} or {lake.REMOTE_FILE}); "
+                         "run `quanta-db init`")
+    return locator
 
 
 def lock_timeout_s() -> float:
@@ -45,60 +55,119 @@ def _is_lock_error(error: Exception) -> bool:
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
-def _retrying(path: Path, attempt):
+def _locked_message(locator: lake.Locator) -> str:
+    return (f"catalog {locator.describe()} is locked by another process (an ingest committing?); "
+            f"gave up after {lock_timeout_s():.0f}s (set {LOCK_TIMEOUT_ENV} to wait longer)")
+
+
+def _retrying(locator: lake.Locator, attempt):
     """``attempt()``, retried with backoff while another process holds the catalog's write lock."""
     deadline = time.monotonic() + lock_timeout_s()
-    delay_s = 0.05
+    delay_s = FIRST_RETRY_S
     while True:
         try:
             return attempt()
         except duckdb.Error as error:
             if not _is_lock_error(error):
-                raise StoreError(f"cannot open catalog {path}: {first_line(error)}") from None
+                raise StoreError(lake.describe_error(locator, error)) from None
             if time.monotonic() >= deadline:
-                raise CatalogLocked(
-                    f"catalog {path} is locked by another process (an ingest committing?); "
-                    f"gave up after {lock_timeout_s():.0f}s (set {LOCK_TIMEOUT_ENV} to wait longer)"
-                ) from None
+                raise CatalogLocked(_locked_message(locator)) from None
             time.sleep(delay_s)
             delay_s = min(delay_s * 2, 1.0)
 
 
-def _open(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _attached(locator: lake.Locator, read_only: bool, metadata_file: Path | None = None):
+    """A new in-memory DuckDB connection with the store's lake attached as its default catalog."""
+    con = duckdb.connect(config=lake.connection_config(locator.on_postgres))
+    try:
+        lake.attach(con, locator, read_only, metadata_file)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _open(locator: lake.Locator, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open with bounded retry while another process holds the write lock."""
-    path = catalog_path(root)
-    # A new catalog is written in a storage format that DuckDB 1.0 and later can read, so
-    # the CLI, DBeaver or an R session of another DuckDB version can open the store.
-    config = {} if path.exists() else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
-    return _retrying(path, lambda: duckdb.connect(str(path), read_only=read_only, config=config))
+    return _retrying(locator, lambda: _attached(locator, read_only))
 
 
-def user_sql_connection(root: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection for user SQL: a private read-only copy of the catalog, confined to reading the
-    store's committed files (``sandbox.restrict``).
+@contextmanager
+def _postgres_session(locator: lake.Locator):
+    """A psycopg session on the store's PostgreSQL catalog database; closed on exit."""
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError("this store's catalog is on PostgreSQL: pip install 'quanta-db[postgres]'") from None
+    try:
+        session = psycopg.connect(locator.connection_url(), autocommit=True, connect_timeout=10)
+    except psycopg.Error as error:
+        raise StoreError(lake.describe_error(locator, error)) from None
+    try:
+        yield session
+    finally:
+        session.close()
 
-    DuckDB lets a connection read the files of its attached databases whatever ``allowed_paths``
-    says, so a connection to ``catalog.duckdb`` itself could read that file (and its WAL) through
-    ``read_blob``. The catalog is therefore copied (under a read-only connection, so no commit is
-    half-copied) into a private folder in the temporary folder, the copy opened read-only, and its
-    folder removed at once: the open connection keeps its file, and no path names it any more.
-    A read-only database also refuses every catalog change by itself.
-    """
-    path = catalog_path(root)
-    if not path.exists():
-        raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE}); run `quanta-db init`")
+
+@contextmanager
+def _postgres_lock(locator: lake.Locator) -> Iterator[None]:
+    """Hold the store's advisory lock on its PostgreSQL catalog (released when the session ends,
+    a killed process's too)."""
+    with _postgres_session(locator) as session:
+        deadline = time.monotonic() + lock_timeout_s()
+        delay_s = FIRST_RETRY_S
+        while not session.execute("SELECT pg_try_advisory_lock(%s)", [locator.lock_key()]).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise CatalogLocked(_locked_message(locator))
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 1.0)
+        yield
+
+
+def _private_copy(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a private copy of a local catalog (see user_sql_connection)."""
     folder = Path(tempfile.mkdtemp(prefix="quanta-db-sql-"))
     try:
-        copy = folder / CATALOG_FILE
-        with connect(root, read_only=True):  # no writer can commit during the copy
-            for source in (path, path.with_name(path.name + ".wal")):
+        copy = folder / lake.LOCAL_FILE
+        with connect(locator.root, read_only=True):  # no writer can commit during the copy
+            for source in (locator.metadata_file, locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal")):
                 with contextlib.suppress(FileNotFoundError):
                     shutil.copyfile(source, copy.with_name(source.name))
-        con = duckdb.connect(str(copy), read_only=True)
+        return _retrying(locator, lambda: _attached(locator, True, metadata_file=copy))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def user_sql_connection(root: Path, memory_limit: str | None = None, macros: bool = True) -> duckdb.DuckDBPyConnection:
+    """A connection for user SQL: read-only, confined to reading the store's committed files
+    (``sandbox.restrict``).
+
+    A local catalog is copied first (under a read-only connection, so no commit is half-copied)
+    into a private folder in the temporary folder, the copy attached read-only, and its folder
+    removed at once: the open connection keeps its file, no path names it any more, and a long
+    query holds no lock that would make a commit wait. A catalog on PostgreSQL is attached
+    read-only as it is (its readers never block writers). ``macros``: create the saved
+    analyses' table macros (:func:`~quanta_db.store.views.install_session_macros`) now.
+    """
+    locator = locate(root)
+    con = _private_copy(locator) if not locator.on_postgres else _open(locator, read_only=True)
     try:
-        sandbox.restrict(con, root, memory_limit)
+        if macros:
+            views.install_session_macros(con)
+        sandbox.restrict(con, Path(root), memory_limit)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def owner_connection(root: Path, macros: bool = True) -> duckdb.DuckDBPyConnection:
+    """A read-only connection for the owner's unchecked SQL (``--unsafe``), with the saved
+    analyses' table macros unless not ``macros``."""
+    con = _open(locate(root), read_only=True)
+    try:
+        if macros:
+            views.install_session_macros(con)
     except BaseException:
         con.close()
         raise
@@ -106,41 +175,70 @@ def user_sql_connection(root: Path, memory_limit: str | None = None) -> duckdb.D
 
 
 @contextmanager
-def connect(root: Path, *, read_only: bool, user_sql: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection to the store's catalog; closed on exit.
+def connect(root: Path, *, read_only: bool, user_sql: bool = False, owner_sql: bool = False,
+            locator: lake.Locator | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection to the store's catalog; closed on exit. A writing connection
+    holds the store's write lock until then.
 
-    ``user_sql``: a private read-only copy, confined to the store's committed files
-    (``user_sql_connection``).
+    ``user_sql``: confined to the store's committed files (``user_sql_connection``);
+    ``owner_sql``: read-only for the owner's unchecked SQL (``owner_connection``). Neither
+    creates the saved analyses' macros: the caller does, for its statement.
+    ``locator``: the catalog of a store being created (default: the one ``root`` holds).
     """
-    if not catalog_path(root).exists() and read_only:
-        raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE}); run `quanta-db init`")
-    con = user_sql_connection(Path(root)) if user_sql else _open(Path(root), read_only)
-    try:
+    locator = locator or locate(root)
+    with contextlib.ExitStack() as stack:
+        if user_sql:
+            con = user_sql_connection(Path(root), macros=False)
+        elif owner_sql:
+            con = owner_connection(Path(root), macros=False)
+        else:
+            if locator.on_postgres and not read_only:
+                stack.enter_context(_postgres_lock(locator))
+            con = _open(locator, read_only)
+        stack.callback(con.close)
         yield con
-    finally:
-        con.close()
+
+
+def change_stamp(root: Path) -> tuple:
+    """Something that changes whenever a commit lands: the local catalog file's (and its WAL's)
+    mtime and size, or the latest snapshot of a catalog on PostgreSQL."""
+    locator = locate(root)
+    if not locator.on_postgres:
+        return _stamp(locator.metadata_file), _stamp(locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal"))
+    from psycopg import sql
+
+    with _postgres_session(locator) as session:
+        query = sql.SQL("SELECT max(snapshot_id) FROM {}.ducklake_snapshot").format(sql.Identifier(locator.schema))
+        return tuple(session.execute(query).fetchone())
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of ``path``, None when absent — one stat, because a committing ingest removes
+    the WAL between an exists() and a stat()."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_size
 
 
 def sqlalchemy_engine(root: Path, unsafe: bool = False):
     """A read-only SQLAlchemy engine (duckdb-engine) that opens one connection per checkout.
 
     NullPool keeps no connection open between statements, so a notebook holding this engine
-    never blocks an ingest's commit. Unless ``unsafe``, each connection is a private copy of the
-    catalog confined to the store's files (``user_sql_connection``), and every statement must be
-    a single read (see sandbox).
+    never blocks an ingest's commit. Unless ``unsafe``, each connection is confined to the
+    store's files (``user_sql_connection``), and every statement must be a single read (see
+    sandbox).
     """
     import sqlalchemy
+    from duckdb_engine import ConnectionWrapper
     from sqlalchemy.pool import NullPool
 
-    path = catalog_path(root)
-    if not path.exists():
-        raise StoreError(f"{root} is not a quanta-db store (no {CATALOG_FILE})")
+    locate(root)
+    opener = (lambda: owner_connection(root)) if unsafe else (lambda: user_sql_connection(root))
+    engine = sqlalchemy.create_engine("duckdb://", poolclass=NullPool, creator=lambda: ConnectionWrapper(opener()))
     if unsafe:
-        return sqlalchemy.create_engine(f"duckdb:///{path}", poolclass=NullPool, connect_args={"read_only": True})
-    from duckdb_engine import ConnectionWrapper
-
-    engine = sqlalchemy.create_engine("duckdb://", poolclass=NullPool,
-                                      creator=lambda: ConnectionWrapper(user_sql_connection(root)))
+        return engine
     sqlalchemy.event.listen(engine, "connect", lambda dbapi_con, record: record.info.update(
         table_macros=sandbox.table_macros(dbapi_con)))
     sqlalchemy.event.listen(engine, "before_cursor_execute", lambda con, _cursor, statement, *_rest:

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from quanta_db.store import registry
+from quanta_db.store.lake import FACT_SCHEMA
 from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident
 
 
@@ -74,6 +75,9 @@ def _drop_files(con, table: str, where: dict, dropped: Dropped) -> list[dict]:
     if not found:
         return []
     con.execute(f"DELETE FROM files WHERE table_name = ? AND {condition}", [table, *args])
+    # Every row of the lake table matching the per-file keys lives in one of these files.
+    rows_condition, rows_args = equal_condition(where)
+    con.execute(f"DELETE FROM {FACT_SCHEMA}.{quote_ident(table)} WHERE {rows_condition}", rows_args)
     dropped.rows[table] += sum(rows for _, _, rows in found)
     dropped.paths += [path for path, _, _ in found]
     keys = []

@@ -1,5 +1,5 @@
-"""Ordered SQL migrations: ``migrations/NNNN_name.sql``, each applied in its own transaction
-together with its row in ``schema_migrations`` (version, name, sha256, applied_at).
+"""Ordered SQL migrations: ``migrations/NNNN_name.sql``, the pending ones applied in one transaction
+together with their rows in ``schema_migrations`` (version, name, sha256, applied_at).
 
 The runner refuses, without changing anything, when numbers repeat or skip, when an applied
 file's checksum changed, or when the store is newer than this code.
@@ -93,27 +93,34 @@ def pending(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list
     return [m for m in migrations if m.version not in set(done_versions)]
 
 
+def lake_sql(sql: str) -> str:
+    """A migration as the lake runs it: DuckLake has no key constraints, so ``PRIMARY KEY`` and
+    ``UNIQUE`` are left out (the code that writes those tables keeps their keys unique)."""
+    return re.sub(r"\s+(PRIMARY\s+KEY|UNIQUE)\b", "", sql, flags=re.IGNORECASE)
+
+
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     done = applied(con)
     return done[-1][0] if done else 0
 
 
 def apply(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; returns those applied."""
+    """Apply every pending migration, all in one transaction (a lake commits in a few tens of
+    milliseconds each): either all of them are applied, or none; returns those applied."""
     todo = pending(con, migrations)
-    for migration in todo:
-        con.execute(statement("begin"))
-        try:
-            con.execute(BOOTSTRAP_SQL)
-            con.execute(migration.sql)
-            con.execute(
-                statement("record_migration"),
-                [migration.version, migration.name, migration.sha256],
-            )
-            con.execute(statement("commit"))
-        except duckdb.Error as error:
-            con.execute(statement("rollback"))
-            raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {first_line(error)}") from None
+    if not todo:
+        return todo
+    con.execute(statement("begin"))
+    migration = todo[0]
+    try:
+        con.execute(BOOTSTRAP_SQL)
+        for migration in todo:
+            con.execute(lake_sql(migration.sql))
+            con.execute(statement("record_migration"), [migration.version, migration.name, migration.sha256])
+        con.execute(statement("commit"))
+    except duckdb.Error as error:
+        con.execute(statement("rollback"))
+        raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {first_line(error)}") from None
     return todo
 
 

@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from quanta_db.errors import QueryError, first_line
-from quanta_db.store import sandbox
+from quanta_db.store import lake, sandbox
 
 
 @dataclass
@@ -32,7 +32,7 @@ def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = N
     no limit); at most ``max_rows`` rows (None: all), ``truncated`` saying whether there were more."""
     if macros is not None:
         sandbox.check_read_only(sql, macros)
-    con = connection.cursor()
+    con = lake.cursor(connection)
     timer = threading.Timer(time_limit_ms / 1000, con.interrupt) if time_limit_ms else None
     start = time.perf_counter()
     try:

@@ -2,8 +2,8 @@
 
 Staged files live in ``staging/<run_id>/`` (outside every table folder). Commit takes the
 catalog's write lock, moves the staged files into ``tables/`` (same filesystem: atomic
-renames), then in one transaction records them in ``files``, upserts catalog rows, inserts
-the ``runs`` row and rebuilds the affected views. If anything fails the files are moved back
+renames), then in one transaction records them in ``files``, registers them in the lake's
+tables, upserts catalog rows and inserts the ``runs`` row. If anything fails the files are moved back
 and the transaction rolls back; if the process dies, the catalog never saw the files, so
 views read exactly as before and ``quanta-db gc`` removes the leftovers.
 """
@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from quanta_db.environment import library_versions
 from quanta_db.errors import QuantaError, StoreError
-from quanta_db.store import catalog, expectations, lineage, liveness, views
-from quanta_db.store.registry import fact_table, fact_tables
+from quanta_db.store import catalog, expectations, lineage, liveness
+from quanta_db.store.registry import fact_table
 from quanta_db.store.sql import equal_condition, quote_ident, statement
 from quanta_db.store.tables import conform
 from quanta_db.version import __version__
@@ -376,6 +376,8 @@ class Run:
                 [self.run_id, f.table, rel, f.partition, f.rows, (self.root / rel).stat().st_size, now,
                  None if f.keys is None else json.dumps(f.keys, sort_keys=True, default=str)],
             )
+            if f.table != ARTIFACT_TABLE:
+                con.execute(statement("register_file"), [f.table, (self.root / rel).as_posix()])
         summary = dropped.summary()
         con.execute(
             statement("add_committed_run"),
@@ -386,9 +388,6 @@ class Run:
                 json.dumps(self.inputs) if self.inputs else None,
             ],
         )
-        touched = sorted(({f.table for f in staged} | set(dropped.rows)) & set(fact_tables()))
-        if touched:
-            views.refresh_fact_views(con, self.root, touched)
         return dropped
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QueryError, first_line
+from quanta_db.store import lake
 from quanta_db.store.sql import statement
 
 OWNER_HINT = "the store's owner can pass --unsafe"
@@ -54,14 +55,18 @@ def _serialiser() -> duckdb.DuckDBPyConnection:
 # writes), which its serialiser keeps as *_QUERY_NODE entries of the tree.
 READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
 # Table functions that only read (files, generated rows, metadata). Others run SQL of their own
-# (``query``, ``json_execute_serialized_sql``) or change the database's state (``checkpoint``,
+# (``query``, ``json_execute_serialized_sql``, ``postgres_query``), read a table named by a string
+# (``query_table``: the lake's metadata database, below) or change the database's state (``checkpoint``,
 # ``enable_profiling``, logging, external resources, grammar extensions).
 READ_TABLE_FUNCTIONS = frozenset({
     "range", "generate_series", "unnest", "repeat", "repeat_row", "glob", "summary", "sniff_csv", "json_each",
-    "json_tree", "seq_scan", "query_table", "read_duckdb", "test_all_types", "test_vector_types",
+    "json_tree", "seq_scan", "read_duckdb", "test_all_types", "test_vector_types",
     "icu_calendar_names", "pg_timezone_names", "which_secret",
 })
 READ_TABLE_FUNCTION_PREFIXES = ("read_", "parquet_", "duckdb_", "pragma_")
+# DuckLake attaches the database holding its metadata under this prefix; on PostgreSQL that
+# database may hold other schemas (other stores) too, so user SQL reads none of it.
+METADATA_PREFIX = "__ducklake_metadata"
 
 
 def _write_in_tree(node, macros: frozenset[str]) -> str | None:
@@ -74,6 +79,9 @@ def _write_in_tree(node, macros: frozenset[str]) -> str | None:
     node_type = node.get("type")
     if isinstance(node_type, str) and node_type.endswith("_NODE") and node_type not in READ_NODES:
         return node_type.removesuffix("_NODE").replace("_QUERY", "") + " inside the query"
+    if node_type == "BASE_TABLE" and any(str(node.get(part) or "").lower().startswith(METADATA_PREFIX)
+                                         for part in ("catalog_name", "schema_name")):
+        return "a table of the catalog's metadata database"
     if node_type == "TABLE_FUNCTION":
         name = str((node.get("function") or {}).get("function_name", "")).lower()
         if name not in READ_TABLE_FUNCTIONS | macros and not name.startswith(READ_TABLE_FUNCTION_PREFIXES):
@@ -157,6 +165,7 @@ def restrict(con, root: Path, memory_limit: str | None = None) -> None:
     syntax, e.g. ``'2GB'``) caps what its queries may hold, none spilling to disk."""
     root = Path(root)
     committed = [(root / path).as_posix() for (path,) in con.execute(statement("all_file_paths")).fetchall()]
+    committed += lake.delete_files(con)
     con.execute("SET allowed_paths = ?", [committed])  # pragma: no mutate (SQL's case is not its meaning)
     if memory_limit:
         con.execute("SET memory_limit = ?", [memory_limit])  # pragma: no mutate

@@ -1,8 +1,10 @@
-"""The store: one directory with ``catalog.duckdb`` and ``tables/<table>/...parquet``."""
+"""The store: one directory with its catalog (``catalog.ducklake``, or ``catalog.json`` naming one on
+PostgreSQL) and ``tables/<table>/...parquet``."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quanta_db.errors import InputError, QueryError, StoreError
-from quanta_db.store import catalog, expectations, liveness, migrations, querying, sandbox, views
+from quanta_db.store import catalog, expectations, lake, legacy, liveness, migrations, querying, sandbox, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident, statement
@@ -39,14 +41,15 @@ class Store:
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, path, create: bool = False, check: bool = True) -> Store:
-        """Open an existing store; ``check`` refuses one whose schema differs from this code."""
+        """Open an existing store; ``check`` refuses one whose schema differs from this code
+        (without it, a store of quanta-db 0.1 opens too, for :meth:`migrate` to upgrade)."""
         root = Path(path)
         if create and (not root.exists() or (root.is_dir() and not any(root.iterdir()))):
             return cls.init(root)
         if not root.is_dir():
             raise StoreError(f"store {root} does not exist; create it with `quanta-db init`")
-        if not catalog.catalog_path(root).is_file():
-            raise StoreError(f"{root} is not a quanta-db store (no {catalog.CATALOG_FILE})")
+        if not (check is False and legacy.is_legacy(root)):
+            catalog.locate(root)
         store = cls(root)
         if check:
             store.check_schema()
@@ -54,17 +57,38 @@ class Store:
         return store
 
     @classmethod
-    def init(cls, path) -> Store:
-        """Create (or upgrade) a store: directories, migrations, views."""
+    def init(cls, path, catalog_url: str | None = None) -> Store:
+        """Create (or upgrade) a store: directories, catalog, migrations, views.
+
+        ``catalog_url``: a ``postgresql://USER@HOST[:PORT]/DATABASE`` whose database holds the
+        catalog, for a store that many hosts share (default: ``QUANTA_DB_CATALOG``, else a local
+        catalog file). A store that cannot be created leaves nothing behind.
+        """
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} exists and is not a directory")
-        if root.is_dir() and any(root.iterdir()) and not catalog.catalog_path(root).exists():
+        existing = lake.locate(root) if root.is_dir() else None
+        if existing is None and root.is_dir() and any(root.iterdir()):
+            if legacy.is_legacy(root):
+                raise StoreError(f"{root} is a store of quanta-db 0.1; upgrade it with `quanta-db migrate`")
             raise StoreError(f"{root} is not empty and is not a quanta-db store; choose an empty directory")
+        if existing is not None:
+            if catalog_url and lake.without_password(catalog_url) != existing.url:
+                raise StoreError(f"{root} is already a store, with its catalog at {existing.describe()}")
+            store = cls(root)
+            store.migrate()
+            return store
+        created = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
-        (root / TABLES_DIR).mkdir(exist_ok=True)
-        store = cls(root)
-        store.migrate()
+        try:
+            locator = lake.new_locator(root.resolve(), catalog_url or os.environ.get(lake.CATALOG_ENV))
+            lake.save(locator)
+            (root / TABLES_DIR).mkdir(exist_ok=True)
+            store = cls(root)
+            store.migrate(locator=locator)
+        except BaseException:
+            _undo_init(root, created)
+            raise
         return store
 
     def check_schema(self) -> int:
@@ -94,8 +118,8 @@ class Store:
             yield con
 
     @contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with catalog.connect(self.root, read_only=False) as con:
+    def write(self, locator: lake.Locator | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        with catalog.connect(self.root, read_only=False, locator=locator) as con:
             yield con
 
     def engine(self, unsafe: bool = False):
@@ -123,10 +147,14 @@ class Store:
                 pass  # another process holds the catalog; `quanta-db views --refresh` installs them later
 
     # -- schema --------------------------------------------------------------------------------
-    def migrate(self, directory: Path | None = None) -> list[migrations.Migration]:
-        """Apply pending migrations, then rebuild views and saved queries."""
+    def migrate(self, directory: Path | None = None, locator: lake.Locator | None = None) -> list[migrations.Migration]:
+        """Apply pending migrations, then rebuild views and saved queries; a store of quanta-db
+        0.1 is first converted to a lake (:func:`quanta_db.store.legacy.convert`)."""
+        if locator is None and legacy.is_legacy(self.root):
+            legacy.convert(self.root)
         code = migrations.discover(directory)
-        with self.write() as con:
+        with self.write(locator) as con:
+            lake.prepare(con)
             done = migrations.apply(con, code)
             if directory is None:
                 migrations.backfill_file_keys(con, self.root)
@@ -214,15 +242,8 @@ class Store:
             self._refresh_views(con)
 
     def _refresh_views(self, con) -> None:
-        con.execute(statement("begin"))
-        try:
-            views.refresh_fact_views(con, self.root)
-            views.install_saved_queries(con, views.discover_saved_queries())
-            con.execute(statement("set_store_root"), [self.root.as_posix()])
-            con.execute(statement("commit"))
-        except BaseException:
-            con.execute(statement("rollback"))
-            raise
+        views._in_transaction(con, views.ensure_fact_tables, con)
+        views.install_saved_queries(con, views.discover_saved_queries(), self.root.as_posix())
 
     def saved_queries(self) -> pd.DataFrame:
         with self.read() as con:
@@ -254,7 +275,8 @@ class Store:
         the store's owner (the catalog itself still opens read-only). ``time_limit_ms`` stops it,
         ``max_rows`` keeps that many rows (``truncated`` says whether there were more).
         """
-        with catalog.connect(self.root, read_only=True, user_sql=not unsafe) as con:
+        with catalog.connect(self.root, read_only=True, user_sql=not unsafe, owner_sql=unsafe) as con:
+            views.install_session_macros(con, sql)
             macros = None if unsafe else sandbox.table_macros(con)
             return querying.run(con, sql, params, time_limit_ms, max_rows, macros)
 
@@ -369,6 +391,7 @@ class Store:
         removed, kept, orphans = [], [], []
         with self.write() as con:
             listed = {row[0] for row in con.execute(statement("all_file_paths")).fetchall()}
+            listed |= {Path(path).relative_to(self.root).as_posix() for path in lake.lake_files(con)}
             staging = self.root / STAGING_DIR
             for run_dir in sorted(staging.iterdir()) if staging.is_dir() else []:
                 ready = (liveness.read_marker(run_dir) or {}).get("ready", False)
@@ -385,6 +408,16 @@ class Store:
                         orphans.append(rel)
                 _remove_empty_dirs(top)
         return GcReport(removed, kept, orphans)
+
+
+def _undo_init(root: Path, created: bool) -> None:
+    """Remove what a failed ``init`` made (the folder itself if it made it)."""
+    if created:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for name in (lake.LOCAL_FILE, lake.LOCAL_FILE + ".wal", lake.REMOTE_FILE):
+        (root / name).unlink(missing_ok=True)
+    shutil.rmtree(root / TABLES_DIR, ignore_errors=True)
 
 
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Views over committed data: one typed view per fact table, plus the saved analyses.
 
-Fact views are built from the catalog's ``files`` list (never a glob), so staged or
-half-written files are invisible. Saved analyses are ``queries/<kind>/*.sql`` files with a header::
+Fact views read the lake tables that committed files are registered in (never a glob), so
+staged or half-written files are invisible. Saved analyses are ``queries/<kind>/*.sql`` files with a header::
 
     -- name: low_loss_tokens
     -- description: Tokens whose loss is below a threshold.
@@ -13,6 +13,7 @@ called as ``SELECT * FROM low_loss_tokens(threshold := 0.05)``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -21,39 +22,34 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QueryError, first_line
+from quanta_db.store.lake import FACT_SCHEMA, SESSION_SCHEMA
 from quanta_db.store.registry import fact_tables
-from quanta_db.store.sql import quote_ident, quote_literal, statement
-from quanta_db.store.tables import FactTable, duckdb_type
+from quanta_db.store.sql import quote_ident, statement
+from quanta_db.store.tables import duckdb_type
 
 HEADER_LINE = re.compile(r"^--\s*(name|description|parameters)\s*:\s*(.*)$")
 
 
-def fact_view_sql(spec: FactTable, paths: list[str]) -> str:
-    casts = ", ".join(
-        f"CAST({quote_ident(f.name)} AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in spec.schema
-    )
-    if not paths:
-        nulls = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in spec.schema)
-        return f"CREATE OR REPLACE VIEW {quote_ident(spec.name)} AS SELECT {nulls} LIMIT 0"
-    files = ", ".join(quote_literal(p) for p in paths)
-    return (
-        f"CREATE OR REPLACE VIEW {quote_ident(spec.name)} AS SELECT {casts} FROM "
-        f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
-    )
+def ensure_fact_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create each declared fact table in the lake schema ``tables`` (or add the columns a newer
+    declaration has), and the view of the same name in ``main`` that queries read through.
 
-
-def refresh_fact_views(con: duckdb.DuckDBPyConnection, root: Path, tables: list[str] | None = None) -> None:
-    """(Re)build the views of ``tables`` (default: all) from the committed-file list.
-
-    Views name absolute paths (``root`` / the store-relative path), so any DuckDB client reads
-    them from any working directory; a moved store gets them rebuilt on its next open.
+    Committed files are registered in the lake tables (``ducklake_add_data_files``), so the
+    views never name a path: a commit touches no view, and the lake prunes files by their
+    statistics instead of reading every footer.
     """
-    for name in tables or list(fact_tables()):
-        paths = [
-            (Path(root) / row[0]).as_posix()
-            for row in con.execute(statement("table_files"), [name]).fetchall()
-        ]
-        con.execute(fact_view_sql(fact_tables()[name], paths))
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {FACT_SCHEMA}")
+    for spec in fact_tables().values():
+        table = f"{FACT_SCHEMA}.{quote_ident(spec.name)}"
+        present = {name for (name,) in con.execute(statement("fact_table_columns"), [spec.name]).fetchall()}
+        if not present:
+            columns = ", ".join(f"{quote_ident(f.name)} {duckdb_type(f.type)}" for f in spec.schema)
+            con.execute(f"CREATE TABLE {table} ({columns})")
+        for field_ in spec.schema:
+            if present and field_.name not in present:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(field_.name)} {duckdb_type(field_.type)}")
+        names = ", ".join(quote_ident(f.name) for f in spec.schema)
+        con.execute(f"CREATE OR REPLACE VIEW main.{quote_ident(spec.name)} AS SELECT {names} FROM {table}")
 
 
 @dataclass(frozen=True)
@@ -69,14 +65,15 @@ class SavedQuery:
         return hashlib.sha256(self.body.encode()).hexdigest()
 
     def create_sql(self) -> str:
+        """A view in the lake, or a table macro of the session (see :func:`install_session_macros`)."""
         if self.parameters:
-            return f"CREATE OR REPLACE MACRO {quote_ident(self.name)}({self.parameters}) AS TABLE {self.body}"
+            return (f"CREATE OR REPLACE MACRO {SESSION_SCHEMA}.{quote_ident(self.name)}({self.parameters}) "
+                    f"AS TABLE {self.body}")
         return f"CREATE OR REPLACE VIEW {quote_ident(self.name)} AS {self.body}"
 
 
-def drop_saved_sql(name: str, is_macro: bool) -> str:
-    object_type = "MACRO TABLE" if is_macro else "VIEW"
-    return f"DROP {object_type} IF EXISTS {quote_ident(name)}"
+def drop_saved_view_sql(name: str) -> str:
+    return f"DROP VIEW IF EXISTS main.{quote_ident(name)}"
 
 
 def parse_saved_query(path: Path) -> SavedQuery:
@@ -124,28 +121,106 @@ def find_saved_query(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     return dict(zip([d[0] for d in result.description], row))
 
 
-def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> None:
-    """Install every saved query and drop those no longer shipped (call inside a transaction).
+def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery], store_root: str) -> None:
+    """Install every saved query, drop those no longer shipped, and record ``store_root``.
 
-    Queries may reference one another, so creation is retried in passes until all bind.
+    Analyses without parameters become views of the lake. Those with parameters are table
+    macros, which the lake cannot keep faithfully (DuckLake 1.5 stores a ``NULL`` parameter
+    default as the text 'NULL'): only their text is recorded, in ``saved_queries``, and every
+    connection that runs queries creates them from it (:func:`install_session_macros`); here
+    they are created in this session, where the views may use them. One transaction cannot
+    write to both the lake and the in-memory catalog, so each pass creates the macros, then the
+    views in one transaction; queries may reference one another, so passes repeat until all
+    bind. The list of saved queries is replaced in the last transaction: an install cut short
+    is repaired by the next (the list's hashes then differ from the shipped queries').
     """
-    for name, parameters in con.execute(statement("saved_query_parameters")).fetchall():
-        con.execute(drop_saved_sql(name, bool(parameters)))
-    con.execute(statement("forget_saved_queries"))
+    obsolete = [name for name, parameters in con.execute(statement("saved_query_parameters")).fetchall()
+                if not parameters]
     remaining = list(queries)
     while remaining:
-        failed: list[tuple[SavedQuery, str]] = []
-        for query in remaining:
-            try:
-                con.execute(query.create_sql())
-            except duckdb.Error as error:
-                failed.append((query, first_line(error)))
+        failed = _create_each(con, [query for query in remaining if query.parameters])
+        views = [query for query in remaining if not query.parameters]
+        failed += _in_transaction(con, _replace_views, con, views, obsolete)
+        obsolete = []
         if len(failed) == len(remaining):
             query, message = failed[0]
             raise QueryError(f"saved query {query.path.name} does not install: {message}")
-        remaining = [q for q, _ in failed]
+        remaining = [query for query, _ in failed]
+    _in_transaction(con, _record_saved_queries, con, queries, store_root)
+
+
+def _replace_views(con, views: list[SavedQuery], obsolete: list[str]) -> list[tuple[SavedQuery, str]]:
+    for name in obsolete:
+        con.execute(drop_saved_view_sql(name))
+    return _create_each(con, views)
+
+
+def _record_saved_queries(con, queries: list[SavedQuery], store_root: str) -> None:
+    con.execute(statement("forget_saved_queries"))
     for query in queries:
-        con.execute(
-            statement("add_saved_query"),
-            [query.name, query.description, query.parameters, query.body, query.sha256],
-        )
+        con.execute(statement("add_saved_query"),
+                    [query.name, query.description, query.parameters, query.body, query.sha256])
+    con.execute(statement("set_store_root"), [store_root])
+
+
+def _in_transaction(con, action, *args):
+    """``action(*args)`` in one transaction of ``con``, rolled back if it raises."""
+    con.execute(statement("begin"))
+    try:
+        result = action(*args)
+        con.execute(statement("commit"))
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(statement("rollback"))
+        raise
+    return result
+
+
+def install_session_macros(con: duckdb.DuckDBPyConnection, sql: str | None = None) -> None:
+    """Create the store's parameterised saved analyses as table macros of this connection: all,
+    or those that ``sql`` may call (directly or through another), since creating each binds it
+    against the lake (a few milliseconds)."""
+    rows = con.execute(statement("saved_macros")).fetchall()
+    macros = [SavedQuery(name, "", parameters, body, Path(f"{name}.sql")) for name, parameters, body in rows]
+    if sql is not None:
+        macros = _called(macros, sql)
+    create_macros(con, macros)
+
+
+def _called(macros: list[SavedQuery], sql: str) -> list[SavedQuery]:
+    """The macros whose names occur in ``sql``, or in the body of one that does (transitively)."""
+    texts, wanted = [sql.lower()], {}
+    while texts:
+        text = texts.pop()
+        for macro in macros:
+            if macro.name not in wanted and macro.name.lower() in text:
+                wanted[macro.name] = macro
+                texts.append(macro.body.lower())
+    return [macro for macro in macros if macro.name in wanted]
+
+
+def create_macros(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> None:
+    """The table macros among ``queries``, created in this connection's in-memory catalog."""
+    _create_all(con, [query for query in queries if query.parameters])
+
+
+def _create_all(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> None:
+    """Create every query (in passes, as they may reference one another)."""
+    remaining = list(queries)
+    while remaining:
+        failed = _create_each(con, remaining)
+        if len(failed) == len(remaining):
+            query, message = failed[0]
+            raise QueryError(f"saved query {query.path.name} does not install: {message}")
+        remaining = [query for query, _ in failed]
+
+
+def _create_each(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> list[tuple[SavedQuery, str]]:
+    """Create each query; those that do not bind (yet), with DuckDB's message."""
+    failed = []
+    for query in queries:
+        try:
+            con.execute(query.create_sql())
+        except duckdb.Error as error:
+            failed.append((query, first_line(error)))
+    return failed

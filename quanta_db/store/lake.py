@@ -1,0 +1,224 @@
+"""Where a store's catalog lives, and how a DuckDB connection attaches it.
+
+The catalog is a DuckLake (DuckDB's lakehouse format: a metadata database plus Parquet files
+with per-file statistics). Its metadata is either a local DuckDB file, ``catalog.ducklake`` in
+the store (the default, no server), or a schema of a PostgreSQL database named in the store's
+``catalog.json`` (``quanta-db init --catalog postgresql://...``: many hosts share one store).
+Either way the store's folder holds the data: the fact tables' files are registered in place
+under ``tables/<table>/`` (the lake schema ``tables``, whose path that is, so the lake records
+them relative to the store and a moved or differently mounted store still reads), and the catalog
+tables, views and macros live in the lake's ``main`` schema.
+
+The DuckLake and postgres extensions come as pip wheels pinned to one DuckDB release; DuckDB
+cannot download them offline, so each is loaded from the file inside its wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import duckdb
+
+from quanta_db.errors import InputError, StoreError, first_line
+from quanta_db.store.sql import quote_literal, statement
+
+LAKE = "lake"
+METADATA_CATALOG = f"__ducklake_metadata_{LAKE}"
+FACT_SCHEMA = "tables"
+SESSION_SCHEMA = "memory.main"
+LOCAL_FILE = "catalog.ducklake"
+REMOTE_FILE = "catalog.json"
+LEGACY_FILE = "catalog.duckdb"
+CATALOG_ENV = "QUANTA_DB_CATALOG"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True)
+class Locator:
+    """A store's catalog: its local metadata file, or a PostgreSQL URL (without password) and
+    the schema holding this store's metadata there."""
+
+    root: Path
+    url: str | None = None
+    schema: str | None = None
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.url is not None
+
+    @property
+    def metadata_file(self) -> Path:
+        return self.root / LOCAL_FILE
+
+    def describe(self) -> str:
+        return f"{self.url} (schema {self.schema})" if self.on_postgres else str(self.metadata_file)
+
+    def lock_key(self) -> int:
+        """A signed 64-bit key naming this store, for PostgreSQL's advisory locks."""
+        digest = hashlib.sha256(f"quanta-db:{self.schema}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def connection_url(self) -> str:
+        """The URL to connect with: the stored one, or the same one with its password from
+        ``QUANTA_DB_CATALOG`` (libpq also reads ``PGPASSWORD`` and ``~/.pgpass``)."""
+        given = os.environ.get(CATALOG_ENV, "")
+        return given if given and without_password(given) == self.url else self.url
+
+
+def without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def locate(root: Path) -> Locator | None:
+    """The catalog of the store at ``root``; None when there is none (not a store, or a store in
+    the file-catalog format of quanta-db 0.1, see :mod:`quanta_db.store.legacy`)."""
+    root = Path(root)
+    remote = root / REMOTE_FILE
+    if remote.is_file():
+        try:
+            saved = json.loads(remote.read_text())
+            return Locator(root, saved["catalog"], saved["schema"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(f"{remote} is damaged: expected {{\"catalog\": URL, \"schema\": NAME}}") from None
+    if (root / LOCAL_FILE).is_file():
+        return Locator(root)
+    return None
+
+
+def new_locator(root: Path, catalog_url: str | None) -> Locator:
+    """The catalog a new store at ``root`` gets: a local file, or a fresh schema on the
+    PostgreSQL database ``catalog_url``; a PostgreSQL catalog is recorded in ``catalog.json``."""
+    if not catalog_url:
+        return Locator(Path(root))
+    if urlsplit(catalog_url).scheme not in POSTGRES_SCHEMES:
+        raise InputError(f"--catalog must be a postgresql://USER@HOST[:PORT]/DATABASE URL, got {catalog_url!r}")
+    return Locator(Path(root), without_password(catalog_url), f"quanta_{secrets.token_hex(6)}")
+
+
+def save(locator: Locator) -> None:
+    if locator.on_postgres:
+        (locator.root / REMOTE_FILE).write_text(json.dumps({"catalog": locator.url, "schema": locator.schema},
+                                                          indent=2) + "\n")
+
+
+def connection_config(postgres: bool) -> dict:
+    """DuckDB settings for a new connection that will attach a lake.
+
+    DuckDB checks an extension's signature on every load, which costs about 0.1 s for the
+    36 MB DuckLake extension; each process checks each file once (:func:`load_extensions`)
+    and its later connections load the same file without checking again.
+    """
+    verified = _VERIFIED >= set(_extensions(postgres))
+    return {"autoinstall_known_extensions": False, "allow_unsigned_extensions": verified}
+
+
+_VERIFIED: set[str] = set()
+
+
+def _extensions(postgres: bool) -> tuple[str, ...]:
+    return ("ducklake", "postgres") if postgres else ("ducklake",)
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection, postgres: bool) -> None:
+    """Load DuckLake (and postgres) straight from the files inside their pip wheels."""
+    checking = not con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
+    for name in _extensions(postgres):
+        con.execute(f"LOAD {quote_literal(str(wheel_extension(name)))}")
+        if checking:
+            _VERIFIED.add(name)
+
+
+def wheel_extension(name: str) -> Path:
+    """The ``.duckdb_extension`` file inside the ``duckdb-extension-<name>`` wheel."""
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        path = folder / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if path is None or not path.is_file():
+        extra = " 'quanta-db[postgres]'" if name == "postgres" else " quanta-db"
+        raise StoreError(f"DuckDB's {name} extension for DuckDB {duckdb.__version__} is not installed "
+                         f"(pip install{extra})")
+    return path
+
+
+def attach(con: duckdb.DuckDBPyConnection, locator: Locator, read_only: bool,
+           metadata_file: Path | None = None) -> None:
+    """Attach the store's lake as ``lake`` and make it the default catalog. ``metadata_file``
+    replaces the local metadata file (a private copy for user SQL)."""
+    load_extensions(con, locator.on_postgres)
+    if locator.on_postgres:
+        target = f"ducklake:postgres:{locator.connection_url()}"
+    else:
+        target = f"ducklake:{(metadata_file or locator.metadata_file).as_posix()}"
+    options = [f"DATA_PATH {quote_literal(locator.root.as_posix() + '/')}", "OVERRIDE_DATA_PATH true"]
+    if locator.on_postgres:
+        options.append(f"METADATA_SCHEMA {quote_literal(locator.schema)}")
+    if read_only:
+        options.append("READ_ONLY")
+    con.execute(f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(options)})")
+    use_lake(con)
+
+
+def use_lake(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Resolve names in the lake, then in this connection's in-memory catalog (where the saved
+    analyses' macros are); a DuckDB cursor starts without either, so each one needs this."""
+    con.execute(f"USE {LAKE}")
+    con.execute(f"SET search_path = '{LAKE}.main,{SESSION_SCHEMA}'")
+    return con
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new cursor of ``con`` that resolves names as ``con`` does."""
+    new = con.cursor()
+    try:
+        return use_lake(new)
+    except BaseException:
+        new.close()
+        raise
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Set a new lake's options (see ``statements/lake_options.sql``), before anything is written
+    to it: DuckDB 1.5.5 crashes when the inlining limit changes after rows were inlined."""
+    if con.execute(statement("lake_options_set")).fetchone()[0]:
+        return
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {FACT_SCHEMA}")  # committed first: options need it
+    con.execute(statement("lake_options"))
+    con.execute(statement("lake_fact_options"))
+
+
+def describe_error(locator: Locator, error: Exception) -> str:
+    return f"cannot open the catalog {locator.describe()}: {first_line(error)}"
+
+
+def lake_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Absolute paths of every file the lake's current snapshot reads for the fact tables: the
+    registered files, and any delete file the lake wrote beside them."""
+    return [path for pair in _listed(con) for path in pair if path]
+
+
+def delete_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The delete files among :func:`lake_files` (rows the lake dropped from a registered file;
+    deletes are normally inlined in the metadata, so there are none)."""
+    having = [name for (name,) in con.execute(statement("lake_tables_with_deletes")).fetchall()]
+    return [delete_file for _, delete_file in _listed(con, having) if delete_file]
+
+
+def _listed(con: duckdb.DuckDBPyConnection, tables: list[str] | None = None) -> list[tuple[str, str | None]]:
+    from quanta_db.store.registry import fact_tables
+
+    wanted = [table for table in fact_tables() if tables is None or table in tables]
+    return [pair for table in wanted for pair in con.execute(statement("lake_files"), [table]).fetchall()]

@@ -1,0 +1,1 @@
+SELECT table_name, path FROM files ORDER BY path

@@ -1,0 +1,1 @@
+CALL ducklake_add_data_files(current_database(), ?, ?, schema => 'tables')
