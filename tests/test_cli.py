@@ -122,13 +122,12 @@ def test_not_a_store_and_newer_store(run, tmp_path):
     _assert_one_line_error(run("--store", plain, "status"), "not a quanta-db store")
     _assert_one_line_error(run("--store", plain, "init"), "not empty")
     _assert_one_line_error(run("--store", tmp_path / "missing", "query", "SELECT 1"), "does not exist")
-    import duckdb
+    from quanta_db.store.catalog import connect
 
     newer = tmp_path / "newer"
     run("--store", newer, "init")
-    con = duckdb.connect(str(newer / "catalog.duckdb"))
-    con.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x', now())")
-    con.close()
+    with connect(newer, read_only=False) as con:
+        con.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x', now())")
     for args in (("status",), ("query", "SELECT 1"), ("migrate",)):
         _assert_one_line_error(run("--store", newer, *args), "newer than this quanta-db")
 

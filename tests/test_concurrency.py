@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 from click.testing import CliRunner
 
 from quanta_db.cli.main import cli
 from quanta_db.demo import toy_corpus as toy
+from quanta_db.store.catalog import connect
 from quanta_db.store.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,10 +168,9 @@ def test_a_commit_that_times_out_on_the_lock_is_kept_and_committed_by_a_rerun(jo
     while not (barrier / "job.ready").exists():
         assert job.poll() is None, job.stdout.read()
     run_id = (barrier / "job.ready").read_text()
-    holder = duckdb.connect(str(store_dir / "catalog.duckdb"))  # another process's writer holds the lock
-    (barrier / "GO").touch()
-    [(rc, out)] = finish(job)
-    holder.close()
+    with connect(store_dir, read_only=False):  # another process's writer holds the lock
+        (barrier / "GO").touch()
+        [(rc, out)] = finish(job)
     assert rc == 1 and "is locked" in out and f"run {run_id} is kept staged" in out, out
     assert (store_dir / "staging" / run_id).is_dir()
     rerun = quanta(*args)

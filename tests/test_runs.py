@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from quanta_db.errors import StoreError
-from quanta_db.store import runs, views
+from quanta_db.store import runs
 from quanta_db.store.registry import fact_tables
+from quanta_db.store.sql import statement
 from quanta_db.store.store import Store
 from tests.helpers import staging_entries
 
@@ -70,10 +71,14 @@ def test_failure_inside_commit_transaction_rolls_back_and_moves_files_back(store
         run.commit()
     before = store_snapshot(store)
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("view rebuild failed")
+    from quanta_db.store import runs
 
-    monkeypatch.setattr(views, "refresh_fact_views", broken)
+    def broken(name):  # the last write of the transaction, after the files were registered in the lake
+        if name == "add_committed_run":
+            raise RuntimeError("recording the run failed")
+        return statement(name)
+
+    monkeypatch.setattr(runs, "statement", broken)
     with pytest.raises(RuntimeError):
         with store.begin_run("test", {"second": True}) as run:
             run.write("vocab", _vocab("lost"))
@@ -143,16 +148,16 @@ def test_killed_mid_commit_reads_as_before_and_gc_cleans(store, store_snapshot):
 
 
 HOLDER = textwrap.dedent("""
-    import sys, time, duckdb
-    con = duckdb.connect(sys.argv[1])
-    print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
-    con.close()
+    import sys, time
+    from quanta_db.store.catalog import connect
+    with connect(sys.argv[1], read_only=False):
+        print("locked", flush=True)
+        time.sleep(float(sys.argv[2]))
 """)
 
 
 def _hold_lock(store, seconds):
-    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.root / "catalog.duckdb"), str(seconds)],
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.root), str(seconds)],
                              stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "locked"
     return child
@@ -165,7 +170,7 @@ def test_locked_catalog_fails_after_bounded_wait(store, monkeypatch):
     try:
         started = time.monotonic()
         with pytest.raises(StoreError, match="locked by another process"):
-            store.query_df("SELECT 1")
+            store.gc()  # a writer: on PostgreSQL readers never wait
         assert time.monotonic() - started < 4
     finally:
         child.kill()

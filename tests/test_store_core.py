@@ -363,10 +363,11 @@ def test_the_sqlalchemy_engines_hold_no_connection_and_read_the_saved_table_func
                                       check_dtype=False)
     with pytest.raises(Exception, match="only (SELECT|queries that read)"):
         pd.read_sql("PRAGMA database_list", checked)
-    assert "catalog" in set(pd.read_sql("PRAGMA database_list", unsafe)["name"])  # unchecked, yet read-only:
+    assert "lake" in set(pd.read_sql("PRAGMA database_list", unsafe)["name"])  # unchecked, yet read-only:
     with pytest.raises(Exception, match="read-only"), unsafe.connect() as con:
         con.exec_driver_sql("CREATE TABLE x (a INT)")
-    with pytest.raises(StoreError, match=r"^\S+nowhere is not a quanta-db store \(no catalog.duckdb\)$"):
+    with pytest.raises(StoreError, match=r"^\S+nowhere is not a quanta-db store \(no catalog.ducklake or "
+                                         r"catalog.json\); run `quanta-db init`$"):
         sqlalchemy_engine(tmp_path / "nowhere")
 
 

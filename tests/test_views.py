@@ -79,7 +79,7 @@ def test_saved_query_header_parsing(tmp_path):
     query = views.parse_saved_query(path)
     assert (query.name, query.description, query.parameters, query.body) == (
         "my_view", "Something useful.", "k := 3", "SELECT k AS v")
-    assert query.create_sql().startswith('CREATE OR REPLACE MACRO "my_view"(k := 3) AS TABLE')
+    assert query.create_sql().startswith('CREATE OR REPLACE MACRO memory.main."my_view"(k := 3) AS TABLE')
     bad = tmp_path / "other.sql"
     bad.write_text("-- name: not_other\nSELECT 1")
     with pytest.raises(QueryError, match="must be named"):
@@ -98,13 +98,14 @@ def test_every_shipped_query_has_a_description():
 def test_open_installs_the_saved_queries_an_upgraded_quanta_db_ships(store):
     from quanta_db.store.store import Store
 
-    with store.write() as con:  # as a store written by an older quanta-db, without this query
-        con.execute("DROP MACRO TABLE trajectory_top_tokens")
-        con.execute("DELETE FROM saved_queries WHERE name = 'trajectory_top_tokens'")
+    with store.write() as con:  # as a store written by an older quanta-db, without these queries
+        con.execute("DROP VIEW cluster_sizes")
+        con.execute("DELETE FROM saved_queries WHERE name IN ('trajectory_top_tokens', 'cluster_sizes')")
     assert "trajectory_top_tokens" not in set(store.saved_queries().name)
     reopened = Store.open(store.root)
-    assert "trajectory_top_tokens" in set(reopened.saved_queries().name)
+    assert {"trajectory_top_tokens", "cluster_sizes"} <= set(reopened.saved_queries().name)
     assert reopened.query_df("SELECT * FROM trajectory_top_tokens('none', 1)").empty
+    assert reopened.query_df("SELECT * FROM cluster_sizes").empty
 
 
 def test_open_builds_the_views_of_result_tables_an_upgraded_quanta_db_adds(store):

@@ -159,6 +159,15 @@ def attach(con: duckdb.DuckDBPyConnection, locator: Locator, read_only: bool,
     """Attach the store's lake as ``lake`` and make it the default catalog. ``metadata_file``
     replaces the local metadata file (a private copy for user SQL)."""
     load_extensions(con, locator.on_postgres)
+    con.execute(attach_sql(locator, read_only, metadata_file))
+    use_lake(con)
+
+
+def attach_sql(locator: Locator, read_only: bool = True, metadata_file: Path | None = None) -> str:
+    """The ``ATTACH`` statement that opens the store's lake from any DuckDB client (once the
+    ducklake extension, and postgres for a PostgreSQL catalog, are loaded). Its data path is
+    where the store is now: the lake records its files relative to it, so a store that was
+    moved, or is mounted elsewhere on another host, reads the same."""
     if locator.on_postgres:
         target = f"ducklake:postgres:{locator.connection_url()}"
     else:
@@ -168,8 +177,7 @@ def attach(con: duckdb.DuckDBPyConnection, locator: Locator, read_only: bool,
         options.append(f"METADATA_SCHEMA {quote_literal(locator.schema)}")
     if read_only:
         options.append("READ_ONLY")
-    con.execute(f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(options)})")
-    use_lake(con)
+    return f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(options)})"
 
 
 def use_lake(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -152,6 +152,8 @@ class Store:
         0.1 is first converted to a lake (:func:`quanta_db.store.legacy.convert`)."""
         if locator is None and legacy.is_legacy(self.root):
             legacy.convert(self.root)
+        if locator is None and lake.locate(self.root) is None:
+            locator = lake.Locator(self.root)  # a folder without a catalog: a new local one
         code = migrations.discover(directory)
         with self.write(locator) as con:
             lake.prepare(con)
