@@ -10,14 +10,27 @@ import json
 
 import pytest
 
+from quanta_db.store.registry import catalog_tables, fact_tables
+from quanta_db.store.store import Store
 from tests.identity_store import GOLDEN, build, normalised_identities
+from tests.release_store import build_with_release, legacy_rows, release_checkout
+
+UPGRADED = {}  # what the release's catalog held, for the upgrade test
 
 
 @pytest.fixture(scope="module")
 def identity_store(tmp_path_factory):
+    """Built by the release's code and upgraded with ``migrate`` where the repository's history
+    holds the release (a git checkout), else by today's code."""
     root = tmp_path_factory.mktemp("identities").resolve()
-    store, _ = build(root / "store")
-    return store, root
+    release = release_checkout(root / "release")
+    if release is None:
+        store, _ = build(root / "store")
+        return store, root
+    build_with_release(release, root / "store")
+    UPGRADED["before"] = legacy_rows(root / "store", [*catalog_tables(), *fact_tables()])
+    Store.open(root / "store", check=False).migrate()
+    return Store.open(root / "store"), root
 
 
 def test_every_job_hashes_what_release_0_1_0_hashed(identity_store):
@@ -35,3 +48,15 @@ def test_every_job_run_again_is_already_ingested(identity_store):
     assert len(jobs) > 30 and all(m.startswith("skipped: ") for m in jobs), jobs
     assert all(r.skipped for r in extra), [r.message for r in extra if not r.skipped]
     assert store.query_arrow("SELECT run_id FROM runs ORDER BY run_id").equals(before)
+
+
+def test_a_store_of_the_release_upgrades_and_reads_the_same_rows(identity_store):
+    store, root = identity_store
+    if "before" not in UPGRADED:
+        pytest.skip("not a git checkout holding the release's commit: the store was built by today's code")
+    assert (root / "store" / "catalog.duckdb.v0.1").is_file() and not (root / "store" / "catalog.duckdb").exists()
+    from quanta_db.store.catalog import connect
+
+    with connect(store.root, read_only=True) as con:
+        for table, rows in UPGRADED["before"].items():
+            assert sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall())) == rows, table

@@ -10,7 +10,7 @@ them relative to the store and a moved or differently mounted store still reads)
 tables, views and macros live in the lake's ``main`` schema.
 
 The DuckLake and postgres extensions come as pip wheels pinned to one DuckDB release; DuckDB
-cannot download them offline, so each is loaded from the file inside its wheel.
+cannot download them offline, so each is installed from the file inside its wheel.
 """
 
 from __future__ import annotations
@@ -132,10 +132,15 @@ def _extensions(postgres: bool) -> tuple[str, ...]:
 
 
 def load_extensions(con: duckdb.DuckDBPyConnection, postgres: bool) -> None:
-    """Load DuckLake (and postgres) straight from the files inside their pip wheels."""
+    """Load DuckLake (and postgres), installing each from the file inside its pip wheel the first
+    time (DuckDB copies it into its extension folder; a file loaded by path must be named after
+    its entry point, which the postgres wheel's is not)."""
     checking = not con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
     for name in _extensions(postgres):
-        con.execute(f"LOAD {quote_literal(str(wheel_extension(name)))}")
+        installed = con.execute(statement("extension_installed"), [name, name]).fetchone()
+        if not (installed and installed[0]):
+            con.execute(f"INSTALL {quote_literal(str(wheel_extension(name)))}")
+        con.execute(f"LOAD {name}")
         if checking:
             _VERIFIED.add(name)
 

@@ -1,0 +1,1 @@
+SELECT installed FROM duckdb_extensions() WHERE extension_name = ? OR ? = ANY(aliases)
