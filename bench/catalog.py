@@ -19,6 +19,7 @@ One JSON line per size.
 
     python bench/catalog.py                                   # 1k, 5k, 25k files
     python bench/catalog.py --sizes 500,2000 --commits-under-readers 10   # quick (CI)
+    python bench/catalog.py --catalog postgresql://USER@HOST/DATABASE     # the catalog on PostgreSQL
 """
 
 from __future__ import annotations
@@ -157,16 +158,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--commits-under-readers", type=int, default=100)
     parser.add_argument("--out-dir", help="Where the store is built [default: a temporary folder].")
+    parser.add_argument("--catalog", help="postgresql://... database for the store's catalog [default: a local file].")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.out_dir) as folder:
         root = Path(folder) / "store"
-        filler = Filler(Store.init(root), args.rows)
+        filler = Filler(Store.init(root, catalog_url=args.catalog), args.rows)
         for size in sorted(int(s) for s in args.sizes.split(",")):
             started = time.perf_counter()
             filler.fill_to(size, args.fill_run)
             fill_s = time.perf_counter() - started
             line = measure(root, filler, size, args.repeats, args.commits_under_readers)
-            print(json.dumps({**line, "fill_s": round(fill_s, 1)}), flush=True)
+            backend = "postgresql" if args.catalog else "duckdb"
+            print(json.dumps({**line, "catalog": backend, "fill_s": round(fill_s, 1)}), flush=True)
 
 
 if __name__ == "__main__":

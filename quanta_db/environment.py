@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 from importlib import metadata
 
@@ -13,7 +14,12 @@ LIBRARIES = ("torch", "transformers", "tokenizers", "sae-lens", "numpy", "scipy"
 
 def library_versions() -> dict[str, str | None]:
     """Installed versions of the libraries results depend on (None: not installed), read from
-    package metadata without importing them."""
+    package metadata without importing them (once a process: a read takes ~30 ms)."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version(), "quanta-db": __version__}
     for name in LIBRARIES:
         try:

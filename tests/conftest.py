@@ -23,6 +23,60 @@ SLOW_MODULES = {"test_concurrency", "test_reproducible", "test_run_identities", 
 MODEL_FIXTURES = {"toy_model", "losses_store", "hostile_fit", "sae_store", "cluster_store"}
 
 
+# Every test that makes stores runs once per catalog backend: a local DuckLake file, and DuckLake
+# on PostgreSQL when QUANTA_DB_TEST_POSTGRES names a database to make stores in
+# (postgresql://USER:PASSWORD@HOST:PORT/DATABASE; .ci/run starts one).
+POSTGRES_ENV = "QUANTA_DB_TEST_POSTGRES"
+STORE_FIXTURES = {"store", "tmp_path", "tmp_path_factory"}
+
+
+def catalog_backends() -> list[str]:
+    return ["duckdb", "postgresql"] if os.environ.get(POSTGRES_ENV) else ["duckdb"]
+
+
+def pytest_report_header() -> str:
+    hint = "" if os.environ.get(POSTGRES_ENV) else f" (set {POSTGRES_ENV} to test the PostgreSQL catalog too)"
+    return f"catalog backends: {', '.join(catalog_backends())}{hint}"
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if STORE_FIXTURES & set(metafunc.fixturenames) and "catalog_backend" not in metafunc.fixturenames:
+        metafunc.fixturenames.insert(0, "catalog_backend")  # first: before any fixture makes a store
+    if "catalog_backend" in metafunc.fixturenames:
+        metafunc.parametrize("catalog_backend", catalog_backends(), indirect=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_schemas_dropped():
+    """Stores made on PostgreSQL by this session are dropped with their schemas at its end."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as session:
+        before = {name for (name,) in session.execute("SELECT nspname FROM pg_namespace").fetchall()}
+    yield
+    with psycopg.connect(url, autocommit=True) as session:
+        for (name,) in session.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'quanta_%'").fetchall():
+            if name not in before:
+                session.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def catalog_backend(request, monkeypatch) -> str:
+    """The catalog new stores get in this test: ``QUANTA_DB_CATALOG`` (what ``quanta-db init``
+    reads) names the PostgreSQL database for the postgresql parameter, also in child processes."""
+    from quanta_db.store.lake import CATALOG_ENV
+
+    if request.param == "postgresql":
+        monkeypatch.setenv(CATALOG_ENV, os.environ[POSTGRES_ENV])
+    else:
+        monkeypatch.delenv(CATALOG_ENV, raising=False)
+    return request.param
+
+
 def pytest_collection_modifyitems(items) -> None:
     """``slow`` and ``browser`` marks, decided in one place (see SLOW_MODULES, MODEL_FIXTURES)."""
     for item in items:
@@ -75,17 +129,40 @@ def toy_inputs(tmp_path_factory) -> dict:
     return {"corpus": work / "corpus.jsonl", "tokenizer": work / "tokenizer", "records": _toy_records(), "dir": work}
 
 
-@pytest.fixture
-def store(tmp_path) -> Store:
-    return Store.init(tmp_path / "store")
+@pytest.fixture(scope="session")
+def _store_templates(tmp_path_factory) -> dict:
+    """Stores built once a session and copied for each test that asks for one (local catalogs
+    only: a copied store is the same store, its lake records files relative to it)."""
+    return {"folder": tmp_path_factory.mktemp("templates")}
+
+
+def _fresh_store(templates: dict, name: str, root: Path, backend: str, build) -> Store:
+    """``build(root)`` → a store at ``root``; on a local catalog, a copy of the first one built."""
+    if backend != "duckdb":
+        return build(root)
+    template = templates["folder"] / name
+    if not template.is_dir():
+        build(template)
+    shutil.copytree(template, root)
+    return Store(root)
 
 
 @pytest.fixture
-def corpus_store(store, toy_inputs) -> Store:
+def store(tmp_path, catalog_backend, _store_templates) -> Store:
+    return _fresh_store(_store_templates, "empty", tmp_path / "store", catalog_backend, Store.init)
+
+
+def _ingest_toy_corpus(store: Store, toy_inputs: dict) -> Store:
     from quanta_db.results.corpus.job import ingest_corpus
 
     ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
     return store
+
+
+@pytest.fixture
+def corpus_store(tmp_path, catalog_backend, _store_templates, toy_inputs) -> Store:
+    return _fresh_store(_store_templates, "corpus", tmp_path / "store", catalog_backend,
+                        lambda root: _ingest_toy_corpus(Store.init(root), toy_inputs))
 
 
 @pytest.fixture

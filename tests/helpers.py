@@ -20,16 +20,17 @@ DEAD_FEATURES = [0, 5, 9]
 
 
 def snapshot(store: Store) -> dict:
-    """Everything a reader can see, plus every file under tables/: equal iff nothing changed."""
-    from quanta_db.store.catalog import connect
-    from quanta_db.store.registry import catalog_tables, fact_tables
+    """Everything a reader can see, plus every file under tables/: equal iff nothing changed.
 
-    state = {}
+    The lake makes a new snapshot for every change committed to its catalog, and its data files
+    are never changed in place: the latest snapshot's id and the files' bytes say it all (and
+    the ``runs`` and ``files`` rows say it readably)."""
+    from quanta_db.store.catalog import connect
+
     with connect(store.root, read_only=True) as con:
-        for table in catalog_tables():
+        state = {"lake_snapshot": con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('lake')").fetchone()[0]}
+        for table in ("runs", "files"):
             state[table] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
-        for table in fact_tables():
-            state[f"view:{table}"] = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
     tables = store.root / "tables"
     state["files"] = {
         p.relative_to(store.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

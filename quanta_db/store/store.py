@@ -53,7 +53,6 @@ class Store:
         store = cls(root)
         if check:
             store.check_schema()
-            store._follow_move()
         return store
 
     @classmethod
@@ -92,23 +91,29 @@ class Store:
         return store
 
     def check_schema(self) -> int:
-        """The store's schema version; raises unless it matches this code."""
+        """The store's schema version; raises unless it matches this code. Installs the views of
+        result tables and the saved queries a newer quanta-db ships without a schema change."""
         code = migrations.discover()
         with self.read() as con:
             todo = migrations.pending(con, code)
             version = migrations.current_version(con)
             present = {r[0] for r in con.execute(statement("user_views")).fetchall()}
-        if not todo and not set(fact_tables()) <= present:
-            # A newer quanta-db with a new result table but no schema change: build its views now.
-            try:
-                self.refresh_views()
-            except StoreError:
-                raise StoreError("store views are out of date with this quanta-db; run `quanta-db migrate`") from None
+            installed = {} if todo else dict(con.execute(statement("saved_query_hashes")).fetchall())
         if todo:
             raise StoreError(
                 f"store schema is at version {version}, this quanta-db expects {code[-1].version}; "
                 "run `quanta-db migrate`"
             )
+        if not set(fact_tables()) <= present:
+            try:
+                self.refresh_views()
+            except StoreError:
+                raise StoreError("store views are out of date with this quanta-db; run `quanta-db migrate`") from None
+        elif installed != {q.name: q.sha256 for q in views.discover_saved_queries()}:
+            try:
+                self.refresh_views()
+            except StoreError:
+                pass  # another process holds the catalog; `quanta-db views --refresh` installs them later
         return version
 
     # -- connections ---------------------------------------------------------------------------
@@ -127,24 +132,6 @@ class Store:
 
         Statements are checked as in :meth:`query_arrow` unless ``unsafe``."""
         return catalog.sqlalchemy_engine(self.root, unsafe=unsafe)
-
-    def _follow_move(self) -> None:
-        """Rebuild the views when the store was moved or copied since they were built, or when
-        this quanta-db ships other saved queries than the store has (an upgrade without a migration)."""
-        with self.read() as con:
-            row = con.execute(statement("store_root")).fetchone()
-            installed = dict(con.execute(statement("saved_query_hashes")).fetchall())
-        if row is None or row[0] != self.root.as_posix():
-            try:
-                self.refresh_views()
-            except StoreError as error:
-                raise StoreError(f"store moved here from {row[0] if row else 'elsewhere'} and its views "
-                                 f"could not be rebuilt: {error}") from None
-        elif installed != {q.name: q.sha256 for q in views.discover_saved_queries()}:
-            try:
-                self.refresh_views()
-            except StoreError:
-                pass  # another process holds the catalog; `quanta-db views --refresh` installs them later
 
     # -- schema --------------------------------------------------------------------------------
     def migrate(self, directory: Path | None = None, locator: lake.Locator | None = None) -> list[migrations.Migration]:
