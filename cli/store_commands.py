@@ -12,20 +12,24 @@ from quanta_db.errors import InputError
 
 
 @click.command()
+@click.option("--catalog", "catalog_url", envvar="QUANTA_DB_CATALOG", metavar="URL",
+              help="postgresql://USER@HOST[:PORT]/DATABASE to keep the catalog in, for a store several hosts "
+                   "share (pip install 'quanta-db[postgres]'); the password comes from PGPASSWORD, ~/.pgpass or "
+                   "this URL [default: a catalog file in the store; also QUANTA_DB_CATALOG].")
 @pass_store
-def init(ref):
+def init(ref, catalog_url):
     """Create a store (or upgrade an existing one) and install its views."""
     from quanta_db.store.store import Store
 
-    store = Store.init(ref.path)
-    click.echo(f"store ready at {store.root} (schema version {store.check_schema()})")
+    store = Store.init(ref.path, catalog_url=catalog_url)
+    click.echo(f"store ready at {store.root} (schema version {store.check_schema()}; catalog {store.catalog()})")
 
 
 @click.command()
 @click.option("--list", "list_only", is_flag=True, help="List migrations and whether each is applied.")
 @pass_store
 def migrate(ref, list_only):
-    """Apply pending schema migrations (each in its own transaction)."""
+    """Apply pending schema migrations (in one transaction); upgrade a store of quanta-db 0.1."""
     from quanta_db.store.store import Store
 
     store = Store.open(ref.path, check=False)
@@ -44,7 +48,7 @@ def migrate(ref, list_only):
 def status(ref):
     """Schema version, each table's rows, files and bytes, and the last runs."""
     info = ref.open().status()
-    click.echo(f"store {info['root']}  schema version {info['schema_version']}")
+    click.echo(f"store {info['root']}  schema version {info['schema_version']}  catalog {info['catalog']}")
     click.echo("\nfact tables (Parquet) and artifacts:")
     for row in info["fact_tables"]:
         click.echo(f"  {row['table']:<24} {row['rows']:>14,} rows {row['files']:>6} files {_size(row['bytes']):>10}")

@@ -15,6 +15,7 @@ import pytest
 from quanta_db.demo import toy_corpus as toy
 from quanta_db.demo import toy_models
 from quanta_db.store.store import Store
+from tests.helpers import POSTGRES_ENV, catalog_backends
 
 # Whole modules that start processes, servers or whole demo builds.
 SLOW_MODULES = {"test_concurrency", "test_reproducible", "test_run_identities", "test_packaging", "test_serve",
@@ -23,15 +24,8 @@ SLOW_MODULES = {"test_concurrency", "test_reproducible", "test_run_identities", 
 MODEL_FIXTURES = {"toy_model", "losses_store", "hostile_fit", "sae_store", "cluster_store"}
 
 
-# Every test that makes stores runs once per catalog backend: a local DuckLake file, and DuckLake
-# on PostgreSQL when QUANTA_DB_TEST_POSTGRES names a database to make stores in
-# (postgresql://USER:PASSWORD@HOST:PORT/DATABASE; .ci/run starts one).
-POSTGRES_ENV = "QUANTA_DB_TEST_POSTGRES"
+# Every test that makes stores runs once per catalog backend (tests/helpers.py: catalog_backends).
 STORE_FIXTURES = {"store", "tmp_path", "tmp_path_factory"}
-
-
-def catalog_backends() -> list[str]:
-    return ["duckdb", "postgresql"] if os.environ.get(POSTGRES_ENV) else ["duckdb"]
 
 
 def pytest_report_header() -> str:
@@ -188,14 +182,18 @@ def toy_model(toy_inputs, tmp_path_factory) -> dict:
 
 
 @pytest.fixture
-def losses_store(corpus_store, toy_model):
+def losses_store(tmp_path, catalog_backend, _store_templates, toy_inputs, toy_model):
     """Two 'models' over steps 0, 4, 8 of the toy model: float32 and bfloat16 losses differ."""
     from quanta_db.results.losses.job import ingest_losses
 
-    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="small", steps=[0, 4, 8], progress=False)
-    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="large", steps=[0, 4, 8], dtype="bfloat16",
-                  progress=False)
-    return corpus_store
+    def build(root: Path) -> Store:
+        store = _ingest_toy_corpus(Store.init(root), toy_inputs)
+        ingest_losses(store, str(toy_model["dir"]), "toy", name="small", steps=[0, 4, 8], progress=False)
+        ingest_losses(store, str(toy_model["dir"]), "toy", name="large", steps=[0, 4, 8], dtype="bfloat16",
+                      progress=False)
+        return store
+
+    return _fresh_store(_store_templates, "losses", tmp_path / "store", catalog_backend, build)
 
 
 @pytest.fixture

@@ -18,6 +18,15 @@ from quanta_db.store.store import Store
 SAE_HOOK = "blocks.1.hook_resid_pre"  # = output_hidden_states[1] of the 2-layer toy model
 DEAD_FEATURES = [0, 5, 9]
 
+# Stores are made on a local DuckLake file, and also on PostgreSQL when QUANTA_DB_TEST_POSTGRES
+# names a database to make them in (postgresql://USER:PASSWORD@HOST:PORT/DATABASE; .ci/run
+# starts one).
+POSTGRES_ENV = "QUANTA_DB_TEST_POSTGRES"
+
+
+def catalog_backends() -> list[str]:
+    return ["duckdb", "postgresql"] if os.environ.get(POSTGRES_ENV) else ["duckdb"]
+
 
 def snapshot(store: Store) -> dict:
     """Everything a reader can see, plus every file under tables/: equal iff nothing changed.

@@ -3,6 +3,9 @@ nothing committed, nothing left staged (issue 20, part 3)."""
 
 from __future__ import annotations
 
+import os
+from urllib.parse import urlsplit
+
 import pytest
 from click.testing import CliRunner
 
@@ -82,3 +85,39 @@ def test_no_progress_means_no_bar_at_all(corpus_store, toy_model, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
     assert "Loading" not in done.stderr and "%|" not in done.stderr, done.stderr
+
+
+def test_an_unreachable_or_refusing_catalog_server_is_one_line_and_makes_nothing(tmp_path, monkeypatch):
+    """init --catalog on a PostgreSQL that is not there (or refuses the password) leaves no store."""
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    targets = ["postgresql://nobody@127.0.0.1:9/none"]  # nothing listens on port 9
+    if os.environ.get("QUANTA_DB_TEST_POSTGRES"):
+        real = urlsplit(os.environ["QUANTA_DB_TEST_POSTGRES"])
+        targets.append(f"postgresql://{real.username}:wrong-password@{real.hostname}:{real.port}{real.path}")
+    for url in targets:
+        result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s"), "init", "--catalog", url])
+        assert result.exit_code == 1, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "cannot open the catalog" in result.output
+        assert not (tmp_path / "s").exists()
+        (tmp_path / "kept").mkdir(exist_ok=True)
+        result = CliRunner().invoke(cli, ["--store", str(tmp_path / "kept"), "init", "--catalog", url])
+        assert result.exit_code == 1 and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_catalog_url_that_is_not_postgresql_is_refused(tmp_path):
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s"), "init", "--catalog", "mysql://x@y/z"])
+    assert result.exit_code != 0 and "postgresql://" in result.output and not (tmp_path / "s").exists()
+
+
+def test_a_lake_written_by_a_newer_ducklake_is_one_line_and_left_alone(store, store_snapshot):
+    from quanta_db.store.catalog import connect
+
+    if store.catalog().startswith("postgresql"):
+        pytest.skip("the format version lives in the metadata schema; tested on the local file")
+    with connect(store.root, read_only=False) as con:  # as a newer DuckLake would have marked it
+        con.execute("UPDATE __ducklake_metadata_lake.ducklake_metadata SET value = '9.0' WHERE key = 'version'")
+    metadata = (store.root / "catalog.ducklake").read_bytes()
+    result = CliRunner().invoke(cli, ["--store", str(store.root), "status"])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "cannot open the catalog" in result.output
+    assert (store.root / "catalog.ducklake").read_bytes() == metadata

@@ -5,6 +5,7 @@ refuses to write into the store."""
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pandas as pd
 import pytest
@@ -13,6 +14,9 @@ from click.testing import CliRunner
 from quanta_db.cli.main import cli
 from quanta_db.errors import QueryError
 from quanta_db.store import sandbox
+from quanta_db.store.lake import CATALOG_ENV
+from quanta_db.store.store import Store
+from tests.helpers import POSTGRES_ENV, catalog_backends
 
 # One statement of every type DuckDB's parser knows that can be written in SQL, aimed at the store.
 STATEMENTS = {
@@ -20,12 +24,22 @@ STATEMENTS = {
     "copy_rewrite": "COPY (SELECT * REPLACE (0 AS pos) FROM read_parquet('{victim}')) TO '{victim}' (FORMAT parquet)",
     "copy_rewrite_in_place": "COPY (SELECT 1 AS x) TO '{victim}' (FORMAT parquet, USE_TMP_FILE false)",
     "copy_overwrite_folder": "COPY (SELECT 1 AS a) TO '{root}/tables/documents' (FORMAT parquet, PARTITION_BY (a), OVERWRITE)",
-    "copy_catalog": "COPY (SELECT 1 AS x) TO '{root}/catalog.duckdb' (USE_TMP_FILE false)",
+    "copy_catalog": "COPY (SELECT 1 AS x) TO '{root}/catalog.ducklake' (USE_TMP_FILE false)",
     "copy_from": "COPY documents FROM '{victim}'",
     "export": "EXPORT DATABASE '{root}/tables/export'",
     "import": "IMPORT DATABASE '{root}/tables'",
     "attach": "ATTACH '{root}/tables/new.duckdb' AS new",
-    "detach": "DETACH catalog",
+    "detach": "DETACH lake",
+    "detach_metadata": "DETACH __ducklake_metadata_lake",
+    "lake_option": "CALL lake.set_option('data_inlining_row_limit', 5)",
+    "lake_function": "SELECT * FROM ducklake_flush_inlined_data('lake')",
+    "lake_expire": "SELECT * FROM ducklake_expire_snapshots('lake', older_than => now())",
+    "read_metadata": "SELECT * FROM __ducklake_metadata_lake.ducklake_data_file",
+    "read_metadata_schema": "SELECT * FROM __ducklake_metadata_lake.main.ducklake_snapshot",
+    "read_metadata_by_name": "SELECT * FROM query_table('__ducklake_metadata_lake.ducklake_snapshot')",
+    "postgres_query": "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT 1 AS x')",
+    "postgres_execute": "CALL postgres_execute('__ducklake_metadata_lake', 'CREATE TABLE evil (a INT)')",
+    "postgres_scan": "SELECT * FROM postgres_scan('dbname=postgres host=127.0.0.1', 'public', 'x')",
     "install": "INSTALL httpfs",
     "load": "LOAD parquet",
     "set": "SET enable_external_access = true",
@@ -71,9 +85,9 @@ STATEMENTS = {
     "read_staging": "SELECT * FROM read_text('{root}/staging/secret.txt')",
     "read_dotdot": "SELECT * FROM read_text('{root}/tables/../staging/secret.txt')",
     "glob_store": "SELECT * FROM glob('{root}/*')",
-    "read_catalog": "SELECT content FROM read_blob('{root}/catalog.duckdb')",
-    "read_catalog_dotdot": "SELECT content FROM read_blob('{root}/tables/../catalog.duckdb')",
-    "read_catalog_wal": "SELECT content FROM read_blob('{root}/catalog.duckdb.wal')",
+    "read_catalog": "SELECT content FROM read_blob('{root}/catalog.ducklake')",
+    "read_catalog_dotdot": "SELECT content FROM read_blob('{root}/tables/../catalog.ducklake')",
+    "read_catalog_wal": "SELECT content FROM read_blob('{root}/catalog.ducklake.wal')",
     "read_copy": "SELECT content FROM read_blob((SELECT path FROM duckdb_databases() WHERE path IS NOT NULL LIMIT 1))",
 }
 WRAPPERS = {
@@ -88,17 +102,28 @@ WRAPPERS = {
 
 
 def _hashes(root) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of the store, and the lake's latest snapshot (its catalog may be on PostgreSQL)."""
+    from tests.helpers import snapshot
+
+    hashes = {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+              for p in sorted(root.rglob("*")) if p.is_file()}
+    return {**hashes, "lake_snapshot": snapshot(Store(root))["lake_snapshot"]}
 
 
-@pytest.fixture(scope="module")
-def walled_store(tmp_path_factory, toy_inputs):
+@pytest.fixture(scope="module", params=catalog_backends())
+def walled_store(request, tmp_path_factory, toy_inputs):
+    """A store on each catalog backend (tests/conftest.py), with a staged file beside it."""
     from quanta_db.results.corpus.job import ingest_corpus
     from quanta_db.store.store import Store
 
-    store = Store.init(tmp_path_factory.mktemp("walls") / "store")
-    ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "postgresql":
+            patch.setenv(CATALOG_ENV, os.environ[POSTGRES_ENV])
+        else:
+            patch.delenv(CATALOG_ENV, raising=False)
+        store = Store.init(tmp_path_factory.mktemp("walls") / "store")
+        ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128,
+                      progress=False)
     (store.root / "staging").mkdir(exist_ok=True)
     (store.root / "staging" / "secret.txt").write_text("staged, not committed\n")
     return store
@@ -183,6 +208,7 @@ def test_an_artifact_is_readable_through_user_sql(walled_store, tmp_path):
 # creates, replaces or removes a file of the store, or touches the catalog.
 CONNECTION_REFUSES = ["copy_new_file", "copy_rewrite", "copy_overwrite_folder", "copy_catalog", "export", "attach",
                       "install", "set", "set_directories", "reset", "create_table", "insert", "delete", "drop",
+                      "lake_option", "lake_function", "lake_expire", "postgres_execute",
                       "read_outside", "read_staging", "read_dotdot", "glob_store", "read_catalog",
                       "read_catalog_dotdot", "read_catalog_wal", "read_copy"]
 
@@ -218,6 +244,9 @@ def test_the_connection_alone_cannot_stop_an_in_place_rewrite(walled_store, monk
 KERNEL_WALL_CHILD = """
 import sys
 from quanta_db.store import sandbox
+from quanta_db.store.lake import CATALOG_ENV
+from quanta_db.store.store import Store
+from tests.helpers import POSTGRES_ENV, catalog_backends
 if sys.argv[1] == "no-walls":  # both walls above the kernel's taken down, as a bug would
     sandbox.check_read_only = lambda sql, macros=frozenset(): None
     sandbox.restrict = lambda con, root, memory_limit=None: None

@@ -127,6 +127,10 @@ class Store:
         with catalog.connect(self.root, read_only=False, locator=locator) as con:
             yield con
 
+    def catalog(self) -> str:
+        """Where the store's catalog is: its local file, or its PostgreSQL database and schema."""
+        return catalog.locate(self.root).describe()
+
     def engine(self, unsafe: bool = False):
         """A read-only SQLAlchemy engine; every view works with ``pandas.read_sql``.
 
@@ -366,7 +370,7 @@ class Store:
             }
             for name in [*fact_tables(), ARTIFACT_TABLE]
         ]
-        return {"root": str(self.root), "schema_version": version, "fact_tables": fact,
+        return {"root": str(self.root), "catalog": self.catalog(), "schema_version": version, "fact_tables": fact,
                 "catalog_tables": catalog_rows, "last_runs": runs}
 
     def gc(self, force: bool = False) -> GcReport:
