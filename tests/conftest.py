@@ -15,7 +15,7 @@ import pytest
 from quanta_db.demo import toy_corpus as toy
 from quanta_db.demo import toy_models
 from quanta_db.store.store import Store
-from tests.helpers import POSTGRES_ENV, catalog_backends
+from tests.helpers import POSTGRES_ENV, catalog_backends, drop_postgres_stores
 
 # Whole modules that start processes, servers or whole demo builds.
 SLOW_MODULES = {"test_concurrency", "test_reproducible", "test_run_identities", "test_packaging", "test_serve",
@@ -40,24 +40,6 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("catalog_backend", catalog_backends(), indirect=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _postgres_schemas_dropped():
-    """Stores made on PostgreSQL by this session are dropped with their schemas at its end."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        yield
-        return
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as session:
-        before = {name for (name,) in session.execute("SELECT nspname FROM pg_namespace").fetchall()}
-    yield
-    with psycopg.connect(url, autocommit=True) as session:
-        for (name,) in session.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'quanta_%'").fetchall():
-            if name not in before:
-                session.execute(f'DROP SCHEMA "{name}" CASCADE')
-
-
 @pytest.fixture
 def catalog_backend(request, monkeypatch) -> str:
     """The catalog new stores get in this test: ``QUANTA_DB_CATALOG`` (what ``quanta-db init``
@@ -68,7 +50,9 @@ def catalog_backend(request, monkeypatch) -> str:
         monkeypatch.setenv(CATALOG_ENV, os.environ[POSTGRES_ENV])
     else:
         monkeypatch.delenv(CATALOG_ENV, raising=False)
-    return request.param
+    yield request.param
+    if request.param == "postgresql" and "tmp_path" in request.fixturenames:
+        drop_postgres_stores(request.getfixturevalue("tmp_path"))
 
 
 def pytest_collection_modifyitems(items) -> None:

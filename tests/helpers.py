@@ -28,6 +28,20 @@ def catalog_backends() -> list[str]:
     return ["duckdb", "postgresql"] if os.environ.get(POSTGRES_ENV) else ["duckdb"]
 
 
+def drop_postgres_stores(folder: Path) -> None:
+    """Drop the PostgreSQL schemas of the stores under ``folder`` (a test's), so that test runs
+    leave nothing in the database."""
+    import json
+
+    import psycopg
+
+    schemas = {json.loads(path.read_text())["schema"] for path in Path(folder).rglob("catalog.json")}
+    if schemas:
+        with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as session:
+            for schema in schemas:
+                session.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def snapshot(store: Store) -> dict:
     """Everything a reader can see, plus every file under tables/: equal iff nothing changed.
 

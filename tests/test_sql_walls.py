@@ -16,7 +16,7 @@ from quanta_db.errors import QueryError
 from quanta_db.store import sandbox
 from quanta_db.store.lake import CATALOG_ENV
 from quanta_db.store.store import Store
-from tests.helpers import POSTGRES_ENV, catalog_backends
+from tests.helpers import POSTGRES_ENV, catalog_backends, drop_postgres_stores
 
 # One statement of every type DuckDB's parser knows that can be written in SQL, aimed at the store.
 STATEMENTS = {
@@ -126,7 +126,9 @@ def walled_store(request, tmp_path_factory, toy_inputs):
                       progress=False)
     (store.root / "staging").mkdir(exist_ok=True)
     (store.root / "staging" / "secret.txt").write_text("staged, not committed\n")
-    return store
+    yield store
+    if request.param == "postgresql":
+        drop_postgres_stores(store.root)
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +248,7 @@ import sys
 from quanta_db.store import sandbox
 from quanta_db.store.lake import CATALOG_ENV
 from quanta_db.store.store import Store
-from tests.helpers import POSTGRES_ENV, catalog_backends
+from tests.helpers import POSTGRES_ENV, catalog_backends, drop_postgres_stores
 if sys.argv[1] == "no-walls":  # both walls above the kernel's taken down, as a bug would
     sandbox.check_read_only = lambda sql, macros=frozenset(): None
     sandbox.restrict = lambda con, root, memory_limit=None: None
