@@ -53,8 +53,9 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    import duckdb
     import httpx
+
+    from quanta_db.store.catalog import owner_connection
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -65,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = synthetic_store(Path(folder), args.rows)
         direct = []
-        with duckdb.connect(str(store.root / "catalog.duckdb"), read_only=True) as con:
+        with owner_connection(store.root) as con:
             con.sql("SELECT * FROM loss_curve").fetchall()  # warm-up
             for _ in range(args.requests):
                 start = time.perf_counter()

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from quanta_db.store.catalog import owner_connection  # noqa: E402
 from quanta_db.store.store import Store  # noqa: E402
 from quanta_db.store.views import discover_saved_queries  # noqa: E402
 
@@ -100,7 +101,7 @@ def main() -> None:
         build_s = time.perf_counter() - start
         rows = args.models * args.steps * args.tokens
         direct = plain(store.root)
-        with duckdb.connect(str(store.root / "catalog.duckdb"), read_only=True) as served:
+        with owner_connection(store.root) as served:
             for name, sql in ANALYSES.items():
                 ours, reference = timed(served, sql, args.repeats), timed(direct, sql, args.repeats)
                 print(json.dumps({"benchmark": "sql", "analysis": name, "rows": rows, "files": args.models * args.steps,

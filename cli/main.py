@@ -21,7 +21,7 @@ from quanta_db.version import __version__
 @click.group(cls=QuantaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--store", envvar="QUANTA_DB_STORE", default=DEFAULT_STORE, show_default=True, type=click.Path(file_okay=False),
-    help="Store directory (catalog.duckdb + tables/); also QUANTA_DB_STORE.",
+    help="Store directory (its catalog + tables/); also QUANTA_DB_STORE.",
 )
 @click.version_option(__version__, prog_name="quanta-db")
 @click.pass_context

@@ -25,7 +25,7 @@ if not Path(__file__).with_name("cli").is_dir() and (_CHECKOUT / "cli" / "main.p
 
 
 def open_store(path, create: bool = False):
-    """Open the store at ``path`` (a directory holding ``catalog.duckdb`` and ``tables/``).
+    """Open the store at ``path`` (a directory holding its catalog and ``tables/``).
 
     With ``create=True`` a missing or empty directory becomes a new, migrated store.
     """
