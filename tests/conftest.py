@@ -33,11 +33,24 @@ def pytest_report_header() -> str:
     return f"catalog backends: {', '.join(catalog_backends())}{hint}"
 
 
+# Tests whose subject is computation, not the catalog: on PostgreSQL only with QUANTA_DB_TEST_POSTGRES_ALL=1
+# (CI time; every store mechanism they pass through is also tested without a model).
+LOCAL_ONLY_MODULES = {"test_reproducible", "test_run_identities", "test_packaging"}
+
+
+def _runs_models(module: str, fixturenames) -> bool:
+    return module in LOCAL_ONLY_MODULES or bool(MODEL_FIXTURES & set(fixturenames))
+
+
 def pytest_generate_tests(metafunc) -> None:
     if STORE_FIXTURES & set(metafunc.fixturenames) and "catalog_backend" not in metafunc.fixturenames:
         metafunc.fixturenames.insert(0, "catalog_backend")  # first: before any fixture makes a store
     if "catalog_backend" in metafunc.fixturenames:
-        metafunc.parametrize("catalog_backend", catalog_backends(), indirect=True)
+        backends = catalog_backends()
+        module = metafunc.module.__name__.rpartition(".")[2]
+        if _runs_models(module, metafunc.fixturenames) and not os.environ.get(f"{POSTGRES_ENV}_ALL"):
+            backends = backends[:1]
+        metafunc.parametrize("catalog_backend", backends, indirect=True)
 
 
 @pytest.fixture
