@@ -1,6 +1,7 @@
 """The store's own SQL: fixed statements live in ``statements/NAME.sql``; the few built from
 declarations quote their identifiers and literals here."""
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -40,3 +41,16 @@ def file_key_condition(where: dict) -> tuple[str, list]:
     """The condition on ``files.keys`` (a committed file's per-file key values, JSON) for ``where``."""
     condition, args = equal_condition(where, lambda column: f"json_extract_string(keys, '$.{column}')")
     return condition, [str(a) for a in args]
+
+
+def in_transaction(con, action, *args):
+    """``action(*args)`` in one transaction of ``con``, rolled back if it raises."""
+    con.execute(statement("begin"))
+    try:
+        result = action(*args)
+        con.execute(statement("commit"))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            con.execute(statement("rollback"))
+        raise
+    return result

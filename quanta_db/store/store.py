@@ -20,7 +20,7 @@ from quanta_db.errors import InputError, QueryError, StoreError
 from quanta_db.store import catalog, expectations, lake, legacy, liveness, migrations, querying, sandbox, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
-from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident, statement
+from quanta_db.store.sql import equal_condition, file_key_condition, in_transaction, quote_ident, statement
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -235,7 +235,7 @@ class Store:
             self._refresh_views(con)
 
     def _refresh_views(self, con) -> None:
-        views._in_transaction(con, views.ensure_fact_tables, con)
+        in_transaction(con, views.ensure_fact_tables, con)
         views.install_saved_queries(con, views.discover_saved_queries(), self.root.as_posix())
 
     def saved_queries(self) -> pd.DataFrame:

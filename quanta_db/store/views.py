@@ -13,7 +13,6 @@ called as ``SELECT * FROM low_loss_tokens(threshold := 0.05)``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import duckdb
 from quanta_db.errors import QueryError, first_line
 from quanta_db.store.lake import FACT_SCHEMA, SESSION_SCHEMA
 from quanta_db.store.registry import fact_tables
-from quanta_db.store.sql import quote_ident, statement
+from quanta_db.store.sql import in_transaction, quote_ident, statement
 from quanta_db.store.tables import duckdb_type
 
 HEADER_LINE = re.compile(r"^--\s*(name|description|parameters)\s*:\s*(.*)$")
@@ -140,13 +139,13 @@ def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQue
     while remaining:
         failed = _create_each(con, [query for query in remaining if query.parameters])
         views = [query for query in remaining if not query.parameters]
-        failed += _in_transaction(con, _replace_views, con, views, obsolete)
+        failed += in_transaction(con, _replace_views, con, views, obsolete)
         obsolete = []
         if len(failed) == len(remaining):
             query, message = failed[0]
             raise QueryError(f"saved query {query.path.name} does not install: {message}")
         remaining = [query for query, _ in failed]
-    _in_transaction(con, _record_saved_queries, con, queries, store_root)
+    in_transaction(con, _record_saved_queries, con, queries, store_root)
 
 
 def _replace_views(con, views: list[SavedQuery], obsolete: list[str]) -> list[tuple[SavedQuery, str]]:
@@ -161,19 +160,6 @@ def _record_saved_queries(con, queries: list[SavedQuery], store_root: str) -> No
         con.execute(statement("add_saved_query"),
                     [query.name, query.description, query.parameters, query.body, query.sha256])
     con.execute(statement("set_store_root"), [store_root])
-
-
-def _in_transaction(con, action, *args):
-    """``action(*args)`` in one transaction of ``con``, rolled back if it raises."""
-    con.execute(statement("begin"))
-    try:
-        result = action(*args)
-        con.execute(statement("commit"))
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute(statement("rollback"))
-        raise
-    return result
 
 
 def install_session_macros(con: duckdb.DuckDBPyConnection, sql: str | None = None) -> None:

@@ -1,1 +1,0 @@
-SELECT value FROM store_info WHERE key = 'root'
