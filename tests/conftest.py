@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -25,7 +26,17 @@ MODEL_FIXTURES = {"toy_model", "losses_store", "hostile_fit", "sae_store", "clus
 
 
 # Every test that makes stores runs once per catalog backend (tests/helpers.py: catalog_backends).
-STORE_FIXTURES = {"store", "tmp_path", "tmp_path_factory"}
+# (Module- and session-scoped stores cannot depend on a per-test parameter: those fixtures take
+# their own backend parameter, see tests/test_sql_walls.py.)
+STORE_FIXTURES = {"store", "tmp_path"}
+
+
+def pytest_configure(config) -> None:
+    """libpq reads the test database's password from PGPASSWORD in every connection of the
+    session, whichever fixture made the store it belongs to."""
+    url = os.environ.get(POSTGRES_ENV)
+    if url and urlsplit(url).password:
+        os.environ.setdefault("PGPASSWORD", urlsplit(url).password)
 
 
 def pytest_report_header() -> str:

@@ -206,11 +206,13 @@ def test_an_artifact_is_readable_through_user_sql(walled_store, tmp_path):
     assert blob == path.read_bytes()
 
 
+# (Not ``lake_option``: DuckLake 1.5.5 crashes the process on ``CALL lake.set_option`` against a
+# read-only lake; only the statement check stands between user SQL and that call.)
 # What the connection refuses on its own, with the statement check switched off: every write that
 # creates, replaces or removes a file of the store, or touches the catalog.
 CONNECTION_REFUSES = ["copy_new_file", "copy_rewrite", "copy_overwrite_folder", "copy_catalog", "export", "attach",
                       "install", "set", "set_directories", "reset", "create_table", "insert", "delete", "drop",
-                      "lake_option", "lake_function", "lake_expire", "postgres_execute",
+                      "lake_function", "lake_expire", "postgres_execute",
                       "read_outside", "read_staging", "read_dotdot", "glob_store", "read_catalog",
                       "read_catalog_dotdot", "read_catalog_wal", "read_copy"]
 
