@@ -124,6 +124,10 @@ def query(ref, sql, sql_file, fmt, output, max_rows, time_limit_ms, unsafe):
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("give SQL as an argument, with -f FILE, or on standard input")
         sql = sys.stdin.read()
+    if not unsafe:
+        from quanta_db.store.sandbox import precheck
+
+        precheck(sql)  # refused before the store is opened
     store = ref.open()  # may rebuild views: before the process gives up writing
     if not unsafe:
         read_only_process(output)

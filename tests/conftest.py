@@ -16,7 +16,7 @@ import pytest
 from quanta_db.demo import toy_corpus as toy
 from quanta_db.demo import toy_models
 from quanta_db.store.store import Store
-from tests.helpers import POSTGRES_ENV, catalog_backends, drop_postgres_stores
+from tests.helpers import POSTGRES_ENV, catalog_backends, drop_postgres_stores, fresh_store, ingest_toy_corpus
 
 # Whole modules that start processes, servers or whole demo builds.
 SLOW_MODULES = {"test_concurrency", "test_reproducible", "test_run_identities", "test_packaging", "test_serve",
@@ -29,6 +29,7 @@ MODEL_FIXTURES = {"toy_model", "losses_store", "hostile_fit", "sae_store", "clus
 # (Module- and session-scoped stores cannot depend on a per-test parameter: those fixtures take
 # their own backend parameter, see tests/test_sql_walls.py.)
 STORE_FIXTURES = {"store", "tmp_path"}
+OWN_BACKEND_FIXTURES = {"walled_store"}  # module-scoped stores parametrized by backend themselves
 
 
 def pytest_configure(config) -> None:
@@ -59,7 +60,8 @@ def _on_postgres(module: str, fixturenames) -> bool:
 
 
 def pytest_generate_tests(metafunc) -> None:
-    if STORE_FIXTURES & set(metafunc.fixturenames) and "catalog_backend" not in metafunc.fixturenames:
+    used = set(metafunc.fixturenames)
+    if STORE_FIXTURES & used and not OWN_BACKEND_FIXTURES & used and "catalog_backend" not in used:
         metafunc.fixturenames.insert(0, "catalog_backend")  # first: before any fixture makes a store
     if "catalog_backend" in metafunc.fixturenames:
         backends = catalog_backends()
@@ -143,33 +145,15 @@ def _store_templates(tmp_path_factory) -> dict:
     return {"folder": tmp_path_factory.mktemp("templates")}
 
 
-def _fresh_store(templates: dict, name: str, root: Path, backend: str, build) -> Store:
-    """``build(root)`` → a store at ``root``; on a local catalog, a copy of the first one built."""
-    if backend != "duckdb":
-        return build(root)
-    template = templates["folder"] / name
-    if not template.is_dir():
-        build(template)
-    shutil.copytree(template, root)
-    return Store(root)
-
-
 @pytest.fixture
 def store(tmp_path, catalog_backend, _store_templates) -> Store:
-    return _fresh_store(_store_templates, "empty", tmp_path / "store", catalog_backend, Store.init)
-
-
-def _ingest_toy_corpus(store: Store, toy_inputs: dict) -> Store:
-    from quanta_db.results.corpus.job import ingest_corpus
-
-    ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
-    return store
+    return fresh_store(_store_templates, "empty", tmp_path / "store", catalog_backend, Store.init)
 
 
 @pytest.fixture
 def corpus_store(tmp_path, catalog_backend, _store_templates, toy_inputs) -> Store:
-    return _fresh_store(_store_templates, "corpus", tmp_path / "store", catalog_backend,
-                        lambda root: _ingest_toy_corpus(Store.init(root), toy_inputs))
+    return fresh_store(_store_templates, "corpus", tmp_path / "store", catalog_backend,
+                        lambda root: ingest_toy_corpus(Store.init(root), toy_inputs))
 
 
 @pytest.fixture
@@ -200,13 +184,13 @@ def losses_store(tmp_path, catalog_backend, _store_templates, toy_inputs, toy_mo
     from quanta_db.results.losses.job import ingest_losses
 
     def build(root: Path) -> Store:
-        store = _ingest_toy_corpus(Store.init(root), toy_inputs)
+        store = ingest_toy_corpus(Store.init(root), toy_inputs)
         ingest_losses(store, str(toy_model["dir"]), "toy", name="small", steps=[0, 4, 8], progress=False)
         ingest_losses(store, str(toy_model["dir"]), "toy", name="large", steps=[0, 4, 8], dtype="bfloat16",
                       progress=False)
         return store
 
-    return _fresh_store(_store_templates, "losses", tmp_path / "store", catalog_backend, build)
+    return fresh_store(_store_templates, "losses", tmp_path / "store", catalog_backend, build)
 
 
 @pytest.fixture

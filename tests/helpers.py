@@ -152,3 +152,22 @@ def headless_page(url: str):
             yield page, errors
         finally:
             browser.close()
+
+
+def fresh_store(templates: dict, name: str, root: Path, backend: str, build) -> Store:
+    """``build(root)`` → a store at ``root``; on a local catalog, a copy of the first one built
+    (``templates``: the session's ``_store_templates``)."""
+    if backend != "duckdb":
+        return build(root)
+    template = templates["folder"] / name
+    if not template.is_dir():
+        build(template)
+    shutil.copytree(template, root)
+    return Store(root)
+
+
+def ingest_toy_corpus(store: Store, toy_inputs: dict) -> Store:
+    from quanta_db.results.corpus.job import ingest_corpus
+
+    ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
+    return store

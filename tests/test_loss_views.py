@@ -7,22 +7,29 @@ from quanta_db.results.corpus.contexts import ingest_contexts
 from quanta_db.results.corpus.dm_math import ingest_dm_math
 from quanta_db.results.filters.job import ingest_filters
 from quanta_db.results.losses.job import ingest_losses
+from quanta_db.store.store import Store
+from tests.helpers import fresh_store, ingest_toy_corpus
 from tests.helpers import raw_table as _raw
 
 
 @pytest.fixture
-def analysed(corpus_store, toy_model, toy_inputs, tmp_path):
-    folder = tmp_path / "dm"
-    folder.mkdir()
-    (folder / "arithmetic__add.txt").write_text("".join(f"What is {i} + {i}?\n{2 * i}\n" for i in range(12)))
-    ingest_dm_math(corpus_store, "dm", str(toy_inputs["tokenizer"]), per_category=6, source=folder, few_shot_tokens=200)
-    ingest_contexts(corpus_store, "toy", "ctx", per_subset=4, length=24, seed=0)
-    ingest_filters(corpus_store, "toy", "trigram", progress=False)
-    for corpus in ("toy", "dm_zero_shot", "dm_few_shot"):
-        ingest_losses(corpus_store, str(toy_model["dir"]), corpus, name="tiny", progress=False)
-    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny_b", steps=[8], dtype="bfloat16",
-                  progress=False)
-    return corpus_store
+def analysed(tmp_path, catalog_backend, _store_templates, toy_model, toy_inputs):
+    """The toy corpus, DM mathematics, contexts, trigram filters and two models' losses (built once
+    a session and copied for each test, on a local catalog)."""
+    def build(root):
+        store = ingest_toy_corpus(Store.init(root), toy_inputs)
+        folder = root.parent / f"{root.name}-dm"
+        folder.mkdir()
+        (folder / "arithmetic__add.txt").write_text("".join(f"What is {i} + {i}?\n{2 * i}\n" for i in range(12)))
+        ingest_dm_math(store, "dm", str(toy_inputs["tokenizer"]), per_category=6, source=folder, few_shot_tokens=200)
+        ingest_contexts(store, "toy", "ctx", per_subset=4, length=24, seed=0)
+        ingest_filters(store, "toy", "trigram", progress=False)
+        for corpus in ("toy", "dm_zero_shot", "dm_few_shot"):
+            ingest_losses(store, str(toy_model["dir"]), corpus, name="tiny", progress=False)
+        ingest_losses(store, str(toy_model["dir"]), "toy", name="tiny_b", steps=[8], dtype="bfloat16", progress=False)
+        return store
+
+    return fresh_store(_store_templates, "loss_views", tmp_path / "store", catalog_backend, build)
 
 
 def test_stepwise_difference(analysed):

@@ -145,3 +145,30 @@ def test_parsing_reads_no_file(corpus_store, tmp_path):
     with pytest.raises(QueryError) as refused:
         corpus_store.query_df(f"IMPORT DATABASE '{outside}'")
     assert "SECRET" not in str(refused.value)
+
+
+def test_statements_that_cannot_be_reads_are_refused_before_the_catalog_is_opened(corpus_store, monkeypatch):
+    from quanta_db.store import catalog
+
+    def no_catalog(*args, **kwargs):
+        raise AssertionError("the catalog was opened")
+
+    monkeypatch.setattr(catalog, "connect", no_catalog)
+    monkeypatch.setattr(catalog, "change_stamp", no_catalog)
+    for sql in ["COPY tokens TO 'x.csv'", "SELECT * FROM query('SELECT 1')", "SELECT * FROM checkpoint()",
+                "WITH w AS (COPY (SELECT 1) TO 'x.csv') SELECT * FROM w", "EXPLAIN ANALYZE CHECKPOINT"]:
+        with pytest.raises(QueryError):
+            corpus_store.query_arrow(sql)
+        result = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "query", sql])
+        assert result.exit_code != 0 and "opened" not in result.output and len(result.output.splitlines()) == 1
+    with pytest.raises(AssertionError, match="opened"):  # a call of a saved analysis needs the catalog
+        corpus_store.query_arrow("SELECT * FROM corpus_tokens('toy')")
+
+
+def test_a_saved_analysis_cannot_take_the_name_of_a_duckdb_table_function(tmp_path):
+    from quanta_db.store import views
+
+    path = tmp_path / "query.sql"
+    path.write_text("SELECT 1 AS x")
+    with pytest.raises(QueryError, match="shadow DuckDB's table function"):
+        views.parse_saved_query(path)

@@ -10,24 +10,33 @@ from quanta_db.cli.main import cli
 
 
 @pytest.fixture
-def universality_store(corpus_store, toy_model, tmp_path):
-    """SAE 'a' at layer 1 paired with itself and with SAE 'c' at layer 0, matched, with CKA results."""
+def universality_store(tmp_path, catalog_backend, _store_templates, toy_inputs, toy_model):
+    """SAE 'a' at layer 1 paired with itself and with SAE 'c' at layer 0, matched, with CKA results
+    (built once a session and copied for each test, on a local catalog); and the matchings' run
+    ids by the other SAE's name."""
     from quanta_db.results.losses.job import ingest_losses
     from quanta_db.results.sae.job import ingest_sae
     from quanta_db.results.universality.job import ingest_feature_matches, ingest_feature_pairs, ingest_metrics
-    from tests.helpers import build_sae
+    from quanta_db.store.store import Store
+    from tests.helpers import build_sae, fresh_store, ingest_toy_corpus
 
-    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
-    ingest_sae(corpus_store, str(build_sae("standard", 32, tmp_path / "a")), "toy", "tiny", step=8, name="a",
-               progress=False)
-    ingest_sae(corpus_store, str(build_sae("topk", 32, tmp_path / "c", hook="blocks.0.hook_resid_post")), "toy",
-               "tiny", step=8, name="c", progress=False)
-    matchings = {}
-    for other, method in (("a", "one-to-one"), ("c", "argmax")):
-        pairing = ingest_feature_pairs(corpus_store, "a", other, "toy", n_tokens=None, progress=False)
-        matchings[other] = ingest_feature_matches(corpus_store, pairing.run_id, method, exclude_dead=True).run_id
-        ingest_metrics(corpus_store, matchings[other], ("cka",), permutations=5, seed=0)
-    return corpus_store, matchings
+    def build(root):
+        store = ingest_toy_corpus(Store.init(root), toy_inputs)
+        saes = root.parent / f"{root.name}-saes"
+        ingest_losses(store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
+        ingest_sae(store, str(build_sae("standard", 32, saes / "a")), "toy", "tiny", step=8, name="a", progress=False)
+        ingest_sae(store, str(build_sae("topk", 32, saes / "c", hook="blocks.0.hook_resid_post")), "toy",
+                   "tiny", step=8, name="c", progress=False)
+        for other, method in (("a", "one-to-one"), ("c", "argmax")):
+            pairing = ingest_feature_pairs(store, "a", other, "toy", n_tokens=None, progress=False)
+            matching = ingest_feature_matches(store, pairing.run_id, method, exclude_dead=True).run_id
+            ingest_metrics(store, matching, ("cka",), permutations=5, seed=0)
+        return store
+
+    store = fresh_store(_store_templates, "universality", tmp_path / "store", catalog_backend, build)
+    methods = {"one-to-one": "a", "argmax": "c"}
+    rows = store.query_arrow("SELECT DISTINCT matching, method FROM pair_summary").to_pylist()
+    return store, {methods[row["method"]]: row["matching"] for row in rows}
 
 
 def test_pair_summary_equals_pandas(universality_store):

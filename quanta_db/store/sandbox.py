@@ -69,9 +69,20 @@ READ_TABLE_FUNCTION_PREFIXES = ("read_", "parquet_", "duckdb_", "pragma_")
 METADATA_PREFIX = "__ducklake_metadata"
 
 
-def _write_in_tree(node, macros: frozenset[str]) -> str | None:
+@functools.cache
+def builtin_table_functions() -> frozenset[str]:
+    """DuckDB's own table functions (no extension's): no saved analysis may take one's name."""
+    cursor = _serialiser().cursor()
+    try:
+        return frozenset(name for (name,) in cursor.execute(statement("builtin_table_functions")).fetchall())
+    finally:
+        cursor.close()
+
+
+def _write_in_tree(node, macros: frozenset[str] | None) -> str | None:
     """The first construct of a serialised statement tree that is not a pure read, or None;
-    ``macros`` are the store's own table macros (its saved analyses), which read."""
+    ``macros`` are the store's own table macros (its saved analyses), which read (None: any
+    table function but DuckDB's own may be one, for :func:`precheck`)."""
     if isinstance(node, list):
         return next((found for child in node if (found := _write_in_tree(child, macros))), None)
     if not isinstance(node, dict):
@@ -84,12 +95,14 @@ def _write_in_tree(node, macros: frozenset[str]) -> str | None:
         return "a table of the catalog's metadata database"
     if node_type == "TABLE_FUNCTION":
         name = str((node.get("function") or {}).get("function_name", "")).lower()
-        if name not in READ_TABLE_FUNCTIONS | macros and not name.startswith(READ_TABLE_FUNCTION_PREFIXES):
+        reads = name in READ_TABLE_FUNCTIONS or name.startswith(READ_TABLE_FUNCTION_PREFIXES)
+        saved = name not in builtin_table_functions() if macros is None else name in macros
+        if not (reads or saved):
             return f"table function {name}()"
     return next((found for child in node.values() if (found := _write_in_tree(child, macros))), None)
 
 
-def _not_a_read(sql: str, macros: frozenset[str]) -> str | None:
+def _not_a_read(sql: str, macros: frozenset[str] | None) -> str | None:
     """Why ``sql`` (one SELECT statement by the parser) is not a pure read, or None. DuckDB
     serialises only SELECT statements; their trees are then walked for writing parts."""
     cursor = _serialiser().cursor()
@@ -135,10 +148,10 @@ def table_macros(con) -> frozenset[str]:
     return frozenset(name.lower() for (name,) in con.execute(statement("saved_query_names")).fetchall())
 
 
-def check_read_only(sql: str, macros: frozenset[str] = frozenset()) -> None:
+def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> None:
     """Raise a one-line QueryError unless ``sql`` is exactly one statement that can only read:
     a SELECT, or an EXPLAIN [ANALYZE] of one; ``macros`` (see :func:`table_macros`) are the
-    store's saved analyses, callable as table functions."""
+    store's saved analyses, callable as table functions (None: any table function may be one)."""
     statements = _parse(sql)
     if not statements:
         raise QueryError("no SQL statement given")
@@ -157,6 +170,13 @@ def check_read_only(sql: str, macros: frozenset[str] = frozenset()) -> None:
     reason = _not_a_read(sql, macros)
     if reason:
         raise QueryError(f"only queries that read run against the store (this has {reason}); {OWNER_HINT}")
+
+
+def precheck(sql: str) -> None:
+    """:func:`check_read_only` before any connection is open, with every table function that is
+    not DuckDB's own taken for a saved analysis (only the store's catalog can tell): everything
+    else it refuses is refused without opening the catalog; the full check runs on the connection."""
+    check_read_only(sql, None)
 
 
 def restrict(con, root: Path, memory_limit: str | None = None) -> None:

@@ -32,6 +32,10 @@ class GcReport:
     orphans_removed: list[str]
 
 
+# (root, migrations, saved queries) -> catalog change stamp, for each schema check this process passed
+_SCHEMA_CHECKED: dict[tuple, tuple] = {}
+
+
 class Store:
     """Handle on a store directory. Holds no connection: each method opens and closes one."""
 
@@ -52,7 +56,7 @@ class Store:
             catalog.locate(root)
         store = cls(root)
         if check:
-            store.check_schema()
+            store._check_schema_once()
         return store
 
     @classmethod
@@ -90,15 +94,30 @@ class Store:
             raise
         return store
 
-    def check_schema(self) -> int:
-        """The store's schema version; raises unless it matches this code. Installs the views of
+    def _check_schema_once(self) -> None:
+        """:meth:`check_schema`, skipped when this process already checked the same catalog state
+        against the same code: the catalog's change stamp (two file stats locally, one query on
+        PostgreSQL) is far cheaper than attaching it. Stamped before checking, so a commit landing
+        meanwhile makes the next open check again."""
+        code, saved = migrations.discover(), views.discover_saved_queries()
+        key = (self.root, tuple((m.version, m.sha256) for m in code), tuple((q.name, q.sha256) for q in saved))
+        stamp = catalog.change_stamp(self.root)
+        if _SCHEMA_CHECKED.get(key) == stamp:
+            return
+        self.check_schema(code, saved)
+        _SCHEMA_CHECKED[key] = stamp
+
+    def check_schema(self, code: list | None = None, saved: list | None = None) -> int:
+        """The store's schema version; raises unless it matches this code (``code``: its
+        migrations, ``saved``: its saved queries; default: discovered now). Installs the views of
         result tables and the saved queries a newer quanta-db ships without a schema change."""
-        code = migrations.discover()
+        code = migrations.discover() if code is None else code
+        saved = views.discover_saved_queries() if saved is None else saved
         with self.read() as con:
             todo = migrations.pending(con, code)
-            version = migrations.current_version(con)
             present = {r[0] for r in con.execute(statement("user_views")).fetchall()}
             installed = {} if todo else dict(con.execute(statement("saved_query_hashes")).fetchall())
+        version = todo[0].version - 1 if todo else code[-1].version  # pending checked the history is whole
         if todo:
             raise StoreError(
                 f"store schema is at version {version}, this quanta-db expects {code[-1].version}; "
@@ -109,7 +128,7 @@ class Store:
                 self.refresh_views()
             except StoreError:
                 raise StoreError("store views are out of date with this quanta-db; run `quanta-db migrate`") from None
-        elif installed != {q.name: q.sha256 for q in views.discover_saved_queries()}:
+        elif installed != {q.name: q.sha256 for q in saved}:
             try:
                 self.refresh_views()
             except StoreError:
@@ -268,6 +287,8 @@ class Store:
         the store's owner (the catalog itself still opens read-only). ``time_limit_ms`` stops it,
         ``max_rows`` keeps that many rows (``truncated`` says whether there were more).
         """
+        if not unsafe:
+            sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
         with catalog.connect(self.root, read_only=True, user_sql=not unsafe, owner_sql=unsafe) as con:
             views.install_session_macros(con, sql)
             macros = None if unsafe else sandbox.table_macros(con)

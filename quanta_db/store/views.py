@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QueryError, first_line
+from quanta_db.store import sandbox
 from quanta_db.store.lake import FACT_SCHEMA, SESSION_SCHEMA
 from quanta_db.store.registry import fact_tables
 from quanta_db.store.sql import in_transaction, quote_ident, statement
@@ -90,6 +91,8 @@ def parse_saved_query(path: Path) -> SavedQuery:
         raise QueryError(f"saved query {path.name} declares name {name!r}; the file must be named {name}.sql")
     if name in fact_tables():
         raise QueryError(f"saved query {name!r} would shadow the fact table of the same name")
+    if name.lower() in sandbox.builtin_table_functions():
+        raise QueryError(f"saved query {name!r} would shadow DuckDB's table function of the same name")
     body = "\n".join(body_lines).strip().rstrip(";").strip()
     if not body:
         raise QueryError(f"saved query {path.name} has no SQL after its header")
