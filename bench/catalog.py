@@ -6,13 +6,18 @@ partition each, as a suite of checkpoints makes them: runs of up to ``--fill-run
 single-file commits as ``ingest losses`` makes them. At each size of ``--sizes`` it measures:
 
 - ``commit_s``: one more single-file commit (median of ``--repeats``);
-- ``fresh_point_s``: open the store and query one partition (one model, step and corpus);
-- ``warm_point_s``: the same query again on the open store;
+- ``fresh_point_s``: a new process opens the store and queries one partition (one model, step
+  and corpus) as user SQL (``Store.query``, confined to the store's files);
+  ``fresh_plain_point_s``: the same through a plain read connection to the lake;
+- ``warm_point_s``: the same query again in a process that has queried the store before (its
+  confined copy of the catalog is kept until a commit lands);
 - ``aggregate_s`` / ``plain_aggregate_s``: a group-by over every row, through the store and
   through a plain in-memory DuckDB reading the same files (``read_parquet([...])``), and their ratio;
 - ``max_read_s`` / ``max_read_wait_s``: the slowest of the point queries a reader process polls
-  with while ``--commits-under-readers`` commits go on, and how much longer it took than the
-  reader's median query with no commit going on (the time it waited on a commit).
+  with (``Store.query``) while ``--commits-under-readers`` commits go on, and how much longer it
+  took than the reader's median query with no commit going on (the time it waited on a commit,
+  and to see it); ``plain_max_read_s`` / ``plain_max_read_wait_s``: the same for a reader opening
+  a plain read connection to the lake for each query.
 
 Targets (issue 22, at 25k files): commit ≤ 0.2 s and flat in the file count, fresh point query
 ≤ 0.2 s, warm ≤ 0.1 s, aggregate within 1.2x of plain DuckDB, no read waiting more than 100 ms.
@@ -103,12 +108,20 @@ READER = """
 import json, statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
+from quanta_db.store import catalog
 from quanta_db.store.store import Store
 store, stop = Store.open(sys.argv[1]), Path(sys.argv[2])
 
+def query():
+    if sys.argv[4] == "confined":
+        store.query_arrow(SQL)
+    else:
+        with catalog.connect(store.root, read_only=True) as con:
+            con.sql(SQL).fetchall()
+
 def latency():
     started = time.perf_counter()
-    store.query_arrow(SQL)
+    query()
     return time.perf_counter() - started
 
 alone = statistics.median(latency() for _ in range(5))
@@ -120,14 +133,16 @@ print(json.dumps({"alone": alone, "max": max(during) if during else alone}))
 """
 
 
-def read_waits(root: Path, filler: Filler, commits: int) -> dict:
+def read_waits(root: Path, filler: Filler, commits: int, how: str) -> dict:
     """A reader process (a notebook, say) polling with point queries while ``commits`` single-file
-    commits run: its longest query, and its longest wait (that, less its median query alone)."""
+    commits run: its longest query, and its longest wait (that, less its median query alone).
+    ``how`` = "confined": user SQL through ``Store.query`` (which takes a new confined copy of
+    the catalog after each commit); "plain": a new plain read connection to the lake per query."""
     stop = root.parent / "stop-reading"
     stop.unlink(missing_ok=True)
     code = READER.replace("SQL", repr(point_sql(filler.count)))
-    reader = subprocess.Popen([sys.executable, "-c", code, str(root), str(stop), str(Path(__file__).parent.parent)],
-                              stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen([sys.executable, "-c", code, str(root), str(stop), str(Path(__file__).parent.parent),
+                               how], stdout=subprocess.PIPE, text=True)
     try:
         reader.stdout.readline()  # "ready"
         for _ in range(commits):
@@ -135,16 +150,42 @@ def read_waits(root: Path, filler: Filler, commits: int) -> dict:
     finally:
         stop.touch()
     latencies = json.loads(reader.communicate(timeout=600)[0].strip().splitlines()[-1])
-    return {"max_read_s": round(latencies["max"], 4),
-            "max_read_wait_s": round(max(0.0, latencies["max"] - latencies["alone"]), 4)}
+    prefix = "" if how == "confined" else f"{how}_"
+    return {f"{prefix}max_read_s": round(latencies["max"], 4),
+            f"{prefix}max_read_wait_s": round(max(0.0, latencies["max"] - latencies["alone"]), 4)}
+
+
+FRESH = """
+import sys, time
+sys.path.insert(0, sys.argv[3])
+from quanta_db.store.store import Store
+from quanta_db.store import catalog
+started = time.perf_counter()
+if sys.argv[2] == "confined":
+    Store.open(sys.argv[1]).query_arrow(SQL)
+else:
+    with catalog.connect(sys.argv[1], read_only=True) as con:
+        con.sql(SQL).fetchall()
+print(time.perf_counter() - started)
+"""
+
+
+def fresh_point_s(root: Path, sql: str, how: str, repeats: int) -> float:
+    """A new process's first point query (imports excluded), median of ``repeats`` processes:
+    ``how`` = "confined": through ``Store.query`` (user SQL, confined to the store's files);
+    "plain": through a plain read connection to the lake (what any DuckDB client attaching it does)."""
+    code = FRESH.replace("SQL", repr(sql))
+    return statistics.median(float(subprocess.run(
+        [sys.executable, "-c", code, str(root), how, str(Path(__file__).parent.parent)],
+        capture_output=True, text=True, check=True).stdout) for _ in range(repeats))
 
 
 def measure(root: Path, filler: Filler, size: int, repeats: int, commits_under_readers: int) -> dict:
     commit_s = statistics.median(filler.commit(1) for _ in range(repeats))
     sql = point_sql(filler.count)
-    fresh_s = timed(lambda: Store.open(root).query_arrow(sql), repeats)
+    fresh_s, fresh_plain_s = (fresh_point_s(root, sql, how, repeats) for how in ("confined", "plain"))
     warm = Store.open(root)
-    warm.query_arrow(sql)
+    warm.query_arrow(sql)  # this process's confined copy of the catalog is kept (quanta_db.store.snapshots)
     warm_s = timed(lambda: warm.query_arrow(sql), repeats)
     aggregate_s = timed(lambda: warm.query_arrow(AGGREGATE), repeats)
     paths = [str(p) for p in warm.committed_paths("token_losses")]
@@ -152,10 +193,12 @@ def measure(root: Path, filler: Filler, size: int, repeats: int, commits_under_r
     plain_s = timed(lambda: plain.sql(f"SELECT model, corpus, avg(loss_nats) AS mean, count(*) AS n "
                                       f"FROM read_parquet({paths!r}) GROUP BY ALL").fetchall(), repeats)
     return {"benchmark": "catalog", "files": filler.count, "target_files": size, "commit_s": round(commit_s, 4),
-            "fresh_point_s": round(fresh_s, 4), "warm_point_s": round(warm_s, 4),
+            "fresh_point_s": round(fresh_s, 4), "fresh_plain_point_s": round(fresh_plain_s, 4),
+            "warm_point_s": round(warm_s, 4),
             "aggregate_s": round(aggregate_s, 4), "plain_aggregate_s": round(plain_s, 4),
             "ratio_aggregate": round(aggregate_s / plain_s, 2),
-            **read_waits(root, filler, commits_under_readers), "commits_under_readers": commits_under_readers}
+            **read_waits(root, filler, commits_under_readers, "confined"),
+            **read_waits(root, filler, commits_under_readers, "plain"), "commits_under_readers": commits_under_readers}
 
 
 def main() -> None:

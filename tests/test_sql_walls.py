@@ -42,6 +42,7 @@ STATEMENTS = {
     "postgres_scan": "SELECT * FROM postgres_scan('dbname=postgres host=127.0.0.1', 'public', 'x')",
     "install": "INSTALL httpfs",
     "load": "LOAD parquet",
+    "load_file": "LOAD '{victim}'",  # a file the connection may read, loaded as an (unsigned) extension
     "set": "SET enable_external_access = true",
     "set_directories": "SET allowed_directories = ['/']",
     "reset": "RESET lock_configuration",
@@ -214,7 +215,7 @@ def test_an_artifact_is_readable_through_user_sql(walled_store, tmp_path):
 # What the connection refuses on its own, with the statement check switched off: every write that
 # creates, replaces or removes a file of the store, or touches the catalog.
 CONNECTION_REFUSES = ["copy_new_file", "copy_rewrite", "copy_overwrite_folder", "copy_catalog", "export", "attach",
-                      "install", "set", "set_directories", "reset", "create_table", "insert", "delete", "drop",
+                      "install", "load_file", "set", "set_directories", "reset", "create_table", "insert", "delete", "drop",
                       "lake_function", "lake_expire", "postgres_execute",
                       "read_outside", "read_staging", "read_dotdot", "glob_store", "read_catalog",
                       "read_catalog_dotdot", "read_catalog_wal", "read_copy"]

@@ -454,3 +454,30 @@ def test_a_registration_raced_by_another_run_drops_only_its_own_facts(store):
                                                                                 ["t2", ["x", "y"]]]
     assert store.query_df("SELECT tokenizer, run_id FROM tokenizers ORDER BY tokenizer").values.tolist() == [
         ["t1", other.run_id], ["t2", first.run_id]]
+
+
+def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store, monkeypatch):
+    import numpy as np
+
+    from quanta_db.errors import QueryError
+    from quanta_db.store import catalog, snapshots
+    from quanta_db.store.store import Store
+
+    opened = []
+    real = catalog.user_sql_connection
+    monkeypatch.setattr(catalog, "user_sql_connection", lambda *args, **kwargs: opened.append(1) or real(*args, **kwargs))
+    snapshots.forget(store.root)
+    runs = "SELECT count(*) AS n FROM runs WHERE status = 'committed'"
+    assert store.query_arrow(runs)["n"][0].as_py() == store.query_arrow(runs)["n"][0].as_py() == 0
+    assert len(opened) == 1
+    with store.begin_run("test_copy", {"n": 1}) as run:
+        run.write_artifact("x", np.zeros(1))
+        run.commit()
+    assert store.query_arrow(runs)["n"][0].as_py() == 1  # the commit is seen at once
+    assert len(opened) == 2
+    with pytest.raises(QueryError, match="Permission|not allowed"):  # the new copy is confined too
+        store.query_arrow("SELECT * FROM read_text('/etc/hostname')")
+    for index in range(snapshots.MAX_SHARED_STORES + 1):  # copies of the least recent stores are closed
+        other = Store.init(store.root.parent / f"other-{index}")
+        other.query_arrow("SELECT 1")
+    assert store.root not in snapshots._shared and len(snapshots._shared) == snapshots.MAX_SHARED_STORES

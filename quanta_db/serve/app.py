@@ -2,7 +2,7 @@
 
 Every query goes through :func:`quanta_db.store.querying.run` — read-only statement check, a
 connection confined to the store's files, a time and a row limit — on the newest private copy
-of the catalog (:mod:`quanta_db.serve.snapshot`), so serving never blocks an ingest's commit.
+of the catalog (:mod:`quanta_db.store.snapshots`), so serving never blocks an ingest's commit.
 Sync endpoints run in Starlette's worker threads: a slow query holds only its own thread.
 """
 

@@ -28,6 +28,7 @@ from quanta_db.store.settings import env_seconds
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 FIRST_RETRY_S = 0.01
+SHORT_RETRY_S = 0.03
 
 
 class CatalogLocked(StoreError):
@@ -60,9 +61,16 @@ def _locked_message(locator: lake.Locator) -> str:
             f"gave up after {lock_timeout_s():.0f}s (set {LOCK_TIMEOUT_ENV} to wait longer)")
 
 
+def _next_delay_s(delay_s: float, waited_s: float) -> float:
+    """Backoff between tries for a held lock: doubling from FIRST_RETRY_S, but at most
+    SHORT_RETRY_S during the first second (a commit holds the lock for about 0.1 s, and a longer
+    sleep would make a reader wait well past its end), then up to 1 s."""
+    return min(delay_s * 2, SHORT_RETRY_S if waited_s < 1.0 else 1.0)
+
+
 def _retrying(locator: lake.Locator, attempt):
     """``attempt()``, retried with backoff while another process holds the catalog's write lock."""
-    deadline = time.monotonic() + lock_timeout_s()
+    started = time.monotonic()
     delay_s = FIRST_RETRY_S
     while True:
         try:
@@ -70,10 +78,10 @@ def _retrying(locator: lake.Locator, attempt):
         except duckdb.Error as error:
             if not _is_lock_error(error):
                 raise StoreError(lake.describe_error(locator, error)) from None
-            if time.monotonic() >= deadline:
+            if time.monotonic() - started >= lock_timeout_s():
                 raise CatalogLocked(_locked_message(locator)) from None
             time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 1.0)
+            delay_s = _next_delay_s(delay_s, time.monotonic() - started)
 
 
 def _attached(locator: lake.Locator, read_only: bool, metadata_file: Path | None = None):
@@ -114,13 +122,13 @@ def _postgres_lock(locator: lake.Locator) -> Iterator[None]:
     """Hold the store's advisory lock on its PostgreSQL catalog (released when the session ends,
     a killed process's too)."""
     with _postgres_session(locator) as session:
-        deadline = time.monotonic() + lock_timeout_s()
+        started = time.monotonic()
         delay_s = FIRST_RETRY_S
         while not session.execute("SELECT pg_try_advisory_lock(%s)", [locator.lock_key()]).fetchone()[0]:
-            if time.monotonic() >= deadline:
+            if time.monotonic() - started >= lock_timeout_s():
                 raise CatalogLocked(_locked_message(locator))
             time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 1.0)
+            delay_s = _next_delay_s(delay_s, time.monotonic() - started)
         yield
 
 

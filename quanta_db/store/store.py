@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quanta_db.errors import InputError, QueryError, StoreError
-from quanta_db.store import catalog, expectations, lake, legacy, liveness, migrations, querying, sandbox, views
+from quanta_db.store import catalog, expectations, lake, legacy, liveness, migrations, querying, sandbox, snapshots, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.sql import equal_condition, file_key_condition, in_transaction, quote_ident, statement
@@ -285,14 +285,17 @@ class Store:
         The statement must be a SELECT (or EXPLAIN) and can open no file outside the store's
         tables and artifacts (see :mod:`quanta_db.store.sandbox`); ``unsafe`` lifts both for
         the store's owner (the catalog itself still opens read-only). ``time_limit_ms`` stops it,
-        ``max_rows`` keeps that many rows (``truncated`` says whether there were more).
+        ``max_rows`` keeps that many rows (``truncated`` says whether there were more). It runs
+        on this process's newest confined copy of the catalog (:mod:`quanta_db.store.snapshots`),
+        taken anew once a commit lands.
         """
-        if not unsafe:
-            sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
-        with catalog.connect(self.root, read_only=True, user_sql=not unsafe, owner_sql=unsafe) as con:
-            views.install_session_macros(con, sql)
-            macros = None if unsafe else sandbox.table_macros(con)
-            return querying.run(con, sql, params, time_limit_ms, max_rows, macros)
+        if unsafe:
+            with catalog.connect(self.root, read_only=True, owner_sql=True) as con:
+                views.install_session_macros(con, sql)
+                return querying.run(con, sql, params, time_limit_ms, max_rows, None)
+        sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
+        snapshot = snapshots.shared(self.root).current()
+        return querying.run(snapshot.connection, sql, params, time_limit_ms, max_rows, snapshot.macros)
 
     def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:
         """:meth:`query`'s rows, as Arrow."""

@@ -1,0 +1,99 @@
+"""Consistent private copies of the catalog, confined to the store's files, kept open for the
+queries of one process.
+
+DuckDB's file lock lets a writer in one process shut out readers in another and the reverse; a
+reader that kept the catalog open would starve an ingest's commit. User SQL is therefore
+answered from a private read-only copy (``catalog.user_sql_connection``: copied under a
+read-only connection, so no commit is half-copied; its file unlinked once open, so user SQL
+cannot read its bytes). Opening one costs more the more files the store holds (DuckDB's
+``allowed_paths`` takes about 30 µs a path), so each process keeps its newest copy and takes a new
+one only when the catalog's change stamp moves: a commit shows up atomically at the next
+query, and each query sees the views of one committed state.
+
+Each copy is one connection, confined to the store's committed files once (DuckDB shares a
+database instance between the cursors of a connection, and a locked configuration cannot be set
+again); queries run on cursors of it, one per query.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import NamedTuple
+
+import duckdb
+
+from quanta_db.store import catalog, sandbox
+
+KEEP = 3  # older copies may still be in use by running requests
+
+
+class Snapshot(NamedTuple):
+    connection: duckdb.DuckDBPyConnection  # a read-only copy, confined to the store's files
+    generation: int
+    macros: frozenset[str]  # the store's saved analyses in this copy (for the statement check)
+
+
+class Snapshots:
+    def __init__(self, root: Path, memory_limit: str | None = None):
+        self.root = Path(root)
+        self.memory_limit = memory_limit
+        self._lock = threading.Lock()
+        self._stamp = None
+        self._generation = 0
+        self._connections: dict[int, Snapshot] = {}
+
+    def _signature(self) -> tuple:
+        return catalog.change_stamp(self.root)
+
+    def current(self) -> Snapshot:
+        """The newest copy, taken first when the catalog changed."""
+        with self._lock:
+            # Stamped before copying: a commit landing during the copy changes the stamp again, so
+            # the next request copies anew rather than keeping a copy older than its stamp.
+            stamp = self._signature()
+            if stamp != self._stamp or not self._connections:
+                connection = catalog.user_sql_connection(self.root, self.memory_limit)
+                self._generation += 1
+                self._stamp = stamp
+                self._connections[self._generation] = Snapshot(connection, self._generation,
+                                                               sandbox.table_macros(connection))
+                for generation in [g for g in self._connections if g <= self._generation - KEEP]:
+                    self._connections.pop(generation).connection.close()
+            return self._connections[self._generation]
+
+    def close(self) -> None:
+        with self._lock:
+            for snapshot in self._connections.values():
+                snapshot.connection.close()
+            self._connections.clear()
+
+
+MAX_SHARED_STORES = 4  # stores whose copies one process keeps open for Store.query (least recent closed)
+_shared: OrderedDict[Path, Snapshots] = OrderedDict()
+_shared_lock = threading.Lock()
+_shared_pid = os.getpid()
+
+
+def shared(root: Path) -> Snapshots:
+    """This process's copies of the store at ``root`` (kept for :meth:`Store.query`)."""
+    global _shared_pid
+    root = Path(root)
+    with _shared_lock:
+        if _shared_pid != os.getpid():  # a forked child must not use its parent's connections
+            _shared.clear()
+            _shared_pid = os.getpid()
+        snapshots = _shared.pop(root, None) or Snapshots(root)
+        _shared[root] = snapshots
+        while len(_shared) > MAX_SHARED_STORES:
+            _shared.popitem(last=False)[1].close()
+        return snapshots
+
+
+def forget(root: Path | None = None) -> None:
+    """Close this process's copies of the store at ``root`` (every store's, without one)."""
+    with _shared_lock:
+        for key in [key for key in _shared if root is None or key == Path(root)]:
+            _shared.pop(key).close()
