@@ -104,24 +104,31 @@ def timed(function, repeats: int) -> float:
     return statistics.median(seconds)
 
 
-READER = """
-import json, statistics, sys, time
-from pathlib import Path
+# A child process's point query (prefix of READER and FRESH): ``how`` = "confined" is user SQL
+# through Store.query, "plain" a plain read connection to the lake.
+QUERY = """
+import sys, time
 sys.path.insert(0, sys.argv[3])
 from quanta_db.store import catalog
 from quanta_db.store.store import Store
-store, stop = Store.open(sys.argv[1]), Path(sys.argv[2])
 
-def query():
-    if sys.argv[4] == "confined":
-        store.query_arrow(SQL)
+def query(root, how, store=None):
+    if how == "confined":
+        (store or Store.open(root)).query_arrow(SQL)
     else:
-        with catalog.connect(store.root, read_only=True) as con:
+        with catalog.connect(root, read_only=True) as con:
             con.sql(SQL).fetchall()
+"""
+
+READER = QUERY + """
+import json, statistics
+from pathlib import Path
+root, stop, how = sys.argv[1], Path(sys.argv[2]), sys.argv[4]
+store = Store.open(root)
 
 def latency():
     started = time.perf_counter()
-    query()
+    query(root, how, store)
     return time.perf_counter() - started
 
 alone = statistics.median(latency() for _ in range(5))
@@ -155,17 +162,9 @@ def read_waits(root: Path, filler: Filler, commits: int, how: str) -> dict:
             f"{prefix}max_read_wait_s": round(max(0.0, latencies["max"] - latencies["alone"]), 4)}
 
 
-FRESH = """
-import sys, time
-sys.path.insert(0, sys.argv[3])
-from quanta_db.store.store import Store
-from quanta_db.store import catalog
+FRESH = QUERY + """
 started = time.perf_counter()
-if sys.argv[2] == "confined":
-    Store.open(sys.argv[1]).query_arrow(SQL)
-else:
-    with catalog.connect(sys.argv[1], read_only=True) as con:
-        con.sql(SQL).fetchall()
+query(sys.argv[1], sys.argv[2])
 print(time.perf_counter() - started)
 """
 

@@ -11,10 +11,8 @@ import duckdb
 
 from quanta_db.errors import QuantaError
 from quanta_db.store import lake, querying
-from quanta_db.store.snapshots import Snapshot, Snapshots
+from quanta_db.store.snapshots import Snapshot
 from quanta_db.store.store import Store
-
-__all__ = ["Snapshot", "Snapshots", "SnapshotStore"]
 
 
 class SnapshotStore(Store):

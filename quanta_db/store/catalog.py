@@ -68,20 +68,33 @@ def _next_delay_s(delay_s: float, waited_s: float) -> float:
     return min(delay_s * 2, SHORT_RETRY_S if waited_s < 1.0 else 1.0)
 
 
-def _retrying(locator: lake.Locator, attempt):
-    """``attempt()``, retried with backoff while another process holds the catalog's write lock."""
+_HELD = object()  # what a try returns while another process holds the lock
+
+
+def _with_backoff(locator: lake.Locator, attempt):
+    """``attempt()`` until it returns something other than ``_HELD``, with backoff, for at most
+    the lock timeout."""
     started = time.monotonic()
     delay_s = FIRST_RETRY_S
-    while True:
+    while (result := attempt()) is _HELD:
+        if time.monotonic() - started >= lock_timeout_s():
+            raise CatalogLocked(_locked_message(locator))
+        time.sleep(delay_s)
+        delay_s = _next_delay_s(delay_s, time.monotonic() - started)
+    return result
+
+
+def _retrying(locator: lake.Locator, attempt):
+    """``attempt()``, retried with backoff while another process holds the catalog's write lock."""
+    def once():
         try:
             return attempt()
         except duckdb.Error as error:
             if not _is_lock_error(error):
                 raise StoreError(lake.describe_error(locator, error)) from None
-            if time.monotonic() - started >= lock_timeout_s():
-                raise CatalogLocked(_locked_message(locator)) from None
-            time.sleep(delay_s)
-            delay_s = _next_delay_s(delay_s, time.monotonic() - started)
+            return _HELD
+
+    return _with_backoff(locator, once)
 
 
 def _attached(locator: lake.Locator, read_only: bool, metadata_file: Path | None = None):
@@ -122,13 +135,8 @@ def _postgres_lock(locator: lake.Locator) -> Iterator[None]:
     """Hold the store's advisory lock on its PostgreSQL catalog (released when the session ends,
     a killed process's too)."""
     with _postgres_session(locator) as session:
-        started = time.monotonic()
-        delay_s = FIRST_RETRY_S
-        while not session.execute("SELECT pg_try_advisory_lock(%s)", [locator.lock_key()]).fetchone()[0]:
-            if time.monotonic() - started >= lock_timeout_s():
-                raise CatalogLocked(_locked_message(locator))
-            time.sleep(delay_s)
-            delay_s = _next_delay_s(delay_s, time.monotonic() - started)
+        _with_backoff(locator, lambda: session.execute("SELECT pg_try_advisory_lock(%s)",
+                                                       [locator.lock_key()]).fetchone()[0] or _HELD)
         yield
 
 
