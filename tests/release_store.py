@@ -39,7 +39,13 @@ def build_with_release(release: Path, store_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script, str(store_path)], cwd=release, env=env, check=True)
 
 
-def legacy_rows(store_path: Path, tables: list[str]) -> dict[str, list[str]]:
-    """Every row of ``tables`` (catalog tables and fact views) as the release's catalog shows them."""
+def legacy_rows(store_path: Path, tables: list[str], round_doubles: bool = False) -> dict[str, list[str]]:
+    """Every row of ``tables`` as the release's catalog shows them; with ``round_doubles`` (the
+    catalog tables) floats as the lake keeps a catalog DOUBLE (``lake.storable``: 15 significant
+    digits), the fact tables' Parquet files keeping theirs exactly."""
+    from quanta_db.store.lake import storable
+
+    kept = storable if round_doubles else (lambda value: value)
     with duckdb.connect(str(store_path / "catalog.duckdb"), read_only=True) as con:
-        return {table: sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall())) for table in tables}
+        return {table: sorted(repr(tuple(map(kept, row))) for row in con.execute(f'SELECT * FROM "{table}"').fetchall())
+                for table in tables}

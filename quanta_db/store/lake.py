@@ -213,6 +213,25 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(statement("lake_fact_options"))
 
 
+# The lake writes a catalog row into its metadata database as SQL text, and DuckDB 1.5.5 reads a
+# decimal literal of 16-17 significant digits back as a DOUBLE up to one unit in the last place
+# off (the digits are rounded to a double before the power of ten divides them). Fifteen digits
+# (DBL_DIG) always come back exactly, so that is what a catalog DOUBLE holds: what is read is
+# what was written.
+DOUBLE_DIGITS = 15
+DOUBLE_KEPT_ABOVE = 1e308
+
+
+def storable(value):
+    """``value`` as the catalog keeps it: a float rounded to :data:`DOUBLE_DIGITS` significant
+    digits (relative change below 5e-15), anything else unchanged. Magnitudes from
+    :data:`DOUBLE_KEPT_ABOVE` up (which rounding could carry past the largest double; DuckDB writes
+    them with an exponent and reads them back exactly), infinities and NaN are kept as they are."""
+    if not isinstance(value, float) or not abs(value) < DOUBLE_KEPT_ABOVE:
+        return value
+    return float(f"{value:.{DOUBLE_DIGITS}g}")
+
+
 def describe_error(locator: Locator, error: Exception) -> str:
     return f"cannot open the catalog {locator.describe()}: {first_line(error)}"
 

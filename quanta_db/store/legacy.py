@@ -83,6 +83,12 @@ def _literal(path: Path) -> str:
     return "'" + path.as_posix().replace("'", "''") + "'"
 
 
+def _storable_sql(column: str) -> str:
+    """:func:`quanta_db.store.lake.storable` as a DuckDB expression (NaN compares above all)."""
+    return (f"CASE WHEN abs({column}) < {lake.DOUBLE_KEPT_ABOVE!r} "
+            f"THEN CAST(printf('%.{lake.DOUBLE_DIGITS}g', {column}) AS DOUBLE) ELSE {column} END AS {column}")
+
+
 def _require_files(root: Path, listed: list[tuple[str, str]]) -> None:
     missing = [path for _, path in listed if not (root / path).is_file()]
     if missing:
@@ -91,8 +97,12 @@ def _require_files(root: Path, listed: list[tuple[str, str]]) -> None:
 
 
 def _copy_rows(con) -> None:
-    """Every row of the old catalog's tables into the lake's tables of the same name."""
+    """Every row of the old catalog's tables into the lake's tables of the same name, DOUBLE
+    values rounded as :func:`quanta_db.store.lake.storable` rounds them."""
     for (table,) in con.execute(statement("legacy_tables")).fetchall():
         name = quote_ident(table)
         con.execute(f"DELETE FROM main.{name}")
-        con.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM legacy.main.{name}")
+        doubles = [c for (c,) in con.execute(statement("legacy_double_columns"), [table]).fetchall()]
+        rounded = ", ".join(_storable_sql(quote_ident(c)) for c in doubles)
+        replace = f" REPLACE ({rounded})" if doubles else ""
+        con.execute(f"INSERT INTO main.{name} BY NAME SELECT *{replace} FROM legacy.main.{name}")

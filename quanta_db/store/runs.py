@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from quanta_db.environment import library_versions
 from quanta_db.errors import QuantaError, StoreError
-from quanta_db.store import catalog, expectations, lineage, liveness
+from quanta_db.store import catalog, expectations, lake, lineage, liveness
 from quanta_db.store.registry import fact_table
 from quanta_db.store.sql import equal_condition, quote_ident, statement
 from quanta_db.store.tables import conform
@@ -427,7 +427,8 @@ def _upsert(con, table: str, rows: list[dict], key: list[str]) -> None:
         con.execute(f"DELETE FROM {quote_ident(table)} WHERE {where}", args)
         columns = ", ".join(quote_ident(c) for c in row)
         marks = ", ".join("?" for _ in row)
-        con.execute(f"INSERT INTO {quote_ident(table)} ({columns}) VALUES ({marks})", list(row.values()))
+        con.execute(f"INSERT INTO {quote_ident(table)} ({columns}) VALUES ({marks})",
+                    [lake.storable(value) for value in row.values()])
 
 
 def _split_by_keys(data: pa.Table, partition_by: tuple[str, ...]):
