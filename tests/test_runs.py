@@ -190,6 +190,53 @@ def test_locked_catalog_is_retried_until_free(store, monkeypatch):
     assert store.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 5
 
 
+@pytest.mark.slow
+def test_readers_do_not_wait_for_a_writer_and_see_the_state_it_started_from(store, monkeypatch):
+    from quanta_db.store.catalog import connect
+
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", _vocab())
+        run.commit()
+    monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "0.5")  # a reader that waited out the writer would fail
+    child = _hold_lock(store, 5)
+    try:
+        assert store.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 5
+        with connect(store.root, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    finally:
+        child.kill()
+        child.wait()
+
+
+DIES_AFTER_COMMITTING = textwrap.dedent("""
+    import os, sys
+    from quanta_db.store.catalog import connect
+    with connect(sys.argv[1], read_only=False) as con:
+        con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('late', 'SELECT 1', 'x')")
+        os._exit(9)  # killed after its commit, before publishing a copy for readers
+""")
+
+
+def test_a_commit_whose_writer_died_before_publishing_is_read_and_published_by_the_next(store):
+    from quanta_db.store import published
+    from quanta_db.store.catalog import connect
+
+    late = "SELECT count(*) AS n FROM saved_queries WHERE name = 'late'"
+    assert store.query_df(late)["n"][0] == 0
+    child = subprocess.run([sys.executable, "-c", DIES_AFTER_COMMITTING, str(store.root)])
+    assert child.returncode == 9
+    assert store.query_df(late)["n"][0] == 1
+    with connect(store.root, read_only=True) as con:
+        assert con.execute(late).fetchone()[0] == 1
+    if store.root.joinpath(published.READERS_FILE).exists():  # a local catalog: the next writer publishes
+        assert store.root.joinpath(published.WRITING_FILE).exists()
+        store.gc()
+        assert not store.root.joinpath(published.WRITING_FILE).exists()
+        with connect(store.root, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM duckdb_databases() WHERE path LIKE '%readers%'").fetchone()[0] == 1
+            assert con.execute(late).fetchone()[0] == 1
+
+
 def test_params_hash_is_order_independent():
     assert runs.params_hash("k", {"a": 1, "b": 2}) == runs.params_hash("k", {"b": 2, "a": 1})
     assert runs.params_hash("k", {"a": 1}) != runs.params_hash("j", {"a": 1})

@@ -481,3 +481,43 @@ def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store
         other = Store.init(store.root.parent / f"other-{index}")
         other.query_arrow("SELECT 1")
     assert store.root not in snapshots._shared and len(snapshots._shared) == snapshots.MAX_SHARED_STORES
+
+
+OTHER_PROCESS_WRITES = ("import sys; from quanta_db.store.catalog import connect\n"
+                        "with connect(sys.argv[1], read_only=False) as con:\n"
+                        "    con.execute(\"INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')\")")
+
+
+def count(snapshot, sql: str) -> int:
+    from quanta_db.store.lake import cursor
+
+    return cursor(snapshot.connection).sql(sql).fetchone()[0]
+
+
+def test_background_copies_answer_from_the_last_state_until_the_next_is_taken(store):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from quanta_db.store.snapshots import Snapshots
+
+    saved = "SELECT count(*) FROM saved_queries WHERE name = 'other'"
+    runs = "SELECT count(*) FROM runs WHERE status = 'committed'"
+    snapshots = Snapshots(store.root, background=True)
+    try:
+        first = snapshots.current()
+        subprocess.run([sys.executable, "-c", OTHER_PROCESS_WRITES, str(store.root)], check=True)
+        answered = snapshots.current()  # another process's commit: not waited for
+        assert answered.generation == first.generation
+        assert count(answered, saved) == 0
+        deadline = time.monotonic() + 60
+        while snapshots.current().generation == first.generation and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count(snapshots.current(), saved) == 1
+        with store.begin_run("test_copy", {"n": 1}) as run:  # a commit of this process: seen at once
+            run.write_artifact("x", np.zeros(1))
+            run.commit()
+        assert count(snapshots.current(), runs) == 1
+    finally:
+        snapshots.close()

@@ -106,7 +106,8 @@ def create_app(settings: Settings):
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
     from starlette.routing import Route
 
-    snapshots = Snapshots(settings.root, _checked_memory_limit(settings.memory_limit or default_memory_limit()))
+    snapshots = Snapshots(settings.root, _checked_memory_limit(settings.memory_limit or default_memory_limit()),
+                          background=True)
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     environment.filters["urlencode_params"] = urlencode
     environment.globals["rows_of"] = lambda table: zip(*(c.to_pylist() for c in table.columns))

@@ -2,11 +2,11 @@
 
 Connections are short: every caller opens, does one piece of work, and closes. Writers are
 serialised, so that a commit's checks and its writes see no other commit in between: on a
-local catalog by DuckDB's lock on the metadata file (a writer in one process locks readers of
-other processes out for the few milliseconds a commit takes), on PostgreSQL by an advisory lock
-keyed by the store (DuckLake's optimistic commits alone let two identical runs both commit),
-where readers never wait. A held lock is retried with backoff for a bounded time and then
-reported in one line.
+local catalog by a lock file beside the metadata file (and DuckDB's own lock on it), readers
+opening the copy each writer publishes as it ends (:mod:`quanta_db.store.published`); on
+PostgreSQL by an advisory lock keyed by the store (DuckLake's optimistic commits alone let two
+identical runs both commit). Readers never wait for a commit on either. A held lock is retried
+with backoff for a bounded time and then reported in one line.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import StoreError
-from quanta_db.store import lake, sandbox, views
+from quanta_db.store import lake, published, sandbox, views
 from quanta_db.store.settings import env_seconds
 
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
@@ -97,11 +98,11 @@ def _retrying(locator: lake.Locator, attempt):
     return _with_backoff(locator, once)
 
 
-def _attached(locator: lake.Locator, read_only: bool, metadata_file: Path | None = None):
+def _attached(locator: lake.Locator, read_only: bool, metadata_file: Path | None = None, snapshot: int | None = None):
     """A new in-memory DuckDB connection with the store's lake attached as its default catalog."""
     con = duckdb.connect(config=lake.connection_config(locator.on_postgres))
     try:
-        lake.attach(con, locator, read_only, metadata_file)
+        lake.attach(con, locator, read_only, metadata_file, snapshot)
     except BaseException:
         con.close()
         raise
@@ -109,8 +110,20 @@ def _attached(locator: lake.Locator, read_only: bool, metadata_file: Path | None
 
 
 def _open(locator: lake.Locator, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Open with bounded retry while another process holds the write lock."""
-    return _retrying(locator, lambda: _attached(locator, read_only))
+    """Open with bounded retry while another process holds the write lock; a local reader opens
+    the readers' copy (:mod:`quanta_db.store.published`) when it is current, and never waits."""
+    copy = None if locator.on_postgres or not read_only else published.readers_file(locator.metadata_file)
+    return _retrying(locator, lambda: _attached(locator, read_only, metadata_file=copy))
+
+
+@contextmanager
+def _local_write_lock(locator: lake.Locator) -> Iterator[None]:
+    """Hold a local catalog's write lock; publish the readers' copy before letting it go."""
+    def acquire(try_once) -> None:
+        _with_backoff(locator, lambda: True if try_once() else _HELD)
+
+    with published.write_lock(locator.metadata_file, acquire):
+        yield
 
 
 @contextmanager
@@ -156,28 +169,41 @@ def _private_copy(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
     folder = Path(tempfile.mkdtemp(prefix="quanta-db-sql-"))
     try:
         copy = folder / lake.LOCAL_FILE
-        with _metadata_read_lock(locator):  # no writer can commit during the copy
-            for source in (locator.metadata_file, locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal")):
-                with contextlib.suppress(FileNotFoundError):
-                    shutil.copyfile(source, copy.with_name(source.name))
+        readers = published.readers_file(locator.metadata_file)
+        if readers is not None:
+            shutil.copyfile(readers, copy)  # no one writes the readers' copy
+        else:
+            with _metadata_read_lock(locator):  # no writer can commit during the copy
+                for source in (locator.metadata_file, locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal")):
+                    with contextlib.suppress(FileNotFoundError):
+                        shutil.copyfile(source, copy.with_name(source.name))
         return _retrying(locator, lambda: _attached(locator, True, metadata_file=copy))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pinned(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a catalog on PostgreSQL, pinned to its latest snapshot: it is
+    confined to that snapshot's files, and a later commit's would be out of its reach."""
+    snapshot = _latest_snapshot(locator)
+    return _retrying(locator, lambda: _attached(locator, True, snapshot=snapshot))
 
 
 def user_sql_connection(root: Path, memory_limit: str | None = None, macros: bool = True) -> duckdb.DuckDBPyConnection:
     """A connection for user SQL: read-only, confined to reading the store's committed files
     (``sandbox.restrict``).
 
-    A local catalog is copied first (under a read-only connection, so no commit is half-copied)
-    into a private folder in the temporary folder, the copy attached read-only, and its folder
-    removed at once: the open connection keeps its file, no path names it any more, and a long
-    query holds no lock that would make a commit wait. A catalog on PostgreSQL is attached
-    read-only as it is (its readers never block writers). ``macros``: create the saved
-    analyses' table macros (:func:`~quanta_db.store.views.install_session_macros`) now.
+    A local catalog is copied first (the readers' copy, which no one writes; or the catalog
+    itself under a read-only connection, so no commit is half-copied) into a private folder in
+    the temporary folder, the copy attached read-only, and its folder removed at once: the open
+    connection keeps its file, no path names it any more, and a long query holds no lock that
+    would make a commit wait. A catalog on PostgreSQL is attached read-only, pinned to its latest
+    snapshot (its readers never block writers). Either way the connection shows one committed
+    state for as long as it is open. ``macros``: create the saved analyses' table macros
+    (:func:`~quanta_db.store.views.install_session_macros`) now.
     """
     locator = locate(root)
-    con = _private_copy(locator) if not locator.on_postgres else _open(locator, read_only=True)
+    con = _private_copy(locator) if not locator.on_postgres else _pinned(locator)
     try:
         if macros:
             views.install_session_macros(con)
@@ -219,34 +245,60 @@ def connect(root: Path, *, read_only: bool, user_sql: bool = False, owner_sql: b
         elif owner_sql:
             con = owner_connection(Path(root), macros=False)
         else:
-            if locator.on_postgres and not read_only:
-                stack.enter_context(_postgres_lock(locator))
+            if not read_only:
+                stack.callback(_count_write)
+                stack.enter_context(_postgres_lock(locator) if locator.on_postgres else _local_write_lock(locator))
             con = _open(locator, read_only)
         stack.callback(con.close)
         yield con
 
 
+_writes_in_process = 0
+_writes_lock = threading.Lock()
+
+
+def _count_write() -> None:
+    global _writes_in_process
+    with _writes_lock:
+        _writes_in_process += 1
+
+
+def writes_in_process() -> int:
+    """How many writing connections of this process (to any store) have closed: a query that
+    follows one must see what it wrote (:mod:`quanta_db.store.snapshots`)."""
+    return _writes_in_process
+
+
 def change_stamp(root: Path) -> tuple:
-    """Something that changes whenever a commit lands: the local catalog file's (and its WAL's)
-    mtime and size, or the latest snapshot of a catalog on PostgreSQL."""
+    """Something that changes whenever a commit lands: the identity, mtime and size of the file
+    a local reader opens (the readers' copy, or the catalog file and its WAL), or the latest
+    snapshot of a catalog on PostgreSQL."""
     locator = locate(root)
     if not locator.on_postgres:
-        return _stamp(locator.metadata_file), _stamp(locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal"))
+        readers = published.readers_file(locator.metadata_file)
+        if readers is not None:
+            return "readers", _stamp(readers)
+        return "catalog", _stamp(locator.metadata_file), _stamp(locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal"))
+    return (_latest_snapshot(locator),)
+
+
+def _latest_snapshot(locator: lake.Locator) -> int:
+    """The newest snapshot of a lake on PostgreSQL."""
     from psycopg import sql
 
     with _postgres_session(locator) as session:
         query = sql.SQL("SELECT max(snapshot_id) FROM {}.ducklake_snapshot").format(sql.Identifier(locator.schema))
-        return tuple(session.execute(query).fetchone())
+        return session.execute(query).fetchone()[0]
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """(mtime, size) of ``path``, None when absent — one stat, because a committing ingest removes
-    the WAL between an exists() and a stat()."""
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime, size) of ``path``, None when absent — one stat, because a committing ingest
+    removes the WAL between an exists() and a stat()."""
     try:
         status = path.stat()
     except FileNotFoundError:
         return None
-    return status.st_mtime_ns, status.st_size
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def sqlalchemy_engine(root: Path, unsafe: bool = False):

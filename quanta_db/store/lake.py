@@ -160,15 +160,17 @@ def wheel_extension(name: str) -> Path:
 
 
 def attach(con: duckdb.DuckDBPyConnection, locator: Locator, read_only: bool,
-           metadata_file: Path | None = None) -> None:
+           metadata_file: Path | None = None, snapshot: int | None = None) -> None:
     """Attach the store's lake as ``lake`` and make it the default catalog. ``metadata_file``
-    replaces the local metadata file (a private copy for user SQL)."""
+    replaces the local metadata file (a private copy for user SQL); ``snapshot`` pins a
+    read-only attach to that snapshot of the lake."""
     load_extensions(con, locator.on_postgres)
-    con.execute(attach_sql(locator, read_only, metadata_file))
+    con.execute(attach_sql(locator, read_only, metadata_file, snapshot))
     use_lake(con)
 
 
-def attach_sql(locator: Locator, read_only: bool = True, metadata_file: Path | None = None) -> str:
+def attach_sql(locator: Locator, read_only: bool = True, metadata_file: Path | None = None,
+               snapshot: int | None = None) -> str:
     """The ``ATTACH`` statement that opens the store's lake from any DuckDB client (once the
     ducklake extension, and postgres for a PostgreSQL catalog, are loaded). Its data path is
     where the store is now: the lake records its files relative to it, so a store that was
@@ -182,6 +184,8 @@ def attach_sql(locator: Locator, read_only: bool = True, metadata_file: Path | N
         options.append(f"METADATA_SCHEMA {quote_literal(locator.schema)}")
     if read_only:
         options.append("READ_ONLY")
+    if snapshot is not None:
+        options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
     return f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(options)})"
 
 

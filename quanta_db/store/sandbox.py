@@ -184,7 +184,7 @@ def restrict(con, root: Path, memory_limit: str | None = None) -> None:
     reading the committed files of the store at ``root``, irreversibly; ``memory_limit`` (DuckDB
     syntax, e.g. ``'2GB'``) caps what its queries may hold, none spilling to disk."""
     root = Path(root)
-    committed = [(root / path).as_posix() for (path,) in con.execute(statement("all_file_paths")).fetchall()]
+    committed = con.execute(statement("committed_file_paths"), [root.as_posix().rstrip("/") + "/"]).fetchone()[0]
     committed += lake.delete_files(con)
     con.execute("SET allowed_paths = ?", [committed])  # pragma: no mutate (SQL's case is not its meaning)
     if memory_limit:
