@@ -1,14 +1,13 @@
 """Consistent private copies of the catalog, confined to the store's files, kept open for the
 queries of one process.
 
-DuckDB's file lock lets a writer in one process shut out readers in another and the reverse; a
-reader that kept the catalog open would starve an ingest's commit. User SQL is therefore
-answered from a private read-only copy (``catalog.user_sql_connection``: copied under a
-read-only connection, so no commit is half-copied; its file unlinked once open, so user SQL
-cannot read its bytes). Opening one costs more the more files the store holds (DuckDB's
-``allowed_paths`` takes about 30 µs a path), so each process keeps its newest copy and takes a new
-one only when the catalog's change stamp moves: a commit shows up atomically at the next
-query, and each query sees the views of one committed state.
+User SQL is answered from a private read-only copy of the catalog
+(``catalog.user_sql_connection``: a copy of the readers' copy, or on PostgreSQL a connection
+pinned to one snapshot; a local copy's file is unlinked once open, so user SQL cannot read its
+bytes). Opening one costs more the more files the store holds (DuckDB's ``allowed_paths`` takes
+about 13 µs a path), so each process keeps its newest copy and takes a new one only when the
+catalog's change stamp moves: a commit shows up atomically, and each query sees the views of
+one committed state.
 
 Each copy is one connection, confined to the store's committed files once (DuckDB shares a
 database instance between the cursors of a connection, and a locked configuration cannot be set
@@ -72,7 +71,7 @@ class Snapshots:
                 return self._connections[self._generation]
             if self._connections and self.background and own_writes == self._own_writes:
                 if self._taking is None:
-                    self._taking = threading.Thread(target=self._take_meanwhile, args=(stamp, own_writes), daemon=True)
+                    self._taking = threading.Thread(target=self._take_meanwhile, args=(stamp, own_writes))
                     self._taking.start()
                 return self._connections[self._generation]
             self._keep(self._take(), stamp, own_writes)
