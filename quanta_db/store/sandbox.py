@@ -184,9 +184,8 @@ def restrict(con, root: Path, memory_limit: str | None = None) -> None:
     reading the committed files of the store at ``root``, irreversibly; ``memory_limit`` (DuckDB
     syntax, e.g. ``'2GB'``) caps what its queries may hold, none spilling to disk."""
     root = Path(root)
-    committed = con.execute(statement("committed_file_paths"), [root.as_posix().rstrip("/") + "/"]).fetchone()[0]
-    committed += lake.delete_files(con)
-    con.execute("SET allowed_paths = ?", [committed])  # pragma: no mutate (SQL's case is not its meaning)
+    folder = root.as_posix().rstrip("/") + "/"
+    con.execute(statement("allow_committed_files"), [folder, lake.delete_files(con)])
     if memory_limit:
         con.execute("SET memory_limit = ?", [memory_limit])  # pragma: no mutate
     con.execute(statement("confine"))
