@@ -104,6 +104,23 @@ def test_an_unreachable_or_refusing_catalog_server_is_one_line_and_makes_nothing
         assert result.exit_code == 1 and list((tmp_path / "kept").iterdir()) == []
 
 
+def test_a_store_whose_postgresql_schema_is_gone_is_one_line(store):
+    """catalog.json names a schema someone dropped: every command says so in one line."""
+    import json
+
+    import psycopg
+
+    if not store.catalog().startswith("postgresql"):
+        pytest.skip("a catalog on PostgreSQL only")
+    schema = json.loads((store.root / "catalog.json").read_text())["schema"]
+    with psycopg.connect(os.environ["QUANTA_DB_TEST_POSTGRES"], autocommit=True) as session:
+        session.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    for command in (["status"], ["query", "SELECT 1"]):
+        result = CliRunner().invoke(cli, ["--store", str(store.root), *command])
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert "cannot open the catalog" in result.output and schema in result.output
+
+
 def test_a_catalog_url_that_is_not_postgresql_is_refused(tmp_path):
     result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s"), "init", "--catalog", "mysql://x@y/z"])
     assert result.exit_code != 0 and "postgresql://" in result.output and not (tmp_path / "s").exists()

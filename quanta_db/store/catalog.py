@@ -284,11 +284,15 @@ def change_stamp(root: Path) -> tuple:
 
 def _latest_snapshot(locator: lake.Locator) -> int:
     """The newest snapshot of a lake on PostgreSQL."""
+    import psycopg
     from psycopg import sql
 
     with _postgres_session(locator) as session:
         query = sql.SQL("SELECT max(snapshot_id) FROM {}.ducklake_snapshot").format(sql.Identifier(locator.schema))
-        return session.execute(query).fetchone()[0]
+        try:
+            return session.execute(query).fetchone()[0]
+        except psycopg.Error as error:  # e.g. the store's schema was dropped
+            raise StoreError(lake.describe_error(locator, error)) from None
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
