@@ -106,6 +106,9 @@ def dtype_option(flag: str, help: str | None = None):
 
 def echo_result(result) -> None:
     """One line per job: what it committed (and what the commit replaced), or why it skipped."""
+    if result.details.get("staged"):
+        click.echo(f"staged run {result.run_id}: {result.message}")
+        return
     prefix = "skipped" if result.skipped else f"committed run {result.run_id}"
     line = f"{prefix}: {result.message}" + ("" if result.skipped else f" ({result.rows_written:,} rows)")
     if result.dropped:

@@ -77,7 +77,7 @@ class Steps(click.ParamType):
         return steps if steps == "all" else tuple(steps)
 
 
-RUN_OPTIONS = ("batch_size", "device", "force", "progress")  # how to run: listed last, in this order
+RUN_OPTIONS = ("batch_size", "device", "force", "stage_only", "progress")  # how to run: listed last, in this order
 TEXT_TYPES = {
     "names": CommaList(),
     "shard": Shard(),
@@ -132,10 +132,11 @@ def _decorator(item, annotation):
                         default=default, show_default=shown, help=help_text)
 
 
-def job_command(name: str, params_type, job: str, *, create: bool = False) -> click.Command:
+def job_command(name: str, params_type, job: str, *, create: bool = False, plan: str | None = None) -> click.Command:
     """A click command running ``job`` (``"module:function"``, imported when run) with
     ``params_type``'s parameters: one option per CLI parameter, in declaration order, help from the
-    class's docstring; a refused value is reported under its flag."""
+    class's docstring; a refused value is reported under its flag. ``plan`` (``"module:function"``
+    giving a job's split into shards) makes it shardable: ``--plan``, ``--shards``, ``--executor``."""
     hints = typing.get_type_hints(params_type)
     items = sorted((item for item in fields(params_type) if spec_of(item).cli),
                    key=lambda item: (item.kw_only, RUN_OPTIONS.index(item.name) if item.name in RUN_OPTIONS else -1))
@@ -143,14 +144,69 @@ def job_command(name: str, params_type, job: str, *, create: bool = False) -> cl
 
     @pass_store
     def command(ref, **values):
+        split_options = {key: values.pop(key) for key in SPLIT_OPTIONS if key in values}
         try:
             params = params_type(**values)
-            module, _, function = job.partition(":")
-            result = getattr(importlib.import_module(module), function)(ref.open(create=create), params)
+            if plan and (split_options["show_plan"] or split_options["executor"] or split_options["shards"]):
+                return run_split_command(ref, name, job, plan, params, **split_options)
+            result = _function(job)(ref.open(create=create), params)
         except ParameterError as error:
             raise InputError(f"{flags.get(error.parameter, error.parameter)} {error.reason}") from None
         (echo_results if isinstance(result, list) else echo_result)(result)
 
+    if plan:  # listed after the job's own options
+        for option in reversed(split_options()):
+            command = option(command)
     for item in reversed(items):
         command = _decorator(item, hints[item.name])(command)
     return click.command(name, help=(params_type.__doc__ or "").split("\n\n")[0].strip())(command)
+
+
+def _function(reference: str):
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+SPLIT_OPTIONS = ("show_plan", "shards", "executor", "ray_address", "gpus_per_shard")
+
+
+def split_options() -> list:
+    return [
+        click.option("--plan", "show_plan", is_flag=True,
+                     help="Print the split's units and the shard that takes each (with --shards N or --shard i/n), "
+                          "and exit."),
+        click.option("--shards", type=int, help="Split the job into N shards (with --executor or --plan)."),
+        click.option("--executor", type=click.Choice(["ray"]),
+                     help="Run the N shards on Ray (pip install 'quanta-db[ray]') and commit them as one split."),
+        click.option("--ray-address", help="Ray cluster to use ('auto': the running one) [default: start a local one]."),
+        click.option("--gpus-per-shard", type=float,
+                     help="GPUs each shard's Ray task takes [default: 1 if the cluster has GPUs, else 0]."),
+    ]
+
+
+def run_split_command(ref, name: str, job: str, plan: str, params, show_plan, shards, executor, ray_address,
+                      gpus_per_shard) -> None:
+    """``--plan`` or ``--executor ray --shards N``."""
+    shards = shards if shards is not None else (params.shard[1] if getattr(params, "shard", None) else None)
+    if shards is None or shards < 1:
+        raise InputError(f"--shards must be at least 1, got {shards}" if shards is not None
+                         else "--plan and --executor need --shards N")
+    split = _function(plan)(params, shards)
+    if show_plan:
+        click.echo(f"split {split.split}: {len(split.labels)} unit(s) in {shards} shard(s)")
+        for line in split.describe():
+            click.echo(f"  {line}")
+        return
+    if getattr(params, "shard", None) or params.stage_only:
+        raise InputError("--executor runs every shard itself: drop --shard and --stage-only")
+    from quanta_db.scaleout import ray_executor
+
+    done = ray_executor.run_split(ref.open(), job, name, params, split, address=ray_address,
+                                  gpus_per_shard=gpus_per_shard, progress=params.progress)
+    echo_split(done)
+
+
+def echo_split(done) -> None:
+    """The line of a committed split."""
+    extra = f", {done.duplicates} already committed" if done.duplicates else ""
+    click.echo(f"committed split {done.split}: {len(done.runs)} run(s), {done.rows_written:,} rows{extra}")

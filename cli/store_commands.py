@@ -62,6 +62,13 @@ def status(ref):
         if isinstance(run.dropped, str):
             line += "  replaced " + ", ".join(f"{t} ({n:,})" for t, n in json.loads(run.dropped).items())
         click.echo(line)
+    for split in info["staged_splits"]:
+        staged = sorted(split.staged)
+        click.echo(f"\nsplit {split.split} ({split.job}): {len(staged)} of {split.shards} shard(s) staged")
+        if split.missing:
+            click.echo(f"  run the missing shard(s) and commit: {split.retry_command(info['root'])}")
+        else:
+            click.echo(f"  complete: quanta-db --store {info['root']} commit --split {split.split}")
 
 
 def _size(n_bytes: int) -> str:
@@ -70,6 +77,17 @@ def _size(n_bytes: int) -> str:
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
         n_bytes /= 1024
     return ""
+
+
+@click.command()
+@click.option("--split", "split", required=True, metavar="ID", help="The split whose staged shards to commit.")
+@click.option("--expect", type=int, metavar="N", help="Refuse unless the split has N shards.")
+@pass_store
+def commit(ref, split, expect):
+    """Commit every staged shard of a split in one transaction, or nothing."""
+    from quanta_db.cli.params import echo_split
+
+    echo_split(ref.open().commit_split(split, expect=expect))
 
 
 @click.command()

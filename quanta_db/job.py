@@ -25,6 +25,13 @@ def committed(run, rows_written: int, message: str, details: dict | None = None)
     return JobResult(run.run_id, rows_written, dropped=run.dropped, message=message, details=details or {})
 
 
+def staged(run, rows_staged: int, split: tuple[str, tuple[int, int]], message: str) -> JobResult:
+    """The result of a run kept staged for its split's commit (``--stage-only``)."""
+    name, (index, shards) = split
+    return JobResult(run.run_id, 0, message=f"{message}, staged for split {name} (shard {index}/{shards})",
+                     details={"staged": True, "split": name, "rows_staged": rows_staged})
+
+
 def file_fingerprint(path) -> dict:
     """Identity of an input file for the run's parameter hash: resolved path, size, mtime."""
     path = Path(path).resolve()

@@ -128,6 +128,13 @@ class Force:
 
 
 @dataclass(frozen=True)
+class StageOnly:
+    stage_only: bool = param(False, kw_only=True, identity=False,
+                             help="Compute and stage this shard's runs for `quanta-db commit --split` instead of "
+                                  "committing them (without --shard: a split of one shard).")
+
+
+@dataclass(frozen=True)
 class Progress:
     progress: bool = param(True, kw_only=True, identity=False,
                            help="Show progress bars (--no-progress: none, the libraries' own included).")
@@ -165,3 +172,35 @@ def job_function(params_type: type[JobParams], run: Callable) -> Callable:
     job.__signature__ = inspect.Signature(parameters)
     job.params_type = params_type
     return job
+
+
+def _text_form(value, spec: Spec) -> str:
+    """A value as its CLI parser reads it (``cli/params.py`` TEXT_TYPES)."""
+    if spec.text == "shard":
+        return f"{value[0]}/{value[1]}"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def command_args(params: JobParams, replace: dict | None = None) -> list[str]:
+    """The CLI arguments that give ``params`` (values at their default left out), with ``replace``
+    mapping a field to the literal text to pass instead (e.g. a placeholder)."""
+    replace = replace or {}
+    positional, options = [], []
+    for item in sorted(fields(params), key=lambda item: item.kw_only):
+        spec = spec_of(item)
+        value = replace.get(item.name, getattr(params, item.name))
+        if not spec.cli or (item.name not in replace and item.default is not MISSING and value == item.default):
+            continue
+        if spec.positional:
+            positional.append(_text_form(value, spec))
+        elif isinstance(value, bool):
+            options.append(flag_of(item) if value else "--no-" + item.name.replace("_", "-"))
+        elif value is None:
+            continue
+        elif spec.multiple:
+            options += [part for v in value for part in (flag_of(item), str(v))]
+        else:
+            options += [flag_of(item), value if item.name in replace else _text_form(value, spec)]
+    return positional + options

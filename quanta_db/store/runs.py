@@ -130,6 +130,8 @@ class _Registration:
 
 READY_STATE = "commit.pkl"
 ENVIRONMENT_KEY = "environment"
+SPLIT_KEY = "split"  # recorded in a split's runs' parameters, not hashed: {"id": ..., "shard": [i, n]}
+SPLIT_MARKER_FIELDS = ("split", "shard")
 
 
 class Run:
@@ -227,51 +229,18 @@ class Run:
         If the catalog stays locked past the timeout, the run is kept staged and ready: the
         same command run again commits it instead of computing it again.
         """
-        self._require_open()
-        if self._staged is None:
-            self._staged = self._staging_guard(self._finish_writers)
-        try:
-            connection = catalog.connect(self.root, read_only=False)
-            con = connection.__enter__()
-        except catalog.CatalogLocked as error:
-            self._keep_ready()
-            raise catalog.CatalogLocked(f"{error}; run {self.run_id} is kept staged, and running the same "
-                                        "command again commits it") from None
-        try:
-            return self._commit_locked(con)
-        finally:
-            connection.__exit__(None, None, None)
+        return commit_runs([self])[0]
 
-    def _commit_locked(self, con) -> int:
-        self.duplicate_of = expectations.duplicate_of(con, self.observation)
-        if self.duplicate_of:
-            self.abort()
-            return 0
-        expectations.check(con, self.observation, self.inputs)
-        skipped = self._resolve_registrations(con)
-        staged = [f for f in self._staged if f.registration not in skipped]
-        rows_written = sum(f.rows for f in staged if f.table != ARTIFACT_TABLE)
-        moved: list[tuple[Path, Path]] = []
-        try:
-            for f in staged:
-                dest = self.root / _relative_dest(f.table, f.partition, f.path)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                move_file(f.path, dest)
-                moved.append((f.path, dest))
-            con.execute(statement("begin"))
-            dropped = self._record(con, staged, rows_written, skipped)
-            con.execute(statement("commit"))
-        except BaseException:
-            _rollback_quietly(con)
-            for src, dest in reversed(moved):
-                move_file(dest, src)
-            raise
-        self._state = "committed"
-        self.dropped = dropped.summary()
-        for rel in dropped.paths:
-            (self.root / rel).unlink(missing_ok=True)
-        self._forget_staging()
-        return rows_written
+    def keep_for_split(self, split: str, shard: tuple[int, int]) -> None:
+        """Keep the staged run ready for ``quanta-db commit --split`` instead of committing it.
+
+        Its heartbeat goes on while this process lives: until its shard's record lists it, the
+        run is gc's once its process is gone (a crashed attempt of the shard)."""
+        self._require_open()
+        self._staged = self._staging_guard(self._finish_writers)
+        self.params = {**self.params, SPLIT_KEY: {"id": split, "shard": list(shard)}}
+        self._keep_ready(split=split, shard=list(shard))
+        liveness.keep_alive(self.staging)
 
     def abort(self) -> None:
         """Forget everything staged; the catalog was never touched. A run kept ready after its
@@ -295,11 +264,11 @@ class Run:
             self.abort()
 
     # -- ready runs (kept after a lock timeout) ----------------------------------------------
-    def _keep_ready(self) -> None:
+    def _keep_ready(self, **marker_fields) -> None:
         state = {k: v for k, v in self.__dict__.items() if k != "_writers"}
         (self.staging / READY_STATE).write_bytes(pickle.dumps(state))
         marker = liveness.read_marker(self.staging) or {}
-        (self.staging / liveness.MARKER).write_text(json.dumps({**marker, "ready": True}))
+        (self.staging / liveness.MARKER).write_text(json.dumps({**marker, **marker_fields, "ready": True}))
         liveness.let_go(self.staging)
         self._state = "kept"
 
@@ -308,8 +277,10 @@ class Run:
         """A run kept staged by an earlier commit that timed out on the lock."""
         run = cls.__new__(cls)
         run.__dict__.update(pickle.loads((folder / READY_STATE).read_bytes()))
+        marker = liveness.read_marker(folder) or {}
         run._writers, run._state = {}, "open"
-        liveness.write_marker(run.staging, run_id=run.run_id, kind=run.job, params_hash=run.params_hash)
+        liveness.write_marker(run.staging, run_id=run.run_id, kind=run.job, params_hash=run.params_hash,
+                              **{k: marker[k] for k in SPLIT_MARKER_FIELDS if k in marker})
         return run
 
     # -- internals -------------------------------------------------------------------------
@@ -390,6 +361,79 @@ class Run:
             ],
         )
         return dropped
+
+
+def commit_runs(runs: list[Run], retry_hint: str = "running the same command again commits it") -> list[int]:
+    """Commit staged ``runs`` in one catalog transaction, all or none; rows written by each (0 for
+    a run that an identical committed run made a no-op).
+
+    Each run's assumptions are checked inside the transaction, after the runs before it were
+    recorded there, so runs of one split see each other as other shards. If the catalog stays
+    locked past the timeout, every run is kept staged and ready (``retry_hint`` says how to commit).
+    """
+    for run in runs:
+        run._require_open()
+        if run._staged is None:
+            run._staged = run._staging_guard(run._finish_writers)
+    try:
+        connection = catalog.connect(runs[0].root, read_only=False)
+        con = connection.__enter__()
+    except catalog.CatalogLocked as error:
+        for run in runs:
+            run._keep_ready()
+        names = ", ".join(run.run_id for run in runs)
+        raise catalog.CatalogLocked(f"{error}; run {names} is kept staged, and {retry_hint}") from None
+    try:
+        return _commit_locked(con, runs)
+    finally:
+        connection.__exit__(None, None, None)
+
+
+def _commit_locked(con, runs: list[Run]) -> list[int]:
+    moved: list[tuple[Path, Path]] = []
+    recorded: list[tuple[int, lineage.Dropped] | None] = []
+    try:
+        con.execute(statement("begin"))
+        for run in runs:
+            recorded.append(_check_and_record(con, run, moved))
+        con.execute(statement("commit"))
+    except BaseException:
+        _rollback_quietly(con)
+        for src, dest in reversed(moved):
+            move_file(dest, src)
+        raise
+    written = []
+    for run, entry in zip(runs, recorded):
+        if entry is None:  # an identical run committed first
+            run.abort()
+            written.append(0)
+            continue
+        rows_written, dropped = entry
+        run._state = "committed"
+        run.dropped = dropped.summary()
+        for rel in dropped.paths:
+            (run.root / rel).unlink(missing_ok=True)
+        run._forget_staging()
+        written.append(rows_written)
+    return written
+
+
+def _check_and_record(con, run: Run, moved: list[tuple[Path, Path]]) -> tuple[int, lineage.Dropped] | None:
+    """Inside the open transaction: re-check ``run``'s assumptions, move its files, record it
+    (None: an identical run committed first, nothing done)."""
+    run.duplicate_of = expectations.duplicate_of(con, run.observation)
+    if run.duplicate_of:
+        return None
+    expectations.check(con, run.observation, run.inputs)
+    skipped = run._resolve_registrations(con)
+    staged = [f for f in run._staged if f.registration not in skipped]
+    rows_written = sum(f.rows for f in staged if f.table != ARTIFACT_TABLE)
+    for f in staged:
+        dest = run.root / _relative_dest(f.table, f.partition, f.path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        move_file(f.path, dest)
+        moved.append((f.path, dest))
+    return rows_written, run._record(con, staged, rows_written, skipped)
 
 
 def where_text(row: dict, key: list[str]) -> str:

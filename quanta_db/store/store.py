@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quanta_db.errors import InputError, QueryError, StoreError
-from quanta_db.store import catalog, expectations, lake, legacy, liveness, migrations, querying, sandbox, snapshots, views
+from quanta_db.store import catalog, expectations, lake, legacy, liveness, migrations, querying, sandbox, snapshots, splits, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.sql import equal_condition, file_key_condition, in_transaction, quote_ident, statement
@@ -345,8 +345,8 @@ class Store:
         staging = self.root / STAGING_DIR
         for folder in sorted(staging.iterdir()) if staging.is_dir() else []:
             marker = liveness.read_marker(folder) or {}
-            if not marker.get("ready") or marker.get("params_hash") != wanted_hash:
-                continue
+            if not marker.get("ready") or marker.get("params_hash") != wanted_hash or marker.get("split"):
+                continue  # a split's runs wait for `commit --split`
             run = Run.load_ready(folder)
             try:
                 run.commit()
@@ -359,6 +359,15 @@ class Store:
         folder = self.root / STAGING_DIR / f"resume-{job}-{params_hash(job, params)[:16]}"
         liveness.write_marker(folder, job=job)
         return folder
+
+    def split_runs(self, split: str) -> list[str]:
+        """Committed runs of a split (``quanta_db.store.splits``)."""
+        with self.read() as con:
+            return [r for (r,) in con.execute(statement("split_runs"), [split]).fetchall()]
+
+    def commit_split(self, split: str, expect: int | None = None):
+        """Commit every staged shard of ``split`` in one transaction (see :mod:`quanta_db.store.splits`)."""
+        return splits.commit_split(self, split, expect)
 
     def committed_runs(self, job: str) -> list[tuple[str, dict]]:
         """(run_id, parameters) of the committed runs of one job, oldest first."""
@@ -395,7 +404,7 @@ class Store:
             for name in [*fact_tables(), ARTIFACT_TABLE]
         ]
         return {"root": str(self.root), "catalog": self.catalog(), "schema_version": version, "fact_tables": fact,
-                "catalog_tables": catalog_rows, "last_runs": runs}
+                "catalog_tables": catalog_rows, "last_runs": runs, "staged_splits": splits.staged_splits(self.root)}
 
     def gc(self, force: bool = False) -> GcReport:
         """Remove staged files of runs that never committed and table files the catalog does not list.
@@ -406,12 +415,15 @@ class Store:
         run kept ready to commit after a lock timeout is kept too; ``force`` removes them all.
         """
         removed, kept, orphans = [], [], []
+        listed_by_splits = splits.listed_runs(self.root)
         with self.write() as con:
             listed = {row[0] for row in con.execute(statement("all_file_paths")).fetchall()}
             listed |= {Path(path).relative_to(self.root).as_posix() for path in lake.lake_files(con)}
             staging = self.root / STAGING_DIR
             for run_dir in sorted(staging.iterdir()) if staging.is_dir() else []:
-                ready = (liveness.read_marker(run_dir) or {}).get("ready", False)
+                marker = liveness.read_marker(run_dir) or {}
+                # A split's run is kept once its shard's record lists it; before, only while its job lives.
+                ready = marker.get("ready", False) and (not marker.get("shard") or run_dir.name in listed_by_splits)
                 if not force and (ready or liveness.owner_alive(run_dir)):
                     kept.append(run_dir.name)
                     continue

@@ -1,0 +1,49 @@
+"""A job's split into shards: its units in a stable order, and which shard takes each.
+
+Every shardable job lists its natural units (checkpoints × document parts for losses, ...) the
+same way in every process; shard ``i`` of ``n`` takes the units at positions ``p`` with
+``p % n == i``. The split's name comes from the job's parameters, the units and ``n``
+(:func:`quanta_db.store.splits.split_id`), so the shards agree on it without talking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quanta_db.params import JobParams, command_args
+from quanta_db.store import splits
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    job: str
+    split: str
+    shards: int
+    labels: list[str]   # one per unit, in order
+    owners: list[int]   # the shard that takes each unit
+
+    def mine(self, index: int) -> list[int]:
+        """Positions of the units shard ``index`` takes."""
+        return [position for position, owner in enumerate(self.owners) if owner == index]
+
+    def describe(self) -> list[str]:
+        """One line a unit: ``shard i/n: label``, in order."""
+        return [f"shard {owner}/{self.shards}: {label}" for label, owner in zip(self.labels, self.owners)]
+
+
+def shard_plan(job: str, params: JobParams, labels: list[str], shards: int) -> ShardPlan:
+    identity = {k: v for k, v in params.identity().items() if k != "shard"}
+    return ShardPlan(job, splits.split_id(job, identity, labels, shards), shards, labels, splits.assign(labels, shards))
+
+
+def shard_command(store, params: JobParams, command: str) -> list[str]:
+    """The command that runs one shard of ``params``'s split: ``quanta-db --store ROOT ingest
+    <command> ... --shard {shard} --stage-only``, the shard as a placeholder."""
+    return ["quanta-db", "--store", str(store.root), "ingest", command,
+            *command_args(params, {"shard": splits.SHARD_PLACEHOLDER, "stage_only": True})]
+
+
+def record_shard(store, plan: ShardPlan, index: int, run_ids: list[str], params: JobParams, command: str) -> None:
+    """Record that shard ``index`` of ``plan`` staged all its runs (see :mod:`quanta_db.store.splits`)."""
+    splits.record_shard(store.root, plan.split, (index, plan.shards), plan.job, run_ids,
+                        shard_command(store, params, command))

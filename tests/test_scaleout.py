@@ -1,0 +1,132 @@
+"""Splits of a real job: losses in shards equal the unsplit run, staged by hand or as Ray tasks on
+a local Ray cluster with logical GPUs."""
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from quanta_db.cli.main import cli
+from quanta_db.errors import QuantaError
+from quanta_db.results.losses.job import ingest_losses, loss_plan
+from quanta_db.results.losses.params import LossParams
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+LOSS_COLUMNS = "step, corpus, doc_id, pos, loss_nats"
+
+
+def _losses(store, model: str):
+    return store.query_df(f"SELECT {LOSS_COLUMNS} FROM token_losses WHERE model = ? ORDER BY step, doc_id, pos",
+                          [model])
+
+
+def _checkpoints(store, model: str):
+    return store.query_df("SELECT * EXCLUDE (model) FROM checkpoints WHERE model = ? ORDER BY step", [model])
+
+
+def _params(toy_model, name: str, **extra) -> LossParams:
+    return LossParams(source=str(toy_model["dir"]), corpus="toy", name=name, steps=(0, 4), progress=False, **extra)
+
+
+def _assert_same_as_unsplit(store, toy_model, name: str) -> None:
+    ingest_losses(store, _params(toy_model, "whole"))
+    whole, split = _losses(store, "whole"), _losses(store, name)
+    assert len(whole) > 0 and split.equals(whole)  # every stored column, bit for bit
+    assert _checkpoints(store, name).drop(columns=["run_id"], errors="ignore").equals(
+        _checkpoints(store, "whole").drop(columns=["run_id"], errors="ignore"))
+
+
+def test_a_losses_split_into_3_equals_the_unsplit_run(corpus_store, toy_model, store_snapshot):
+    plan = loss_plan(_params(toy_model, "split"), 3)
+    assert plan.describe() == ["shard 0/3: step 0, documents 0/2", "shard 1/3: step 0, documents 1/2",
+                               "shard 2/3: step 4, documents 0/2", "shard 0/3: step 4, documents 1/2"]
+    before = store_snapshot(corpus_store)
+    for i in range(3):
+        ingest_losses(corpus_store, _params(toy_model, "split", shard=(i, 3), stage_only=True))
+    assert store_snapshot(corpus_store) == before  # staged, not committed
+    done = corpus_store.commit_split(plan.split, expect=3)
+    assert len(done.runs) == 4 and done.rows_written == len(_losses(corpus_store, "split"))
+    _assert_same_as_unsplit(corpus_store, toy_model, "split")
+
+
+def test_the_cli_plans_stages_lists_and_commits_a_split(corpus_store, toy_model):
+    runner = CliRunner()
+    base = ["--store", str(corpus_store.root), "ingest", "losses", "--model", str(toy_model["dir"]), "--corpus", "toy",
+            "--name", "split", "--steps", "0,4", "--no-progress"]
+    planned = runner.invoke(cli, [*base, "--shards", "2", "--plan"])
+    assert planned.exit_code == 0, planned.output
+    split = planned.output.split()[1].rstrip(":")
+    assert "shard 1/2: step 4" in planned.output and split.startswith("split-")
+    staged = runner.invoke(cli, [*base, "--shard", "0/2", "--stage-only"])
+    assert staged.exit_code == 0 and f"staged for split {split} (shard 0/2)" in staged.output, staged.output
+    status = runner.invoke(cli, ["--store", str(corpus_store.root), "status"])
+    assert f"split {split} (losses): 1 of 2 shard(s) staged" in status.output
+    assert re.search(r"ingest losses .*--shard 1/2 .*--stage-only && quanta-db --store \S+ commit --split", status.output)
+    refused = runner.invoke(cli, ["--store", str(corpus_store.root), "commit", "--split", split])
+    assert refused.exit_code != 0 and "lacks shard(s) 1 of 2" in refused.output
+    assert runner.invoke(cli, [*base, "--shard", "1/2", "--stage-only"]).exit_code == 0
+    committed = runner.invoke(cli, ["--store", str(corpus_store.root), "commit", "--split", split, "--expect", "2"])
+    assert committed.exit_code == 0 and f"committed split {split}: 2 run(s)" in committed.output, committed.output
+    _assert_same_as_unsplit(corpus_store, toy_model, "split")
+    again = runner.invoke(cli, ["--store", str(corpus_store.root), "commit", "--split", split])
+    assert again.exit_code != 0 and "already committed" in again.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--shards", "0", "--plan"], "--shards must be at least 1"),
+    (["--plan"], "--plan and --executor need --shards N"),
+    (["--shard", "3/3"], "--shard 3/3: need 0 <= i < n"),
+    (["--executor", "ray", "--shards", "2", "--shard", "0/2"], "drop --shard and --stage-only"),
+])
+def test_bad_split_options_are_one_line(corpus_store, toy_model, args, message):
+    result = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "ingest", "losses", "--model",
+                                      str(toy_model["dir"]), "--corpus", "toy", *args])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster with two logical GPUs; workers import tests/ like the driver."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPOSITORY), "QUANTA_DB_TEST_CACHE": ""}})
+    yield ray
+    ray.shutdown()
+
+
+def test_a_split_on_ray_equals_the_unsplit_run_and_survives_a_dying_worker(ray_cluster, corpus_store, toy_model):
+    from quanta_db.scaleout import ray_executor
+
+    params = _params(toy_model, "split")
+    plan = loss_plan(params, 3)
+    done = ray_executor.run_split(corpus_store, "tests.scaleout_jobs:losses_dying_once", "losses", params, plan,
+                                  progress=False)
+    assert (corpus_store.root.parent / "shard-1-died").exists()  # shard 1's first worker died; its retry staged
+    assert len(done.runs) == 4
+    _assert_same_as_unsplit(corpus_store, toy_model, "split")
+
+
+def test_a_shard_that_always_fails_on_ray_commits_nothing(ray_cluster, corpus_store, toy_model, store_snapshot):
+    from quanta_db.scaleout import ray_executor
+
+    params = _params(toy_model, "split")
+    plan = loss_plan(params, 3)
+    before = store_snapshot(corpus_store)
+    with pytest.raises(QuantaError, match=r"shard 2/3 of split .* failed \(shard 2 always fails") as error:
+        ray_executor.run_split(corpus_store, "tests.scaleout_jobs:losses_failing_shard_2", "losses", params, plan,
+                               progress=False)
+    assert re.search(r"ingest losses .*--shard 2/3 .*--stage-only && quanta-db --store", str(error.value))
+    assert store_snapshot(corpus_store) == before
+    [state] = corpus_store.status()["staged_splits"]
+    assert state.missing == [2]
+
+
+def test_an_unreachable_ray_cluster_is_one_line_and_changes_nothing(corpus_store, toy_model, store_snapshot):
+    before = store_snapshot(corpus_store)
+    result = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "ingest", "losses", "--model",
+                                      str(toy_model["dir"]), "--corpus", "toy", "--executor", "ray", "--shards", "2",
+                                      "--ray-address", "127.0.0.1:1"])
+    assert result.exit_code != 0 and "cannot reach a Ray cluster at 127.0.0.1:1" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert store_snapshot(corpus_store) == before

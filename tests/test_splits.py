@@ -1,0 +1,118 @@
+"""Splits at the store level (both catalogs): shards staged apart commit in one transaction or not
+at all; gc keeps what a shard's record lists and removes a crashed attempt's runs."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+
+from quanta_db.errors import InputError
+from quanta_db.store import splits
+from tests.helpers import staging_entries
+
+SPLIT = "split-000000000abc"
+COMMAND = ["quanta-db", "--store", "S", "ingest", "x", "--shard", splits.SHARD_PLACEHOLDER, "--stage-only"]
+
+
+def _vocab(name: str, n: int = 3) -> pa.Table:
+    return pa.table({"tokenizer": [name] * n, "token_id": list(range(n)), "token": [f"t{i}" for i in range(n)]})
+
+
+def _stage_shard(store, index: int, shards: int = 3, split: str = SPLIT, job: str = "test", record: bool = True):
+    run = store.begin_run(job, {"part": index, "of": shards})
+    run.write("vocab", _vocab(f"tok{index}"))
+    run.keep_for_split(split, (index, shards))
+    if record:
+        splits.record_shard(store.root, split, (index, shards), job, [run.run_id], COMMAND)
+    return run.run_id
+
+
+def _vocab_rows(store) -> int:
+    return store.query_df("SELECT count(*) AS n FROM vocab")["n"][0]
+
+
+def test_a_split_commits_all_its_shards_in_one_transaction(store, store_snapshot):
+    before = store_snapshot(store)
+    ids = [_stage_shard(store, i) for i in range(3)]
+    assert store_snapshot(store) == before and _vocab_rows(store) == 0  # staged shards are invisible
+    done = store.commit_split(SPLIT, expect=3)
+    assert (done.runs, done.rows_written) == (ids, 9)
+    assert _vocab_rows(store) == 9 and store.split_runs(SPLIT) == sorted(ids)
+    assert staging_entries(store) == []
+    params = json.loads(store.query_df("SELECT params FROM runs WHERE run_id = ?", [ids[1]])["params"][0])
+    assert params["split"] == {"id": SPLIT, "shard": [1, 3]}
+
+
+def test_a_missing_shard_commits_nothing_and_names_the_command(store, store_snapshot):
+    _stage_shard(store, 0)
+    _stage_shard(store, 2)
+    before = store_snapshot(store)
+    with pytest.raises(InputError, match=r"lacks shard\(s\) 1 of 3; nothing was committed") as error:
+        store.commit_split(SPLIT)
+    assert "--shard 1/3 --stage-only && quanta-db --store" in str(error.value)
+    assert f"commit --split {SPLIT} --expect 3" in str(error.value)
+    assert store_snapshot(store) == before
+    [state] = store.status()["staged_splits"]
+    assert (state.split, sorted(state.staged), state.missing) == (SPLIT, [0, 2], [1])
+    _stage_shard(store, 1)
+    assert store.commit_split(SPLIT).rows_written == 9
+
+
+def test_one_bad_shard_rolls_back_the_others(store, store_snapshot):
+    _stage_shard(store, 0, shards=2)
+    bad = _stage_shard(store, 1, shards=2)
+    state = store.root / "staging" / bad / "commit.pkl"
+    run = pickle.loads(state.read_bytes())
+    run["inputs"] = ["r-a-run-that-is-gone"]  # as if shard 1 had read a run replaced meanwhile
+    state.write_bytes(pickle.dumps(run))
+    before = store_snapshot(store)
+    with pytest.raises(Exception, match="input run r-a-run-that-is-gone was replaced"):
+        store.commit_split(SPLIT)
+    assert store_snapshot(store) == before  # shard 0 was recorded in the transaction, then rolled back
+    assert len(store.status()["staged_splits"]) == 1
+
+
+@pytest.mark.parametrize("case", ["unknown", "twice", "expect", "other split"])
+def test_bad_split_commits_are_one_line_and_change_nothing(store, store_snapshot, case):
+    for i in range(2):
+        _stage_shard(store, i, shards=2)
+    if case == "twice":
+        store.commit_split(SPLIT)
+    if case == "other split":
+        stray = _stage_shard(store, 0, shards=2, split="split-0000000000ff", record=False)
+        splits.record_shard(store.root, SPLIT, (0, 2), "test", [stray], COMMAND)
+    before = store_snapshot(store)
+    message = {"unknown": "no split split-nope is staged", "twice": f"split {SPLIT} is already committed",
+               "expect": "has 2 shards, not the 3 that --expect says",
+               "other split": "belongs to another split or job"}[case]
+    with pytest.raises(InputError, match=message) as error:
+        store.commit_split("split-nope" if case == "unknown" else SPLIT, expect=3 if case == "expect" else None)
+    assert "\n" not in str(error.value)
+    assert store_snapshot(store) == before
+
+
+def test_gc_keeps_listed_shards_and_removes_a_crashed_attempt(store):
+    listed = _stage_shard(store, 0, shards=2)
+    script = (f"import sys; sys.path.insert(0, {os.getcwd()!r}); from quanta_db import open_store; "
+              f"from tests.test_splits import _stage_shard; "
+              f"print(_stage_shard(open_store({str(store.root)!r}), 1, shards=2, record=False))")
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    assert {p.name for p in staging_entries(store)} == {listed, crashed, SPLIT}
+    report = store.gc()
+    assert report.staging_removed == [crashed]
+    assert {p.name for p in staging_entries(store)} == {listed, SPLIT}
+    with pytest.raises(InputError, match=r"lacks shard\(s\) 1"):
+        store.commit_split(SPLIT)
+
+
+def test_a_retried_shard_replaces_its_record(store):
+    first = _stage_shard(store, 0, shards=1)
+    second = _stage_shard(store, 0, shards=1)
+    assert splits.state(store.root, SPLIT).staged == {0: [second]}
+    done = store.commit_split(SPLIT)
+    assert done.runs == [second] and _vocab_rows(store) == 3
+    assert first not in store.split_runs(SPLIT)
