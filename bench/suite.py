@@ -53,8 +53,10 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "sql": ("sql.py", ["--models", "8", "--steps", "154", "--tokens", "100000"],
             ["--models", "2", "--steps", "3", "--tokens", "20000", "--repeats", "1"]),
     "catalog": ("catalog.py", [], ["--sizes", "500,2000", "--repeats", "3", "--commits-under-readers", "10"]),
+    "scaleout": ("scaleout.py", ["--shape", "pythia-410m", "--n-docs", "2048", "--doc-len", "1024"],
+                 ["--n-docs", "16", "--doc-len", "128"]),
 }
-TAKES_DEVICE = {"losses", "quanta", "sae", "universality", "trajectories", "heads"}
+TAKES_DEVICE = {"losses", "quanta", "sae", "universality", "trajectories", "heads", "scaleout"}
 
 
 def run(name: str, device: str, quick: bool, timeout_s: float) -> dict:

@@ -13,6 +13,7 @@ from quanta_db.cli.errors import QuantaGroup
 from quanta_db.cli.export_commands import export
 from quanta_db.cli.options import DEFAULT_STORE, PROCESS, StoreRef
 from quanta_db.cli.serve_command import serve
+from quanta_db.cli.slurm_command import slurm
 from quanta_db.cli.store_commands import commit, gc, init, migrate, query, status, views
 from quanta_db.cli.tokens_report import tokens_report
 from quanta_db.version import __version__
@@ -71,7 +72,7 @@ def report():
 
 report.add_command(tokens_report)  # not of one kind: any value per token
 
-for command in (init, migrate, status, commit, gc, views, query, ingest, export, report, demo, serve):
+for command in (init, migrate, status, commit, gc, views, query, ingest, export, report, demo, serve, slurm):
     cli.add_command(command)
 
 

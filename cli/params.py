@@ -3,6 +3,7 @@ a parameter's text form (``i/n``, ``LOW,HIGH``, ``EARLY,LATE``, step lists, comm
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import types
 import typing
@@ -159,7 +160,31 @@ def job_command(name: str, params_type, job: str, *, create: bool = False, plan:
             command = option(command)
     for item in reversed(items):
         command = _decorator(item, hints[item.name])(command)
-    return click.command(name, help=(params_type.__doc__ or "").split("\n\n")[0].strip())(command)
+    command = click.command(name, help=(params_type.__doc__ or "").split("\n\n")[0].strip())(command)
+    if plan:  # what `quanta-db slurm ingest` needs to make its own form of the command
+        command.shardable = Shardable(name, params_type, job, plan, flags)
+    return command
+
+
+@dataclasses.dataclass(frozen=True)
+class Shardable:
+    name: str
+    params_type: type
+    job: str
+    plan: str
+    flags: dict
+
+    def params(self, values: dict):
+        """The job's parameters from the command's values; a refused one is named by its flag."""
+        try:
+            return self.params_type(**values)
+        except ParameterError as error:
+            raise InputError(f"{self.flags.get(error.parameter, error.parameter)} {error.reason}") from None
+
+    def split(self, params, shards: int):
+        if shards < 1:
+            raise InputError(f"--shards must be at least 1, got {shards}")
+        return _function(self.plan)(params, shards)
 
 
 def _function(reference: str):

@@ -4,6 +4,7 @@ a local Ray cluster with logical GPUs."""
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -29,10 +30,17 @@ def _params(toy_model, name: str, **extra) -> LossParams:
     return LossParams(source=str(toy_model["dir"]), corpus="toy", name=name, steps=(0, 4), progress=False, **extra)
 
 
+# A shard batches its own documents, so the model sees other batch shapes than in the unsplit run:
+# BLAS may then round differently in the last bit of float32 (9.5e-7 nats at most, measured on a
+# pythia-70m shape). Every other column is compared exactly.
+LOSS_ROUNDING_NATS = 1e-5
+
+
 def _assert_same_as_unsplit(store, toy_model, name: str) -> None:
     ingest_losses(store, _params(toy_model, "whole"))
     whole, split = _losses(store, "whole"), _losses(store, name)
-    assert len(whole) > 0 and split.equals(whole)  # every stored column, bit for bit
+    assert len(whole) > 0 and split.drop(columns="loss_nats").equals(whole.drop(columns="loss_nats"))
+    assert np.allclose(split.loss_nats, whole.loss_nats, rtol=0, atol=LOSS_ROUNDING_NATS)
     assert _checkpoints(store, name).drop(columns=["run_id"], errors="ignore").equals(
         _checkpoints(store, "whole").drop(columns=["run_id"], errors="ignore"))
 

@@ -77,15 +77,17 @@ def _retryable():
 
 
 def run_split(store, job: str, command: str, params, plan: ShardPlan, address: str | None = None,
-              gpus_per_shard: float | None = None, max_retries: int = DEFAULT_MAX_RETRIES, progress: bool = True):
+              gpus_per_shard: float | None = None, max_retries: int = DEFAULT_MAX_RETRIES, progress: bool = True,
+              cpus_per_shard: float = 1):
     """Run every shard of ``plan`` as a Ray task, then commit the split
     (:func:`quanta_db.store.splits.commit_split`); returns the commit's summary.
 
-    ``gpus_per_shard``: Ray's ``num_gpus`` of each task (default: 1 when the cluster has GPUs, else 0)."""
+    ``gpus_per_shard``: Ray's ``num_gpus`` of each task (default: 1 when the cluster has GPUs, else 0);
+    ``cpus_per_shard``: its ``num_cpus`` (Ray gives a task as many torch threads)."""
     ray = connect(address)
     if gpus_per_shard is None:
         gpus_per_shard = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-    task = ray.remote(run_shard).options(num_gpus=gpus_per_shard, num_cpus=1, max_retries=max_retries,
+    task = ray.remote(run_shard).options(num_gpus=gpus_per_shard, num_cpus=cpus_per_shard, max_retries=max_retries,
                                          retry_exceptions=_retryable())
     pending = {task.remote(str(store.root), job, params, i, plan.shards): i for i in range(plan.shards)}
     failed: dict[int, BaseException] = {}

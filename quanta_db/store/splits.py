@@ -27,6 +27,7 @@ from quanta_db.store import liveness
 from quanta_db.store.runs import SPLIT_KEY, STAGING_DIR, Run, commit_runs
 
 PREFIX = "split-"
+PLANNED = "split.json"
 SHARD_PLACEHOLDER = "{shard}"
 
 
@@ -51,21 +52,37 @@ def _record_path(root: Path, split: str, index: int) -> Path:
     return folder(root, split) / f"shard-{index:05d}.json"
 
 
-def record_shard(root: Path, split: str, shard: tuple[int, int], job: str, run_ids: list[str],
-                 command: list[str]) -> None:
-    """Say that shard ``shard`` of ``split`` staged ``run_ids`` (all of its runs; none when it had
-    no units). ``command`` re-runs a shard, with :data:`SHARD_PLACEHOLDER` for its ``i/n``."""
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _open_folder(root: Path, split: str, job: str) -> Path:
     top = folder(root, split)
     top.mkdir(parents=True, exist_ok=True)
     marker = top / liveness.MARKER
     if not marker.exists():  # gc keeps a split's folder like a ready run's
         marker.write_text(json.dumps({"split": split, "kind": job, "ready": True}))
+    return top
+
+
+def plan_split(root: Path, split: str, job: str, shards: int, command: list[str]) -> Path:
+    """Announce a split before any shard has run (an executor or a SLURM submission does), so that
+    ``status`` lists it with its missing shards even if every shard fails; its folder."""
+    top = _open_folder(root, split, job)
+    _write_atomically(top / PLANNED, json.dumps({"split": split, "job": job, "shards": shards, "command": command}))
+    return top
+
+
+def record_shard(root: Path, split: str, shard: tuple[int, int], job: str, run_ids: list[str],
+                 command: list[str]) -> None:
+    """Say that shard ``shard`` of ``split`` staged ``run_ids`` (all of its runs; none when it had
+    no units). ``command`` re-runs a shard, with :data:`SHARD_PLACEHOLDER` for its ``i/n``."""
+    _open_folder(root, split, job)
     record = {"split": split, "job": job, "shard": list(shard), "runs": run_ids, "command": command,
               "host": socket.gethostname(), "finished_at": time.time()}
-    path = _record_path(root, split, shard[0])
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record))
-    os.replace(temporary, path)
+    _write_atomically(_record_path(root, split, shard[0]), json.dumps(record))
 
 
 def records(root: Path, split: str) -> list[dict]:
@@ -94,8 +111,14 @@ class SplitState:
         return [i for i in range(self.shards) if i not in self.staged]
 
     def retry_command(self, root: Path, indices: list[int] | None = None) -> str:
-        """The one shell command that runs ``indices`` (default: the missing shards) and commits."""
-        return retry_command(root, self.split, self.shards, self.command, self.missing if indices is None else indices)
+        """The one shell command that runs ``indices`` (default: the missing shards) and commits:
+        an ``sbatch`` resubmission for a split submitted to SLURM."""
+        from quanta_db.scaleout import slurm
+
+        indices = self.missing if indices is None else indices
+        if slurm.submitted_with_slurm(folder(root, self.split)):
+            return slurm.resubmit_command(folder(root, self.split), indices)
+        return retry_command(root, self.split, self.shards, self.command, indices)
 
 
 def retry_command(root: Path, split: str, shards: int, command: list[str], indices: list[int]) -> str:
@@ -111,7 +134,11 @@ def retry_command(root: Path, split: str, shards: int, command: list[str], indic
 def state(root: Path, split: str) -> SplitState | None:
     found = records(root, split)
     if not found:
-        return None
+        try:
+            planned = json.loads((folder(root, split) / PLANNED).read_text())
+        except (OSError, ValueError):
+            return None
+        return SplitState(split, planned["job"], planned["shards"], {}, planned["command"])
     counts = {r["shard"][1] for r in found}
     if len(counts) != 1 or len({r["job"] for r in found}) != 1:
         raise StoreError(f"the shards staged under {split} disagree on their job or shard count "
