@@ -127,6 +127,12 @@ class Force:
     force: bool = param(False, kw_only=True, identity=False, help="Redo the job even if an identical run committed.")
 
 
+def shard_rule(value) -> str | None:
+    """``shard``: (i, n) with 0 <= i < n."""
+    index, count = value
+    return None if count >= 1 and 0 <= index < count else f"{index}/{count}: need 0 <= i < n"
+
+
 @dataclass(frozen=True)
 class StageOnly:
     stage_only: bool = param(False, kw_only=True, identity=False,

@@ -138,3 +138,46 @@ def test_an_unreachable_ray_cluster_is_one_line_and_changes_nothing(corpus_store
     assert result.exit_code != 0 and "cannot reach a Ray cluster at 127.0.0.1:1" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert store_snapshot(corpus_store) == before
+
+
+def test_a_heads_split_into_3_equals_the_unsplit_run(corpus_store, toy_model, store_snapshot):
+    from quanta_db.results.heads.job import heads_plan, ingest_heads
+    from quanta_db.results.heads.params import HeadParams
+
+    def params(name, **extra):
+        return HeadParams(str(toy_model["dir"]), "toy", name=name, step=8, max_docs=7, induction_length=8,
+                          progress=False, **extra)
+
+    plan = heads_plan(params("split"), 3)
+    assert plan.describe()[0] == "shard 0/3: documents 0/3 and the per-head scores"
+    before = store_snapshot(corpus_store)
+    for i in (2, 0, 1):  # in any order
+        ingest_heads(corpus_store, params("split", shard=(i, 3), stage_only=True))
+    assert store_snapshot(corpus_store) == before
+    assert len(corpus_store.commit_split(plan.split, expect=3).runs) == 3
+    ingest_heads(corpus_store, params("whole"))
+    columns = "step, corpus, doc_id, pos, layer, head"
+    order = "ORDER BY doc_id, pos, layer, head"
+
+    def rows(table, name, what=columns):
+        return corpus_store.query_df(f"SELECT {what} FROM {table} WHERE model = ? "
+                                     + (order if table == "head_token_metrics" else "ORDER BY layer, head"), [name])
+
+    assert len(rows("head_token_metrics", "whole")) > 0
+    assert rows("head_token_metrics", "split").equals(rows("head_token_metrics", "whole"))
+    metrics = "dla, mover_attn, mover_dla"
+    split, whole = rows("head_token_metrics", "split", metrics), rows("head_token_metrics", "whole", metrics)
+    assert np.allclose(split.values, whole.values, rtol=1e-5, atol=1e-6)  # other batch shapes: float32 rounding
+    scores = "* EXCLUDE (model)"
+    assert rows("head_scores", "split", scores).equals(rows("head_scores", "whole", scores))
+
+
+def test_without_ray_installed_it_is_one_line(corpus_store, toy_model, monkeypatch, store_snapshot):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as where it is not installed
+    before = store_snapshot(corpus_store)
+    result = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "ingest", "losses", "--model",
+                                      str(toy_model["dir"]), "--corpus", "toy", "--executor", "ray", "--shards", "2"])
+    assert result.exit_code != 0 and "needs Ray: pip install 'quanta-db[ray]'" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and store_snapshot(corpus_store) == before

@@ -8,6 +8,7 @@ same way in every process; shard ``i`` of ``n`` takes the units at positions ``p
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from quanta_db.params import JobParams, command_args
@@ -31,9 +32,16 @@ class ShardPlan:
         return [f"shard {owner}/{self.shards}: {label}" for label, owner in zip(self.labels, self.owners)]
 
 
+# How to run a shard, not what the split computes: left out of the split's name.
+RUN_FIELDS = ("shard", "stage_only", "progress", "device", "batch_size", "force")
+
+
 def shard_plan(job: str, params: JobParams, labels: list[str], shards: int) -> ShardPlan:
-    identity = {k: v for k, v in params.identity().items() if k != "shard"}
-    return ShardPlan(job, splits.split_id(job, identity, labels, shards), shards, labels, splits.assign(labels, shards))
+    """The plan of ``labels`` (the units, in order) over ``shards``, named by every parameter of
+    ``params`` that says what is computed (identity or not: a model given by name is not in the
+    identity, the model it resolves to is)."""
+    named = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name not in RUN_FIELDS}
+    return ShardPlan(job, splits.split_id(job, named, labels, shards), shards, labels, splits.assign(labels, shards))
 
 
 def shard_command(store, params: JobParams, command: str) -> list[str]:

@@ -7,7 +7,7 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.job import Ingest, JobResult, committed, staged
 from quanta_db.params import ParameterError, job_function
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.heads.head_scores import ov_scores, pattern_scores, repeated_tokens
@@ -17,17 +17,24 @@ from quanta_db.results.losses.models import resolve_model, stage_model_rows
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, token_budget
+from quanta_db.scaleout.plan import record_shard, shard_plan
 
 CPU_TOKEN_BUDGET = 2048
 METRICS = ("dla", "mover_attn", "mover_dla")
 
 
 def _ingest_heads(store, params: HeadParams) -> JobResult:
-    """Per-token DLA / mover scores of every head on ``corpus`` and per-head pattern and OV scores."""
+    """Per-token DLA / mover scores of every head on ``corpus`` and per-head pattern and OV scores.
+
+    Split into shards (``shard``), each takes the documents with doc_id % n == i; shard 0 also
+    computes the per-head scores and replaces what an earlier run of the checkpoint stored (the
+    split's runs commit together, shard 0 first)."""
     corpus, max_docs, induction_length, induction_seqs, seed = (params.corpus, params.max_docs,
                                                                 params.induction_length, params.induction_seqs,
                                                                 params.seed)
     device, batch_size, progress = params.device, params.batch_size, params.progress
+    shard = params.shard or ((0, 1) if params.stage_only else None)
+    first = shard is None or shard[0] == 0
     torch_device = resolve_device(device)
     corpus_info = corpus_row(store, corpus)
     model_name, checkpoint, known = resolve_model(store, params.model, params.step, corpus_info)
@@ -36,30 +43,51 @@ def _ingest_heads(store, params: HeadParams) -> JobResult:
     vocab_range = params.vocab_range or (0, lm.config.vocab_size)
     if not 0 <= vocab_range[0] < vocab_range[1] <= lm.config.vocab_size:
         raise ParameterError("vocab_range", f"must lie within [0, {lm.config.vocab_size})")
-    job = Ingest(store, "heads", params.identity(model=model_name, step=checkpoint.step, vocab_range=list(vocab_range)),
-                 params.force)
+    identity = params.identity(model=model_name, step=checkpoint.step, vocab_range=list(vocab_range),
+                               **({"shard": list(shard)} if shard else {}))
+    job = Ingest(store, "heads", identity, params.force)
+    what = f"heads of {model_name} step {checkpoint.step} on {corpus!r}" + (f", shard {shard[0]}/{shard[1]}"
+                                                                            if shard else "")
     if job.previous:
-        return job.skipped(f"heads of {model_name} step {checkpoint.step} on {corpus!r}: already ingested")
+        return job.skipped(f"{what}: already ingested")
     store.see(job.seen, "corpora", is_input=True, corpus=corpus)
     doc_ids, sequences = load_corpus_tokens(store, corpus)
     doc_ids, sequences = doc_ids[:max_docs], sequences[:max_docs]
+    if shard:
+        keep = np.flatnonzero(doc_ids % shard[1] == shard[0])
+        doc_ids, sequences = doc_ids[keep], [sequences[i] for i in keep]
     token_table = _token_metrics(lm, doc_ids, sequences, batch_size, torch_device, progress)
     scores = _head_scores(lm, induction_seqs, induction_length, vocab_range, getattr(lm.config, "bos_token_id", None),
-                          seed)
+                          seed) if first else None
     with job.begin(device=str(torch_device)) as run:
         if not known:
             stage_model_rows(run, model_name, checkpoint, lm, corpus_info)
-        run.replace("head_token_metrics", model=model_name, step=checkpoint.step, corpus=corpus)
-        run.replace("head_scores", model=model_name, step=checkpoint.step)
+        if first:
+            run.replace("head_token_metrics", model=model_name, step=checkpoint.step, corpus=corpus)
+            run.replace("head_scores", model=model_name, step=checkpoint.step)
         n = token_table.num_rows
         keys = {"model": pa.repeat(model_name, n), "step": pa.repeat(checkpoint.step, n), "corpus": pa.repeat(corpus, n)}
         run.write("head_token_metrics", pa.table({**keys, **{c: token_table[c] for c in token_table.column_names}}))
-        run.write("head_scores", _scores_table(scores, model_name, checkpoint.step))
+        if first:
+            run.write("head_scores", _scores_table(scores, model_name, checkpoint.step))
+        n_heads = lm.config.num_hidden_layers * lm.config.num_attention_heads
+        message = f"{what}: {n // max(1, n_heads):,} tokens x {n_heads} heads"
+        if scores is not None:
+            best = np.unravel_index(np.argmax(scores["induction"]), scores["induction"].shape)
+            message += f"; strongest induction head L{best[0]}H{best[1]} ({scores['induction'][best]:.2f})"
+        if params.stage_only:
+            plan = heads_plan(params, shard[1])
+            run.keep_for_split(plan.split, shard)
+            record_shard(store, plan, shard[0], [run.run_id], params, "heads")
+            return staged(run, n, (plan.split, shard), message)
         written = run.commit()
-    best = np.unravel_index(np.argmax(scores["induction"]), scores["induction"].shape)
-    return committed(run, written, f"heads of {model_name} step {checkpoint.step} on {corpus!r}: "
-                     f"{n // max(1, scores['induction'].size):,} tokens x {scores['induction'].size} heads; "
-                     f"strongest induction head L{best[0]}H{best[1]} ({scores['induction'][best]:.2f})")
+    return committed(run, written, message)
+
+
+def heads_plan(params: HeadParams, shards: int):
+    """The split of this job into ``shards`` (``--plan``): document parts, shard 0 with the head scores."""
+    labels = [f"documents {i}/{shards}" + (" and the per-head scores" if i == 0 else "") for i in range(shards)]
+    return shard_plan("heads", params, labels, shards)
 
 
 ingest_heads = job_function(HeadParams, _ingest_heads)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quanta_db.params import BatchSize, Device, Force, JobParams, Progress, param
+from quanta_db.params import BatchSize, Device, Force, JobParams, Progress, StageOnly, param, shard_rule
 
 
 @dataclass(frozen=True)
-class HeadParams(JobParams, BatchSize, Device, Force, Progress):
+class HeadParams(JobParams, BatchSize, Device, Force, StageOnly, Progress):
     """Per-token direct logit attribution and mover scores of every head, and per-head induction / OV scores.
 
-    Identity: model and step as resolved, the vocabulary range as used, and the parameters below."""
+    Identity: model and step as resolved, the vocabulary range as used, and the parameters below (the
+    shard only when split: documents with doc_id % n == i; shard 0 also computes the per-head scores)."""
 
     model: str = param(identity=False, help="A model the store knows (by name), or a hub name or local folder.")
     corpus: str = param(help="Corpus whose tokens the per-token metrics cover.")
@@ -26,3 +27,6 @@ class HeadParams(JobParams, BatchSize, Device, Force, Progress):
                                                 help="LOW,HIGH token ids the random sequences draw from "
                                                      "[default: the whole vocabulary].")
     seed: int = param(0, help="Seed of the random sequences.")
+    shard: tuple[int, int] | None = param(None, text="shard", identity=False, rule=shard_rule,
+                                          help="i/n: this process takes the documents with doc_id % n == i "
+                                               "(shard 0 also the per-head scores).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quanta_db.params import BatchSize, Device, Force, JobParams, Progress, StageOnly, param
+from quanta_db.params import BatchSize, Device, Force, JobParams, Progress, StageOnly, param, shard_rule
 from quanta_db.runtime.device import DTYPES
 
 
@@ -24,18 +24,10 @@ class LossParams(JobParams, BatchSize, Device, Force, StageOnly, Progress):
     revisions: tuple[str, ...] = param((), flag="--revision", multiple=True, identity=False,
                                        help="Hub revision(s) instead of --steps (repeatable).")
     dtype: str = param("float32", choices=DTYPES, help="Model dtype.")
-    shard: tuple[int, int] | None = param(None, text="shard",
+    shard: tuple[int, int] | None = param(None, text="shard", rule=shard_rule,
                                           help="i/n: this process takes shard i of the split into n (units: "
                                                "checkpoints × document parts; see --plan).")
     tokenizer: str | None = param(None, identity=False,
                                   help="Tokenizer to check the corpus against [default: the model's own].")
     compile_model: bool = param(False, flag="--compile", identity=False,
                                 help="torch.compile the model on CUDA (ignored on CPU, where it does not help).")
-
-    def check(self) -> None:
-        if self.shard is not None:
-            index, count = self.shard
-            if count < 1 or not 0 <= index < count:
-                from quanta_db.params import ParameterError
-
-                raise ParameterError("shard", f"{index}/{count}: need 0 <= i < n")
