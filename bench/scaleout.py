@@ -5,8 +5,8 @@
 
 Measured, on the same store and random-weight model:
 - ``one_process_s``: ``ingest losses`` unsplit (model load, scoring, commit);
-- ``serial_split_s``: the same job as N Ray shards run one at a time (one shard holding every CPU and
-  at most one GPU), then ``commit --split``, on workers that have started (a first split warmed them);
+- ``serial_split_s``: the same job as N Ray shards run one at a time (each shard holding every CPU and
+  GPU), then ``commit --split``, on workers that have started (a first split warmed them);
   ``overhead_per_shard_s`` = (serial_split_s − one_process_s − (N − 1) × load_s) / N, what a shard
   costs beyond its share of the work and loading its own model (target < 2 s);
 - ``worker_start_s``: what the first split on a fresh cluster costs more (Ray starting a worker,
@@ -42,27 +42,30 @@ from quanta_db.runtime import models as model_sources  # noqa: E402
 from quanta_db.store.store import Store  # noqa: E402
 
 
-def _ray_split(store, params, shards: int, cpus: int, gpus: int, cpus_per_shard: int = 1, warm: bool = False) -> float:
-    """Seconds of a Ray split on a fresh local cluster (``warm``: after a first split of other
-    parameters, so that the workers have started and imported torch and transformers)."""
-    import dataclasses
-
-    import ray
-
+def _ray_split(store, params, shards: int, cpus_per_shard: float, gpus_per_shard: float) -> float:
+    """Seconds of a split of ``params`` on the running Ray cluster, its commit included."""
     from quanta_db.scaleout import ray_executor
 
-    ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        runs = [dataclasses.replace(params, name=params.name + "-warm-up"), params] if warm else [params]
-        for each in runs:
-            start = time.perf_counter()
-            ray_executor.run_split(store, "quanta_db.results.losses.job:ingest_losses", "losses", each,
-                                   loss_plan(each, shards), gpus_per_shard=1 if gpus else 0, progress=False,
-                                   cpus_per_shard=cpus_per_shard)
-            seconds = time.perf_counter() - start
-        return seconds
-    finally:
-        ray.shutdown()
+    start = time.perf_counter()
+    ray_executor.run_split(store, "quanta_db.results.losses.job:ingest_losses", "losses", params,
+                           loss_plan(params, shards), gpus_per_shard=gpus_per_shard, progress=False,
+                           cpus_per_shard=cpus_per_shard)
+    return time.perf_counter() - start
+
+
+def _import_the_job() -> float:
+    import time as clock
+
+    import quanta_db.results.losses.job  # noqa: F401
+
+    clock.sleep(0.5)  # held a while, so that every slot gets a worker of its own
+    return 0.0
+
+
+def _warm_workers(ray, slots: int) -> None:
+    """Start a worker on every CPU slot and import the job there, as the first split did on one."""
+    task = ray.remote(_import_the_job).options(num_cpus=1)
+    ray.get([task.remote() for _ in range(slots)])
 
 
 def _in_process_split(store, params, shards: int) -> float:
@@ -108,12 +111,19 @@ def main() -> None:
         start = time.perf_counter()
         ingest_losses(store, LossParams(name="one", **common))
         one_s = time.perf_counter() - start
+        import ray
+
         cpus = os.cpu_count() or 1
-        cold_s = _ray_split(store, LossParams(name="cold", **common), args.shards, cpus, min(gpus, 1), cpus)
-        serial_s = _ray_split(store, LossParams(name="serial", **common), args.shards, cpus, min(gpus, 1), cpus,
-                              warm=True)
-        parallel_s = _ray_split(store, LossParams(name="parallel", **common), args.shards, max(args.shards, cpus),
-                                gpus, max(1, cpus // args.shards), warm=True)
+        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        try:
+            # a shard holding every CPU and every GPU runs alone: the shards one after the other
+            cold_s = _ray_split(store, LossParams(name="cold", **common), args.shards, cpus, gpus)
+            serial_s = _ray_split(store, LossParams(name="serial", **common), args.shards, cpus, gpus)
+            _warm_workers(ray, cpus)  # Ray starts other workers for tasks of another size
+            parallel_s = _ray_split(store, LossParams(name="parallel", **common), args.shards,
+                                    max(1, cpus // args.shards), 1 if gpus else 0)
+        finally:
+            ray.shutdown()
         in_process_s = _in_process_split(store, LossParams(name="in-process", **common), args.shards)
         one = _losses(store, "one")
         others = [_losses(store, name) for name in ("cold", "serial", "parallel", "in-process")]
