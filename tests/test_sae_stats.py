@@ -100,16 +100,16 @@ def test_row_chunks_change_nothing(batches):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_merge_largest_equals_a_stable_sort_of_old_and_new(seed):
-    """Integer keys make ties common: the merge keeps what a stable descending sort of the row's
-    entries followed by the new ones (in their order) keeps."""
+    """Integer keys make ties common: the merge keeps what a descending sort of the row's entries
+    and the new ones by key, equal keys by the payload (the token index) ascending, keeps."""
     rng = np.random.default_rng(seed)
     d, width = 7, 4
     table = -np.sort(-rng.integers(0, 6, size=(d, width)).astype(np.float64), axis=1)
     table[rng.random(d) < 0.3, -2:] = -np.inf  # rows not full yet
-    payload = rng.integers(0, 10**6, size=(d, width))
+    payload = np.sort(rng.choice(2 * 10**3, size=(d, width), replace=False), axis=1)  # ties in a row: token order
     n_new = rng.integers(0, 30)
-    feature, keys, new_payload = rng.integers(0, d - 1, n_new), rng.integers(0, 8, n_new).astype(np.float64), \
-        rng.integers(10**6, 2 * 10**6, n_new)
+    feature, keys = rng.integers(0, d - 1, n_new), rng.integers(0, 8, n_new).astype(np.float64)
+    new_payload = rng.choice(np.setdiff1d(np.arange(2 * 10**3), payload), n_new, replace=False)  # tokens seen once
     got_keys, got_payload = torch.from_numpy(table.copy()), torch.from_numpy(payload.copy())
     merge_largest(got_keys, [got_payload], torch.from_numpy(feature), torch.from_numpy(keys),
                   [torch.from_numpy(new_payload)])
@@ -117,7 +117,7 @@ def test_merge_largest_equals_a_stable_sort_of_old_and_new(seed):
         mine = feature == f
         all_keys = np.r_[table[f], keys[mine]]
         all_payload = np.r_[payload[f], new_payload[mine]]
-        order = np.argsort(-all_keys, kind="stable")[:width]
+        order = np.lexsort((all_payload, -all_keys))[:width]
         np.testing.assert_array_equal(got_keys[f].numpy(), all_keys[order])
         np.testing.assert_array_equal(got_payload[f].numpy(), all_payload[order])
     assert (got_keys[d - 1].numpy() == table[d - 1]).all()  # no new entries: row untouched
@@ -192,7 +192,7 @@ def test_sample_is_the_bottom_k_of_its_token_keys():
     stats = FeatureStatistics(d_sae, "cpu", sample_size=size, seed=3)
     drawn = []
     keys_of = stats.token_keys
-    stats.token_keys = lambda count: drawn.append(keys_of(count)) or drawn[-1]
+    stats.token_keys = lambda index: drawn.append(keys_of(index)) or drawn[-1]
     for start in range(0, n, 250):
         f = torch.from_numpy(feats[start:start + 250])
         stats.add(torch.ones(len(f), 2), f, torch.ones(len(f), 2), torch.arange(start, start + len(f)))
@@ -310,3 +310,33 @@ def test_explained_variance_of_inputs_without_variance(residual, expected):
     x = np.tile([[1.0, 2.0, 3.0]], (8, 1))
     metrics = _one_batch(x, np.ones((8, 1)), x + residual).metric_sums().metrics()
     assert metrics["explained_variance"] == expected and np.isfinite(metrics["mse"])
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_shards_of_the_tokens_merge_into_the_whole_stream(batches, shards):
+    """Statistics of disjoint token shards (each streamed in its own batches, with the tokens'
+    global indices) merge into those of the whole stream: the split of `ingest sae`."""
+    x, feats, x_hat = batches
+    whole = _stream(batches, batch=97, top_k=5, sample_size=7, seed=4)
+    parts = []
+    for shard in range(shards):
+        rows = np.flatnonzero(np.arange(len(x)) % shards == shard)
+        stats = FeatureStatistics(feats.shape[1], "cpu", top_k=5, sample_size=7, seed=4)
+        for start in range(0, len(rows), 41):
+            chosen = rows[start:start + 41]
+            stats.add(torch.from_numpy(x[chosen]), torch.from_numpy(feats[chosen]), torch.from_numpy(x_hat[chosen]),
+                      torch.from_numpy(chosen))
+        parts.append(stats.state())
+    merged = FeatureStatistics.from_state(parts[0])
+    for state in parts[1:]:
+        merged.merge_state(state)
+    for name in ("n_active", "histogram", "top_values", "top_tokens", "sample_keys", "sample_tokens",
+                 "sample_values"):
+        torch.testing.assert_close(getattr(merged, name), getattr(whole, name), rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(merged.sum_act, whole.sum_act, rtol=1e-12, atol=1e-12)
+    ours, theirs = merged.metric_sums().metrics(), whole.metric_sums().metrics()
+    del ours["explained_variance_legacy"], theirs["explained_variance_legacy"]  # centred per batch (sae-lens)
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    assert merged.band_example_arrays().keys() == whole.band_example_arrays().keys()
+    for name, values in merged.band_example_arrays().items():
+        np.testing.assert_array_equal(values, whole.band_example_arrays()[name], err_msg=name)

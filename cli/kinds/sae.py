@@ -8,7 +8,7 @@ from quanta_db.cli.options import pass_store
 from quanta_db.cli.params import job_command
 from quanta_db.results.sae.params import SaeParams
 
-sae = job_command("sae", SaeParams, "quanta_db.results.sae.job:ingest_sae")
+sae = job_command("sae", SaeParams, "quanta_db.results.sae.job:ingest_sae", plan="quanta_db.results.sae.job:sae_plan")
 
 
 @click.command("features")

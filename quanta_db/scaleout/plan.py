@@ -51,7 +51,9 @@ def shard_command(store, params: JobParams, command: str) -> list[str]:
             *command_args(params, {"shard": splits.SHARD_PLACEHOLDER, "stage_only": True})]
 
 
-def record_shard(store, plan: ShardPlan, index: int, run_ids: list[str], params: JobParams, command: str) -> None:
-    """Record that shard ``index`` of ``plan`` staged all its runs (see :mod:`quanta_db.store.splits`)."""
+def record_shard(store, plan: ShardPlan, index: int, run_ids: list[str], params: JobParams, command: str,
+                 merge: str | None = None) -> None:
+    """Record that shard ``index`` of ``plan`` staged all its runs (see :mod:`quanta_db.store.splits`);
+    ``merge`` ("module:function") turns the shards' runs into the runs to commit."""
     splits.record_shard(store.root, plan.split, (index, plan.shards), plan.job, run_ids,
-                        shard_command(store, params, command))
+                        shard_command(store, params, command), merge)

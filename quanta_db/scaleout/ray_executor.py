@@ -34,7 +34,8 @@ def run_shard(root: str, job: str, params, index: int, shards: int) -> list[str]
     from quanta_db import open_store
 
     shard_params = dataclasses.replace(params, shard=(index, shards), stage_only=True, progress=False)
-    return [r.run_id for r in _job(job)(open_store(Path(root)), shard_params) if r.details.get("staged")]
+    results = _job(job)(open_store(Path(root)), shard_params)
+    return [r.run_id for r in (results if isinstance(results, list) else [results]) if r.details.get("staged")]
 
 
 def _ray():

@@ -184,6 +184,8 @@ class Run:
             writer = self._writers.get(group)
             if writer is None:
                 prefix = f"part-{self.run_id}" + (f"-{len(self._writers):03d}" if spec.split_by else "")
+                if getattr(self, "_kept_files", None):  # reopened: new names beside the files kept
+                    prefix += f"-more{len(self._kept_files)}"
                 writer = _PartitionWriter(table, partition, keys, self.staging / table / partition, prefix,
                                           registration=_registration)
                 self._writers[group] = writer
@@ -263,6 +265,14 @@ class Run:
         if self._state == "open":
             self.abort()
 
+    def reopen(self) -> None:
+        """Let a run loaded ready stage more rows (a split's merge adds its merged tables); the
+        files it staged before stay staged."""
+        self._require_open()
+        if self._staged is not None:
+            self._kept_files = [f for f in self._staged if f.table != ARTIFACT_TABLE]
+            self._staged = None
+
     # -- ready runs (kept after a lock timeout) ----------------------------------------------
     def _keep_ready(self, **marker_fields) -> None:
         state = {k: v for k, v in self.__dict__.items() if k != "_writers"}
@@ -306,8 +316,8 @@ class Run:
     def _finish_writers(self) -> list[StagedFile]:
         if not self.staging.is_dir():
             raise FileNotFoundError(self.staging)
-        staged = [StagedFile(w.table, w.partition, path, rows, w.keys, w.registration)
-                  for w in self._writers.values() for path, rows in w.finish()]
+        staged = getattr(self, "_kept_files", []) + [StagedFile(w.table, w.partition, path, rows, w.keys, w.registration)
+                                                     for w in self._writers.values() for path, rows in w.finish()]
         missing = [f.path for f in staged if not f.path.is_file()]
         if missing:
             raise FileNotFoundError(missing[0])

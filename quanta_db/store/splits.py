@@ -13,6 +13,7 @@ nothing.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shlex
@@ -76,12 +77,15 @@ def plan_split(root: Path, split: str, job: str, shards: int, command: list[str]
 
 
 def record_shard(root: Path, split: str, shard: tuple[int, int], job: str, run_ids: list[str],
-                 command: list[str]) -> None:
+                 command: list[str], merge: str | None = None) -> None:
     """Say that shard ``shard`` of ``split`` staged ``run_ids`` (all of its runs; none when it had
-    no units). ``command`` re-runs a shard, with :data:`SHARD_PLACEHOLDER` for its ``i/n``."""
+    no units). ``command`` re-runs a shard, with :data:`SHARD_PLACEHOLDER` for its ``i/n``;
+    ``merge`` ("module:function", called with the store and the split's runs in shard order) gives
+    (the runs to commit, the runs to discard once committed) — for jobs whose shards stage partial
+    results, not rows."""
     _open_folder(root, split, job)
     record = {"split": split, "job": job, "shard": list(shard), "runs": run_ids, "command": command,
-              "host": socket.gethostname(), "finished_at": time.time()}
+              "merge": merge, "host": socket.gethostname(), "finished_at": time.time()}
     _write_atomically(_record_path(root, split, shard[0]), json.dumps(record))
 
 
@@ -105,6 +109,7 @@ class SplitState:
     shards: int
     staged: dict[int, list[str]]  # shard index -> its run ids
     command: list[str]
+    merge: str | None = None  # see record_shard
 
     @property
     def missing(self) -> list[int]:
@@ -144,7 +149,7 @@ def state(root: Path, split: str) -> SplitState | None:
         raise StoreError(f"the shards staged under {split} disagree on their job or shard count "
                          f"({', '.join(sorted(p.name for p in folder(root, split).glob('shard-*.json')))})")
     return SplitState(split, found[0]["job"], counts.pop(), {r["shard"][0]: r["runs"] for r in found},
-                      found[0]["command"])
+                      found[0]["command"], found[0].get("merge"))
 
 
 def staged_splits(root: Path) -> list[SplitState]:
@@ -194,6 +199,12 @@ def commit_split(store, split: str, expect: int | None = None) -> SplitCommit:
     if mismatched:
         raise InputError(f"run {mismatched[0].run_id} listed by split {split} belongs to another split or job "
                          f"({mismatched[0].job}); nothing was committed")
+    discarded: list[Run] = []
+    if found.merge:
+        module, _, function = found.merge.partition(":")
+        runs, discarded = getattr(importlib.import_module(module), function)(store, runs)
     written = commit_runs(runs, retry_hint=f"`quanta-db commit --split {split}` again commits it")
+    for run in discarded:
+        run.abort()
     shutil.rmtree(folder(root, split), ignore_errors=True)
     return SplitCommit(split, [r.run_id for r in runs], sum(written), sum(1 for r in runs if r.duplicate_of))

@@ -3,9 +3,14 @@
 One streaming pass: documents in length-sorted batches run through the model up to the SAE's
 hook, the SAE encodes and decodes the activations, and :class:`FeatureStatistics` accumulates
 on the device. The CE-loss metrics splice the reconstruction (or zeros) into full forwards, as
-sae-lens ``get_recons_loss`` does, on whole batches in the stream's (length-sorted) order until at
-least ``ce_tokens`` tokens are covered — so usually somewhat more, never a cut batch (the losses are
-means over all the tokens of those batches).
+sae-lens ``get_recons_loss`` does, on the first documents of the corpus (in corpus order, whole)
+until they hold at least ``ce_tokens`` tokens — so usually somewhat more (the losses are means over
+all the tokens of those documents).
+
+Split into shards (``shard`` i/n), shard i streams the documents at positions p with p % n == i,
+with the tokens' global indices; every shard stages its statistics' state, shard 0 also the
+catalog rows, and ``quanta-db commit --split`` merges the states
+(:meth:`FeatureStatistics.merge_state`) into the one run an unsplit job would have committed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.job import Ingest, JobResult, committed, staged
 from quanta_db.params import job_function
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import batch_token_losses
@@ -29,6 +34,7 @@ from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype
 from quanta_db.runtime.hooks import activations_until, replace_activation
+from quanta_db.scaleout.plan import record_shard, shard_plan
 from quanta_db.store.store import Store
 
 CPU_TOKEN_BUDGET = 4096
@@ -59,21 +65,76 @@ def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
     doc_ids, sequences = first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
     if not sequences:
         raise InputError(f"corpus {corpus!r} has no documents")
-    stats, ce = _stream(lm, loaded, hook.name, sequences, batch_size, torch_device, ce_tokens, top_k, seed, progress)
-    with job.begin(device=str(torch_device)) as run:
-        logits = outputs.feature_logits(loaded, lm) if registered != "same" else None
-        outputs.stage_catalog(run, loaded, model_name, checkpoint, lm, corpus_info, hook.layer, registered, known,
-                              logits)
-        for table in ("sae_features", "feature_examples", "feature_histograms", "sae_metrics"):
-            run.replace(table, sae=loaded.name, corpus=corpus)
-        summary = outputs.stage_statistics(run, loaded, corpus, stats, ce, doc_ids, sequences)
+    shard = params.shard or ((0, 1) if params.stage_only else None)
+    positions = np.arange(len(sequences))
+    if shard:
+        positions = positions[positions % shard[1] == shard[0]]
+    stats, ce = _stream(lm, loaded, hook.name, sequences, positions, batch_size, torch_device, ce_tokens, top_k, seed,
+                        progress)
+    first = shard is None or shard[0] == 0
+    run = job.begin(device=str(torch_device)) if first else store.begin_run(
+        "sae", {**job.identity, "shard": list(shard)}, device=str(torch_device))
+    with run:
+        if first:
+            logits = outputs.feature_logits(loaded, lm) if registered != "same" else None
+            outputs.stage_catalog(run, loaded, model_name, checkpoint, lm, corpus_info, hook.layer, registered, known,
+                                  logits)
+            for table in ("sae_features", "feature_examples", "feature_histograms", "sae_metrics"):
+                run.replace(table, sae=loaded.name, corpus=corpus)
+        if shard:
+            return _stage_shard(store, run, params, shard, stats, ce, doc_ids, sequences, loaded)
+        summary = outputs.stage_statistics(run, loaded, corpus, stats, ce, doc_ids, _starts(sequences))
         rows = run.commit()
-    return committed(run, rows, f"SAE {loaded.name!r} on {corpus!r}: {summary['n_tokens']:,} tokens, "
-                     f"{summary['n_dead']} dead of {loaded.sae.cfg.d_sae} features, L0 {summary['l0']:.1f}, "
-                     f"explained variance {summary['explained_variance']:.3f}", summary)
+    return committed(run, rows, _message(loaded, corpus, summary), summary)
 
 
 ingest_sae = job_function(SaeParams, _ingest_sae)
+PARTIAL = "sae-shard.pt"
+
+
+def _message(loaded: LoadedSAE, corpus: str, summary: dict) -> str:
+    return (f"SAE {loaded.name!r} on {corpus!r}: {summary['n_tokens']:,} tokens, {summary['n_dead']} dead of "
+            f"{loaded.sae.cfg.d_sae} features, L0 {summary['l0']:.1f}, explained variance "
+            f"{summary['explained_variance']:.3f}")
+
+
+def _starts(sequences) -> np.ndarray:
+    """Global index of each document's first token."""
+    return np.r_[0, np.cumsum([len(s) for s in sequences])[:-1]].astype(np.int64)
+
+
+def sae_plan(params: SaeParams, shards: int):
+    """The split of this job into ``shards`` (``--plan``): document parts (shard 0 also stages the
+    catalog rows and the logit effects)."""
+    return shard_plan("sae", params, [f"documents {i}/{shards}" for i in range(shards)], shards)
+
+
+def _stage_shard(store, run, params: SaeParams, shard, stats, ce, doc_ids, sequences, loaded) -> JobResult:
+    torch.save({"stats": stats.state(), "ce": ce, "doc_ids": doc_ids, "starts": _starts(sequences),
+                "params": params, "sae": loaded.name}, run.staging / PARTIAL)
+    plan = sae_plan(params, shard[1])
+    run.keep_for_split(plan.split, shard)
+    record_shard(store, plan, shard[0], [run.run_id], params, "sae", merge="quanta_db.results.sae.job:merge_shards")
+    return staged(run, 0, (plan.split, shard), f"SAE {loaded.name!r} on {params.corpus!r}: "
+                  f"{stats.n_tokens:,} tokens of shard {shard[0]}/{shard[1]}")
+
+
+def merge_shards(store, runs):
+    """``commit --split`` of an SAE split: the shards' statistics merged and staged in shard 0's run
+    (which holds the catalog rows); (runs to commit, runs to discard once committed)."""
+    partials = [torch.load(run.staging / PARTIAL, weights_only=False) for run in runs]
+    stats = FeatureStatistics.from_state(partials[0]["stats"])
+    for partial in partials[1:]:
+        stats.merge_state(partial["stats"])
+    ce = {key: sum(p["ce"][key] for p in partials) for key in partials[0]["ce"]}
+    params = partials[0]["params"]
+    loaded = load_sae(params.sae, params.sae_id, torch.device("cpu"), params.name)
+    first = runs[0]
+    first.reopen()
+    outputs.stage_statistics(first, loaded, params.corpus, stats, ce, partials[0]["doc_ids"], partials[0]["starts"])
+    return [first], runs[1:]
+
+
 
 
 def _check_name(store: Store, loaded: LoadedSAE, force: bool) -> str:
@@ -111,25 +172,29 @@ def token_budget(batch_size, device, d_sae: int, d_model: int, n_ctx: int) -> in
                                        cpu_tokens=CPU_TOKEN_BUDGET, max_tokens=MAX_TOKEN_BUDGET)
 
 
-def _stream(lm, loaded: LoadedSAE, hook_name: str, sequences, batch_size, device, ce_tokens: int, top_k: int,
-            seed: int, progress: bool):
+def _stream(lm, loaded: LoadedSAE, hook_name: str, sequences, positions, batch_size, device, ce_tokens: int,
+            top_k: int, seed: int, progress: bool):
+    """Statistics of the documents at ``positions`` of ``sequences`` (tokens indexed globally), and
+    the CE sums of those among the first documents that hold ``ce_tokens`` tokens."""
     sae = loaded.sae
     n_ctx = lm.config.max_position_embeddings
+    starts = _starts(sequences)  # of the documents as given: the examples map indices back with these
+    in_ce = starts < ce_tokens
     sequences = [s[:n_ctx] for s in sequences]
-    starts = np.r_[0, np.cumsum([len(s) for s in sequences])[:-1]]
     stats = FeatureStatistics(sae.cfg.d_sae, device, top_k=top_k, seed=seed)
     ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "n": 0}
     budget = token_budget(parse_batch_size(batch_size), device, sae.cfg.d_sae, lm.config.hidden_size, n_ctx)
-    batches = plan_batches(np.array([len(s) for s in sequences]), budget, min_length=1)
-    total = sum(len(s) for s in sequences)
+    batches = [positions[b] for b in plan_batches(np.array([len(sequences[p]) for p in positions]), budget,
+                                                  min_length=1)]
+    total = sum(len(sequences[p]) for p in positions)
     with tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"SAE {loaded.name}") as bar:
         def one_batch(batch):
             chosen = [sequences[i] for i in batch]
             x, feats, x_hat = _encode(lm, sae, hook_name, chosen, device)
             index = torch.from_numpy(np.concatenate([starts[i] + np.arange(len(sequences[i])) for i in batch]))
             stats.add(x, feats, x_hat, index)
-            if ce["n"] < ce_tokens:
-                _add_ce_losses(lm, sae, hook_name, [s for s in chosen if len(s) > 1], device, ce)
+            _add_ce_losses(lm, sae, hook_name, [sequences[i] for i in batch if in_ce[i] and len(sequences[i]) > 1],
+                           device, ce)
             return len(x)
 
         for _, n in run_batches(batches, one_batch):

@@ -61,8 +61,9 @@ def feature_logits(loaded: LoadedSAE, lm) -> pa.Table:
 
 
 def stage_statistics(run, loaded: LoadedSAE, corpus: str, stats: FeatureStatistics, ce: dict, doc_ids: np.ndarray,
-                     sequences: list[np.ndarray]) -> dict:
-    """Stage sae_features, feature_examples and sae_metrics; returns a summary."""
+                     starts: np.ndarray) -> dict:
+    """Stage sae_features, feature_examples and sae_metrics; returns a summary. ``starts``: the
+    global token index of each document's first token (how the statistics index tokens)."""
     columns = stats.feature_columns()
     geometry = decoder_geometry(loaded.sae.W_enc, loaded.sae.W_dec)
     d_sae = len(columns["n_active"])
@@ -71,7 +72,6 @@ def stage_statistics(run, loaded: LoadedSAE, corpus: str, stats: FeatureStatisti
         "feature": np.arange(d_sae, dtype=np.int32), **columns,
         **{k: geometry[k] for k in ("encoder_norm", "decoder_norm", "max_decoder_cos", "enc_dec_cos")},
     }))
-    starts = np.r_[0, np.cumsum([len(s) for s in sequences])[:-1]]
     run.write("feature_examples", _examples(loaded.name, corpus, stats, doc_ids, starts))
     feature, bin_index, count = stats.histograms()
     run.write("feature_histograms", pa.table({

@@ -9,7 +9,10 @@ top-k activations with their token indices, and a uniform random sample of the t
 feature is active (the ``sample_size`` largest of one random key per token), from which the
 activation-band examples are drawn at the end. Top-k and sample are merged per batch only for
 the entries that beat a feature's current k-th value / key, so after the first batches a merge
-touches few entries.
+touches few entries. A token's random key is a hash of its global index and the seed, so the
+statistics of disjoint shards of the tokens merge into exactly those of the whole stream
+(:meth:`FeatureStatistics.merge_state`): counts and histograms add, sums add (in float64, up to its
+rounding), top-k and sample keep the largest of both.
 
 Metric sums follow sae-lens 6.54 ``evals.get_sparsity_and_variance_metrics``:
 l0 = mean over tokens of #{f ≠ 0}; l1 = mean Σ|f|; mse = mean over tokens of ‖x − x̂‖²
@@ -36,6 +39,8 @@ HISTOGRAM_EDGES = np.logspace(-4, 4, 33)
 MAX_ENTRIES = 2**27
 _BUCKETS = 64  # coarse key buckets that thin the first batches' candidates before sorting
 _DEVICE_SUMS = ("sum_sq_norm", "sum_sq_residual", "sum_l1", "sum_cos", "sum_l2_ratio", "sum_ev_legacy")
+STATE_TENSORS = ("n_active", "sum_act", "top_values", "top_tokens", "sample_keys", "sample_tokens", "sample_values",
+                 "histogram")
 
 
 @dataclass
@@ -85,7 +90,7 @@ class FeatureStatistics:
         self.sample_values = full((d_sae, sample_size), 0)
         self.histogram = full((d_sae, len(HISTOGRAM_EDGES) - 1), 0, torch.int64)
         self._edges = torch.as_tensor(HISTOGRAM_EDGES[1:-1], dtype=torch.float64, device=self.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.seed = seed
         self.n_tokens, self.sum_l0 = 0, 0
         self._sum_x: torch.Tensor | None = None
         self._sums = {name: full((), 0, torch.float64) for name in _DEVICE_SUMS}  # on the device: no sync per batch
@@ -94,8 +99,8 @@ class FeatureStatistics:
     def add(self, x: torch.Tensor, feats: torch.Tensor, x_hat: torch.Tensor, token_index: torch.Tensor) -> None:
         """One batch: ``x`` and ``x_hat`` [B, d_in], ``feats`` [B, d_sae], ``token_index`` [B]
         (a global index of each token, returned in the examples)."""
+        keys = self.token_keys(token_index)
         token_index = token_index.to(self.device)
-        keys = self.token_keys(feats.shape[0])
         self._add_metrics(x.float(), x_hat.float())
         for rows in row_chunks(feats, self.max_entries):
             row, feature, value = active_entries(feats[rows])
@@ -133,14 +138,20 @@ class FeatureStatistics:
         """Indices of the entries that can still enter their feature's row of ``table``: above its
         current last key and — when there are more than a row's width per feature, as in the first
         batches — not below the feature's ``width``-th largest new key by a whole bucket."""
-        keep = (keys > table[:, -1].contiguous()[feature]).nonzero().squeeze(1)
+        keep = (keys >= table[:, -1].contiguous()[feature]).nonzero().squeeze(1)  # ties: the smaller token wins
         if len(keep) > table.shape[1] * self.d_sae:
             keep = keep[within_largest(feature[keep], bucket_of(keys[keep]), table.shape[1], self.d_sae)]
         return keep
 
-    def token_keys(self, n: int) -> torch.Tensor:
-        """Uniform random keys of the next ``n`` tokens (shared by all features)."""
-        return torch.rand(n, generator=self.generator, device=self.device, dtype=torch.float64)
+    def token_keys(self, token_index: torch.Tensor) -> torch.Tensor:
+        """Uniform random keys in [0, 1) of the tokens at ``token_index`` (shared by all features): the
+        splitmix64 hash of (seed, index), so a token's key does not depend on the batch or shard it
+        comes in."""
+        index = token_index.cpu().numpy().astype(np.uint64)
+        with np.errstate(over="ignore"):
+            mixed = _splitmix64(index ^ _splitmix64(np.array([self.seed % 2**64], dtype=np.uint64))[0])
+        keys = (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        return torch.from_numpy(keys).to(self.device)
 
     def _keep_sample(self, feature: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
                      tokens: torch.Tensor) -> None:
@@ -166,6 +177,45 @@ class FeatureStatistics:
         batch_sum = x.sum(0, dtype=torch.float64)
         self._sum_x = batch_sum if self._sum_x is None else self._sum_x + batch_sum
         self.n_tokens += x.shape[0]
+
+    # -- shards ------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything accumulated, on the host (``torch.save``-able), for :meth:`merge_state`."""
+        return {**{name: getattr(self, name).cpu() for name in STATE_TENSORS}, "n_tokens": self.n_tokens,
+                "sum_l0": int(self.sum_l0), "seed": self.seed,
+                "sum_x": None if self._sum_x is None else self._sum_x.cpu(),
+                "sums": {name: total.cpu() for name, total in self._sums.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict, device="cpu") -> FeatureStatistics:
+        d_sae, top_k = state["top_values"].shape
+        stats = cls(d_sae, device, top_k=top_k, sample_size=state["sample_keys"].shape[1], seed=state["seed"])
+        for name in STATE_TENSORS:
+            setattr(stats, name, state[name].to(stats.device))
+        stats.n_tokens, stats.sum_l0 = state["n_tokens"], state["sum_l0"]
+        stats._sum_x = None if state["sum_x"] is None else state["sum_x"].to(stats.device)
+        stats._sums = {name: total.to(stats.device) for name, total in state["sums"].items()}
+        return stats
+
+    def merge_state(self, state: dict) -> None:
+        """Add the statistics of other tokens (another shard's :meth:`state`): counts, histograms
+        and sums add; per feature, top-k and sample keep the largest entries of both, as the
+        stream over all tokens would have (entries of equal key: this shard's first)."""
+        moved = {name: state[name].to(self.device) for name in STATE_TENSORS}
+        for name in ("n_active", "sum_act", "histogram"):
+            getattr(self, name).add_(moved[name])
+        self.n_tokens += state["n_tokens"]
+        self.sum_l0 += state["sum_l0"]
+        if state["sum_x"] is not None:
+            other = state["sum_x"].to(self.device)
+            self._sum_x = other if self._sum_x is None else self._sum_x + other
+        for name, total in state["sums"].items():
+            self._sums[name] = self._sums[name] + total.to(self.device)
+        self.top_values, (self.top_tokens,) = _largest_of_both(self.top_values, [self.top_tokens],
+                                                               moved["top_values"], [moved["top_tokens"]])
+        self.sample_keys, (self.sample_tokens, self.sample_values) = _largest_of_both(
+            self.sample_keys, [self.sample_tokens, self.sample_values], moved["sample_keys"],
+            [moved["sample_tokens"], moved["sample_values"]])
 
     # -- results -----------------------------------------------------------------------------
     def metric_sums(self) -> MetricSums:
@@ -224,6 +274,26 @@ class FeatureStatistics:
                 "token": self.sample_tokens.cpu().numpy()[feature, slot]}
 
 
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """Sebastiano Vigna's splitmix64 finaliser on uint64 (wrapping arithmetic)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _largest_of_both(keys: torch.Tensor, payloads: list[torch.Tensor], other_keys: torch.Tensor,
+                     other_payloads: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per row, the ``keys.shape[1]`` largest of both tables' keys and their payloads; among equal
+    keys the smaller first payload (token index), as :func:`merge_largest` orders them."""
+    both = torch.cat([keys, other_keys], 1)
+    tokens = torch.cat([payloads[0], other_payloads[0]], 1)
+    by_token = torch.sort(tokens, dim=1, stable=True).indices
+    by_key = torch.sort(both.gather(1, by_token), dim=1, descending=True, stable=True).indices
+    order = by_token.gather(1, by_key)[:, :keys.shape[1]]
+    return both.gather(1, order), [torch.cat([p, q], 1).gather(1, order) for p, q in zip(payloads, other_payloads)]
+
+
 def row_chunks(feats: torch.Tensor, max_entries: int):
     """Consecutive row ranges of a [B, d_sae] batch with at most ``max_entries`` active entries
     each (a single row above that is a range of its own)."""
@@ -278,8 +348,10 @@ def merge_largest(keys_table: torch.Tensor, payload_tables: list[torch.Tensor], 
     largest keys among the row's and the new entries (feature[i] = f, keys[i]), with the matching
     entries of ``payload_tables`` (new values in ``payloads``). Rows without new entries are not read.
 
-    A segmented top-k by two stable sorts (key descending, then row), rank = position − the
-    row's first position; ties keep the earlier entry (the table's before the new ones)."""
+    A segmented top-k by three stable sorts (the first payload — the token index — ascending, key
+    descending, then row), rank = position − the row's first position: among equal keys the smaller
+    token comes first, whatever order the tokens arrived in (so shards of a stream merge into the
+    same rows as the whole stream)."""
     if not len(feature):
         return
     d, width = keys_table.shape
@@ -288,7 +360,9 @@ def merge_largest(keys_table: torch.Tensor, payload_tables: list[torch.Tensor], 
     rows = touched.nonzero().squeeze(1)
     row_of = torch.cat([rows.repeat_interleave(width), feature])
     all_keys = torch.cat([keys_table[rows].reshape(-1), keys.to(keys_table.dtype)])
-    order = torch.argsort(all_keys, descending=True, stable=True)
+    tokens = torch.cat([payload_tables[0][rows].reshape(-1), payloads[0].to(payload_tables[0].dtype)])
+    order = torch.argsort(tokens, stable=True)
+    order = order[torch.argsort(all_keys[order], descending=True, stable=True)]
     order = order[torch.argsort(row_of[order], stable=True)]
     grouped = row_of[order]
     counts = torch.zeros(d, dtype=torch.int64, device=grouped.device).index_add_(0, grouped, torch.ones_like(grouped))
