@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from quanta_db.cli.options import pass_store
@@ -46,8 +48,9 @@ def slurm_form(original: click.Command) -> click.Command:
                    f"{done.commit_job} after it\nfollow it with: quanta-db --store {store.root} status\n"
                    f"if a shard fails, `quanta-db status` prints the line that resubmits the missing ones")
 
+    fields = {f.name for f in dataclasses.fields(shardable.params_type)}
     command = click.Command(original.name, callback=submit_split, help=original.help,
-                            params=[p for p in original.params if p.name not in NOT_TAKEN])
+                            params=[p for p in original.params if p.name in fields and p.name not in NOT_TAKEN])
     return _slurm_options(command)
 
 

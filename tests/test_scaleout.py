@@ -1,6 +1,7 @@
 """Splits of a real job: losses in shards equal the unsplit run, staged by hand or as Ray tasks on
 a local Ray cluster with logical GPUs."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from quanta_db.cli.main import cli
-from quanta_db.errors import QuantaError
+from quanta_db.errors import InputError, QuantaError
 from quanta_db.results.losses.job import ingest_losses, loss_plan
 from quanta_db.results.losses.params import LossParams
 
@@ -252,3 +253,58 @@ def test_an_sae_split_on_ray_merges_at_the_commit(ray_cluster, corpus_store, toy
     assert len(done.runs) == 1
     n_tokens = corpus_store.query_df("SELECT count(*) AS n FROM tokens")["n"][0]
     assert corpus_store.query_df("SELECT n_tokens FROM sae_metrics")["n_tokens"].tolist() == [n_tokens]
+
+
+def test_a_feature_pairs_split_into_3_equals_the_unsplit_pairing(corpus_store, toy_model, tmp_path, store_snapshot):
+    from quanta_db.results.sae.job import ingest_sae
+    from quanta_db.results.universality.job import feature_pairs_plan, ingest_feature_pairs
+    from quanta_db.results.universality.params import FeaturePairParams
+    from tests.helpers import build_sae
+
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
+    for name, architecture in (("a", "standard"), ("b", "topk")):
+        ingest_sae(corpus_store, str(build_sae(architecture, 32, tmp_path / name)), "toy", "tiny", step=8, name=name,
+                   progress=False)
+    params = FeaturePairParams("a", "b", "toy", n_tokens=None, top_k=3, progress=False)
+    plan = feature_pairs_plan(params, 3)
+    before = store_snapshot(corpus_store)
+    for i in range(3):
+        ingest_feature_pairs(corpus_store, dataclasses.replace(params, shard=(i, 3), stage_only=True))
+    assert store_snapshot(corpus_store) == before
+    [split_run] = corpus_store.commit_split(plan.split, expect=3).runs
+    whole = ingest_feature_pairs(corpus_store, dataclasses.replace(params, force=True)).run_id
+    np.testing.assert_allclose(np.asarray(corpus_store.artifact(split_run, "correlation")),
+                               np.asarray(corpus_store.artifact(whole, "correlation")), rtol=1e-5, atol=1e-6)
+
+    def pairs(run):
+        return corpus_store.query_df("SELECT * EXCLUDE (pairing) FROM feature_pairs WHERE pairing = ? "
+                                     "ORDER BY side, feature_a, feature_b", [run])
+    ours, theirs = pairs(split_run), pairs(whole)
+    assert len(theirs) > 0 and ours.drop(columns="corr").equals(theirs.drop(columns="corr"))
+    np.testing.assert_allclose(ours["corr"], theirs["corr"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_sketched_clustering_split_into_3_equals_the_unsplit_one(corpus_store, toy_model, store_snapshot):
+    from quanta_db.results.quanta.job import clusters_plan, ingest_clusters
+    from quanta_db.results.quanta.params import ClusterParams
+
+    ingest_losses(corpus_store, str(toy_model["dir"]), "toy", name="tiny", steps=[8], progress=False)
+    params = ClusterParams("tiny", 8, "toy", loss_below=6.0, n_tokens=30, skip=2, n_clusters=3, n_init=4, sketch=64,
+                           progress=False)
+    with pytest.raises(InputError, match="--sketch DIM"):
+        dataclasses.replace(params, sketch=None, shard=(0, 2))
+    plan = clusters_plan(params, 3)
+    before = store_snapshot(corpus_store)
+    for i in range(3):
+        ingest_clusters(corpus_store, dataclasses.replace(params, shard=(i, 3), stage_only=True))
+    assert store_snapshot(corpus_store) == before
+    [split_run] = corpus_store.commit_split(plan.split, expect=3).runs
+
+    def labels(run):
+        return corpus_store.query_df("SELECT doc_id, pos, cluster FROM cluster_labels WHERE clustering = ? "
+                                     "ORDER BY doc_id, pos", [run])
+    split_labels, split_matrix = labels(split_run), np.array(corpus_store.artifact(split_run, "similarity"))
+    whole = ingest_clusters(corpus_store, dataclasses.replace(params, force=True)).run_id  # replaces the split's
+    np.testing.assert_allclose(split_matrix, np.asarray(corpus_store.artifact(whole, "similarity")), rtol=1e-5,
+                               atol=1e-6)
+    assert len(split_labels) == 30 and split_labels.equals(labels(whole))

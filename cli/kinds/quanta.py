@@ -12,7 +12,8 @@ from quanta_db.results.quanta.params import ClusterParams, ReclusterParams
 def _clusters_command() -> click.Command:
     """``ingest clusters``, generated from its parameters, which also takes ``--from-similarity RUN``
     (the spelling of ``ingest recluster`` before the two jobs were split)."""
-    command = job_command("clusters", ClusterParams, "quanta_db.results.quanta.job:ingest_clusters")
+    command = job_command("clusters", ClusterParams, "quanta_db.results.quanta.job:ingest_clusters",
+                          plan="quanta_db.results.quanta.job:clusters_plan")
     inner = command.callback
     for option in command.params:
         if option.name in ("model", "step", "corpus"):

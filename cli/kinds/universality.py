@@ -17,7 +17,8 @@ from quanta_db.results.universality.params import (
 JOBS = "quanta_db.results.universality.job"
 
 
-feature_pairs = job_command("feature-pairs", FeaturePairParams, f"{JOBS}:ingest_feature_pairs")
+feature_pairs = job_command("feature-pairs", FeaturePairParams, f"{JOBS}:ingest_feature_pairs",
+                            plan=f"{JOBS}:feature_pairs_plan")
 feature_matches = job_command("feature-matches", FeatureMatchParams, f"{JOBS}:ingest_feature_matches")
 metrics = job_command("metrics", MetricParams, f"{JOBS}:ingest_metrics")
 

@@ -44,6 +44,36 @@ def shard_plan(job: str, params: JobParams, labels: list[str], shards: int) -> S
     return ShardPlan(job, splits.split_id(job, named, labels, shards), shards, labels, splits.assign(labels, shards))
 
 
+PARTIAL_STATE = "shard-state.pt"
+
+
+def shard_positions(n_items: int, shard: tuple[int, int] | None):
+    """Positions ``p`` of ``n_items`` (documents) that shard (i, n) takes: p % n == i (all without a shard)."""
+    import numpy as np
+
+    positions = np.arange(n_items)
+    return positions if shard is None else positions[positions % shard[1] == shard[0]]
+
+
+def stage_partial(store, run, plan: ShardPlan, shard: tuple[int, int], params: JobParams, command: str,
+                  state: dict, merge: str) -> None:
+    """Keep ``run`` for the split with ``state`` (a shard's partial result, ``torch.save``-able) in
+    its staging folder; ``merge`` ("module:function") turns the shards' runs into the run to commit
+    (see :func:`partial_states`)."""
+    import torch
+
+    torch.save(state, run.staging / PARTIAL_STATE)
+    run.keep_for_split(plan.split, shard)
+    record_shard(store, plan, shard[0], [run.run_id], params, command, merge=merge)
+
+
+def partial_states(runs) -> list[dict]:
+    """The states :func:`stage_partial` kept in the split's runs, in shard order."""
+    import torch
+
+    return [torch.load(run.staging / PARTIAL_STATE, weights_only=False) for run in runs]
+
+
 def shard_command(store, params: JobParams, command: str) -> list[str]:
     """The command that runs one shard of ``params``'s split: ``quanta-db --store ROOT ingest
     <command> ... --shard {shard} --stage-only``, the shard as a placeholder."""

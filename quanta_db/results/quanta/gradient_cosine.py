@@ -160,12 +160,19 @@ class CountSketch:
         return out.index_add_(1, self.bucket, rows * self.sign)
 
 
-def sketched_cosine(model, params, sequences, tokens: TokenList, device, dim: int, seed: int,
-                    on_row=None, batch_tokens: int | None = None) -> np.ndarray:
-    """Cosine matrix of CountSketch-projected gradients (each gradient computed once)."""
+def sketched_rows(model, params, sequences, tokens: TokenList, device, dim: int, seed: int,
+                  on_row=None, batch_tokens: int | None = None) -> torch.Tensor:
+    """Unit-normalised CountSketch projections of the tokens' gradients (each computed once), one
+    row a token: rows of disjoint shards of the tokens stack into those of all of them."""
     n_in = sum(p.numel() for _, p in params)
     sketch = CountSketch(n_in, dim, seed, device)
     rows = gradient_rows(model, params, sequences, tokens, device, transform=sketch, on_row=on_row,
                          batch_tokens=batch_tokens)
-    rows = torch.nn.functional.normalize(rows, dim=1)
+    return torch.nn.functional.normalize(rows, dim=1)
+
+
+def sketched_cosine(model, params, sequences, tokens: TokenList, device, dim: int, seed: int,
+                    on_row=None, batch_tokens: int | None = None) -> np.ndarray:
+    """Cosine matrix of CountSketch-projected gradients (each gradient computed once)."""
+    rows = sketched_rows(model, params, sequences, tokens, device, dim, seed, on_row, batch_tokens)
     return (rows @ rows.T).cpu().numpy()

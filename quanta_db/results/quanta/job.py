@@ -3,6 +3,11 @@ their loss gradients, cluster it spectrally, and store labels, the chosen tokens
 
 ``ingest recluster`` (``ingest clusters --from-similarity RUN``) reclusters a stored matrix
 without recomputing gradients.
+
+The sketch path splits into shards (``shard`` i/n): shard i computes the sketched gradient rows of
+the selected tokens at positions p % n == i and stages them; ``commit --split`` stacks the rows,
+takes their cosines and clusters them in shard 0's run. The exact path needs every pair of
+full-size gradients, so it stays on one device.
 """
 
 from __future__ import annotations
@@ -18,16 +23,17 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.job import Ingest, JobResult, committed, staged
 from quanta_db.params import ParameterError, job_function
 from quanta_db.results.corpus.read import load_corpus_tokens
 from quanta_db.results.filters.compute import canonical_filter
-from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine
+from quanta_db.results.quanta.gradient_cosine import exact_cosine, sketched_cosine, sketched_rows
 from quanta_db.results.quanta.gradients import n_gradient_numbers, select_parameters
 from quanta_db.results.quanta.params import ClusterParams, ReclusterParams
 from quanta_db.results.quanta.spectral import spectral_clusters
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.device import memory_budget_bytes, resolve_device
+from quanta_db.scaleout.plan import partial_states, shard_plan, shard_positions, stage_partial
 from quanta_db.store.store import Store
 
 SIMILARITY_ARTIFACT = "similarity"
@@ -85,6 +91,10 @@ def _ingest_clusters(store: Store, params: ClusterParams) -> JobResult:
     storage = getattr(torch, params.grad_dtype)
     block = None if sketch else block_tokens(n_gradient_numbers(parameters), storage, torch_device,
                                              params.grad_memory_gb)
+    shard = params.shard or ((0, 1) if params.stage_only else None)
+    if shard:
+        return _stage_sketch_shard(store, job, params, shard, loaded, parameters, sequences, tokens, chosen,
+                                   identity, torch_device)
     resume_dir = store.resume_dir("clusters", identity)
     started = time.perf_counter()
     with tqdm(total=len(tokens), unit="grad", disable=not params.progress, desc="gradients") as bar:
@@ -132,6 +142,54 @@ def _ingest_recluster(store: Store, params: ReclusterParams) -> JobResult:
         written = run.commit()
     return committed(run, written, f"clustering {run.run_id}: {chosen.num_rows} tokens of {similarity_run} into "
                      f"{n_clusters} clusters", summary)
+
+
+def _stage_sketch_shard(store, job, params: ClusterParams, shard, loaded, parameters, sequences, tokens, chosen,
+                        identity, torch_device) -> JobResult:
+    positions = shard_positions(len(tokens), shard)
+    started = time.perf_counter()
+    with tqdm(total=len(positions), unit="grad", disable=not params.progress, desc="gradients") as bar:
+        rows = sketched_rows(loaded, parameters, sequences, [tokens[p] for p in positions], torch_device,
+                             params.sketch, params.seed, on_row=bar.update)
+    state = {"rows": rows.cpu(), "positions": positions, "chosen": chosen, "params": params, "identity": identity,
+             "seconds": time.perf_counter() - started}
+    run = job.begin(device=str(torch_device)) if shard[0] == 0 else store.begin_run(
+        "clusters", {**identity, "shard": list(shard)}, device=str(torch_device))
+    with run:
+        if shard[0] == 0:
+            job.replace_identical(run, "clusterings", "clustering")
+        plan = clusters_plan(params, shard[1])
+        stage_partial(store, run, plan, shard, params, "clusters", state,
+                      merge="quanta_db.results.quanta.job:merge_sketch_shards")
+    return staged(run, 0, (plan.split, shard), f"sketched gradients of {len(positions)} of {len(tokens)} tokens "
+                  f"(shard {shard[0]}/{shard[1]})")
+
+
+def clusters_plan(params: ClusterParams, shards: int):
+    """The split of this job into ``shards`` (``--plan``): the selected tokens at positions p % n == i."""
+    if params.sketch is None:
+        raise ParameterError("shard", "needs --sketch DIM: the exact similarity runs on one device")
+    return shard_plan("clusters", params, [f"selected tokens {i}/{shards}" for i in range(shards)], shards)
+
+
+def merge_sketch_shards(store, runs):
+    """``commit --split`` of a sketched clustering: the shards' rows stacked in token order, their
+    cosines clustered and staged in shard 0's run; (runs to commit, runs to discard once committed)."""
+    states = partial_states(runs)
+    first_state = states[0]
+    params, chosen = first_state["params"], first_state["chosen"]
+    rows = torch.empty(chosen.num_rows, params.sketch, dtype=torch.float32)
+    for state in states:
+        rows[torch.as_tensor(state["positions"])] = state["rows"]
+    cosine = (rows @ rows.T).numpy()
+    seconds = max(state["seconds"] for state in states)  # the shards ran side by side
+    first = runs[0]
+    first.reopen()
+    first.write_artifact(SIMILARITY_ARTIFACT, cosine)
+    first.write("similarity_tokens", chosen.append_column("similarity_run", pa.repeat(first.run_id, chosen.num_rows)))
+    _cluster_and_stage(first, chosen, cosine, params.n_clusters, params.n_init, params.seed, params.model, params.step,
+                       params.corpus, first.run_id, f"sketch:{params.sketch}", first_state["identity"], seconds)
+    return [first], runs[1:]
 
 
 ingest_clusters = job_function(ClusterParams, _ingest_clusters)

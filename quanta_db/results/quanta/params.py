@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quanta_db.params import Device, Force, JobParams, Progress, param
+from quanta_db.params import Device, Force, JobParams, Progress, StageOnly, param, shard_rule
 from quanta_db.runtime.device import DTYPES
 
 # Parameters the exact path never differentiates: embeddings, unembedding, layer norms.
@@ -16,7 +16,7 @@ def _positive_gib(value) -> str | None:
 
 
 @dataclass(frozen=True)
-class ClusterParams(JobParams, Device, Force, Progress):
+class ClusterParams(JobParams, Device, Force, StageOnly, Progress):
     """Quanta: cluster low-loss tokens by the cosine similarity of their loss gradients.
 
     Identity: every parameter but device and grad_memory_gb; the threshold is hashed in nats
@@ -40,6 +40,17 @@ class ClusterParams(JobParams, Device, Force, Progress):
                                          help="Memory for gradient blocks [default: 70% of free GPU, 4 GB on CPU].")
     exclude_params: tuple[str, ...] = param(DEFAULT_EXCLUDE, cli=False,
                                             help="Parameter names (substrings) whose gradients are left out.")
+    shard: tuple[int, int] | None = param(None, text="shard", identity=False, rule=shard_rule,
+                                          help="i/n (with --sketch): this process computes the sketched gradients of "
+                                               "the selected tokens at positions p % n == i; `commit --split` "
+                                               "clusters them all.")
+
+    def check(self) -> None:
+        if self.shard is not None and self.sketch is None:
+            from quanta_db.params import ParameterError
+
+            raise ParameterError("shard", "needs --sketch DIM: the exact similarity needs every pair of full-size "
+                                 "gradients, so it runs on one device (docs/scaleout.md)")
 
     @property
     def loss_below_nats(self) -> float:

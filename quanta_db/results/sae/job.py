@@ -34,7 +34,7 @@ from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype
 from quanta_db.runtime.hooks import activations_until, replace_activation
-from quanta_db.scaleout.plan import record_shard, shard_plan
+from quanta_db.scaleout.plan import partial_states, shard_plan, shard_positions, stage_partial
 from quanta_db.store.store import Store
 
 CPU_TOKEN_BUDGET = 4096
@@ -66,9 +66,7 @@ def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
     if not sequences:
         raise InputError(f"corpus {corpus!r} has no documents")
     shard = params.shard or ((0, 1) if params.stage_only else None)
-    positions = np.arange(len(sequences))
-    if shard:
-        positions = positions[positions % shard[1] == shard[0]]
+    positions = shard_positions(len(sequences), shard)
     stats, ce = _stream(lm, loaded, hook.name, sequences, positions, batch_size, torch_device, ce_tokens, top_k, seed,
                         progress)
     first = shard is None or shard[0] == 0
@@ -89,7 +87,6 @@ def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
 
 
 ingest_sae = job_function(SaeParams, _ingest_sae)
-PARTIAL = "sae-shard.pt"
 
 
 def _message(loaded: LoadedSAE, corpus: str, summary: dict) -> str:
@@ -110,11 +107,9 @@ def sae_plan(params: SaeParams, shards: int):
 
 
 def _stage_shard(store, run, params: SaeParams, shard, stats, ce, doc_ids, sequences, loaded) -> JobResult:
-    torch.save({"stats": stats.state(), "ce": ce, "doc_ids": doc_ids, "starts": _starts(sequences),
-                "params": params, "sae": loaded.name}, run.staging / PARTIAL)
+    state = {"stats": stats.state(), "ce": ce, "doc_ids": doc_ids, "starts": _starts(sequences), "params": params}
     plan = sae_plan(params, shard[1])
-    run.keep_for_split(plan.split, shard)
-    record_shard(store, plan, shard[0], [run.run_id], params, "sae", merge="quanta_db.results.sae.job:merge_shards")
+    stage_partial(store, run, plan, shard, params, "sae", state, merge="quanta_db.results.sae.job:merge_shards")
     return staged(run, 0, (plan.split, shard), f"SAE {loaded.name!r} on {params.corpus!r}: "
                   f"{stats.n_tokens:,} tokens of shard {shard[0]}/{shard[1]}")
 
@@ -122,7 +117,7 @@ def _stage_shard(store, run, params: SaeParams, shard, stats, ce, doc_ids, seque
 def merge_shards(store, runs):
     """``commit --split`` of an SAE split: the shards' statistics merged and staged in shard 0's run
     (which holds the catalog rows); (runs to commit, runs to discard once committed)."""
-    partials = [torch.load(run.staging / PARTIAL, weights_only=False) for run in runs]
+    partials = partial_states(runs)
     stats = FeatureStatistics.from_state(partials[0]["stats"])
     for partial in partials[1:]:
         stats.merge_state(partial["stats"])

@@ -4,6 +4,10 @@ Both models read the same token sequences (the corpus's, so the same tokenizer, 
 batch each model runs to its SAE's hook, each SAE encodes its real positions, and
 :class:`CrossCorrelation` accumulates on the device. The pairing keeps each feature's top-k
 partners and, when it is small enough, the whole matrix as a run artifact.
+
+Split into shards (``shard`` i/n), shard i correlates the documents at positions p % n == i of
+the tokens used and stages its sums; ``commit --split`` adds them up (the correlation's
+sufficient statistics merge) and stages the pairing in shard 0's run.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError
-from quanta_db.job import Ingest, JobResult, committed
+from quanta_db.job import Ingest, JobResult, committed, staged
 from quanta_db.params import ParameterError, job_function
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.sae.job import first_tokens
@@ -32,6 +36,7 @@ from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches
 from quanta_db.runtime.device import resolve_device
 from quanta_db.runtime.hooks import activations_until
+from quanta_db.scaleout.plan import partial_states, shard_plan, shard_positions, stage_partial
 from quanta_db.store.store import Store
 
 CORRELATION_ARTIFACT = "correlation"
@@ -43,7 +48,7 @@ TOKEN_BUDGET = 8192
 
 def _ingest_feature_pairs(store: Store, params: FeaturePairParams) -> JobResult:
     """Pearson correlation of every feature of ``sae_a`` with every feature of ``sae_b``."""
-    sae_a, sae_b, corpus, n_tokens, top_k = params.sae_a, params.sae_b, params.corpus, params.n_tokens, params.top_k
+    sae_a, sae_b, corpus, n_tokens = params.sae_a, params.sae_b, params.corpus, params.n_tokens
     torch_device = resolve_device(params.device)
     info = corpus_row(store, corpus)
     sides = [_load_side(store, name, info, torch_device) for name in (sae_a, sae_b)]
@@ -55,23 +60,54 @@ def _ingest_feature_pairs(store: Store, params: FeaturePairParams) -> JobResult:
         store.see(seen, "saes", is_input=True, sae=name)
     store.see(seen, "corpora", is_input=True, corpus=corpus)
     _, sequences = first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
-    correlation = _correlate(sides, sequences, torch_device, params.progress)
+    shard = params.shard or ((0, 1) if params.stage_only else None)
+    sequences = [sequences[p] for p in shard_positions(len(sequences), shard)]
+    accumulator = _correlate(sides, sequences, torch_device, params.progress)
+    if shard:
+        run = job.begin(device=str(torch_device)) if shard[0] == 0 else store.begin_run(
+            "feature_pairs", {**job.identity, "shard": list(shard)}, device=str(torch_device))
+        with run:
+            plan = feature_pairs_plan(params, shard[1])
+            stage_partial(store, run, plan, shard, params, "feature-pairs", {"sums": accumulator.state(), "params": params},
+                          merge="quanta_db.results.universality.job:merge_pair_shards")
+        return staged(run, 0, (plan.split, shard), f"feature pairs of {sae_a!r} and {sae_b!r}: "
+                      f"{accumulator.n:,} tokens of shard {shard[0]}/{shard[1]}")
+    correlation = accumulator.correlation_tensor()
     with job.begin(device=str(torch_device)) as run:
-        rows = top_partners(correlation, top_k)
-        a, b, corr, rank, side = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
-        run.write("feature_pairs", pa.table({
-            "pairing": pa.repeat(run.run_id, len(a)), "sae_a": pa.repeat(sae_a, len(a)),
-            "feature_a": pa.array(a, pa.int32()), "sae_b": pa.repeat(sae_b, len(a)),
-            "feature_b": pa.array(b, pa.int32()), "corr": pa.array(corr, pa.float64()),
-            "rank": pa.array(rank, pa.int32()), "side": pa.array(side, pa.string()),
-        }))
-        if correlation.numel() <= MAX_ARTIFACT_ENTRIES:
-            run.write_artifact(CORRELATION_ARTIFACT, correlation.cpu().numpy())
+        _stage_pairing(run, params, correlation)
         written = run.commit()
     largest = float(correlation.abs().nan_to_num(nan=-1).max())
     return committed(run, written, f"pairing {run.run_id}: {correlation.shape[0]} x {correlation.shape[1]} features "
-                     f"over {sum(len(s) for s in sequences):,} tokens, max |corr| "
-                     f"{largest if largest >= 0 else float('nan'):.3f}")
+                     f"over {accumulator.n:,} tokens, max |corr| {largest if largest >= 0 else float('nan'):.3f}")
+
+
+def _stage_pairing(run, params: FeaturePairParams, correlation: torch.Tensor) -> None:
+    rows = top_partners(correlation, params.top_k)
+    a, b, corr, rank, side = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+    run.write("feature_pairs", pa.table({
+        "pairing": pa.repeat(run.run_id, len(a)), "sae_a": pa.repeat(params.sae_a, len(a)),
+        "feature_a": pa.array(a, pa.int32()), "sae_b": pa.repeat(params.sae_b, len(a)),
+        "feature_b": pa.array(b, pa.int32()), "corr": pa.array(corr, pa.float64()),
+        "rank": pa.array(rank, pa.int32()), "side": pa.array(side, pa.string()),
+    }))
+    if correlation.numel() <= MAX_ARTIFACT_ENTRIES:
+        run.write_artifact(CORRELATION_ARTIFACT, correlation.cpu().numpy())
+
+
+def feature_pairs_plan(params: FeaturePairParams, shards: int):
+    """The split of this job into ``shards`` (``--plan``): document parts of the tokens used."""
+    return shard_plan("feature_pairs", params, [f"documents {i}/{shards}" for i in range(shards)], shards)
+
+
+def merge_pair_shards(store, runs):
+    """``commit --split`` of a feature-pairs split: the shards' sums added, the pairing staged in
+    shard 0's run; (runs to commit, runs to discard once committed)."""
+    states = partial_states(runs)
+    correlation = CrossCorrelation.from_states([s["sums"] for s in states]).correlation_tensor()
+    first = runs[0]
+    first.reopen()
+    _stage_pairing(first, states[0]["params"], correlation)
+    return [first], runs[1:]
 
 
 def _load_side(store: Store, name: str, corpus_info: dict, device) -> dict:
@@ -92,7 +128,7 @@ def _load_side(store: Store, name: str, corpus_info: dict, device) -> dict:
 
 
 @torch.no_grad()
-def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress: bool) -> torch.Tensor:
+def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress: bool) -> CrossCorrelation:
     n_ctx = min(side["model"].config.max_position_embeddings for side in sides)
     sequences = [s[:n_ctx] for s in sequences if len(s)]
     accumulator = CrossCorrelation(sides[0]["sae"].cfg.d_sae, sides[1]["sae"].cfg.d_sae, device)
@@ -111,7 +147,7 @@ def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress:
                 feats.append(side["sae"].encode(acts[real].float()))
             accumulator.add(*feats)
             bar.update(int(real.sum()))
-    return accumulator.correlation_tensor()
+    return accumulator
 
 
 def _ingest_feature_matches(store: Store, params: FeatureMatchParams) -> JobResult:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+_SUMS = ("sum_a", "sum_b", "sum_aa", "sum_bb", "sum_ab")
+
 
 class CrossCorrelation:
     """Streaming Pearson correlation between the columns of A [n, d_a] and B [n, d_b]."""
@@ -34,6 +36,24 @@ class CrossCorrelation:
         self.sum_bb += b.pow(2).sum(0, dtype=torch.float64)
         # float32 GEMM per batch, added into the float64 sums element by element (no float64 temporary)
         self.sum_ab.add_(a.T @ b)
+
+    def state(self) -> dict:
+        """The sums, on the host: a shard's part of a split (:meth:`merge_state`)."""
+        return {"n": self.n, **{k: getattr(self, k).cpu() for k in _SUMS}}
+
+    def merge_state(self, state: dict) -> None:
+        """Add the sums of other tokens (another shard's :meth:`state`)."""
+        self.n += state["n"]
+        for name in _SUMS:
+            getattr(self, name).add_(state[name].to(self.device))
+
+    @classmethod
+    def from_states(cls, states: list[dict], device="cpu") -> CrossCorrelation:
+        d_a, d_b = states[0]["sum_ab"].shape
+        merged = cls(d_a, d_b, device)
+        for state in states:
+            merged.merge_state(state)
+        return merged
 
     def correlation_tensor(self) -> torch.Tensor:
         """[d_a, d_b] Pearson correlations as float32 on the device (NaN where either feature has no variance)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quanta_db.params import Device, Force, JobParams, Progress, param
+from quanta_db.params import Device, Force, JobParams, Progress, StageOnly, param, shard_rule
 
 # metrics.METRICS maps each name to its function (a test holds the two equal)
 METRIC_NAMES = ("svcca", "svcca_reference", "rsa", "cka", "procrustes", "mknn")
@@ -15,7 +15,7 @@ BASELINES = ("random_selection", "shuffled_pairing")
 
 
 @dataclass(frozen=True)
-class FeaturePairParams(JobParams, Device, Force, Progress):
+class FeaturePairParams(JobParams, Device, Force, StageOnly, Progress):
     """Pearson correlation of every feature of SAE A with every feature of SAE B over the same tokens.
 
     Identity: the parameters below and both SAEs' config hashes."""
@@ -25,6 +25,9 @@ class FeaturePairParams(JobParams, Device, Force, Progress):
     corpus: str = param(help="Corpus whose tokens both models read.")
     n_tokens: int | None = param(100_000, min=1, help="First N tokens (None: all).")
     top_k: int = param(5, min=1, help="Partners kept per feature.")
+    shard: tuple[int, int] | None = param(None, text="shard", identity=False, rule=shard_rule,
+                                          help="i/n: this process correlates the documents at positions p with "
+                                               "p % n == i; `commit --split` adds the shards' sums up.")
 
 
 @dataclass(frozen=True)
