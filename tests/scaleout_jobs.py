@@ -6,7 +6,10 @@ from quanta_db.results.losses.job import ingest_losses
 
 
 def losses_dying_once(store, params):
-    """Shard 1's first attempt kills its worker (as an out-of-memory kill would)."""
+    """Shard 1's first attempt kills its worker (as an out-of-memory kill would). Every attempt notes
+    the GPUs Ray gave it."""
+    with open(store.root.parent / "visible-gpus", "a") as note:
+        note.write(f"{params.shard[0]} {os.environ.get('CUDA_VISIBLE_DEVICES')}\n")
     marker = store.root.parent / "shard-1-died"
     if params.shard[0] == 1 and not marker.exists():
         marker.touch()

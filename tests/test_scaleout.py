@@ -112,6 +112,9 @@ def test_a_split_on_ray_equals_the_unsplit_run_and_survives_a_dying_worker(ray_c
     done = ray_executor.run_split(corpus_store, "tests.scaleout_jobs:losses_dying_once", "losses", params, plan,
                                   progress=False)
     assert (corpus_store.root.parent / "shard-1-died").exists()  # shard 1's first worker died; its retry staged
+    seen = [line.split() for line in (corpus_store.root.parent / "visible-gpus").read_text().splitlines()]
+    assert sorted(int(shard) for shard, _ in seen) == [0, 1, 1, 2]  # shard 1 twice: its retry
+    assert {gpu for _, gpu in seen} <= {"0", "1"}  # one logical GPU each (num_gpus=1), as Ray assigns them
     assert len(done.runs) == 4
     _assert_same_as_unsplit(corpus_store, toy_model, "split")
 

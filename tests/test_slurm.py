@@ -53,6 +53,19 @@ def test_without_sbatch_it_is_one_line(corpus_store, toy_model, monkeypatch, sto
     assert len(result.output.strip().splitlines()) == 1 and store_snapshot(corpus_store) == before
 
 
+def test_an_unreachable_slurm_is_one_line_and_leaves_nothing(corpus_store, toy_model, monkeypatch, store_snapshot,
+                                                             tmp_path):
+    if slurm_cluster.missing():
+        pytest.skip(slurm_cluster.missing())
+    (tmp_path / "slurm.conf").write_text("ClusterName=nowhere\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=1\n")
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+    before = store_snapshot(corpus_store)
+    result = _submit(corpus_store, toy_model)
+    assert result.exit_code != 0 and "sbatch refused the job:" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and store_snapshot(corpus_store) == before
+    assert not list(corpus_store.root.glob("staging/split-*"))
+
+
 def test_a_split_on_slurm_with_a_cancelled_shard_is_resubmitted_and_commits(slurm, corpus_store, toy_model):
     result = _submit(corpus_store, toy_model, "--max-parallel", "1", "--no-progress")
     assert result.exit_code == 0, result.output

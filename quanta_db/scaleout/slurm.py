@@ -69,8 +69,6 @@ def scripts(store, plan: ShardPlan, params, command: str, options: SlurmOptions)
 
 def _sbatch(*args: str) -> str:
     """Run sbatch; the job id it prints (``--parsable``), or one line saying why not."""
-    if shutil.which("sbatch") is None:
-        raise InputError("quanta-db slurm needs SLURM's sbatch on PATH (this host is no SLURM submit host)")
     done = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()] or [f"exit status {done.returncode}"]
@@ -81,10 +79,18 @@ def _sbatch(*args: str) -> str:
 def submit(store, plan: ShardPlan, params, command: str, options: SlurmOptions) -> Submission:
     """Write both scripts into the split's folder and submit them: the array, then the commit
     job after it (``afterok``; SLURM kills it when a shard fails)."""
+    if shutil.which("sbatch") is None:
+        raise InputError("quanta-db slurm needs SLURM's sbatch on PATH (this host is no SLURM submit host)")
+    fresh = not splits.folder(store.root, plan.split).exists()
     folder = splits.plan_split(store.root, plan.split, plan.job, plan.shards, shard_command(store, params, command))
     for name, text in scripts(store, plan, params, command, options).items():
         (folder / name).write_text(text)
-    shards_job = _sbatch(str(folder / SHARDS_SCRIPT))
+    try:
+        shards_job = _sbatch(str(folder / SHARDS_SCRIPT))
+    except InputError:
+        if fresh:  # refused: leave no trace of the split
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     commit_job = _sbatch(f"--dependency=afterok:{shards_job}", "--kill-on-invalid-dep=yes", str(folder / COMMIT_SCRIPT))
     return Submission(plan.split, shards_job, commit_job, resubmit_command(folder, list(range(plan.shards))))
 
