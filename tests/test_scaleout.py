@@ -258,6 +258,16 @@ def test_an_sae_split_on_ray_merges_at_the_commit(ray_cluster, corpus_store, toy
     assert corpus_store.query_df("SELECT n_tokens FROM sae_metrics")["n_tokens"].tolist() == [n_tokens]
 
 
+def _split_by_hand(store, job, plan_of, params, shards: int, store_snapshot) -> list[str]:
+    """Stage every shard of ``params``'s split, check that none of it shows, commit it; its runs."""
+    plan = plan_of(params, shards)
+    before = store_snapshot(store)
+    for i in range(shards):
+        job(store, dataclasses.replace(params, shard=(i, shards), stage_only=True))
+    assert store_snapshot(store) == before
+    return store.commit_split(plan.split, expect=shards).runs
+
+
 def test_a_feature_pairs_split_into_3_equals_the_unsplit_pairing(corpus_store, toy_model, tmp_path, store_snapshot):
     from quanta_db.results.sae.job import ingest_sae
     from quanta_db.results.universality.job import feature_pairs_plan, ingest_feature_pairs
@@ -269,12 +279,7 @@ def test_a_feature_pairs_split_into_3_equals_the_unsplit_pairing(corpus_store, t
         ingest_sae(corpus_store, str(build_sae(architecture, 32, tmp_path / name)), "toy", "tiny", step=8, name=name,
                    progress=False)
     params = FeaturePairParams("a", "b", "toy", n_tokens=None, top_k=3, progress=False)
-    plan = feature_pairs_plan(params, 3)
-    before = store_snapshot(corpus_store)
-    for i in range(3):
-        ingest_feature_pairs(corpus_store, dataclasses.replace(params, shard=(i, 3), stage_only=True))
-    assert store_snapshot(corpus_store) == before
-    [split_run] = corpus_store.commit_split(plan.split, expect=3).runs
+    [split_run] = _split_by_hand(corpus_store, ingest_feature_pairs, feature_pairs_plan, params, 3, store_snapshot)
     whole = ingest_feature_pairs(corpus_store, dataclasses.replace(params, force=True)).run_id
     np.testing.assert_allclose(np.asarray(corpus_store.artifact(split_run, "correlation")),
                                np.asarray(corpus_store.artifact(whole, "correlation")), rtol=1e-5, atol=1e-6)
@@ -296,12 +301,7 @@ def test_a_sketched_clustering_split_into_3_equals_the_unsplit_one(corpus_store,
                            progress=False)
     with pytest.raises(InputError, match="--sketch DIM"):
         dataclasses.replace(params, sketch=None, shard=(0, 2))
-    plan = clusters_plan(params, 3)
-    before = store_snapshot(corpus_store)
-    for i in range(3):
-        ingest_clusters(corpus_store, dataclasses.replace(params, shard=(i, 3), stage_only=True))
-    assert store_snapshot(corpus_store) == before
-    [split_run] = corpus_store.commit_split(plan.split, expect=3).runs
+    [split_run] = _split_by_hand(corpus_store, ingest_clusters, clusters_plan, params, 3, store_snapshot)
 
     def labels(run):
         return corpus_store.query_df("SELECT doc_id, pos, cluster FROM cluster_labels WHERE clustering = ? "
