@@ -52,7 +52,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "serve": ("serve.py", [], ["--rows", "200000", "--requests", "10", "--clients", "2", "--seconds", "2"]),
     "sql": ("sql.py", ["--models", "8", "--steps", "154", "--tokens", "100000"],
             ["--models", "2", "--steps", "3", "--tokens", "20000", "--repeats", "1"]),
-    "catalog": ("catalog.py", [], ["--sizes", "500,2000", "--repeats", "3", "--commits-under-readers", "10"]),
+    "catalog": ("catalog.py", [], ["--sizes", "300,1000", "--repeats", "2", "--commits-under-readers", "5"]),
     "scaleout": ("scaleout.py", ["--shape", "pythia-410m", "--n-docs", "2048", "--doc-len", "1024"],
                  ["--n-docs", "16", "--doc-len", "128"]),
 }

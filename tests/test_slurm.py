@@ -28,10 +28,10 @@ def slurm(tmp_path_factory):
         os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
-def _submit(store, toy_model, *extra):
+def _submit(store, toy_model, *extra, shards: int = 3):
     return CliRunner().invoke(cli, ["--store", str(store.root), "slurm", "ingest", "losses", "--model",
                                     str(toy_model["dir"]), "--corpus", "toy", "--name", "split", "--steps", "0,4",
-                                    "--shards", "3", *extra])
+                                    "--shards", str(shards), *extra])
 
 
 def test_dry_run_prints_both_scripts_and_submits_nothing(corpus_store, toy_model, store_snapshot):
@@ -67,18 +67,18 @@ def test_an_unreachable_slurm_is_one_line_and_leaves_nothing(corpus_store, toy_m
 
 
 def test_a_split_on_slurm_with_a_cancelled_shard_is_resubmitted_and_commits(slurm, corpus_store, toy_model):
-    result = _submit(corpus_store, toy_model, "--max-parallel", "1", "--no-progress")
+    result = _submit(corpus_store, toy_model, "--max-parallel", "1", "--no-progress", shards=2)
     assert result.exit_code == 0, result.output
     words = result.output.split()
     split, shards_job, commit_job = words[2].rstrip(":"), words[5], words[11]
-    subprocess.run(["scancel", f"{shards_job}_2"], check=True)  # as if index 2 were preempted
+    subprocess.run(["scancel", f"{shards_job}_1"], check=True)  # as if index 1 were preempted
     slurm_cluster.wait_for([shards_job, commit_job], slurm)
     assert corpus_store.split_runs(split) == []  # the commit job never ran
     status = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "status"])
-    assert f"split {split} (losses): 2 of 3 shard(s) staged" in status.output, status.output
-    line = next(x for x in status.output.splitlines() if "sbatch --parsable --array=2 " in x)
+    assert f"split {split} (losses): 1 of 2 shard(s) staged" in status.output, status.output
+    line = next(x for x in status.output.splitlines() if "sbatch --parsable --array=1 " in x)
     resubmit = line.split(": ", 1)[1]
     done = subprocess.run(["bash", "-c", resubmit], capture_output=True, text=True, check=True)
     slurm_cluster.wait_for([done.stdout.split()[-1]], slurm)  # the new commit job, which waits for the shard
-    assert len(corpus_store.split_runs(split)) == 4, [(p.name, p.read_text()[-500:]) for p in corpus_store.root.rglob("*.out")]
+    assert len(corpus_store.split_runs(split)) == 2, [(p.name, p.read_text()[-500:]) for p in corpus_store.root.rglob("*.out")]
     _assert_same_as_unsplit(corpus_store, toy_model, "split")
