@@ -4,7 +4,6 @@ a parameter's text form (``i/n``, ``LOW,HIGH``, ``EARLY,LATE``, step lists, comm
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -13,6 +12,7 @@ import click
 
 from quanta_db.cli.options import echo_result, echo_results, pass_store, progress_option
 from quanta_db.errors import InputError
+from quanta_db.kinds import resolve
 from quanta_db.params import ParameterError, flag_of, spec_of
 
 
@@ -150,7 +150,7 @@ def job_command(name: str, params_type, job: str, *, create: bool = False, plan:
             params = params_type(**values)
             if plan and (split_options["show_plan"] or split_options["executor"] or split_options["shards"]):
                 return run_split_command(ref, name, job, plan, params, **split_options)
-            result = _function(job)(ref.open(create=create), params)
+            result = resolve(job)(ref.open(create=create), params)
         except ParameterError as error:
             raise InputError(f"{flags.get(error.parameter, error.parameter)} {error.reason}") from None
         (echo_results if isinstance(result, list) else echo_result)(result)
@@ -184,12 +184,7 @@ class Shardable:
     def split(self, params, shards: int):
         if shards < 1:
             raise InputError(f"--shards must be at least 1, got {shards}")
-        return _function(self.plan)(params, shards)
-
-
-def _function(reference: str):
-    module, _, function = reference.partition(":")
-    return getattr(importlib.import_module(module), function)
+        return resolve(self.plan)(params, shards)
 
 
 SPLIT_OPTIONS = ("show_plan", "shards", "executor", "ray_address", "gpus_per_shard")
@@ -216,7 +211,7 @@ def run_split_command(ref, name: str, job: str, plan: str, params, show_plan, sh
     if shards is None or shards < 1:
         raise InputError(f"--shards must be at least 1, got {shards}" if shards is not None
                          else "--plan and --executor need --shards N")
-    split = _function(plan)(params, shards)
+    split = resolve(plan)(params, shards)
     if show_plan:
         click.echo(f"split {split.split}: {len(split.labels)} unit(s) in {shards} shard(s)")
         for line in split.describe():

@@ -38,8 +38,13 @@ class Report:
     run_job: str | None = None
 
     def render(self, store, ident: str, options: dict) -> tuple[str, bytes]:
-        module, _, function = self.renderer.partition(":")
-        return getattr(importlib.import_module(module), function)(store, ident, options)
+        return resolve(self.renderer)(store, ident, options)
+
+
+def resolve(reference: str):
+    """The function a ``"module:function"`` reference names, its module imported now."""
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,20 @@ def shard_plan(job: str, params: JobParams, labels: list[str], shards: int) -> S
 PARTIAL_STATE = "shard-state.pt"
 
 
+def shard_of(params: JobParams) -> tuple[int, int] | None:
+    """The shard a job takes: its ``shard``, or a split of one shard under ``stage_only`` alone."""
+    return params.shard or ((0, 1) if params.stage_only else None)
+
+
+def shard_run(store, job, shard: tuple[int, int], device: str):
+    """The run a shard stages its partial result in: shard 0's is the job's own run (the one the
+    split commits, with the job's identity and observation), another shard's a container under
+    that identity plus its shard, discarded once the split is committed."""
+    if shard[0] == 0:
+        return job.begin(device=device)
+    return store.begin_run(job.job, {**job.identity, "shard": list(shard)}, device=device)
+
+
 def shard_positions(n_items: int, shard: tuple[int, int] | None):
     """Positions ``p`` of ``n_items`` (documents) that shard (i, n) takes: p % n == i (all without a shard)."""
     import numpy as np

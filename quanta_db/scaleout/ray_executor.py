@@ -10,13 +10,13 @@ fails leaves the others staged and the message names the command that runs it an
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import socket
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from quanta_db.errors import InputError, QuantaError, first_line
+from quanta_db.kinds import resolve
 from quanta_db.scaleout.plan import ShardPlan, shard_command
 from quanta_db.store import splits
 
@@ -24,17 +24,12 @@ DEFAULT_MAX_RETRIES = 3
 CONNECT_TIMEOUT_S = 5.0
 
 
-def _job(job: str):
-    module, _, function = job.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
 def run_shard(root: str, job: str, params, index: int, shards: int) -> list[str]:
     """Stage shard ``index`` of ``shards`` of ``params``'s split (in a Ray worker); its run ids."""
     from quanta_db import open_store
 
     shard_params = dataclasses.replace(params, shard=(index, shards), stage_only=True, progress=False)
-    results = _job(job)(open_store(Path(root)), shard_params)
+    results = resolve(job)(open_store(Path(root)), shard_params)
     return [r.run_id for r in (results if isinstance(results, list) else [results]) if r.details.get("staged")]
 
 

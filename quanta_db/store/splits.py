@@ -13,7 +13,6 @@ nothing.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shlex
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quanta_db.errors import InputError, StoreError
+from quanta_db.kinds import resolve
 from quanta_db.store import liveness
 from quanta_db.store.runs import SPLIT_KEY, STAGING_DIR, Run, commit_runs
 
@@ -201,8 +201,7 @@ def commit_split(store, split: str, expect: int | None = None) -> SplitCommit:
                          f"({mismatched[0].job}); nothing was committed")
     discarded: list[Run] = []
     if found.merge:
-        module, _, function = found.merge.partition(":")
-        runs, discarded = getattr(importlib.import_module(module), function)(store, runs)
+        runs, discarded = resolve(found.merge)(store, runs)
     written = commit_runs(runs, retry_hint=f"`quanta-db commit --split {split}` again commits it")
     for run in discarded:
         run.abort()

@@ -17,7 +17,7 @@ from quanta_db.results.losses.models import resolve_model, stage_model_rows
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, token_budget
-from quanta_db.scaleout.plan import record_shard, shard_plan
+from quanta_db.scaleout.plan import record_shard, shard_of, shard_plan
 
 CPU_TOKEN_BUDGET = 2048
 METRICS = ("dla", "mover_attn", "mover_dla")
@@ -33,7 +33,7 @@ def _ingest_heads(store, params: HeadParams) -> JobResult:
                                                                 params.induction_length, params.induction_seqs,
                                                                 params.seed)
     device, batch_size, progress = params.device, params.batch_size, params.progress
-    shard = params.shard or ((0, 1) if params.stage_only else None)
+    shard = shard_of(params)
     first = shard is None or shard[0] == 0
     torch_device = resolve_device(device)
     corpus_info = corpus_row(store, corpus)

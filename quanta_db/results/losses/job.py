@@ -30,7 +30,7 @@ from quanta_db.results.losses.params import LossParams
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype, token_budget
-from quanta_db.scaleout.plan import record_shard, shard_plan
+from quanta_db.scaleout.plan import record_shard, shard_of, shard_plan
 from quanta_db.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def _ingest_losses(store: Store, params: LossParams) -> list[JobResult]:
     batch_size = parse_batch_size(params.batch_size)
     torch_dtype, torch_device = resolve_dtype(params.dtype), resolve_device(params.device)
     spec, checkpoints, plan = _spec_and_plan(params)
-    shard = params.shard or ((0, 1) if params.stage_only else None)
+    shard = shard_of(params)
     units = loss_units(checkpoints, plan.shards if shard else None)
     units = [units[i] for i in plan.mine(shard[0])] if shard else units
     check_corpus_tokenizer(params.source, checkpoints[0], params.tokenizer, corpus_info)

@@ -33,7 +33,7 @@ from quanta_db.results.quanta.params import ClusterParams, ReclusterParams
 from quanta_db.results.quanta.spectral import spectral_clusters
 from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.device import memory_budget_bytes, resolve_device
-from quanta_db.scaleout.plan import partial_states, shard_plan, shard_positions, stage_partial
+from quanta_db.scaleout.plan import partial_states, shard_of, shard_plan, shard_positions, shard_run, stage_partial
 from quanta_db.store.store import Store
 
 SIMILARITY_ARTIFACT = "similarity"
@@ -91,7 +91,7 @@ def _ingest_clusters(store: Store, params: ClusterParams) -> JobResult:
     storage = getattr(torch, params.grad_dtype)
     block = None if sketch else block_tokens(n_gradient_numbers(parameters), storage, torch_device,
                                              params.grad_memory_gb)
-    shard = params.shard or ((0, 1) if params.stage_only else None)
+    shard = shard_of(params)
     if shard:
         return _stage_sketch_shard(store, job, params, shard, loaded, parameters, sequences, tokens, chosen,
                                    identity, torch_device)
@@ -153,9 +153,7 @@ def _stage_sketch_shard(store, job, params: ClusterParams, shard, loaded, parame
                              params.sketch, params.seed, on_row=bar.update)
     state = {"rows": rows.cpu(), "positions": positions, "chosen": chosen, "params": params, "identity": identity,
              "seconds": time.perf_counter() - started}
-    run = job.begin(device=str(torch_device)) if shard[0] == 0 else store.begin_run(
-        "clusters", {**identity, "shard": list(shard)}, device=str(torch_device))
-    with run:
+    with shard_run(store, job, shard, str(torch_device)) as run:
         if shard[0] == 0:
             job.replace_identical(run, "clusterings", "clustering")
         plan = clusters_plan(params, shard[1])

@@ -34,7 +34,7 @@ from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype
 from quanta_db.runtime.hooks import activations_until, replace_activation
-from quanta_db.scaleout.plan import partial_states, shard_plan, shard_positions, stage_partial
+from quanta_db.scaleout.plan import partial_states, shard_of, shard_plan, shard_positions, shard_run, stage_partial
 from quanta_db.store.store import Store
 
 CPU_TOKEN_BUDGET = 4096
@@ -65,13 +65,12 @@ def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
     doc_ids, sequences = first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
     if not sequences:
         raise InputError(f"corpus {corpus!r} has no documents")
-    shard = params.shard or ((0, 1) if params.stage_only else None)
+    shard = shard_of(params)
     positions = shard_positions(len(sequences), shard)
     stats, ce = _stream(lm, loaded, hook.name, sequences, positions, batch_size, torch_device, ce_tokens, top_k, seed,
                         progress)
     first = shard is None or shard[0] == 0
-    run = job.begin(device=str(torch_device)) if first else store.begin_run(
-        "sae", {**job.identity, "shard": list(shard)}, device=str(torch_device))
+    run = shard_run(store, job, shard, str(torch_device)) if shard else job.begin(device=str(torch_device))
     with run:
         if first:
             logits = outputs.feature_logits(loaded, lm) if registered != "same" else None

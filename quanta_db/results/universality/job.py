@@ -36,7 +36,7 @@ from quanta_db.runtime import models as model_sources
 from quanta_db.runtime.batching import pad_batch, plan_batches
 from quanta_db.runtime.device import resolve_device
 from quanta_db.runtime.hooks import activations_until
-from quanta_db.scaleout.plan import partial_states, shard_plan, shard_positions, stage_partial
+from quanta_db.scaleout.plan import partial_states, shard_of, shard_plan, shard_positions, shard_run, stage_partial
 from quanta_db.store.store import Store
 
 CORRELATION_ARTIFACT = "correlation"
@@ -60,13 +60,11 @@ def _ingest_feature_pairs(store: Store, params: FeaturePairParams) -> JobResult:
         store.see(seen, "saes", is_input=True, sae=name)
     store.see(seen, "corpora", is_input=True, corpus=corpus)
     _, sequences = first_tokens(*load_corpus_tokens(store, corpus), n_tokens)
-    shard = params.shard or ((0, 1) if params.stage_only else None)
+    shard = shard_of(params)
     sequences = [sequences[p] for p in shard_positions(len(sequences), shard)]
     accumulator = _correlate(sides, sequences, torch_device, params.progress)
     if shard:
-        run = job.begin(device=str(torch_device)) if shard[0] == 0 else store.begin_run(
-            "feature_pairs", {**job.identity, "shard": list(shard)}, device=str(torch_device))
-        with run:
+        with shard_run(store, job, shard, str(torch_device)) as run:
             plan = feature_pairs_plan(params, shard[1])
             stage_partial(store, run, plan, shard, params, "feature-pairs", {"sums": accumulator.state(), "params": params},
                           merge="quanta_db.results.universality.job:merge_pair_shards")
