@@ -14,7 +14,7 @@ from quanta_db.reports.formats import render
 @pass_store
 def demo(ref, store_path, progress):
     """Build a corpus, DM-math problems and two tiny Pythia-style models offline; ingest; cluster; train, ingest and
-    pair SAEs; fit loss trajectories; show analyses."""
+    pair SAEs; fit PCA/ICA/NMF baselines; measure activation geometry; fit loss trajectories; show analyses."""
     from quanta_db.demo.run import (
         ANALYSES,
         run_demo,

@@ -25,7 +25,8 @@ COMMANDS = {"ingest_corpus": "corpus", "ingest_contexts": "contexts", "ingest_dm
             "ingest_filters": "filters", "ingest_losses": "losses", "ingest_clusters": "clusters",
             "ingest_recluster": "recluster", "ingest_sae": "sae", "ingest_heads": "heads",
             "ingest_trajectories": "trajectories", "ingest_feature_pairs": "feature-pairs",
-            "ingest_feature_matches": "feature-matches", "ingest_metrics": "metrics"}
+            "ingest_feature_matches": "feature-matches", "ingest_metrics": "metrics",
+            "ingest_baselines": "baselines", "ingest_geometry": "geometry"}
 
 
 def _command(name: str) -> click.Command:

@@ -30,6 +30,9 @@ TABLES = {
     "cluster_labels": "SELECT corpus, doc_id, pos, cluster FROM cluster_labels ORDER BY ALL",
     "sae_features": "SELECT * FROM sae_features ORDER BY ALL",
     "feature_examples": "SELECT * FROM feature_examples ORDER BY ALL",
+    "activation_dimensions": "SELECT * FROM activation_dimensions ORDER BY ALL",
+    "baseline_metrics": "SELECT m.* EXCLUDE (sum_x) FROM sae_metrics AS m JOIN saes USING (sae) "
+                        "WHERE architecture IN ('pca', 'ica', 'nmf') ORDER BY ALL",
 }
 
 

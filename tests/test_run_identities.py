@@ -60,4 +60,8 @@ def test_a_store_of_the_release_upgrades_and_reads_the_same_rows(identity_store)
 
     with connect(store.root, read_only=True) as con:
         for table, rows in UPGRADED["before"].items():
-            assert sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall())) == rows, table
+            now = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
+            if table == "saved_queries":  # the upgrade installs the analyses added since the release too
+                assert set(rows) <= set(now), table
+            else:
+                assert now == rows, table

@@ -16,11 +16,13 @@ import numpy as np
 
 from quanta_db.demo import toy_corpus as toy
 from quanta_db.demo.toy_models import gpt_neox_config, train_checkpoints
+from quanta_db.results.baselines.job import ingest_baselines
 from quanta_db.results.corpus import dm_math_problems as dm_math
 from quanta_db.results.corpus.contexts import ingest_contexts
 from quanta_db.results.corpus.dm_math import ingest_dm_math
 from quanta_db.results.corpus.job import ingest_corpus
 from quanta_db.results.filters.job import ingest_filters
+from quanta_db.results.geometry.job import ingest_geometry
 from quanta_db.results.heads.job import ingest_heads
 from quanta_db.results.losses.job import ingest_losses
 from quanta_db.results.quanta.job import ingest_clusters
@@ -49,10 +51,16 @@ ANALYSES = {
                                      "FROM trajectory_explained_variance",
     "head_seed_table": "SELECT layer, head, mean_mover_dla, mean_dla, induction, ov_copy_vocab "
                        "FROM head_seed_table('tiny-128d', 256, 'stdlib') LIMIT 6",
+    "sae_vs_baselines": "SELECT sae, kind, d_sae, explained_variance, ce_loss_score, l0, dead_fraction, dec_cos_p95 "
+                        "FROM sae_vs_baselines('tiny-64d', 'blocks.1.hook_resid_post', 'stdlib')",
+    "anisotropy_over_training": "SELECT step, participation_ratio, variance_top1, variance_top10, mean_pair_cosine "
+                                "FROM anisotropy_over_training('tiny-128d', 'blocks.2.hook_resid_post')",
 }
 UNIVERSALITY = dict(method="one-to-one", permutations=200)
 HEADS = dict(corpus=CORPUS, max_docs=40, induction_length=20)
 TRAJECTORIES = dict(corpus=CONTEXTS, method="hybrid", components=3, sparse_components=2, smooth=(0.5, 1.0), device="cpu")
+BASELINE_METHODS = ("pca", "ica", "nmf")  # on the first model's SAE hook, K = half its width
+ACTIVATION_TOKENS = 20_000  # fitted by the baselines, streamed by geometry
 CLUSTERING = dict(model="tiny-128d", step=256, corpus=CORPUS, loss_below=1.0, exclude_filter="trigram", n_tokens=300,
                   skip=3, n_clusters=10, n_init=10, seed=0)
 
@@ -70,6 +78,9 @@ class DemoShape:
     sae_hook: str = "blocks.1.hook_resid_post"
     sae_expansion: int = 4  # d_sae = expansion x d_model
     sae_steps: int = 300
+    # the jobs added after release 0.1.0: dictionary baselines and activation geometry (the
+    # identity test pins the release's jobs and leaves these to their own tests)
+    since_release_0_1: bool = True
 
 
 def inputs_dir(store_path) -> Path:
@@ -148,7 +159,8 @@ def _train(out: Path, tokenizer: Path, records, problems, dims: dict, steps: lis
 
 def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = True,
              shape: DemoShape = DemoShape()) -> Store:
-    """Build inputs, then ingest corpus, contexts, DM mathematics, filters, losses and clusters.
+    """Build inputs, then ingest corpus, contexts, DM mathematics, filters, losses, clusters, SAEs,
+    feature pairs, dictionary baselines, activation geometry, trajectories and heads.
 
     Bit-reproducible on one machine and set of library versions: every input is seeded
     (tokenizer training is deterministic, DM-mathematics generation is made so)."""
@@ -184,6 +196,11 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
                                                         step=shape.checkpoint_steps[-1], progress=progress)])
               for name, path in inputs["saes"].items()]
     steps.append(lambda: _universality(store, [f"{name}-sae" for name in inputs["saes"]], progress))
+    if shape.since_release_0_1:
+        steps.append(lambda: _baselines(store, shape, progress))
+        steps.append(lambda: [result for name, dims in shape.models.items()
+                              for result in ingest_geometry(store, name, _resid_hooks(dims["n_layers"]), CORPUS,
+                                                            n_tokens=ACTIVATION_TOKENS, progress=progress)])
     if len(inputs["models"]) > 1:
         steps.append(lambda: [ingest_trajectories(store, list(inputs["models"]), **TRAJECTORIES)])
     steps.append(lambda: [ingest_heads(store, name, step=shape.checkpoint_steps[-1], progress=progress, **HEADS)
@@ -192,6 +209,18 @@ def run_demo(store_path, echo: Callable[[str], None] = print, progress: bool = T
         for result in step():
             echo(("skipped: " if result.skipped else "") + result.message)
     return store
+
+
+def _baselines(store: Store, shape: DemoShape, progress: bool) -> list:
+    """PCA, ICA and NMF of the first model's SAE hook, scored beside its SAE."""
+    name, dims = next(iter(shape.models.items()))
+    return [ingest_baselines(store, name, shape.sae_hook, CORPUS, method, step=shape.checkpoint_steps[-1],
+                             n_components=dims["d_model"] // 2, n_tokens=ACTIVATION_TOKENS, progress=progress)
+            for method in BASELINE_METHODS]
+
+
+def _resid_hooks(n_layers: int) -> tuple[str, ...]:
+    return tuple(f"blocks.{layer}.hook_resid_post" for layer in range(n_layers))
 
 
 def _universality(store: Store, saes: list[str], progress: bool) -> list:

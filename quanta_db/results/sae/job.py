@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from quanta_db.errors import InputError
 from quanta_db.job import Ingest, JobResult, committed, staged
 from quanta_db.params import job_function
+from quanta_db.results.baselines.dictionary import active_codes
 from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
 from quanta_db.results.losses.compute import batch_token_losses
 from quanta_db.results.losses.models import resolve_model
@@ -208,7 +209,7 @@ def _encode(lm, sae, hook_name: str, chosen: list[np.ndarray], device):
     x_hat = sae.decode(feats)
     if not torch.isfinite(x).all():  # the features' own check rides on their sparse listing (stats)
         raise InputError(f"activations at {hook_name} are not finite (NaN/inf); check the model's dtype and weights")
-    return x, feats, x_hat
+    return x, active_codes(sae, feats), x_hat
 
 
 def _add_ce_losses(lm, sae, hook_name: str, chosen: list[np.ndarray], device, ce: dict) -> None:

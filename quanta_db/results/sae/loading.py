@@ -46,6 +46,9 @@ def load_sae(source: str, sae_id: str | None, device, name: str | None = None) -
     and id (``SAE.from_pretrained``), in float32 on ``device``."""
     from sae_lens import SAE
 
+    from quanta_db.results.baselines import dictionary
+
+    dictionary.register()  # quanta-db's own architectures (pca, ica, nmf) load like any other
     path = Path(source)
     if path.is_dir():
         if not (path / "cfg.json").is_file():
