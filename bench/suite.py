@@ -53,10 +53,12 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "sql": ("sql.py", ["--models", "8", "--steps", "154", "--tokens", "100000"],
             ["--models", "2", "--steps", "3", "--tokens", "20000", "--repeats", "1"]),
     "catalog": ("catalog.py", [], ["--sizes", "300,1000", "--repeats", "2", "--commits-under-readers", "5"]),
+    "baselines": ("baselines.py", ["--n-tokens", "1000000", "--d", "512", "--k", "256", "--batch", "65536"],
+                  ["--n-tokens", "20000", "--d", "64", "--k", "32", "--batch", "8192", "--repeats", "1"]),
     "scaleout": ("scaleout.py", ["--shape", "pythia-410m", "--n-docs", "2048", "--doc-len", "1024"],
                  ["--n-docs", "16", "--doc-len", "128"]),
 }
-TAKES_DEVICE = {"losses", "quanta", "sae", "universality", "trajectories", "heads", "scaleout"}
+TAKES_DEVICE = {"losses", "quanta", "sae", "universality", "trajectories", "heads", "scaleout", "baselines"}
 
 
 def run(name: str, device: str, quick: bool, timeout_s: float) -> dict:

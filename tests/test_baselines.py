@@ -118,6 +118,7 @@ def test_a_pca_baseline_is_an_sae_with_pca_metrics(baseline_store, toy_model, tm
     name = result.details["sae"]
     row = baseline_store.catalog_rows("saes", sae=name)[0]
     assert row["architecture"] == "pca" and row["d_sae"] == 8 and row["hook_name"] == SAE_HOOK
+    assert row["source"].startswith("dictionaries/")  # relative to the store, which can move
     assert json.loads(row["config"])["metadata"]["quanta_db_fit"]["fit_tokens"] == N_FIT
     x = direct_sae_outputs(baseline_store, toy_model, build_sae("standard", 32, tmp_path / "any"))[0]
     reference = PCA(n_components=8, svd_solver="full").fit(x[:N_FIT].astype(np.float64))

@@ -6,6 +6,7 @@ same, and running every job again must be "already ingested"."""
 
 from __future__ import annotations
 
+import ast
 import json
 
 import pytest
@@ -61,7 +62,8 @@ def test_a_store_of_the_release_upgrades_and_reads_the_same_rows(identity_store)
     with connect(store.root, read_only=True) as con:
         for table, rows in UPGRADED["before"].items():
             now = sorted(map(repr, con.execute(f'SELECT * FROM "{table}"').fetchall()))
-            if table == "saved_queries":  # the upgrade installs the analyses added since the release too
-                assert set(rows) <= set(now), table
+            if table == "saved_queries":  # the upgrade installs today's analyses: the release's by name, and more
+                names = {row[0] for row in con.execute('SELECT name FROM saved_queries').fetchall()}
+                assert {ast.literal_eval(row)[0] for row in rows} <= names, table
             else:
                 assert now == rows, table

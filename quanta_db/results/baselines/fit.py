@@ -22,7 +22,6 @@ import torch
 
 from quanta_db.errors import InputError
 from quanta_db.linalg import positive_part, rank_cutoff
-from quanta_db.results.geometry.moments import ActivationMoments
 
 ROW_BLOCK = 65536
 
@@ -48,18 +47,22 @@ def check_fit_input(x: torch.Tensor, k: int, method: str, hook_name: str) -> Non
                          "pass more --n-tokens or a larger corpus")
 
 
-def moments_of(x: torch.Tensor) -> ActivationMoments:
-    moments = ActivationMoments(x.shape[1], x.device)
-    for start in range(0, len(x), ROW_BLOCK):
-        moments.add(x[start:start + ROW_BLOCK])
-    return moments
+def centred_gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, Σ (x − mean)(x − mean)ᵀ) of ``x`` [n, d] in float64, two passes over row blocks (the
+    matrix stays in its dtype; one block at a time is widened)."""
+    blocks = [x[start:start + ROW_BLOCK] for start in range(0, len(x), ROW_BLOCK)]
+    mean = sum(block.sum(0, dtype=torch.float64) for block in blocks) / len(x)
+    gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+    for block in blocks:
+        centred = block.double() - mean
+        gram.addmm_(centred.T, centred)
+    return mean, gram
 
 
 def fit_pca(x: torch.Tensor, k: int) -> Fit:
     """Top-``k`` principal directions of ``x`` [n, d] (see the module docstring)."""
-    moments = moments_of(x)
-    n = moments.n
-    covariance = moments.comoment / (n - 1)
+    mean, gram = centred_gram(x)
+    covariance = gram / (len(x) - 1)
     values, vectors = torch.linalg.eigh((covariance + covariance.T) / 2)
     values, vectors = values.flip(0), vectors.flip(1)
     values = positive_part(values, rank_cutoff(values[:1].clamp(min=0), tuple(x.shape)))
@@ -71,7 +74,7 @@ def fit_pca(x: torch.Tensor, k: int) -> Fit:
     signs = torch.sign(components[torch.arange(k, device=components.device), largest])
     components = components * torch.where(signs == 0, torch.ones_like(signs), signs)[:, None]
     w = components.float().cpu().numpy()
-    return Fit(w.T.copy(), w, moments.mean.float().cpu().numpy(), values[:k].cpu().numpy(), total)
+    return Fit(w.T.copy(), w, mean.float().cpu().numpy(), values[:k].cpu().numpy(), total)
 
 
 def fit_ica(x: torch.Tensor, k: int, seed: int, max_iter: int = 400) -> Fit:

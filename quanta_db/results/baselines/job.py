@@ -3,7 +3,8 @@ an SAE.
 
 The fit reads the first ``n_tokens`` tokens of the corpus at the hook. The dictionary is saved as a
 sae-lens folder (:mod:`quanta_db.results.baselines.dictionary`) under ``<store>/dictionaries/`` —
-written to a temporary folder, then moved to a name that ends in a hash of its files — and then
+written to a temporary folder, then moved to a name that ends in a hash of its files; ``saes.source``
+holds that path relative to the store, which ``load_sae`` resolves against the store — and then
 goes through ``ingest sae`` like any SAE. That one run registers it in ``saes`` (architecture =
 the method) with its statistics and metrics, so everything built on SAEs reads it unchanged.
 Nothing reaches the catalog if any step fails, and a folder this job created is removed again.
@@ -71,10 +72,10 @@ def _ingest_baselines(store: Store, params: BaselineParams) -> JobResult:
     sae = dictionary.build(params.method, fit.w_enc, fit.w_dec, fit.b_dec, params.hook, model_name,
                            params.l0_threshold, fit_description)
     del x
-    folder, created = save_dictionary(store.root, name, sae)
+    folder, created = save_dictionary(Path(store.root), name, sae)
     try:
-        result = ingest_sae(store, str(folder), params.corpus, params.model, step=checkpoint.step, name=name,
-                            n_tokens=params.eval_tokens, seed=params.seed, device=params.device,
+        result = ingest_sae(store, str(folder.relative_to(store.root)), params.corpus, params.model,
+                            step=checkpoint.step, name=name, n_tokens=params.eval_tokens, seed=params.seed, device=params.device,
                             batch_size=params.batch_size, force=params.force, progress=params.progress)
     except BaseException:
         if created:

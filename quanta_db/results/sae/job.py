@@ -48,7 +48,7 @@ def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
                                                        params.seed, params.force)
     device, dtype, batch_size, progress = params.device, params.dtype, params.batch_size, params.progress
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-    loaded = load_sae(params.sae, params.sae_id, torch_device, params.name)
+    loaded = load_sae(params.sae, params.sae_id, torch_device, params.name, root=store.root)
     corpus_info = corpus_row(store, corpus)
     model_name, checkpoint, known = resolve_model(store, params.model, params.step, corpus_info)
     lm = model_sources.load_model(checkpoint, torch_dtype, torch_device)
@@ -123,7 +123,7 @@ def merge_shards(store, runs):
         stats.merge_state(partial["stats"])
     ce = {key: sum(p["ce"][key] for p in partials) for key in partials[0]["ce"]}
     params = partials[0]["params"]
-    loaded = load_sae(params.sae, params.sae_id, torch.device("cpu"), params.name)
+    loaded = load_sae(params.sae, params.sae_id, torch.device("cpu"), params.name, root=store.root)
     first = runs[0]
     first.reopen()
     outputs.stage_statistics(first, loaded, params.corpus, stats, ce, partials[0]["doc_ids"], partials[0]["starts"])

@@ -41,15 +41,19 @@ class LoadedSAE:
         return digest.hexdigest()
 
 
-def load_sae(source: str, sae_id: str | None, device, name: str | None = None) -> LoadedSAE:
+def load_sae(source: str, sae_id: str | None, device, name: str | None = None, root=None) -> LoadedSAE:
     """A sae-lens SAE from a folder saved by sae-lens (``SAE.load_from_disk``) or from a release
-    and id (``SAE.from_pretrained``), in float32 on ``device``."""
+    and id (``SAE.from_pretrained``), in float32 on ``device``. A relative folder that is not one
+    here is looked for under the store ``root`` too (where ``ingest baselines`` keeps its
+    dictionaries, recorded relative to the store so that it can move)."""
     from sae_lens import SAE
 
     from quanta_db.results.baselines import dictionary
 
     dictionary.register()  # quanta-db's own architectures (pca, ica, nmf) load like any other
     path = Path(source)
+    if root is not None and not path.is_absolute() and not path.is_dir() and (Path(root) / path).is_dir():
+        path = Path(root) / path
     if path.is_dir():
         if not (path / "cfg.json").is_file():
             raise InputError(f"{source} holds no SAE saved by sae-lens (no cfg.json)")

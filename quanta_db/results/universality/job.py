@@ -113,7 +113,7 @@ def _load_side(store: Store, name: str, corpus_info: dict, device) -> dict:
     if not rows:
         raise InputError(f"unknown SAE {name!r}; register it with `quanta-db ingest sae` first")
     row = rows[0]
-    loaded = _registered_sae(row, device)
+    loaded = _registered_sae(store, row, device)
     model = store.catalog_rows("models", model=row["model"])
     if model and model[0]["vocab_hash"] and model[0]["vocab_hash"] != corpus_info["vocab_hash"]:
         raise InputError(f"SAE {name!r} reads model {row['model']!r}, whose tokenizer differs from corpus "
@@ -300,12 +300,12 @@ def _pairing_of(store: Store, matching: str) -> str:
 
 
 def _decoder(store: Store, sae: str) -> np.ndarray:
-    return _registered_sae(store.catalog_rows("saes", sae=sae)[0], "cpu").sae.W_dec.detach().double().numpy()
+    return _registered_sae(store, store.catalog_rows("saes", sae=sae)[0], "cpu").sae.W_dec.detach().double().numpy()
 
 
-def _registered_sae(row: dict, device):
+def _registered_sae(store: Store, row: dict, device):
     """The SAE of a ``saes`` row, loaded again; it must still be the one registered under its name."""
-    loaded = load_sae(row["source"], row["sae_id"], device, row["sae"])
+    loaded = load_sae(row["source"], row["sae_id"], device, row["sae"], root=store.root)
     if loaded.config_hash != row["config_hash"]:
         raise InputError(f"SAE {row['sae']!r} at {row['source']} is not the SAE the store registered under that "
                          "name (its config or weights changed)")
