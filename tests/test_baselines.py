@@ -141,7 +141,7 @@ def test_a_pca_baseline_is_an_sae_with_pca_metrics(baseline_store, toy_model, tm
 def test_baselines_and_saes_side_by_side_and_through_the_sae_machinery(baseline_store, tmp_path):
     from quanta_db.reports.latex import LatexOptions, to_latex
     from quanta_db.results.sae.report import render_features_html
-    from quanta_db.results.universality.job import ingest_feature_pairs
+    from quanta_db.results.universality.job import ingest_feature_matches, ingest_feature_pairs, ingest_metrics
 
     sae_dir = build_sae("standard", 32, tmp_path / "standard")
     ingest_sae(baseline_store, str(sae_dir), "toy", "tiny", step=8, progress=False)
@@ -162,6 +162,9 @@ def test_baselines_and_saes_side_by_side_and_through_the_sae_machinery(baseline_
     assert names["nmf"] in page
     pairs = ingest_feature_pairs(baseline_store, names["pca"], "standard", "toy", progress=False)
     assert pairs.rows_written > 0
+    matching = ingest_feature_matches(baseline_store, pairs.run_id, "one-to-one")
+    metrics = ingest_metrics(baseline_store, matching.run_id, ("svcca",), permutations=5, seed=0)
+    assert matching.rows_written > 0 and metrics.rows_written > 0
 
 
 def test_cli_fits_a_baseline(baseline_store):

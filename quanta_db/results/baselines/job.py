@@ -9,9 +9,9 @@ goes through ``ingest sae`` like any SAE. That one run registers it in ``saes`` 
 the method) with its statistics and metrics, so everything built on SAEs reads it unchanged.
 Nothing reaches the catalog if any step fails, and a folder this job created is removed again.
 
-The fit's description (method, K, tokens, seed, corpus, model, step, hook, threshold) is kept in
-the dictionary's config metadata (``quanta_db_fit``): the same job again finds it there and does
-nothing.
+The fit's description (method, K, tokens, seed, corpus, model, step, hook, threshold, the tokens it
+is scored on) is kept in the dictionary's config metadata (``quanta_db_fit``): the same job again
+finds it there and does nothing.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from quanta_db.params import job_function
 from quanta_db.results.baselines import dictionary
 from quanta_db.results.baselines.fit import fit_dictionary
 from quanta_db.results.baselines.params import BaselineParams
-from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
+from quanta_db.results.corpus.read import corpus_row, first_tokens, load_corpus_tokens
 from quanta_db.results.losses.models import resolve_model
-from quanta_db.results.sae.job import first_tokens, ingest_sae
+from quanta_db.results.sae.job import ingest_sae
 from quanta_db.results.sae.loading import SUPPORTED_POINTS
 from quanta_db.runtime import device as runtime_device
 from quanta_db.runtime import models as model_sources
@@ -61,7 +61,7 @@ def _ingest_baselines(store: Store, params: BaselineParams) -> JobResult:
     name = params.name or f"{model_name}@{checkpoint.step}-{params.hook}-{params.method}{k}"
     fit_description = {"method": params.method, "n_components": k, "n_tokens": params.n_tokens, "seed": params.seed,
                        "corpus": params.corpus, "model": model_name, "step": checkpoint.step, "hook": params.hook,
-                       "l0_threshold": params.l0_threshold}
+                       "l0_threshold": params.l0_threshold, "eval_tokens": params.eval_tokens}
     if _already_fitted(store, name, fit_description, params.force):
         return JobResult(None, 0, skipped=True, message=f"baseline {name!r}: already fitted and ingested")
     started = time.perf_counter()

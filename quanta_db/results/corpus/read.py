@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from quanta_db.errors import InputError
 
 
@@ -18,8 +20,6 @@ def load_corpus_tokens(store, corpus: str, shard: tuple[int, int] | None = None)
 
     Returns ``(doc_ids, sequences)``; shard i/n keeps documents with doc_id % n == i.
     """
-    import numpy as np
-
     table = store.read_fact("tokens", ["doc_id", "pos", "token_id"], partition={"corpus": corpus})
     table = table.sort_by([("doc_id", "ascending"), ("pos", "ascending")])
     doc = table.column("doc_id").to_numpy()
@@ -33,3 +33,15 @@ def load_corpus_tokens(store, corpus: str, shard: tuple[int, int] | None = None)
         keep = np.flatnonzero(doc_ids % shard[1] == shard[0])
         doc_ids, sequences = doc_ids[keep], [sequences[i] for i in keep]
     return doc_ids, sequences
+
+
+def first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int | None):
+    """The documents in order, cut so that at most ``n_tokens`` tokens remain."""
+    if n_tokens is None:
+        return doc_ids, sequences
+    lengths = np.cumsum([len(s) for s in sequences])
+    keep = min(int(np.searchsorted(lengths, n_tokens, side="left")) + 1, len(sequences))
+    kept = list(sequences[:keep])
+    if kept:
+        kept[-1] = kept[-1][: len(kept[-1]) - max(0, int(lengths[keep - 1]) - n_tokens)]
+    return doc_ids[:keep], kept

@@ -17,11 +17,10 @@ import torch
 from quanta_db.errors import InputError
 from quanta_db.job import Ingest, JobResult, committed
 from quanta_db.params import job_function
-from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
+from quanta_db.results.corpus.read import corpus_row, first_tokens, load_corpus_tokens
 from quanta_db.results.geometry.moments import ActivationMoments
 from quanta_db.results.geometry.params import GeometryParams
 from quanta_db.results.losses.models import resolve_model, stage_model_rows
-from quanta_db.results.sae.job import first_tokens
 from quanta_db.results.sae.stats import merge_largest
 from quanta_db.runtime import device as runtime_device
 from quanta_db.runtime import models as model_sources

@@ -23,7 +23,7 @@ from quanta_db.errors import InputError
 from quanta_db.job import Ingest, JobResult, committed, staged
 from quanta_db.params import job_function
 from quanta_db.results.baselines.dictionary import active_codes
-from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
+from quanta_db.results.corpus.read import corpus_row, first_tokens, load_corpus_tokens
 from quanta_db.results.losses.compute import batch_token_losses
 from quanta_db.results.losses.models import resolve_model
 from quanta_db.results.sae import outputs
@@ -32,6 +32,7 @@ from quanta_db.results.sae.params import SaeParams
 from quanta_db.results.sae.stats import FeatureStatistics
 from quanta_db.runtime import device as runtime_device
 from quanta_db.runtime import models as model_sources
+from quanta_db.runtime.activations import document_starts
 from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype
 from quanta_db.runtime.hooks import activations_until, replace_activation
@@ -81,7 +82,7 @@ def _ingest_sae(store: Store, params: SaeParams) -> JobResult:
                 run.replace(table, sae=loaded.name, corpus=corpus)
         if shard:
             return _stage_shard(store, run, params, shard, stats, ce, doc_ids, sequences, loaded)
-        summary = outputs.stage_statistics(run, loaded, corpus, stats, ce, doc_ids, _starts(sequences))
+        summary = outputs.stage_statistics(run, loaded, corpus, stats, ce, doc_ids, document_starts(sequences))
         rows = run.commit()
     return committed(run, rows, _message(loaded, corpus, summary), summary)
 
@@ -95,11 +96,6 @@ def _message(loaded: LoadedSAE, corpus: str, summary: dict) -> str:
             f"{summary['explained_variance']:.3f}")
 
 
-def _starts(sequences) -> np.ndarray:
-    """Global index of each document's first token."""
-    return np.r_[0, np.cumsum([len(s) for s in sequences])[:-1]].astype(np.int64)
-
-
 def sae_plan(params: SaeParams, shards: int):
     """The split of this job into ``shards`` (``--plan``): document parts (shard 0 also stages the
     catalog rows and the logit effects)."""
@@ -107,7 +103,7 @@ def sae_plan(params: SaeParams, shards: int):
 
 
 def _stage_shard(store, run, params: SaeParams, shard, stats, ce, doc_ids, sequences, loaded) -> JobResult:
-    state = {"stats": stats.state(), "ce": ce, "doc_ids": doc_ids, "starts": _starts(sequences), "params": params}
+    state = {"stats": stats.state(), "ce": ce, "doc_ids": doc_ids, "starts": document_starts(sequences), "params": params}
     plan = sae_plan(params, shard[1])
     stage_partial(store, run, plan, shard, params, "sae", state, merge="quanta_db.results.sae.job:merge_shards")
     return staged(run, 0, (plan.split, shard), f"SAE {loaded.name!r} on {params.corpus!r}: "
@@ -145,18 +141,6 @@ def _check_name(store: Store, loaded: LoadedSAE, force: bool) -> str:
     return "replace"
 
 
-def first_tokens(doc_ids: np.ndarray, sequences: list[np.ndarray], n_tokens: int | None):
-    """The documents in order, cut so that at most ``n_tokens`` tokens remain."""
-    if n_tokens is None:
-        return doc_ids, sequences
-    lengths = np.cumsum([len(s) for s in sequences])
-    keep = min(int(np.searchsorted(lengths, n_tokens, side="left")) + 1, len(sequences))
-    kept = list(sequences[:keep])
-    if kept:
-        kept[-1] = kept[-1][: len(kept[-1]) - max(0, int(lengths[keep - 1]) - n_tokens)]
-    return doc_ids[:keep], kept
-
-
 def token_budget(batch_size, device, d_sae: int, d_model: int, n_ctx: int) -> int:
     """Tokens per batch: ``batch_size`` windows of ``n_ctx``, or for "auto" what 30% of the free
     device memory holds (a CPU budget of 4,096 tokens), at most 65,536."""
@@ -173,7 +157,7 @@ def _stream(lm, loaded: LoadedSAE, hook_name: str, sequences, positions, batch_s
     the CE sums of those among the first documents that hold ``ce_tokens`` tokens."""
     sae = loaded.sae
     n_ctx = lm.config.max_position_embeddings
-    starts = _starts(sequences)  # of the documents as given: the examples map indices back with these
+    starts = document_starts(sequences)  # of the documents as given: the examples map indices back with these
     in_ce = starts < ce_tokens
     sequences = [s[:n_ctx] for s in sequences]
     stats = FeatureStatistics(sae.cfg.d_sae, device, top_k=top_k, seed=seed)

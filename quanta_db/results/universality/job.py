@@ -22,8 +22,7 @@ from tqdm.auto import tqdm
 from quanta_db.errors import InputError
 from quanta_db.job import Ingest, JobResult, committed, staged
 from quanta_db.params import ParameterError, job_function
-from quanta_db.results.corpus.read import corpus_row, load_corpus_tokens
-from quanta_db.results.sae.job import first_tokens
+from quanta_db.results.corpus.read import corpus_row, first_tokens, load_corpus_tokens
 from quanta_db.results.sae.loading import check_against_model, load_sae
 from quanta_db.results.universality.pairing import CrossCorrelation, top_partners
 from quanta_db.results.universality.params import (
