@@ -136,6 +136,9 @@ def test_a_pca_baseline_is_an_sae_with_pca_metrics(baseline_store, toy_model, tm
     again = ingest_baselines(baseline_store, "tiny", SAE_HOOK, "toy", "pca", step=8, n_components=8,
                              n_tokens=N_FIT, progress=False)
     assert again.skipped and "already fitted" in again.message
+    with pytest.raises(InputError, match="already used for another SAE or dictionary; pass --name or --force"):
+        ingest_baselines(baseline_store, "tiny", SAE_HOOK, "toy", "pca", step=8, n_components=8, n_tokens=N_FIT // 2,
+                         name=name, progress=False)
 
 
 def test_baselines_and_saes_side_by_side_and_through_the_sae_machinery(baseline_store, tmp_path):

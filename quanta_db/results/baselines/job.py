@@ -107,7 +107,7 @@ def _already_fitted(store: Store, name: str, fit_description: dict, force: bool)
     recorded = json.loads(rows[0]["config"]).get("metadata", {}).get("quanta_db_fit") or {}
     if all(recorded.get(key) == value for key, value in fit_description.items()):
         return True
-    raise InputError(f"SAE name {name!r} is already used for another dictionary; pass --name or --force "
+    raise InputError(f"SAE name {name!r} is already used for another SAE or dictionary; pass --name or --force "
                      "(which replaces it and everything computed from it)")
 
 
