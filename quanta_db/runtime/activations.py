@@ -38,6 +38,17 @@ def flatten_heads(acts: torch.Tensor, hook_name: str) -> torch.Tensor:
 
 
 @torch.no_grad()
+def batch_activations(lm, chosen: list[np.ndarray], hook_names: list[str], device) -> dict[str, torch.Tensor]:
+    """``{hook: [T, width]}`` of the real tokens of one batch of sequences (right-padded, padding
+    dropped), in the model's dtype, on ``device``."""
+    ids = pad_batch(chosen).to(device)
+    captured = activations_until(lm, ids, list(hook_names))
+    lengths = torch.tensor([len(s) for s in chosen], device=ids.device)
+    real = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+    return {name: flatten_heads(captured[name], name)[real] for name in hook_names}
+
+
+@torch.no_grad()
 def stream_activations(lm, sequences: list[np.ndarray], hook_names: list[str], device, token_budget: int,
                        progress: bool = False, desc: str = "activations") -> Iterator[tuple[dict, torch.Tensor]]:
     """Yield ``({hook: [T, width] float32 on device}, token_index [T] int64)`` per batch, for
@@ -49,12 +60,8 @@ def stream_activations(lm, sequences: list[np.ndarray], hook_names: list[str], d
     batches = plan_batches(np.array([len(s) for s in cut]), token_budget, min_length=1)
     with tqdm(total=sum(len(s) for s in cut), unit="tok", unit_scale=True, disable=not progress, desc=desc) as bar:
         def one_batch(batch):
-            chosen = [cut[i] for i in batch]
-            ids = pad_batch(chosen).to(device)
-            captured = activations_until(lm, ids, list(hook_names))
-            lengths = torch.tensor([len(s) for s in chosen], device=ids.device)
-            real = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-            acts = {name: flatten_heads(captured[name], name)[real].float() for name in hook_names}
+            acts = {name: x.float() for name, x in batch_activations(lm, [cut[i] for i in batch], hook_names,
+                                                                      device).items()}
             for name, x in acts.items():
                 if not bool(torch.isfinite(x).all()):
                     raise InputError(f"activations at {name} are not finite (NaN/inf); check the model's dtype "

@@ -38,7 +38,7 @@ class ActivationMoments:
         self.comoment = zeros(d, d) if covariance else None
         self.max_abs = zeros(d)
         self.sum_unit = zeros(d)
-        self.n_nonzero = 0
+        self.n_nonzero = torch.zeros((), dtype=torch.int64, device=device)  # on the device: no sync per batch
 
     @torch.no_grad()
     def add(self, x: torch.Tensor) -> None:
@@ -65,7 +65,7 @@ class ActivationMoments:
         norms = xb.norm(dim=1, keepdim=True)
         nonzero = norms > 0
         self.sum_unit += torch.where(nonzero, xb / torch.where(nonzero, norms, torch.ones_like(norms)), 0).sum(0)
-        self.n_nonzero += int(nonzero.sum())
+        self.n_nonzero += nonzero.sum()
 
     # -- results -----------------------------------------------------------------------------
     def dimensions(self) -> dict[str, np.ndarray]:
@@ -98,7 +98,7 @@ class ActivationMoments:
         unit_sum = float(self.sum_unit.pow(2).sum())
         row = {"n_tokens": self.n, "d": len(spectrum), "total_variance": total,
                "participation_ratio": total**2 / squares if squares > 0 else None,
-               "mean_pair_cosine": (unit_sum - self.n_nonzero) / pairs if pairs > 0 else None}
+               "mean_pair_cosine": (unit_sum - int(self.n_nonzero)) / pairs if pairs > 0 else None}
         for k in TOP_DIRECTIONS:
             row[f"variance_top{k}"] = float(spectrum[:k].sum()) / total if total > 0 else None
         return row

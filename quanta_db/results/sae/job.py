@@ -32,10 +32,10 @@ from quanta_db.results.sae.params import SaeParams
 from quanta_db.results.sae.stats import FeatureStatistics
 from quanta_db.runtime import device as runtime_device
 from quanta_db.runtime import models as model_sources
-from quanta_db.runtime.activations import document_starts
-from quanta_db.runtime.batching import pad_batch, plan_batches, run_batches
+from quanta_db.runtime.activations import batch_activations, document_starts
+from quanta_db.runtime.batching import plan_batches, run_batches
 from quanta_db.runtime.device import parse_batch_size, resolve_device, resolve_dtype
-from quanta_db.runtime.hooks import activations_until, replace_activation
+from quanta_db.runtime.hooks import replace_activation
 from quanta_db.scaleout.plan import partial_states, shard_of, shard_plan, shard_positions, shard_run, stage_partial
 from quanta_db.store.store import Store
 
@@ -183,12 +183,7 @@ def _stream(lm, loaded: LoadedSAE, hook_name: str, sequences, positions, batch_s
 
 @torch.no_grad()
 def _encode(lm, sae, hook_name: str, chosen: list[np.ndarray], device):
-    ids = pad_batch(chosen).to(device)
-    acts = activations_until(lm, ids, [hook_name])[hook_name]
-    if hook_name.endswith("hook_z"):
-        acts = acts.flatten(-2)
-    lengths = torch.tensor([len(s) for s in chosen], device=ids.device)
-    x = acts[torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]]
+    x = batch_activations(lm, chosen, [hook_name], device)[hook_name]
     feats = sae.encode(x)
     x_hat = sae.decode(feats)
     if not torch.isfinite(x).all():  # the features' own check rides on their sparse listing (stats)

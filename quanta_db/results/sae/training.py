@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quanta_db.runtime.batching import pad_batch
-from quanta_db.runtime.hooks import activations_until
+from quanta_db.runtime.activations import batch_activations
 
 
 @torch.no_grad()
@@ -25,9 +24,7 @@ def collect_activations(model, sequences: list[np.ndarray], hook_name: str, max_
         chosen = [s for s in sequences[start:start + 8] if len(s)]
         if not chosen:
             continue
-        acts = activations_until(model, pad_batch(chosen), [hook_name])[hook_name]
-        lengths = torch.tensor([len(s) for s in chosen])
-        out.append(acts[torch.arange(acts.shape[1])[None, :] < lengths[:, None]].float())
+        out.append(batch_activations(model, chosen, [hook_name], "cpu")[hook_name].float())
         total += len(out[-1])
         if total >= max_tokens:
             break

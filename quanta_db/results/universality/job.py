@@ -32,9 +32,9 @@ from quanta_db.results.universality.params import (
     MetricParams,
 )
 from quanta_db.runtime import models as model_sources
-from quanta_db.runtime.batching import pad_batch, plan_batches
+from quanta_db.runtime.activations import batch_activations
+from quanta_db.runtime.batching import plan_batches
 from quanta_db.runtime.device import resolve_device
-from quanta_db.runtime.hooks import activations_until
 from quanta_db.scaleout.plan import partial_states, shard_of, shard_plan, shard_positions, shard_run, stage_partial
 from quanta_db.store.store import Store
 
@@ -134,16 +134,10 @@ def _correlate(sides: list[dict], sequences: list[np.ndarray], device, progress:
               desc="feature pairs") as bar:
         for batch in batches:
             chosen = [sequences[i] for i in batch]
-            ids = pad_batch(chosen).to(device)
-            real = torch.arange(ids.shape[1], device=device)[None, :] < torch.tensor([len(s) for s in chosen],
-                                                                                      device=device)[:, None]
-            feats = []
-            for side in sides:
-                acts = activations_until(side["model"], ids, [side["hook"]])[side["hook"]]
-                acts = acts.flatten(-2) if side["hook"].endswith("hook_z") else acts
-                feats.append(side["sae"].encode(acts[real].float()))
+            feats = [side["sae"].encode(batch_activations(side["model"], chosen, [side["hook"]], device)[side["hook"]]
+                                        .float()) for side in sides]
             accumulator.add(*feats)
-            bar.update(int(real.sum()))
+            bar.update(sum(len(s) for s in chosen))
     return accumulator
 
 
