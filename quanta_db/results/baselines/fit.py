@@ -37,11 +37,17 @@ class Fit:
     converged: bool = True  # an iterative fit stopped by its tolerance, not by max_iter
 
 
+def check_width(k: int, width: int, hook_name: str) -> None:
+    """K directions cannot exceed the hook's width (checked by the job before any activation is
+    streamed, and again here for direct callers)."""
+    if k > width:
+        raise InputError(f"--n-components {k} is larger than the width {width} of {hook_name}")
+
+
 def check_fit_input(x: torch.Tensor, k: int, method: str, hook_name: str) -> None:
     """Refusals before any fit: K wider than the hook, too few tokens for K."""
     n, d = x.shape
-    if k > d:
-        raise InputError(f"--n-components {k} is larger than the width {d} of {hook_name}")
+    check_width(k, d, hook_name)
     if n < max(k, 2):
         raise InputError(f"{n} tokens are too few to fit {k} {method} components (need at least {max(k, 2)}); "
                          "pass more --n-tokens or a larger corpus")

@@ -30,7 +30,7 @@ from quanta_db.errors import InputError
 from quanta_db.job import JobResult
 from quanta_db.params import job_function
 from quanta_db.results.baselines import dictionary
-from quanta_db.results.baselines.fit import fit_dictionary
+from quanta_db.results.baselines.fit import check_width, fit_dictionary
 from quanta_db.results.baselines.params import BaselineParams
 from quanta_db.results.corpus.read import corpus_row, first_tokens, load_corpus_tokens
 from quanta_db.results.losses.models import resolve_model
@@ -56,8 +56,7 @@ def _ingest_baselines(store: Store, params: BaselineParams) -> JobResult:
     lm = model_sources.load_model(checkpoint, torch.float32, device)
     width = _check_hook(lm, params.hook)
     k = params.n_components or width
-    if k > width:
-        raise InputError(f"--n-components {k} is larger than the width {width} of {params.hook}")
+    check_width(k, width, params.hook)
     name = params.name or f"{model_name}@{checkpoint.step}-{params.hook}-{params.method}{k}"
     fit_description = {"method": params.method, "n_components": k, "n_tokens": params.n_tokens, "seed": params.seed,
                        "corpus": params.corpus, "model": model_name, "step": checkpoint.step, "hook": params.hook,
