@@ -233,3 +233,14 @@ def test_nmf_refuses_a_hook_whose_shift_is_undefined(baseline_store, toy_model, 
         ingest_baselines(baseline_store, str(folder), "blocks.0.hook_attn_out", "toy", "nmf", n_components=4,
                          n_tokens=500, progress=False)
     assert store_snapshot(baseline_store) == before
+
+
+def test_saving_a_dictionary_twice_keeps_one_folder(tmp_path):
+    from quanta_db.results.baselines.job import save_dictionary
+
+    fit = fit_pca(torch.from_numpy(anisotropic()), 3)
+    sae = dictionary.build("pca", fit.w_enc, fit.w_dec, fit.b_dec, SAE_HOOK, "tiny", 0.1, {})
+    first, created = save_dictionary(tmp_path, "x/y", sae)
+    again, created_again = save_dictionary(tmp_path, "x/y", sae)
+    assert created and not created_again and first == again and first.parent.name == "dictionaries"
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary folder left

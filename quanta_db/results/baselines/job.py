@@ -138,7 +138,12 @@ def save_dictionary(root: Path, name: str, sae) -> tuple[Path, bool]:
         folder = base / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{digest.hexdigest()[:12]}"
         if folder.is_dir():
             return folder, False
-        temporary.rename(folder)
+        try:
+            temporary.rename(folder)
+        except OSError:  # an identical job saved the same files first: theirs serve both
+            if folder.is_dir():
+                return folder, False
+            raise
         return folder, True
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
