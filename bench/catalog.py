@@ -112,7 +112,7 @@ def timed(function, repeats: int) -> float:
 QUERY = """
 import sys, time
 sys.path.insert(0, sys.argv[3])
-from quanta_db.store import catalog, lake
+from quanta_db.store import catalog, querying
 from quanta_db.store.snapshots import Snapshots
 from quanta_db.store.store import Store
 
@@ -123,7 +123,7 @@ def query(root, how, store=None):
         (store or Store.open(root)).query_arrow(SQL)
     elif how == "served":
         snapshots = SERVED.setdefault(root, Snapshots(root, background=True))
-        lake.cursor(snapshots.current().connection).sql(SQL).fetchall()
+        querying.run_on(snapshots.current(), SQL)
     else:
         with catalog.connect(root, read_only=True) as con:
             con.sql(SQL).fetchall()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from quanta_db.cli.main import cli
 from quanta_db.errors import QueryError
-from quanta_db.store import lake
+from quanta_db.store import extensions, lake
 from quanta_db.store.store import Store
 
 ATTACKS = [
@@ -95,7 +95,7 @@ def _client_sql(root, query: str) -> str:
     wheels' files, the store's ATTACH statement, then ``query``."""
     locator = lake.locate(root)
     names = ("ducklake", "postgres") if locator.on_postgres else ("ducklake",)
-    installs = "".join(f"INSTALL '{lake.wheel_extension(name)}'; LOAD {name}; " for name in names)
+    installs = "".join(f"INSTALL '{extensions.wheel_extension(name)}'; LOAD {name}; " for name in names)
     return f"{installs}{lake.attach_sql(locator)}; USE lake; {query}"
 
 

@@ -257,7 +257,7 @@ from quanta_db.store.store import Store
 from tests.helpers import POSTGRES_ENV, catalog_backends, drop_postgres_stores
 if sys.argv[1] == "no-walls":  # both walls above the kernel's taken down, as a bug would
     sandbox.check_read_only = lambda sql, macros=frozenset(): None
-    sandbox.restrict = lambda con, root, memory_limit=None: None
+    sandbox.restrict = lambda con, root, *args, **kwargs: None
 from quanta_db.cli.main import main
 sys.argv = ["quanta-db", *sys.argv[2:]]
 main()

@@ -464,8 +464,13 @@ def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store
     from quanta_db.store.store import Store
 
     opened = []
-    real = catalog.user_sql_connection
-    monkeypatch.setattr(catalog, "user_sql_connection", lambda *args, **kwargs: opened.append(1) or real(*args, **kwargs))
+
+    class Counted(catalog.PrivateCatalog):
+        def __init__(self, *args, **kwargs):
+            opened.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(catalog, "PrivateCatalog", Counted)
     snapshots.forget(store.root)
     runs = "SELECT count(*) AS n FROM runs WHERE status = 'committed'"
     assert store.query_arrow(runs)["n"][0].as_py() == store.query_arrow(runs)["n"][0].as_py() == 0
@@ -489,9 +494,9 @@ OTHER_PROCESS_WRITES = ("import sys; from quanta_db.store.catalog import connect
 
 
 def count(snapshot, sql: str) -> int:
-    from quanta_db.store.lake import cursor
+    from quanta_db.store.querying import run_on
 
-    return cursor(snapshot.connection).sql(sql).fetchone()[0]
+    return run_on(snapshot, sql).table.column(0)[0].as_py()
 
 
 def test_background_copies_answer_from_the_last_state_until_the_next_is_taken(store):

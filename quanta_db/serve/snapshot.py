@@ -10,14 +10,14 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QuantaError
-from quanta_db.store import lake, querying
+from quanta_db.store import querying
 from quanta_db.store.snapshots import Snapshot
 from quanta_db.store.store import Store
 
 
 class SnapshotStore(Store):
     """The store as one snapshot shows it, for the report renderers: catalog reads and queries run
-    on the snapshot's private copy (confined to the committed files), queries under the server's
+    on the snapshot's private copies (confined to the committed files), queries under the server's
     time limit, so a served report never opens the store's catalog; Parquet files are read as
     by any :class:`Store`. Nothing can be written through it."""
 
@@ -27,16 +27,14 @@ class SnapshotStore(Store):
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cursor = lake.cursor(self._snapshot.connection)
-        try:
+        with self._snapshot.catalog_cursor() as cursor:
             yield cursor
-        finally:
-            cursor.close()
 
     def write(self):
         raise QuantaError("a served store is read-only")
 
     def query(self, sql: str, params: list | None = None, unsafe: bool = False, time_limit_ms: int | None = None,
               max_rows: int | None = None) -> querying.Result:
-        return querying.run(self._snapshot.connection, sql, params, time_limit_ms or self._time_limit_ms, max_rows,
-                            None if unsafe else self._snapshot.macros)
+        if unsafe:
+            raise QuantaError("a served store runs no unchecked SQL")
+        return querying.run_on(self._snapshot, sql, params, time_limit_ms or self._time_limit_ms, max_rows)

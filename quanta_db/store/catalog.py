@@ -12,6 +12,7 @@ with backoff for a bounded time and then reported in one line.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import StoreError
-from quanta_db.store import lake, published, sandbox, views
+from quanta_db.store import extensions, lake, published, sandbox, views
 from quanta_db.store.settings import env_seconds
 
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
@@ -100,7 +101,7 @@ def _retrying(locator: lake.Locator, attempt):
 
 def _attached(locator: lake.Locator, read_only: bool, metadata_file: Path | None = None, snapshot: int | None = None):
     """A new in-memory DuckDB connection with the store's lake attached as its default catalog."""
-    con = duckdb.connect(config=lake.connection_config(locator.on_postgres))
+    con = duckdb.connect(config=extensions.connection_config(locator.on_postgres))
     try:
         lake.attach(con, locator, read_only, metadata_file, snapshot)
     except BaseException:
@@ -164,46 +165,88 @@ def _metadata_read_lock(locator: lake.Locator) -> Iterator[None]:
         con.close()
 
 
-def _private_copy(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to a private copy of a local catalog (see user_sql_connection)."""
-    folder = Path(tempfile.mkdtemp(prefix="quanta-db-sql-"))
-    try:
-        copy = folder / lake.LOCAL_FILE
-        readers = published.readers_file(locator.metadata_file)
-        if readers is not None:
-            shutil.copyfile(readers, copy)  # no one writes the readers' copy
-        else:
-            with _metadata_read_lock(locator):  # no writer can commit during the copy
-                for source in (locator.metadata_file, locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal")):
-                    with contextlib.suppress(FileNotFoundError):
-                        shutil.copyfile(source, copy.with_name(source.name))
-        return _retrying(locator, lambda: _attached(locator, True, metadata_file=copy))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+class PrivateCatalog:
+    """One committed state of the store's catalog, private to this process, from which any number
+    of read-only connections can be opened, each showing exactly that state.
+
+    A local catalog is copied (the readers' copy, which no one writes; or the catalog itself
+    under a read-only connection, so no commit is half-copied) to a temporary file that is
+    unlinked at once and kept open: nothing is left on disk, even by a process that is killed.
+    Each connection attaches a copy of that, made in a private temporary folder and unlinked once
+    attached: the open connection keeps its file, no path names it, and a long query holds no
+    lock that would make a commit wait. A catalog on PostgreSQL is attached read-only, pinned to
+    the snapshot that was newest when this was made (its readers never block writers).
+    """
+
+    def __init__(self, root: Path, stamp: tuple | None = None):
+        """``stamp``: the catalog's :func:`change_stamp`, when the caller has just taken it (on
+        PostgreSQL it names the snapshot to pin, which saves a session)."""
+        self.locator = locate(root)
+        self._snapshot = None
+        self._copies: dict[str, int] = {}  # file name → descriptor of its unlinked copy
+        if self.locator.on_postgres:
+            self._snapshot = stamp[0] if stamp else _latest_snapshot(self.locator)
+            return
+        try:
+            readers = published.readers_file(self.locator.metadata_file)
+            if readers is not None:
+                self._keep_copy(readers, lake.LOCAL_FILE)  # no one writes the readers' copy
+            else:
+                with _metadata_read_lock(self.locator):  # no writer can commit during the copy
+                    for name in (lake.LOCAL_FILE, lake.LOCAL_FILE + ".wal"):
+                        with contextlib.suppress(FileNotFoundError):
+                            self._keep_copy(self.locator.metadata_file.with_name(name), name)
+        except BaseException:
+            self.close()
+            raise
+
+    def _keep_copy(self, source: Path, name: str) -> None:
+        with open(source, "rb") as reading, tempfile.TemporaryFile(prefix="quanta-db-catalog-") as copy:
+            shutil.copyfileobj(reading, copy, COPY_CHUNK_BYTES)
+            self._copies[name] = os.dup(copy.fileno())
+
+    def open(self) -> duckdb.DuckDBPyConnection:
+        """A new read-only connection to this state of the catalog."""
+        if self.locator.on_postgres:
+            return _retrying(self.locator, lambda: _attached(self.locator, True, snapshot=self._snapshot))
+        folder = Path(tempfile.mkdtemp(prefix="quanta-db-sql-"))
+        try:
+            for name, descriptor in self._copies.items():
+                _copy_descriptor(descriptor, folder / name)
+            return _retrying(self.locator, lambda: _attached(self.locator, True, metadata_file=folder / lake.LOCAL_FILE))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        copies, self._copies = self._copies, {}
+        for descriptor in copies.values():
+            os.close(descriptor)
 
 
-def _pinned(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to a catalog on PostgreSQL, pinned to its latest snapshot: it is
-    confined to that snapshot's files, and a later commit's would be out of its reach."""
-    snapshot = _latest_snapshot(locator)
-    return _retrying(locator, lambda: _attached(locator, True, snapshot=snapshot))
+COPY_CHUNK_BYTES = 8 << 20
+
+
+def _copy_descriptor(descriptor: int, target: Path) -> None:
+    """Copy the whole file open as ``descriptor`` to ``target`` with positioned reads (threads
+    share the descriptor's offset, so none is moved)."""
+    offset = 0
+    with open(target, "wb") as writing:
+        while chunk := os.pread(descriptor, COPY_CHUNK_BYTES, offset):
+            writing.write(chunk)
+            offset += len(chunk)
 
 
 def user_sql_connection(root: Path, memory_limit: str | None = None, macros: bool = True) -> duckdb.DuckDBPyConnection:
     """A connection for user SQL: read-only, confined to reading the store's committed files
-    (``sandbox.restrict``).
-
-    A local catalog is copied first (the readers' copy, which no one writes; or the catalog
-    itself under a read-only connection, so no commit is half-copied) into a private folder in
-    the temporary folder, the copy attached read-only, and its folder removed at once: the open
-    connection keeps its file, no path names it any more, and a long query holds no lock that
-    would make a commit wait. A catalog on PostgreSQL is attached read-only, pinned to its latest
-    snapshot (its readers never block writers). Either way the connection shows one committed
-    state for as long as it is open. ``macros``: create the saved analyses' table macros
-    (:func:`~quanta_db.store.views.install_session_macros`) now.
+    (``sandbox.restrict``), on a private copy of the catalog (:class:`PrivateCatalog`) that shows
+    one committed state for as long as it is open. ``macros``: create the saved analyses' table
+    macros (:func:`~quanta_db.store.views.install_session_macros`) now.
     """
-    locator = locate(root)
-    con = _private_copy(locator) if not locator.on_postgres else _pinned(locator)
+    private = PrivateCatalog(root)
+    try:
+        con = private.open()
+    finally:
+        private.close()
     try:
         if macros:
             views.install_session_macros(con)

@@ -9,14 +9,12 @@ under ``tables/<table>/`` (the lake schema ``tables``, whose path that is, so th
 them relative to the store and a moved or differently mounted store still reads), and the catalog
 tables, views and macros live in the lake's ``main`` schema.
 
-The DuckLake and postgres extensions come as pip wheels pinned to one DuckDB release; DuckDB
-cannot download them offline, so each is installed from the file inside its wheel.
+The DuckLake and postgres extensions are loaded by :mod:`quanta_db.store.extensions`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
@@ -27,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import duckdb
 
 from quanta_db.errors import InputError, StoreError, first_line
+from quanta_db.store import extensions
 from quanta_db.store.sql import quote_literal, statement
 
 LAKE = "lake"
@@ -113,58 +112,12 @@ def save(locator: Locator) -> None:
                                                           indent=2) + "\n")
 
 
-def connection_config(postgres: bool) -> dict:
-    """DuckDB settings for a new connection that will attach a lake.
-
-    DuckDB checks an extension's signature on every load, which costs about 0.1 s for the
-    36 MB DuckLake extension; each process checks each file once (:func:`load_extensions`)
-    and its later connections load the same file without checking again.
-    """
-    verified = _VERIFIED >= set(_extensions(postgres))
-    return {"autoinstall_known_extensions": False, "allow_unsigned_extensions": verified}
-
-
-_VERIFIED: set[str] = set()
-
-
-def _extensions(postgres: bool) -> tuple[str, ...]:
-    return ("ducklake", "postgres") if postgres else ("ducklake",)
-
-
-def load_extensions(con: duckdb.DuckDBPyConnection, postgres: bool) -> None:
-    """Load DuckLake (and postgres), installing each from the file inside its pip wheel the first
-    time (DuckDB copies it into its extension folder; a file loaded by path must be named after
-    its entry point, which the postgres wheel's is not)."""
-    checking = not con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
-    for name in _extensions(postgres):
-        installed = con.execute(statement("extension_installed"), [name, name]).fetchone()
-        if not (installed and installed[0]):
-            con.execute(f"INSTALL {quote_literal(str(wheel_extension(name)))}")
-        con.execute(f"LOAD {name}")
-        if checking:
-            _VERIFIED.add(name)
-
-
-def wheel_extension(name: str) -> Path:
-    """The ``.duckdb_extension`` file inside the ``duckdb-extension-<name>`` wheel."""
-    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
-    path = None
-    if spec is not None and spec.submodule_search_locations:
-        folder = Path(next(iter(spec.submodule_search_locations)))
-        path = folder / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
-    if path is None or not path.is_file():
-        extra = " 'quanta-db[postgres]'" if name == "postgres" else " quanta-db"
-        raise StoreError(f"DuckDB's {name} extension for DuckDB {duckdb.__version__} is not installed "
-                         f"(pip install{extra})")
-    return path
-
-
 def attach(con: duckdb.DuckDBPyConnection, locator: Locator, read_only: bool,
            metadata_file: Path | None = None, snapshot: int | None = None) -> None:
     """Attach the store's lake as ``lake`` and make it the default catalog. ``metadata_file``
     replaces the local metadata file (a private copy for user SQL); ``snapshot`` pins a
     read-only attach to that snapshot of the lake."""
-    load_extensions(con, locator.on_postgres)
+    extensions.load(con, locator.on_postgres)
     con.execute(attach_sql(locator, read_only, metadata_file, snapshot))
     use_lake(con)
 

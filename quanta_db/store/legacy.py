@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import StoreError, first_line
-from quanta_db.store import lake, migrations, views
+from quanta_db.store import extensions, lake, migrations, views
 from quanta_db.store.registry import fact_tables
 from quanta_db.store.sql import quote_ident, statement
 
@@ -47,7 +47,7 @@ def convert(root: Path) -> int:
     finally:
         source.close()
     _require_files(root, listed)
-    con = duckdb.connect(config=lake.connection_config(False))
+    con = duckdb.connect(config=extensions.connection_config(False))
     try:
         lake.attach(con, lake.Locator(root), read_only=False, metadata_file=work)
         lake.prepare(con)

@@ -32,6 +32,30 @@ def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = N
     no limit); at most ``max_rows`` rows (None: all), ``truncated`` saying whether there were more."""
     if macros is not None:
         sandbox.check_read_only(sql, macros)
+    return _execute(connection, sql, params, time_limit_ms, max_rows)
+
+
+def run_on(snapshot, sql: str, params: list | None = None, time_limit_ms: int | None = None,
+           max_rows: int | None = None) -> Result:
+    """:func:`run` on a :class:`~quanta_db.store.snapshots.Snapshot`: checked, then on a reader
+    confined to the files the statement may read; again on one confined to every committed file
+    if that reader refused a file the lake opened after all (see :mod:`quanta_db.store.reach`)."""
+    sandbox.check_read_only(sql, snapshot.macros)
+    with snapshot.reader(sql, params) as (connection, narrowed):
+        try:
+            return _execute(connection, sql, params, time_limit_ms, max_rows, narrowed)
+        except _NarrowedOut:
+            pass
+    with snapshot.reader(sql, params, everything=True) as (connection, _):
+        return _execute(connection, sql, params, time_limit_ms, max_rows)
+
+
+class _NarrowedOut(Exception):
+    """A connection confined to a statement's files refused one the lake opened."""
+
+
+def _execute(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None, time_limit_ms: int | None,
+             max_rows: int | None, narrowed: bool = False) -> Result:
     con = lake.cursor(connection)
     timer = threading.Timer(time_limit_ms / 1000, con.interrupt) if time_limit_ms else None
     start = time.perf_counter()
@@ -44,6 +68,10 @@ def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = N
         table = (relation.limit(max_rows + 1) if max_rows is not None else relation).to_arrow_table()
     except duckdb.InterruptException:
         raise QueryError(f"query stopped by the time limit ({time_limit_ms} ms)") from None
+    except duckdb.PermissionException as error:
+        if narrowed:
+            raise _NarrowedOut() from None
+        raise QueryError(first_line(error)) from None
     except duckdb.Error as error:
         if timer and not timer.is_alive() and time.perf_counter() - start >= time_limit_ms / 1000:
             raise QueryError(f"query stopped by the time limit ({time_limit_ms} ms)") from None

@@ -102,14 +102,19 @@ def _write_in_tree(node, macros: frozenset[str] | None) -> str | None:
     return next((found for child in node.values() if (found := _write_in_tree(child, macros))), None)
 
 
+def serialised(sql: str) -> dict:
+    """DuckDB's serialised tree of ``sql`` (``{"error": true, ...}`` unless it is one SELECT)."""
+    cursor = _serialiser().cursor()
+    try:
+        return json.loads(cursor.execute(statement("serialize_sql"), [sql]).fetchone()[0])
+    finally:
+        cursor.close()
+
+
 def _not_a_read(sql: str, macros: frozenset[str] | None) -> str | None:
     """Why ``sql`` (one SELECT statement by the parser) is not a pure read, or None. DuckDB
     serialises only SELECT statements; their trees are then walked for writing parts."""
-    cursor = _serialiser().cursor()
-    try:
-        tree = json.loads(cursor.execute(statement("serialize_sql"), [sql]).fetchone()[0])
-    finally:
-        cursor.close()
+    tree = serialised(sql)
     if tree.get("error"):
         return "no SELECT tree"
     return _write_in_tree(tree.get("statements"), macros)
@@ -172,6 +177,13 @@ def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> No
         raise QueryError(f"only queries that read run against the store (this has {reason}); {OWNER_HINT}")
 
 
+def planned_statement(sql: str) -> str:
+    """The SELECT that ``sql`` (one statement that :func:`check_read_only` passed) runs: itself,
+    or the one it explains."""
+    statements = _parse(sql)
+    return _explained(sql) if len(statements) == 1 and _type_name(statements[0]) == "EXPLAIN" else sql
+
+
 def precheck(sql: str) -> None:
     """:func:`check_read_only` before any connection is open, with every table function that is
     not DuckDB's own taken for a saved analysis (only the store's catalog can tell): everything
@@ -179,13 +191,19 @@ def precheck(sql: str) -> None:
     check_read_only(sql, None)
 
 
-def restrict(con, root: Path, memory_limit: str | None = None) -> None:
+def restrict(con, root: Path, memory_limit: str | None = None, paths: list[str] | None = None,
+             deletes: list[str] | None = None) -> None:
     """Confine ``con`` (a read-only DuckDB connection to a store's catalog, or to a copy of it) to
-    reading the committed files of the store at ``root``, irreversibly; ``memory_limit`` (DuckDB
-    syntax, e.g. ``'2GB'``) caps what its queries may hold, none spilling to disk."""
-    root = Path(root)
-    folder = root.as_posix().rstrip("/") + "/"
-    con.execute(statement("allow_committed_files"), [folder, lake.delete_files(con)])
+    reading the committed files of the store at ``root``, irreversibly: all of them, or only
+    ``paths`` (absolute; see :mod:`quanta_db.store.reach`) with the lake's delete files
+    (``deletes``: listed now when not given); ``memory_limit`` (DuckDB syntax, e.g. ``'2GB'``)
+    caps what its queries may hold, none spilling to disk."""
+    deletes = lake.delete_files(con) if deletes is None else deletes
+    if paths is None:
+        folder = Path(root).as_posix().rstrip("/") + "/"
+        con.execute(statement("allow_committed_files"), [folder, deletes])
+    else:
+        con.execute(statement("allow_files"), [[*paths, *deletes]])
     if memory_limit:
         con.execute("SET memory_limit = ?", [memory_limit])  # pragma: no mutate
     con.execute(statement("confine"))

@@ -2,37 +2,346 @@
 queries of one process.
 
 User SQL is answered from a private read-only copy of the catalog
-(``catalog.user_sql_connection``: a copy of the readers' copy, or on PostgreSQL a connection
-pinned to one snapshot; a local copy's file is unlinked once open, so user SQL cannot read its
-bytes). Opening one costs more the more files the store holds (DuckDB's ``allowed_paths`` takes
-about 13 µs a path), so each process keeps its newest copy and takes a new one only when the
-catalog's change stamp moves: a commit shows up atomically, and each query sees the views of
-one committed state.
+(:class:`quanta_db.store.catalog.PrivateCatalog`: a copy of the readers' copy, or on PostgreSQL
+a connection pinned to one snapshot). Each process keeps its newest :class:`Snapshot` and takes
+a new one only when the catalog's change stamp moves: a commit shows up atomically, and each
+query sees the views of one committed state.
 
-Each copy is one connection, confined to the store's committed files once (DuckDB shares a
-database instance between the cursors of a connection, and a locked configuration cannot be set
-again); queries run on cursors of it, one per query.
+A snapshot holds:
+
+- ``catalog``: a connection that reads the catalog and may open no data file. It answers the
+  store's own catalog reads, and plans each user statement (:mod:`quanta_db.store.reach`);
+- readers: connections confined to the files a statement may read (DuckDB's ``allowed_paths``
+  costs about 13 µs a path to set, so confining to 1 file rather than 25,000 saves 0.3 s), kept
+  for the statements that follow, which reuse any whose files cover theirs; the first is opened
+  beside the planning (``prefetch``), so a fresh process does not wait for both in turn;
+- with ``full``, a reader confined to every committed file, taken at once, which then answers
+  every statement without planning (``serve``, whose copies are taken in the background).
+
+Should a statement's reader refuse a file the lake opens after all, the statement runs again on
+a reader confined to every committed file (:func:`quanta_db.store.querying.run_on`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import duckdb
 
-from quanta_db.store import catalog, sandbox
+from quanta_db.errors import QuantaError
+from quanta_db.store import catalog, lake, reach, sandbox, views
 
 KEEP = 3  # older copies may still be in use by running requests
+MAX_READERS = 8  # readers one snapshot keeps for later statements (least recent closed when idle)
+MAX_REACHES = 256  # statements whose files one snapshot remembers
 
 
-class Snapshot(NamedTuple):
-    connection: duckdb.DuckDBPyConnection  # a read-only copy, confined to the store's files
-    generation: int
-    macros: frozenset[str]  # the store's saved analyses in this copy (for the statement check)
+class _Reader:
+    """A confined connection, the saved analyses created on it, and how many queries use it."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, paths: frozenset[str] | None):
+        self.connection, self.paths = connection, paths  # paths None: every committed file
+        self.made: set[str] = set()
+        self.users = 0
+        self.retired = False
+        self.lock = threading.Lock()
+
+    def covers(self, paths: frozenset[str] | None) -> bool:
+        return self.paths is None or (paths is not None and paths <= self.paths)
+
+
+class Plans:
+    """Statements' plans (:func:`quanta_db.store.reach.plan`), kept across the snapshots of one
+    store: a plan holds for every state of the catalog (at worst a changed view makes a reader too
+    narrow, and the statement runs again on every file)."""
+
+    def __init__(self, size: int = MAX_REACHES):
+        self._size, self._lock, self._plans = size, threading.Lock(), OrderedDict()
+
+    def get(self, key: tuple):
+        with self._lock:
+            if key not in self._plans:
+                return _UNPLANNED
+            self._plans.move_to_end(key)
+            return self._plans[key]
+
+    def put(self, key: tuple, plan) -> None:
+        with self._lock:
+            self._plans[key] = plan
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+
+
+_UNPLANNED = object()
+
+
+class Snapshot:
+    """One committed state of the store, for this process's user SQL (see the module's text)."""
+
+    def __init__(self, root: Path, generation: int, memory_limit: str | None = None, full: bool = False,
+                 stamp: tuple | None = None, plans: Plans | None = None):
+        self.root, self.generation, self.memory_limit = Path(root), generation, memory_limit
+        self._folder = self.root.as_posix().rstrip("/") + "/"
+        self._plans = plans if plans is not None else Plans()
+        self._lock = threading.Lock()
+        self._readers: OrderedDict[int, _Reader] = OrderedDict()
+        self._reached: OrderedDict[tuple, frozenset[str] | None] = OrderedDict()
+        self._spare: duckdb.DuckDBPyConnection | None = None  # opened, not yet confined
+        self._planner: _Reader | None = None
+        self._planner_ahead: Future | None = None
+        self._closed = False
+        self._private = catalog.PrivateCatalog(self.root, stamp)
+        try:
+            opened = self._private.open()
+            self._spare = opened
+            self.deletes = lake.delete_files(opened)
+            self.macros, self._saved = _saved_analyses(opened)
+            if full:
+                self._spare = None
+                sandbox.restrict(opened, self.root, memory_limit, deletes=self.deletes)
+                self._planner = self._keep(_Reader(opened, None))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the catalog ---------------------------------------------------------------------------
+    @property
+    def catalog(self) -> duckdb.DuckDBPyConnection:
+        """A connection that reads the catalog: one that may open no data file (opened on first
+        use), or the reader of every file of a ``full`` snapshot."""
+        return self._planning().connection
+
+    @contextmanager
+    def catalog_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor that reads the catalog: on the connection not yet confined when there is one
+        (so a process that opens the store and then queries it attaches it once for both), else
+        on :attr:`catalog`. For the store's own reads only: user SQL runs on readers."""
+        spare = self._take_spare()
+        cursor = lake.cursor(spare if spare is not None else self.catalog)
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+            if spare is not None:
+                self._give_spare(spare)
+
+    def plan_ahead(self) -> None:
+        """Open the planning connection in the background (a statement will be planned soon)."""
+        with self._lock:
+            if self._planner is not None or self._planner_ahead is not None or self._closed:
+                return
+            self._planner_ahead = Future()
+            threading.Thread(target=self._open_planner, args=(self._planner_ahead,)).start()
+
+    def _open_planner(self, future: Future) -> None:
+        try:
+            future.set_result(self._planner_connection())
+        except BaseException as error:  # noqa: BLE001 - the planning opens its own, and says why not
+            future.set_exception(error)
+
+    def _planner_connection(self) -> duckdb.DuckDBPyConnection:
+        connection = self._private.open()
+        try:
+            sandbox.restrict(connection, self.root, self.memory_limit, paths=[], deletes=[])
+            connection.execute("SELECT count(*) FROM files WHERE false").fetchall()  # loads the catalog now
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _planning(self) -> _Reader:
+        with self._lock:
+            planner, ahead = self._planner, self._planner_ahead
+        if planner is not None:
+            return planner
+        connection = None
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                connection = ahead.result()
+        if connection is None:
+            connection = self._planner_connection()
+        with self._lock:
+            if self._planner is None and not self._closed:
+                self._planner, self._planner_ahead = _Reader(connection, frozenset()), None
+                return self._planner
+        connection.close()  # another thread planned first (or this snapshot was closed)
+        if self._closed:
+            raise QuantaError("this copy of the catalog was closed")
+        return self._planning()
+
+    # -- readers ------------------------------------------------------------------------------
+    @contextmanager
+    def reader(self, sql: str, params: list | None = None, everything: bool = False
+               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
+        """A connection confined to the files ``sql`` may read (``everything``: to every committed
+        file), with the saved analyses it calls; and whether it is narrower than every file."""
+        reader = self._held(None)
+        if reader is None and not everything:
+            reader = self._reader_for(sql, params)
+        if reader is None:
+            reader = self._held(None) or self._keep(self._confined(None, self._take_spare()), held=True)
+        try:
+            self._make_macros(reader, sql)
+            yield reader.connection, reader.paths is not None
+        finally:
+            self._release(reader)
+
+    def reach(self, sql: str, params: list | None = None) -> frozenset[str] | None:
+        """The absolute paths of the committed files ``sql`` may read, or None when its plan
+        cannot tell (it reads files by name, or does not plan without reading one)."""
+        return self._reach(sql, params, give_back=True)[0]
+
+    def _plan(self, sql: str, params: list | None):
+        key = (sql, repr(params))
+        found = self._plans.get(key)
+        if found is _UNPLANNED:
+            planned = sandbox.planned_statement(sql)
+            found = reach.one_scan_plan(sandbox.serialised(planned))
+            if found is None:  # planned by DuckDB, on a connection that can open no data file
+                planner = self._planning()
+                self._make_macros(planner, planned)
+                found = reach.plan(planner.connection, planned, params)
+            self._plans.put(key, found)
+        return found
+
+    def _reach(self, sql: str, params: list | None, give_back: bool):
+        """(the files ``sql`` reaches or None, the unconfined connection used to find them, if
+        kept: not ``give_back``)."""
+        plans = self._plan(sql, params)
+        if plans is None:
+            return None, None
+        key = (sql, repr(params))
+        with self._lock:
+            paths = self._reached.get(key)
+        if paths is not None:
+            return paths, None
+        spare = self._take_spare()  # only the store's own SQL runs on it before it is confined
+        try:
+            with contextlib.closing(lake.cursor(spare if spare is not None else self._catalog_reader())) as cursor:
+                paths = reach.reached_files(cursor, self._folder, plans)
+        except BaseException:
+            if spare is not None:
+                spare.close()
+            raise
+        with self._lock:
+            self._reached[key] = paths
+            while len(self._reached) > MAX_REACHES:
+                self._reached.popitem(last=False)
+        if give_back and spare is not None:
+            self._give_spare(spare)
+            spare = None
+        return paths, spare
+
+    def _reader_for(self, sql: str, params: list | None) -> _Reader | None:
+        """A kept or new reader confined to the files ``sql`` reaches, marked in use; None when
+        its plan cannot tell."""
+        paths, spare = self._reach(sql, params, give_back=False)
+        held = self._held(paths) if paths is not None else None
+        if held is not None or paths is None:
+            if spare is not None:
+                self._give_spare(spare)
+            return held
+        return self._keep(self._confined(paths, spare if spare is not None else self._take_spare()), held=True)
+
+    def _catalog_reader(self) -> duckdb.DuckDBPyConnection:
+        """A connection already open that reads the catalog (every reader does: its rows live in
+        the catalog, not in files), opening the planning connection only when there is none."""
+        with self._lock:
+            kept = self._planner or next(reversed(self._readers.values()), None)
+        return kept.connection if kept is not None else self.catalog
+
+    def _take_spare(self) -> duckdb.DuckDBPyConnection | None:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        return spare
+
+    def _give_spare(self, spare: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            if self._spare is None and not self._closed:
+                self._spare = spare
+                return
+        spare.close()
+
+    def _confined(self, paths: frozenset[str] | None, connection: duckdb.DuckDBPyConnection | None) -> _Reader:
+        connection = connection if connection is not None else self._private.open()
+        try:
+            sandbox.restrict(connection, self.root, self.memory_limit,
+                             paths=None if paths is None else sorted(paths), deletes=self.deletes)
+        except BaseException:
+            connection.close()
+            raise
+        return _Reader(connection, paths)
+
+    def _held(self, paths: frozenset[str] | None) -> _Reader | None:
+        """A kept reader covering ``paths`` (None: only one confined to every file), marked in use."""
+        with self._lock:
+            for key, reader in reversed(self._readers.items()):
+                if reader.covers(paths) and (paths is not None or reader.paths is None):
+                    self._readers.move_to_end(key)
+                    reader.users += 1
+                    return reader
+        return None
+
+    def _keep(self, reader: _Reader, held: bool = False) -> _Reader:
+        with self._lock:
+            reader.users += held
+            self._readers[id(reader)] = reader
+            idle = [key for key, kept in self._readers.items() if kept.users == 0 and kept.paths is not None]
+            for key in idle[:max(0, len(self._readers) - MAX_READERS)]:
+                self._readers.pop(key).connection.close()
+        return reader
+
+    def _release(self, reader: _Reader) -> None:
+        with self._lock:
+            reader.users -= 1
+            if reader.retired and reader.users == 0:
+                reader.connection.close()
+
+    def _make_macros(self, reader: _Reader, sql: str) -> None:
+        """Create the saved analyses ``sql`` calls (directly or through another) on ``reader``."""
+        with reader.lock:
+            missing = [query for query in views.called_macros(self._saved, sql) if query.name not in reader.made]
+            if missing:
+                views.create_macros(reader.connection, missing)
+                reader.made.update(query.name for query in missing)
+
+    # -- closing ------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+            ahead, self._planner_ahead = self._planner_ahead, None
+            planner, self._planner = self._planner, None
+        if spare is not None:
+            spare.close()
+        if ahead is not None and ahead.exception() is None:
+            ahead.result().close()
+        with self._lock:
+            if planner is not None and planner.paths is not None:
+                self._readers[id(planner)] = planner
+            for reader in self._readers.values():
+                if reader.users:
+                    reader.retired = True  # closed by its last user
+                else:
+                    reader.connection.close()
+            self._readers.clear()
+        self._private.close()
+
+
+def _saved_analyses(con) -> tuple[frozenset[str], list]:
+    """The names of the store's saved analyses (for the statement check), and the macros among
+    them; none in a store whose schema predates them (it is refused by the schema check)."""
+    try:
+        return sandbox.table_macros(con), views.session_macros(con)
+    except duckdb.CatalogException:
+        return frozenset(), []
 
 
 class Snapshots:
@@ -40,9 +349,10 @@ class Snapshots:
 
     ``background``: when a commit from another process lands, keep answering from the copy of
     the state before it while the next copy is taken in a thread (a served page is never held up
-    by a commit; it shows the commit a copy's time later, 0.5 s at 25,000 files). Without it, and
-    always after a commit by this process, the next query waits for the new copy: it sees every
-    commit that landed before it started.
+    by a commit; it shows the commit a copy's time later, 0.5 s at 25,000 files); its copies are
+    each confined to every committed file at once. Without it, and always after a commit by this
+    process, the next query waits for the new copy: it sees every commit that landed before it
+    started.
     """
 
     def __init__(self, root: Path, memory_limit: str | None = None, background: bool = False):
@@ -53,12 +363,10 @@ class Snapshots:
         self._stamp = None
         self._own_writes = None
         self._generation = 0
-        self._connections: dict[int, Snapshot] = {}
+        self._snapshots: dict[int, Snapshot] = {}
         self._taking: threading.Thread | None = None
         self._closed = False
-
-    def _signature(self) -> tuple:
-        return catalog.change_stamp(self.root)
+        self._plans = Plans()
 
     def current(self) -> Snapshot:
         """The newest copy; a new one is taken first (or, ``background``, meanwhile) when the
@@ -66,28 +374,24 @@ class Snapshots:
         with self._lock:
             # Stamped before copying: a commit landing during the copy changes the stamp again, so
             # the next request copies anew rather than keeping a copy older than its stamp.
-            stamp, own_writes = self._signature(), catalog.writes_in_process()
-            if self._connections and stamp == self._stamp:
-                return self._connections[self._generation]
-            if self._connections and self.background and own_writes == self._own_writes:
+            stamp, own_writes = catalog.change_stamp(self.root), catalog.writes_in_process()
+            if self._snapshots and stamp == self._stamp:
+                return self._snapshots[self._generation]
+            if self._snapshots and self.background and own_writes == self._own_writes:
                 if self._taking is None:
                     self._taking = threading.Thread(target=self._take_meanwhile, args=(stamp, own_writes))
                     self._taking.start()
-                return self._connections[self._generation]
-            self._keep(self._take(), stamp, own_writes)
-            return self._connections[self._generation]
+                return self._snapshots[self._generation]
+            self._keep(self._take(stamp), stamp, own_writes)
+            return self._snapshots[self._generation]
 
-    def _take(self) -> tuple[duckdb.DuckDBPyConnection, frozenset[str]]:
-        connection = catalog.user_sql_connection(self.root, self.memory_limit)
-        try:
-            return connection, sandbox.table_macros(connection)
-        except BaseException:
-            connection.close()
-            raise
+    def _take(self, stamp: tuple) -> Snapshot:
+        return Snapshot(self.root, self._generation + 1, self.memory_limit, full=self.background, stamp=stamp,
+                        plans=self._plans)
 
     def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
         try:
-            taken = self._take()
+            taken = self._take(stamp)
         except Exception:  # noqa: BLE001 - the next query takes the copy itself, and says why it cannot
             taken = None
         with self._lock:
@@ -95,16 +399,17 @@ class Snapshots:
             if taken is None:
                 self._own_writes = None  # so the next query takes the copy itself
             elif self._closed or own_writes != catalog.writes_in_process():
-                taken[0].close()  # closed meanwhile, or older than a commit of this process
+                taken.close()  # closed meanwhile, or older than a commit of this process
             else:
                 self._keep(taken, stamp, own_writes)
 
-    def _keep(self, taken: tuple[duckdb.DuckDBPyConnection, frozenset[str]], stamp: tuple, own_writes: int) -> None:
+    def _keep(self, taken: Snapshot, stamp: tuple, own_writes: int) -> None:
         self._generation += 1
+        taken.generation = self._generation
         self._stamp, self._own_writes = stamp, own_writes
-        self._connections[self._generation] = Snapshot(taken[0], self._generation, taken[1])
-        for generation in [g for g in self._connections if g <= self._generation - KEEP]:
-            self._connections.pop(generation).connection.close()
+        self._snapshots[self._generation] = taken
+        for generation in [g for g in self._snapshots if g <= self._generation - KEEP]:
+            self._snapshots.pop(generation).close()
 
     def close(self) -> None:
         with self._lock:
@@ -113,9 +418,9 @@ class Snapshots:
         if taking is not None:
             taking.join()
         with self._lock:
-            for snapshot in self._connections.values():
-                snapshot.connection.close()
-            self._connections.clear()
+            for snapshot in self._snapshots.values():
+                snapshot.close()
+            self._snapshots.clear()
 
 
 MAX_SHARED_STORES = 4  # stores whose copies one process keeps open for Store.query (least recent closed)

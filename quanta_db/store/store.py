@@ -3,6 +3,7 @@ PostgreSQL) and ``tables/<table>/...parquet``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -99,21 +100,25 @@ class Store:
         against the same code: the catalog's change stamp (two file stats locally, one query on
         PostgreSQL) is far cheaper than attaching it. Stamped before checking, so a commit landing
         meanwhile makes the next open check again."""
-        code, saved = migrations.discover(), views.discover_saved_queries()
+        # names are checked where saved queries are installed (refresh_views)
+        code, saved = migrations.discover(), views.discover_saved_queries(check_names=False)
         key = (self.root, tuple((m.version, m.sha256) for m in code), tuple((q.name, q.sha256) for q in saved))
         stamp = catalog.change_stamp(self.root)
         if _SCHEMA_CHECKED.get(key) == stamp:
             return
-        self.check_schema(code, saved)
+        # read on this process's private copy, which its queries then use (one attach, not two)
+        with snapshots.shared(self.root).current().catalog_cursor() as con:
+            self.check_schema(code, saved, con)
         _SCHEMA_CHECKED[key] = stamp
 
-    def check_schema(self, code: list | None = None, saved: list | None = None) -> int:
+    def check_schema(self, code: list | None = None, saved: list | None = None, con=None) -> int:
         """The store's schema version; raises unless it matches this code (``code``: its
         migrations, ``saved``: its saved queries; default: discovered now). Installs the views of
-        result tables and the saved queries a newer quanta-db ships without a schema change."""
+        result tables and the saved queries a newer quanta-db ships without a schema change.
+        ``con``: a read-only connection to the catalog to check on (default: one opened now)."""
         code = migrations.discover() if code is None else code
         saved = views.discover_saved_queries() if saved is None else saved
-        with self.read() as con:
+        with (contextlib.nullcontext(con) if con is not None else self.read()) as con:
             todo = migrations.pending(con, code)
             present = {r[0] for r in con.execute(statement("user_views")).fetchall()}
             installed = {} if todo else dict(con.execute(statement("saved_query_hashes")).fetchall())
@@ -294,8 +299,7 @@ class Store:
                 views.install_session_macros(con, sql)
                 return querying.run(con, sql, params, time_limit_ms, max_rows, None)
         sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
-        snapshot = snapshots.shared(self.root).current()
-        return querying.run(snapshot.connection, sql, params, time_limit_ms, max_rows, snapshot.macros)
+        return querying.run_on(snapshots.shared(self.root).current(), sql, params, time_limit_ms, max_rows)
 
     def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:
         """:meth:`query`'s rows, as Arrow."""

@@ -76,8 +76,10 @@ def drop_saved_view_sql(name: str) -> str:
     return f"DROP VIEW IF EXISTS main.{quote_ident(name)}"
 
 
-def parse_saved_query(path: Path) -> SavedQuery:
-    """Read one ``queries/*.sql`` file: header comment lines, then one SELECT."""
+def parse_saved_query(path: Path, check_names: bool = True) -> SavedQuery:
+    """Read one ``queries/*.sql`` file: header comment lines, then one SELECT; ``check_names``
+    refuses a name that DuckDB's own table functions take (listing them costs 35 ms a process,
+    so a caller that only compares the files with what the store holds skips it)."""
     header: dict[str, str] = {}
     body_lines: list[str] = []
     for line in path.read_text().splitlines():
@@ -91,7 +93,7 @@ def parse_saved_query(path: Path) -> SavedQuery:
         raise QueryError(f"saved query {path.name} declares name {name!r}; the file must be named {name}.sql")
     if name in fact_tables():
         raise QueryError(f"saved query {name!r} would shadow the fact table of the same name")
-    if name.lower() in sandbox.builtin_table_functions():
+    if check_names and name.lower() in sandbox.builtin_table_functions():
         raise QueryError(f"saved query {name!r} would shadow DuckDB's table function of the same name")
     body = "\n".join(body_lines).strip().rstrip(";").strip()
     if not body:
@@ -99,13 +101,14 @@ def parse_saved_query(path: Path) -> SavedQuery:
     return SavedQuery(name, header.get("description", ""), header.get("parameters", ""), body, path)
 
 
-def discover_saved_queries(directory: Path | None = None) -> list[SavedQuery]:
+def discover_saved_queries(directory: Path | None = None, check_names: bool = True) -> list[SavedQuery]:
     """Every ``*.sql`` under ``directory``, recursively, or by default under every result kind's
-    saved-analysis folder (its declaration, :mod:`quanta_db.kinds`); names must be unique."""
+    saved-analysis folder (its declaration, :mod:`quanta_db.kinds`); names must be unique
+    (``check_names``: see :func:`parse_saved_query`)."""
     from quanta_db.kinds import queries_folders
 
     folders = [Path(directory)] if directory is not None else queries_folders()
-    queries = [parse_saved_query(p) for folder in folders for p in sorted(folder.rglob("*.sql"))]
+    queries = [parse_saved_query(p, check_names) for folder in folders for p in sorted(folder.rglob("*.sql"))]
     seen: dict[str, Path] = {}
     for query in queries:
         if query.name in seen:
@@ -169,14 +172,17 @@ def install_session_macros(con: duckdb.DuckDBPyConnection, sql: str | None = Non
     """Create the store's parameterised saved analyses as table macros of this connection: all,
     or those that ``sql`` may call (directly or through another), since creating each binds it
     against the lake (a few milliseconds)."""
+    macros = session_macros(con)
+    create_macros(con, macros if sql is None else called_macros(macros, sql))
+
+
+def session_macros(con: duckdb.DuckDBPyConnection) -> list[SavedQuery]:
+    """The store's parameterised saved analyses (created in each session that runs queries)."""
     rows = con.execute(statement("saved_macros")).fetchall()
-    macros = [SavedQuery(name, "", parameters, body, Path(f"{name}.sql")) for name, parameters, body in rows]
-    if sql is not None:
-        macros = _called(macros, sql)
-    create_macros(con, macros)
+    return [SavedQuery(name, "", parameters, body, Path(f"{name}.sql")) for name, parameters, body in rows]
 
 
-def _called(macros: list[SavedQuery], sql: str) -> list[SavedQuery]:
+def called_macros(macros: list[SavedQuery], sql: str) -> list[SavedQuery]:
     """The macros whose names occur in ``sql``, or in the body of one that does (transitively)."""
     texts, wanted = [sql.lower()], {}
     while texts:

@@ -1,1 +1,1 @@
-SELECT installed FROM duckdb_extensions() WHERE extension_name = ? OR ? = ANY(aliases)
+SELECT installed, install_path FROM duckdb_extensions() WHERE extension_name = ? OR ? = ANY(aliases)

@@ -1,0 +1,149 @@
+"""User SQL confined to the files its statement reaches (quanta_db/store/reach.py): the files a
+statement's reader may open are checked against the committed files' own keys (the manifest,
+filtered in Python), every answer against the owner's unconfined connection, and a reader that
+is too narrow must still answer, on every committed file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from quanta_db.store import querying, reach, sandbox, snapshots
+
+MODELS, STEPS, CORPORA, ROWS = ("m-a", "m-b"), (0, 1000, 2000), ("c-0", "c-1", "c-2"), 20
+
+
+def _losses(model: str, step: int, corpus: str, run_id: str, rng) -> pa.Table:
+    return pa.table({"model": pa.repeat(model, ROWS), "step": pa.repeat(step, ROWS), "corpus": pa.repeat(corpus, ROWS),
+                     "doc_id": np.arange(ROWS, dtype=np.int64) // 5, "pos": (np.arange(ROWS) % 5 + 1).astype(np.int32),
+                     "loss_nats": rng.gamma(2.0, 1.5, ROWS).astype(np.float32), "run_id": pa.repeat(run_id, ROWS)})
+
+
+@pytest.fixture
+def suite_store(store):
+    """One committed file per (model, step, corpus): 18 files of token_losses."""
+    rng = np.random.default_rng(0)
+    with store.begin_run("reach_test", {"n": 1}) as run:
+        for model in MODELS:
+            for step in STEPS:
+                for corpus in CORPORA:
+                    run.write("token_losses", _losses(model, step, corpus, run.run_id, rng))
+        run.commit()
+    snapshots.forget(store.root)
+    return store
+
+
+def _files_where(store, keep) -> frozenset[str]:
+    """The committed token_losses files whose recorded keys satisfy ``keep`` (absolute paths)."""
+    return frozenset(row["path"] for row in store.manifest("token_losses").to_pylist() if keep(row))
+
+
+# (statement, parameters, which files it must be confined to: a test of a file's keys)
+NARROWED = [
+    ("SELECT avg(loss_nats) AS v FROM token_losses WHERE model = 'm-a' AND step = 1000 AND corpus = 'c-1'", None,
+     lambda k: (k["model"], k["step"], k["corpus"]) == ("m-a", 1000, "c-1")),
+    ("SELECT sum(loss_nats) AS v FROM token_losses WHERE model = ? AND step >= 1000", ["m-b"],
+     lambda k: k["model"] == "m-b" and k["step"] >= 1000),
+    ("SELECT count(*) AS v FROM token_losses WHERE corpus IN ('c-0', 'c-2') AND step BETWEEN 500 AND 1500", None,
+     lambda k: k["corpus"] in ("c-0", "c-2") and 500 <= k["step"] <= 1500),
+    ("SELECT count(*) AS v FROM token_losses WHERE corpus LIKE 'c-1%' AND 1000 < step", None,
+     lambda k: k["corpus"].startswith("c-1") and k["step"] > 1000),
+    ("SELECT count(*) AS v FROM token_losses a JOIN token_losses b USING (doc_id, pos, corpus) "
+     "WHERE a.model = 'm-a' AND a.step = 0 AND b.model = 'm-b' AND b.step = 2000", None,
+     lambda k: (k["model"], k["step"]) in (("m-a", 0), ("m-b", 2000))),
+    ("SELECT avg(value) AS v FROM token_pane_loss('c-2', 'm-a', 2000)", None,  # a saved analysis (a macro)
+     lambda k: (k["model"], k["step"], k["corpus"]) == ("m-a", 2000, "c-2")),
+    ("EXPLAIN ANALYZE SELECT avg(loss_nats) FROM token_losses WHERE model = 'm-b' AND step = 0", None,
+     lambda k: (k["model"], k["step"]) == ("m-b", 0)),
+]
+# Filters the lake cannot prune files by: every file of the table stays allowed.
+WHOLE_TABLE = [
+    "SELECT count(*) AS v FROM token_losses WHERE model = 'm-a' OR step = 0",
+    "SELECT avg(loss_nats) AS v FROM token_losses WHERE lower(model) = 'm-a'",
+    "SELECT max(loss_nats) AS v FROM token_losses WHERE loss_nats > 1.0",
+    "SELECT count(*) AS v FROM token_losses WHERE model = 'm-a'') OR true --'",  # quotes stay a constant
+]
+
+
+def _fallbacks(monkeypatch) -> list:
+    taken = []
+    real = snapshots.Snapshot.reader
+
+    def reader(self, sql, params=None, everything=False):
+        taken.append(everything)
+        return real(self, sql, params, everything)
+
+    monkeypatch.setattr(snapshots.Snapshot, "reader", reader)
+    return taken
+
+
+@pytest.mark.parametrize("case", range(len(NARROWED)))
+def test_a_statement_is_confined_to_the_files_its_filters_reach(suite_store, monkeypatch, case):
+    sql, params, keep = NARROWED[case]
+    snapshot = snapshots.shared(suite_store.root).current()
+    assert snapshot.reach(sql, params) == _files_where(suite_store, keep)
+    taken = _fallbacks(monkeypatch)
+    confined = suite_store.query(sql, params).table
+    if not sql.startswith("EXPLAIN"):
+        assert confined.equals(suite_store.query(sql, params, unsafe=True).table)
+    assert taken == [False]  # answered by the narrowed reader, never retried on every file
+
+
+@pytest.mark.parametrize("sql", WHOLE_TABLE)
+def test_filters_the_lake_cannot_prune_by_leave_every_file_allowed(suite_store, sql):
+    snapshot = snapshots.shared(suite_store.root).current()
+    reached = snapshot.reach(sql)
+    assert reached is None or reached == _files_where(suite_store, lambda k: True) or sql.endswith("--'")
+    assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+
+
+def test_a_reader_too_narrow_for_the_lake_is_retried_on_every_committed_file(suite_store, monkeypatch):
+    sql = "SELECT count(*) AS v FROM token_losses WHERE model = 'm-a' AND step = 1000"
+    monkeypatch.setattr(reach, "reached_files", lambda *args, **kwargs: [])  # as if the lake pruned less
+    taken = _fallbacks(monkeypatch)
+    assert suite_store.query_df(sql)["v"].tolist() == [ROWS * len(CORPORA)]
+    assert taken == [False, True]
+
+
+def test_a_statement_that_reads_files_by_name_gets_every_committed_file(suite_store):
+    path = suite_store.committed_paths("token_losses")[0]
+    sql = f"SELECT count(*) AS v FROM read_parquet('{path}')"
+    assert snapshots.shared(suite_store.root).current().reach(sql) is None  # planning needs the file itself
+    assert suite_store.query_df(sql)["v"].tolist() == [ROWS]
+    with pytest.raises(Exception, match="Permission"):  # and still nothing outside the committed files
+        suite_store.query_arrow(f"SELECT * FROM read_parquet('{suite_store.root / 'catalog.ducklake'}')")
+
+
+def test_only_fixed_forms_of_filters_become_conditions():
+    parse = reach.parsed(sandbox._serialiser().cursor())
+    assert reach.conditions("optional: model IN ('a', 'b')", parse) == [reach.Condition("model", "IN", ("a", "b"))]
+    assert reach.conditions("step>=1000 AND step<=3000", parse) == [
+        reach.Condition("step", ">=", ("1000",)), reach.Condition("step", "<=", ("3000",))]
+    assert reach.conditions("3 < step", parse) == [reach.Condition("step", ">", ("3",))]
+    assert reach.conditions("x=1.25", parse) == [reach.Condition("x", "=", ("1.25",))]
+    assert reach.conditions("model='x'' OR 1=1 --'", parse) == [reach.Condition("model", "=", ("x' OR 1=1 --",))]
+    for refused in ("model='a' OR step=1", "lower(model)='a'", "model=other", "model<>'a'", "model IS NULL",
+                    "model='a') OR (1=1", "(SELECT 1)=1", "model=NULL", "t.model='a'"):
+        assert reach.conditions(refused, parse) == [], refused
+
+
+def test_every_reader_is_confined_within_the_committed_files(suite_store):
+    committed = _files_where(suite_store, lambda k: True)
+    for sql, params, _ in NARROWED:
+        suite_store.query(sql, params)
+    snapshot = snapshots.shared(suite_store.root).current()
+    assert snapshot._readers and all(r.paths is not None and r.paths <= committed for r in snapshot._readers.values())
+    assert querying.run_on(snapshot, "SELECT count(*) AS n FROM runs").table["n"][0].as_py() >= 1
+
+
+@pytest.mark.parametrize("case", [0, 2, 3])
+def test_a_plan_read_off_the_statement_equals_duckdbs_own(suite_store, case):
+    sql, params, _ = NARROWED[case]
+    tree_plan = reach.one_scan_plan(sandbox.serialised(sql))
+    assert tree_plan is not None  # planned without DuckDB's planner
+    snapshot = snapshots.shared(suite_store.root).current()
+    duckdb_plan = reach.plan(snapshot.catalog, sql, params)
+    with snapshot.catalog_cursor() as cursor:
+        folder = suite_store.root.as_posix() + "/"
+        assert reach.reached_files(cursor, folder, tree_plan) == reach.reached_files(cursor, folder, duckdb_plan)
