@@ -62,6 +62,11 @@ def read_only_process(output: str | None = None) -> None:
 
     from quanta_db.store.kernel_wall import forbid_writes, scratch_folder
 
+    from quanta_db.store import snapshots
+
+    # The wall covers the threads started after it: a DuckDB database opened before (the store's
+    # schema check keeps one for the queries that follow) has worker threads of its own.
+    snapshots.forget()
     if output:
         Path(output).write_bytes(b"")
     scratch = scratch_folder()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -172,3 +173,28 @@ def test_a_saved_analysis_cannot_take_the_name_of_a_duckdb_table_function(tmp_pa
     path.write_text("SELECT 1 AS x")
     with pytest.raises(QueryError, match="shadow DuckDB's table function"):
         views.parse_saved_query(path)
+
+
+def test_an_extension_file_is_checked_once_and_again_once_it_changed(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(extensions, "_VERIFIED", {})  # as a new process
+    assert extensions.connection_config(False)["allow_unsigned_extensions"] is False  # nothing checked yet
+    with duckdb.connect(config=extensions.connection_config(False)) as con:
+        extensions.load(con, False)  # DuckDB checks the signature
+    record_file = tmp_path / "quanta-db" / extensions.RECORD_FILE
+    entry = json.loads(record_file.read_text())[f"{duckdb.__version__}/ducklake"]
+    installed = Path(entry["path"])
+    status = installed.stat()
+    assert entry["identity"] == [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+    monkeypatch.setattr(extensions, "_VERIFIED", {})  # another process: the record is trusted
+    config = extensions.connection_config(False)
+    assert config["allow_unsigned_extensions"] is True
+    with duckdb.connect(config=config) as con:
+        extensions.load(con, False)
+        assert con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'ducklake'").fetchone()[0]
+    entry["identity"][3] += 1  # the file as if edited since it was checked
+    record_file.write_text(json.dumps({f"{duckdb.__version__}/ducklake": entry}))
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    assert extensions.connection_config(False)["allow_unsigned_extensions"] is False
