@@ -9,14 +9,18 @@ query sees the views of one committed state.
 
 A snapshot holds:
 
-- ``catalog``: a connection that reads the catalog and may open no data file. It answers the
-  store's own catalog reads, and plans each user statement (:mod:`quanta_db.store.reach`);
+- a first connection, opened with it and not yet confined: the store's own catalog reads run on
+  it (the schema check of ``Store.open``), and it becomes the first statement's reader, so a
+  process that opens the store and queries it attaches the catalog once for both;
 - readers: connections confined to the files a statement may read (DuckDB's ``allowed_paths``
   costs about 13 µs a path to set, so confining to 1 file rather than 25,000 saves 0.3 s), kept
-  for the statements that follow, which reuse any whose files cover theirs; the first is opened
-  beside the planning (``prefetch``), so a fresh process does not wait for both in turn;
-- with ``full``, a reader confined to every committed file, taken at once, which then answers
-  every statement without planning (``serve``, whose copies are taken in the background).
+  for the statements that follow, which reuse any whose files cover theirs;
+- ``catalog``: a connection that may open no data file, opened only when a statement must be
+  planned by DuckDB (:mod:`quanta_db.store.reach`: most are planned from their text, and plans
+  are kept across snapshots).
+
+``serve`` takes each new snapshot in the background while it answers from the previous one, with
+readers ready for the statements the previous one answered last.
 
 Should a statement's reader refuse a file the lake opens after all, the statement runs again on
 a reader confined to every committed file (:func:`quanta_db.store.querying.run_on`).
@@ -41,6 +45,7 @@ from quanta_db.store import catalog, lake, reach, sandbox, views
 KEEP = 3  # older copies may still be in use by running requests
 MAX_READERS = 8  # readers one snapshot keeps for later statements (least recent closed when idle)
 MAX_REACHES = 256  # statements whose files one snapshot remembers
+WARMED = 4  # statements a copy taken in the background takes readers for before it is used
 
 
 class _Reader:
@@ -85,7 +90,7 @@ _UNPLANNED = object()
 class Snapshot:
     """One committed state of the store, for this process's user SQL (see the module's text)."""
 
-    def __init__(self, root: Path, generation: int, memory_limit: str | None = None, full: bool = False,
+    def __init__(self, root: Path, generation: int, memory_limit: str | None = None,
                  stamp: tuple | None = None, plans: Plans | None = None):
         self.root, self.generation, self.memory_limit = Path(root), generation, memory_limit
         self._folder = self.root.as_posix().rstrip("/") + "/"
@@ -93,6 +98,7 @@ class Snapshot:
         self._lock = threading.Lock()
         self._readers: OrderedDict[int, _Reader] = OrderedDict()
         self._reached: OrderedDict[tuple, frozenset[str] | None] = OrderedDict()
+        self._statements: dict[tuple, tuple[str, list | None]] = {}  # the statements of _reached
         self._spare: duckdb.DuckDBPyConnection | None = None  # opened, not yet confined
         self._planner: _Reader | None = None
         self._planner_ahead: Future | None = None
@@ -103,10 +109,6 @@ class Snapshot:
             self._spare = opened
             self.deletes = lake.delete_files(opened)
             self.macros, self._saved = _saved_analyses(opened)
-            if full:
-                self._spare = None
-                sandbox.restrict(opened, self.root, memory_limit, deletes=self.deletes)
-                self._planner = self._keep(_Reader(opened, None))
         except BaseException:
             self.close()
             raise
@@ -114,8 +116,7 @@ class Snapshot:
     # -- the catalog ---------------------------------------------------------------------------
     @property
     def catalog(self) -> duckdb.DuckDBPyConnection:
-        """A connection that reads the catalog: one that may open no data file (opened on first
-        use), or the reader of every file of a ``full`` snapshot."""
+        """A connection that reads the catalog and may open no data file (opened on first use)."""
         return self._planning().connection
 
     @contextmanager
@@ -198,6 +199,19 @@ class Snapshot:
         cannot tell (it reads files by name, or does not plan without reading one)."""
         return self._reach(sql, params, give_back=True)[0]
 
+    def recent(self, count: int = WARMED) -> list[tuple[str, list | None]]:
+        """The statements (and parameters) whose files this snapshot found last, newest first."""
+        with self._lock:
+            keys = list(reversed(self._reached))[:count]
+            return [self._statements[key] for key in keys if key in self._statements]
+
+    def warm(self, statements: list[tuple[str, list | None]]) -> None:
+        """Take readers for ``statements`` now (a new copy taken in the background is ready for
+        the statements that its predecessor was answering)."""
+        for sql, params in statements:
+            with contextlib.suppress(Exception), self.reader(sql, params):
+                pass
+
     def _plan(self, sql: str, params: list | None):
         key = (sql, repr(params))
         found = self._plans.get(key)
@@ -232,8 +246,9 @@ class Snapshot:
             raise
         with self._lock:
             self._reached[key] = paths
+            self._statements[key] = (sql, params)
             while len(self._reached) > MAX_REACHES:
-                self._reached.popitem(last=False)
+                self._statements.pop(self._reached.popitem(last=False)[0], None)
         if give_back and spare is not None:
             self._give_spare(spare)
             spare = None
@@ -324,7 +339,7 @@ class Snapshot:
         if ahead is not None and ahead.exception() is None:
             ahead.result().close()
         with self._lock:
-            if planner is not None and planner.paths is not None:
+            if planner is not None:
                 self._readers[id(planner)] = planner
             for reader in self._readers.values():
                 if reader.users:
@@ -349,10 +364,9 @@ class Snapshots:
 
     ``background``: when a commit from another process lands, keep answering from the copy of
     the state before it while the next copy is taken in a thread (a served page is never held up
-    by a commit; it shows the commit a copy's time later, 0.5 s at 25,000 files); its copies are
-    each confined to every committed file at once. Without it, and always after a commit by this
-    process, the next query waits for the new copy: it sees every commit that landed before it
-    started.
+    by a commit; it shows the commit a copy's time later, about 0.2 s at 25,000 files). Without
+    it, and always after a commit by this process, the next query waits for the new copy: it sees
+    every commit that landed before it started.
     """
 
     def __init__(self, root: Path, memory_limit: str | None = None, background: bool = False):
@@ -386,12 +400,14 @@ class Snapshots:
             return self._snapshots[self._generation]
 
     def _take(self, stamp: tuple) -> Snapshot:
-        return Snapshot(self.root, self._generation + 1, self.memory_limit, full=self.background, stamp=stamp,
-                        plans=self._plans)
+        return Snapshot(self.root, self._generation + 1, self.memory_limit, stamp=stamp, plans=self._plans)
 
     def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
+        with self._lock:
+            previous = self._snapshots.get(self._generation)
         try:
             taken = self._take(stamp)
+            taken.warm(previous.recent() if previous is not None else [])
         except Exception:  # noqa: BLE001 - the next query takes the copy itself, and says why it cannot
             taken = None
         with self._lock:
