@@ -396,13 +396,17 @@ class Snapshots:
                     self._taking = threading.Thread(target=self._take_meanwhile, args=(stamp, own_writes))
                     self._taking.start()
                 return self._snapshots[self._generation]
-            self._keep(self._take(stamp), stamp, own_writes)
-            return self._snapshots[self._generation]
+            retired = self._keep(self._take(stamp), stamp, own_writes)
+            newest = self._snapshots[self._generation]
+        for old in retired:
+            old.close()
+        return newest
 
     def _take(self, stamp: tuple) -> Snapshot:
         return Snapshot(self.root, self._generation + 1, self.memory_limit, stamp=stamp, plans=self._plans)
 
     def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
+        retired: list[Snapshot] = []
         with self._lock:
             previous = self._snapshots.get(self._generation)
         try:
@@ -417,15 +421,18 @@ class Snapshots:
             elif self._closed or own_writes != catalog.writes_in_process():
                 taken.close()  # closed meanwhile, or older than a commit of this process
             else:
-                self._keep(taken, stamp, own_writes)
+                retired = self._keep(taken, stamp, own_writes)
+        for old in retired:
+            old.close()
 
-    def _keep(self, taken: Snapshot, stamp: tuple, own_writes: int) -> None:
+    def _keep(self, taken: Snapshot, stamp: tuple, own_writes: int) -> list[Snapshot]:
+        """Keep ``taken`` as the newest; the copies now too old to keep, for the caller to close
+        once it holds no lock (closing a database takes a while)."""
         self._generation += 1
         taken.generation = self._generation
         self._stamp, self._own_writes = stamp, own_writes
         self._snapshots[self._generation] = taken
-        for generation in [g for g in self._snapshots if g <= self._generation - KEEP]:
-            self._snapshots.pop(generation).close()
+        return [self._snapshots.pop(g) for g in list(self._snapshots) if g <= self._generation - KEEP]
 
     def close(self) -> None:
         with self._lock:
