@@ -116,7 +116,7 @@ def test_a_statement_that_reads_files_by_name_gets_every_committed_file(suite_st
 
 
 def test_only_fixed_forms_of_filters_become_conditions():
-    parse = reach.parsed(sandbox._serialiser().cursor())
+    parse = sandbox.serialised
     assert reach.conditions("optional: model IN ('a', 'b')", parse) == [reach.Condition("model", "IN", ("a", "b"))]
     assert reach.conditions("step>=1000 AND step<=3000", parse) == [
         reach.Condition("step", ">=", ("1000",)), reach.Condition("step", "<=", ("3000",))]

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-from quanta_db.store import lake
+from quanta_db.store import lake, sandbox
 from quanta_db.store.registry import catalog_tables, fact_tables
 from quanta_db.store.sql import statement
 
@@ -222,9 +222,8 @@ def plan(con, sql: str, params: list | None = None) -> tuple[ScanPlan, ...] | No
     cursor = lake.cursor(con)
     try:
         rows = cursor.execute(f"EXPLAIN (FORMAT json) {sql}", params or None).fetchall()
-        parse = parsed(cursor)
         found = scans([node for _, text in rows for node in json.loads(text)])
-        return tuple(ScanPlan(scan.table, tuple(c for text in scan.filters for c in conditions(text, parse)
+        return tuple(ScanPlan(scan.table, tuple(c for text in scan.filters for c in conditions(text, sandbox.serialised)
                                                 if c.key in key_types(scan.table))) for scan in found)
     except duckdb.Error:
         return None
@@ -255,10 +254,3 @@ def _files_query(usable: list[Condition], types: dict[str, str]) -> tuple[str, l
         clauses.append(f"({key} {condition.op} {right}) IS NOT FALSE")
         params += [f'$."{condition.key}"', *condition.constants]
     return statement("reached_files").format(conditions=" AND ".join(clauses) or "true"), params
-
-
-def parsed(con):
-    """A ``parse`` for :func:`conditions`: DuckDB's serialised tree of a statement's text."""
-    def parse(text: str) -> dict:
-        return json.loads(con.execute(statement("serialize_sql"), [text]).fetchone()[0])
-    return parse

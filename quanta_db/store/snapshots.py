@@ -33,7 +33,6 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -97,11 +96,10 @@ class Snapshot:
         self._plans = plans if plans is not None else Plans()
         self._lock = threading.Lock()
         self._readers: OrderedDict[int, _Reader] = OrderedDict()
-        self._reached: OrderedDict[tuple, frozenset[str] | None] = OrderedDict()
-        self._statements: dict[tuple, tuple[str, list | None]] = {}  # the statements of _reached
+        # (statement, parameters) -> (the files it reaches, the statement, its parameters)
+        self._reached: OrderedDict[tuple, tuple[frozenset[str], str, list | None]] = OrderedDict()
         self._spare: duckdb.DuckDBPyConnection | None = None  # opened, not yet confined
         self._planner: _Reader | None = None
-        self._planner_ahead: Future | None = None
         self._closed = False
         self._private = catalog.PrivateCatalog(self.root, stamp)
         try:
@@ -133,20 +131,6 @@ class Snapshot:
             if spare is not None:
                 self._give_spare(spare)
 
-    def plan_ahead(self) -> None:
-        """Open the planning connection in the background (a statement will be planned soon)."""
-        with self._lock:
-            if self._planner is not None or self._planner_ahead is not None or self._closed:
-                return
-            self._planner_ahead = Future()
-            threading.Thread(target=self._open_planner, args=(self._planner_ahead,)).start()
-
-    def _open_planner(self, future: Future) -> None:
-        try:
-            future.set_result(self._planner_connection())
-        except BaseException as error:  # noqa: BLE001 - the planning opens its own, and says why not
-            future.set_exception(error)
-
     def _planner_connection(self) -> duckdb.DuckDBPyConnection:
         connection = self._private.open()
         try:
@@ -159,18 +143,12 @@ class Snapshot:
 
     def _planning(self) -> _Reader:
         with self._lock:
-            planner, ahead = self._planner, self._planner_ahead
-        if planner is not None:
-            return planner
-        connection = None
-        if ahead is not None:
-            with contextlib.suppress(Exception):
-                connection = ahead.result()
-        if connection is None:
-            connection = self._planner_connection()
+            if self._planner is not None:
+                return self._planner
+        connection = self._planner_connection()
         with self._lock:
             if self._planner is None and not self._closed:
-                self._planner, self._planner_ahead = _Reader(connection, frozenset()), None
+                self._planner = _Reader(connection, frozenset())
                 return self._planner
         connection.close()  # another thread planned first (or this snapshot was closed)
         if self._closed:
@@ -202,8 +180,7 @@ class Snapshot:
     def recent(self, count: int = WARMED) -> list[tuple[str, list | None]]:
         """The statements (and parameters) whose files this snapshot found last, newest first."""
         with self._lock:
-            keys = list(reversed(self._reached))[:count]
-            return [self._statements[key] for key in keys if key in self._statements]
+            return [(sql, params) for _, sql, params in list(reversed(self._reached.values()))[:count]]
 
     def warm(self, statements: list[tuple[str, list | None]]) -> None:
         """Take readers for ``statements`` now (a new copy taken in the background is ready for
@@ -233,9 +210,9 @@ class Snapshot:
             return None, None
         key = (sql, repr(params))
         with self._lock:
-            paths = self._reached.get(key)
-        if paths is not None:
-            return paths, None
+            known = self._reached.get(key)
+        if known is not None:
+            return known[0], None
         spare = self._take_spare()  # only the store's own SQL runs on it before it is confined
         try:
             with contextlib.closing(lake.cursor(spare if spare is not None else self._catalog_reader())) as cursor:
@@ -245,10 +222,9 @@ class Snapshot:
                 spare.close()
             raise
         with self._lock:
-            self._reached[key] = paths
-            self._statements[key] = (sql, params)
+            self._reached[key] = (paths, sql, params)
             while len(self._reached) > MAX_REACHES:
-                self._statements.pop(self._reached.popitem(last=False)[0], None)
+                self._reached.popitem(last=False)
         if give_back and spare is not None:
             self._give_spare(spare)
             spare = None
@@ -332,12 +308,9 @@ class Snapshot:
         with self._lock:
             self._closed = True
             spare, self._spare = self._spare, None
-            ahead, self._planner_ahead = self._planner_ahead, None
             planner, self._planner = self._planner, None
         if spare is not None:
             spare.close()
-        if ahead is not None and ahead.exception() is None:
-            ahead.result().close()
         with self._lock:
             if planner is not None:
                 self._readers[id(planner)] = planner
