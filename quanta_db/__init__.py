@@ -24,14 +24,17 @@ if not Path(__file__).with_name("cli").is_dir() and (_CHECKOUT / "cli" / "main.p
     __path__.append(str(_CHECKOUT))
 
 
-def open_store(path, create: bool = False):
+def open_store(path, create: bool = False, background_refresh: bool = False):
     """Open the store at ``path`` (a directory holding its catalog and ``tables/``).
 
-    With ``create=True`` a missing or empty directory becomes a new, migrated store.
+    With ``create=True`` a missing or empty directory becomes a new, migrated store. Its queries
+    see every commit that landed before they began; with ``background_refresh=True`` (a reader
+    that polls) they never wait for another process's commit, which they show once this process
+    has taken its new state in the background (see :meth:`Store.query`).
     """
     from quanta_db.store.store import Store
 
-    return Store.open(path, create=create)
+    return Store.open(path, create=create, background_refresh=background_refresh)
 
 
 def __getattr__(name: str):

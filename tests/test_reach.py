@@ -147,3 +147,54 @@ def test_a_plan_read_off_the_statement_equals_duckdbs_own(suite_store, case):
     with snapshot.catalog_cursor() as cursor:
         folder = suite_store.root.as_posix() + "/"
         assert reach.reached_files(cursor, folder, tree_plan) == reach.reached_files(cursor, folder, duckdb_plan)
+
+
+def _commit_losses(store, partitions) -> None:
+    rng = np.random.default_rng(len(partitions))
+    with store.begin_run("reach_test", {"later": [list(p) for p in partitions]}) as run:
+        for model, step, corpus in partitions:
+            run.write("token_losses", _losses(model, step, corpus, run.run_id, rng))
+        run.commit()
+
+
+def test_a_later_state_reaches_what_it_reached_before_and_the_new_files(suite_store, monkeypatch):
+    shared = snapshots.shared(suite_store.root)
+    before = shared.current()
+    for sql, params, _ in NARROWED[:4]:
+        before.reach(sql, params)
+    # One new file each statement reaches (a second file of an old partition among them), one none does.
+    _commit_losses(suite_store, [("m-a", 1000, "c-1"), ("m-b", 3000, "c-0"), ("m-c", 1000, "c-2"),
+                                 ("m-c", 3000, "c-10"), ("m-c", 0, "c-5")])
+    after = shared.current()
+    assert after is not before and after._new_files is not None
+    assert after.deletes == before.deletes and after.macros == before.macros
+    monkeypatch.setattr(reach, "reached_files", lambda *args, **kwargs: pytest.fail("evaluated over every file"))
+    for sql, params, keep in NARROWED[:4]:
+        assert after.reach(sql, params) == _files_where(suite_store, keep), sql
+        assert suite_store.query(sql, params).table.equals(suite_store.query(sql, params, unsafe=True).table)
+
+
+def test_a_state_after_anything_but_new_rows_finds_everything_anew(suite_store):
+    from quanta_db.store import catalog, lake
+
+    locator = catalog.locate(suite_store.root)
+
+    def state_and_changes(since):
+        with suite_store.read() as con:
+            now = lake.snapshot_identity(con, locator)
+            return now, lake.changes(con, locator, since, now)
+
+    first, _ = state_and_changes((0, ""))
+    _commit_losses(suite_store, [("m-c", 0, "c-0")])
+    second, changes = state_and_changes(first)
+    assert changes.only_inserts and changes.new_files is not None
+    assert not state_and_changes((first[0], "another lake's time"))[1].only_inserts
+    with suite_store.write() as con:  # a new saved analysis: rows inserted, into the saved analyses' table
+        con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')")
+    third, changes = state_and_changes(second)
+    assert changes == lake.Changes(False, None)
+    assert "other" in snapshots.shared(suite_store.root).current().macros
+    with suite_store.write() as con:  # rows removed
+        con.execute("DELETE FROM saved_queries WHERE name = 'other'")
+    assert state_and_changes(third)[1] == lake.Changes(False, None)
+    assert "other" not in snapshots.shared(suite_store.root).current().macros

@@ -4,11 +4,13 @@ heartbeat that keeps a live job's staging folder from being collected."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -485,7 +487,7 @@ def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store
     for index in range(snapshots.MAX_SHARED_STORES + 1):  # copies of the least recent stores are closed
         other = Store.init(store.root.parent / f"other-{index}")
         other.query_arrow("SELECT 1")
-    assert store.root not in snapshots._shared and len(snapshots._shared) == snapshots.MAX_SHARED_STORES
+    assert (store.root, False) not in snapshots._shared and len(snapshots._shared) == snapshots.MAX_SHARED_STORES
 
 
 OTHER_PROCESS_WRITES = ("import sys; from quanta_db.store.catalog import connect\n"
@@ -526,3 +528,97 @@ def test_background_copies_answer_from_the_last_state_until_the_next_is_taken(st
         assert count(snapshots.current(), runs) == 1
     finally:
         snapshots.close()
+
+
+def test_a_store_opened_for_polling_shows_another_processs_commit_without_waiting_for_it(store):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from quanta_db.store.store import Store
+
+    polling = Store.open(store.root, background_refresh=True)
+    saved = "SELECT count(*) AS n FROM saved_queries WHERE name = 'other'"
+    runs = "SELECT count(*) AS n FROM runs WHERE status = 'committed'"
+
+    def answer(reader, sql):
+        return reader.query_arrow(sql)["n"][0].as_py()
+
+    assert answer(polling, saved) == 0
+    subprocess.run([sys.executable, "-c", OTHER_PROCESS_WRITES, str(store.root)], check=True)
+    assert answer(polling, saved) == 0  # answered from the state before while the next copy is taken
+    assert answer(store, saved) == 1  # a strict reader waits for its copy: it sees the commit at once
+    deadline = time.monotonic() + 60
+    while answer(polling, saved) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer(polling, saved) == 1
+    with polling.begin_run("test_copy", {"n": 1}) as run:  # a commit of this process: seen at once
+        run.write_artifact("x", np.zeros(1))
+        run.commit()
+    assert answer(polling, runs) == 1
+
+
+def test_a_private_catalog_shows_one_state_to_every_connection_it_opens(store):
+    import numpy as np
+
+    from quanta_db.store import catalog
+
+    runs = "SELECT count(*) FROM runs WHERE status = 'committed'"
+    private = catalog.PrivateCatalog(store.root)
+    try:
+        first = private.open()
+        with store.begin_run("test_copy", {"n": 1}) as run:  # replaces the readers' copy meanwhile
+            run.write_artifact("x", np.zeros(1))
+            run.commit()
+        second = private.open()
+        assert first.execute(runs).fetchone()[0] == second.execute(runs).fetchone()[0] == 0
+        first.close()
+        second.close()
+    finally:
+        private.close()
+    later = catalog.PrivateCatalog(store.root)
+    try:
+        with contextlib.closing(later.open()) as con:
+            assert con.execute(runs).fetchone()[0] == 1
+    finally:
+        later.close()
+
+
+def test_the_next_copys_first_connection_is_made_ahead_and_closed_with_the_copies(store):
+    import numpy as np
+
+    from quanta_db.store.snapshots import Snapshots
+
+    copies = Snapshots(store.root)
+    try:
+        copies.current()
+        deadline = time.monotonic() + 60
+        while copies._blank is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ahead = copies._blank
+        assert ahead is not None
+        with store.begin_run("test_copy", {"n": 1}) as run:
+            run.write_artifact("x", np.zeros(1))
+            run.commit()
+        assert count(copies.current(), "SELECT count(*) FROM runs WHERE status = 'committed'") == 1
+        assert copies._blank is not ahead  # taken by the new copy
+    finally:
+        copies.close()
+    assert copies._blank is None and copies._making is None
+    with pytest.raises(duckdb.ConnectionException):
+        ahead.execute("SELECT 1")  # the new copy's first connection was closed with it
+
+
+def test_user_sql_reads_no_catalog_file_through_the_descriptors_the_process_holds(store, catalog_backend):
+    from quanta_db.errors import QueryError
+
+    if catalog_backend != "duckdb":
+        pytest.skip("a catalog on PostgreSQL has no file here")
+    store.query_arrow("SELECT count(*) FROM runs")  # this process now holds its state of the catalog open
+    held = [fd for fd in os.listdir("/proc/self/fd")
+            if "catalog" in (os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else "")]
+    assert held
+    for fd in held:
+        with pytest.raises(QueryError, match="Permission|not allowed"):
+            store.query_arrow(f"SELECT size FROM read_blob('/proc/self/fd/{fd}')")

@@ -20,13 +20,14 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 
 from quanta_db.errors import InputError, StoreError, first_line
 from quanta_db.store import extensions
-from quanta_db.store.sql import quote_literal, statement
+from quanta_db.store.sql import quote_ident, quote_literal, statement
 
 LAKE = "lake"
 METADATA_CATALOG = f"__ducklake_metadata_{LAKE}"
@@ -197,6 +198,68 @@ def lake_files(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Absolute paths of every file the lake's current snapshot reads for the fact tables: the
     registered files, and any delete file the lake wrote beside them."""
     return [path for pair in _listed(con) for path in pair if path]
+
+
+def _metadata(locator: Locator) -> str:
+    """The schema of the lake's metadata tables, as attached by :func:`attach`, quoted."""
+    return f"{quote_ident(METADATA_CATALOG)}.{quote_ident(locator.schema if locator.on_postgres else 'main')}"
+
+
+def snapshot_identity(con: duckdb.DuckDBPyConnection, locator: Locator, pinned: int | None = None) -> tuple[int, str]:
+    """(id, time taken) of the snapshot ``con`` reads: ``pinned``, or the newest in the metadata of
+    the lake ``con`` attached (on a local catalog, a private copy's own state). Read as plain
+    tables, which spares DuckLake's loading of its schema."""
+    return tuple(con.execute(statement("lake_latest_snapshot").format(metadata=_metadata(locator)), [pinned]).fetchone())
+
+
+# Entries of ducklake_snapshot_changes that only add rows (as data files, or inlined in the
+# metadata), so add no delete file and, but for the saved analyses' table, change nothing a reader
+# derives from the catalog.
+INSERT_CHANGES = frozenset({"inserted_into_table", "inlined_insert"})
+INLINED_INSERT = "inlined_insert"
+
+
+class Changes(NamedTuple):
+    """How a lake went from one snapshot to a later one (:func:`changes`)."""
+    only_inserts: bool  # rows added, none removed, saved analyses unchanged
+    new_files: str | None  # when only_inserts and each new row of ``files`` is inlined: the
+    # metadata table that holds them (quoted, qualified; a relation that decodes it on
+    # PostgreSQL), each row with its ``begin_snapshot``
+
+
+def changes(con: duckdb.DuckDBPyConnection, locator: Locator, since: tuple[int, str], until: tuple[int, str]) -> Changes:
+    """How the lake ``con`` attached went from snapshot ``since`` to ``until`` (see
+    :func:`snapshot_identity`), per the DuckLake specification's ``ducklake_snapshot_changes``
+    (any entry but an insert is a change) and its inlined data tables."""
+    unchanged = Changes(False, None)
+    if until[0] < since[0]:
+        return unchanged
+    metadata = _metadata(locator)
+    entries, same_lake, saved, files, inlined = con.execute(
+        statement("lake_changes").format(metadata=metadata), [since[0], until[0], since[0], since[1]]).fetchone()
+    if not same_lake:
+        return unchanged
+    saved_ids, files_ids = ({str(i) for i in ids or []} for ids in (saved, files))
+    files_inlined = True
+    for entry in filter(None, entries.split(",")):
+        kind, _, table_id = entry.partition(":")
+        if kind not in INSERT_CHANGES or table_id in saved_ids:
+            return unchanged
+        files_inlined &= table_id not in files_ids or kind == INLINED_INSERT
+    # Rows are inlined into the table of the files table's newest schema (a schema change would
+    # have been an entry of its own).
+    new_files = _inlined_files(locator, f"{metadata}.{quote_ident(inlined[-1])}") if files_inlined and inlined else None
+    return Changes(True, new_files)
+
+
+def _inlined_files(locator: Locator, table: str) -> str:
+    """The inlined rows of the files table in ``table`` as a relation of ``begin_snapshot``,
+    ``table_name``, ``path`` and ``keys`` (text). On PostgreSQL DuckLake inlines text as bytea,
+    which DuckDB reads as BLOB: decoded from UTF-8 here."""
+    if not locator.on_postgres:
+        return table
+    return (f"(SELECT begin_snapshot, decode(table_name) AS table_name, decode(path) AS path, "
+            f"decode(keys) AS keys FROM {table})")
 
 
 def delete_files(con: duckdb.DuckDBPyConnection) -> list[str]:

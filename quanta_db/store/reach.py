@@ -236,13 +236,29 @@ def reached_files(con, folder: str, plans: tuple[ScanPlan, ...]) -> frozenset[st
     ``plans`` may read, evaluated on ``con`` (a connection to the catalog)."""
     paths: set[str] = set()
     for scan in plans:
-        sql, params = _files_query(list(scan.conditions), key_types(scan.table))
+        conditions, params = _conditions(list(scan.conditions), key_types(scan.table))
+        sql = statement("reached_files").format(conditions=conditions)
         paths.update(con.execute(sql, [folder, scan.table, *params]).fetchone()[0])
     return frozenset(paths)
 
 
-def _files_query(usable: list[Condition], types: dict[str, str]) -> tuple[str, list]:
-    """The ``reached_files`` statement for these conditions, and their parameters: a file stays
+def reached_new_files(con, folder: str, plans: tuple[ScanPlan, ...], new_files: str,
+                      since: int, until: int) -> frozenset[str]:
+    """As :func:`reached_files`, for the files committed after snapshot ``since`` up to ``until``
+    only, read from the metadata table ``new_files`` (:attr:`quanta_db.store.lake.Changes.new_files`):
+    what a statement reaches in a state that only added rows to one it reached files in before
+    is those files and these (a plain metadata read, which spares the lake's first scan of an
+    inlined table in a new connection, about 40 ms)."""
+    paths: set[str] = set()
+    for scan in plans:
+        conditions, params = _conditions(list(scan.conditions), key_types(scan.table))
+        sql = statement("reached_new_files").format(inlined=new_files, conditions=conditions)
+        paths.update(con.execute(sql, [folder, since, until, scan.table, *params]).fetchone()[0])
+    return frozenset(paths)
+
+
+def _conditions(usable: list[Condition], types: dict[str, str]) -> tuple[str, list]:
+    """The conditions of the ``reached_files`` statements, and their parameters: a file stays
     unless a condition is false for its key (a missing key or one that does not cast is NULL,
     which leaves the file in)."""
     clauses, params = [], []
@@ -253,4 +269,4 @@ def _files_query(usable: list[Condition], types: dict[str, str]) -> tuple[str, l
         right = f"({values})" if condition.op == "IN" else values
         clauses.append(f"({key} {condition.op} {right}) IS NOT FALSE")
         params += [f'$."{condition.key}"', *condition.constants]
-    return statement("reached_files").format(conditions=" AND ".join(clauses) or "true"), params
+    return " AND ".join(clauses) or "true", params

@@ -90,7 +90,8 @@ class Snapshot:
     """One committed state of the store, for this process's user SQL (see the module's text)."""
 
     def __init__(self, root: Path, generation: int, memory_limit: str | None = None,
-                 stamp: tuple | None = None, plans: Plans | None = None):
+                 stamp: tuple | None = None, plans: Plans | None = None,
+                 blank: duckdb.DuckDBPyConnection | None = None, previous: Snapshot | None = None):
         self.root, self.generation, self.memory_limit = Path(root), generation, memory_limit
         self._folder = self.root.as_posix().rstrip("/") + "/"
         self._plans = plans if plans is not None else Plans()
@@ -101,17 +102,43 @@ class Snapshot:
         self._spare: duckdb.DuckDBPyConnection | None = None  # opened, not yet confined
         self._planner: _Reader | None = None
         self._closed = False
-        self._private = catalog.PrivateCatalog(self.root, stamp)
+        # (statement, parameters) -> the files it reached in the previous state, when this one
+        # only added files to it, inlined in the metadata table _new_files after snapshot _since
+        self._carried: dict[tuple, frozenset[str]] = {}
+        self._new_files: str | None = None
+        self._since = 0
         try:
-            opened = self._private.open()
+            self._private = catalog.PrivateCatalog(self.root, stamp)
+        except BaseException:
+            if blank is not None:
+                blank.close()
+            raise
+        try:
+            opened = self._private.open(blank)
             self._spare = opened
-            self.deletes = lake.delete_files(opened)
-            self.macros, self._saved = _saved_analyses(opened)
+            self.state = lake.snapshot_identity(opened, self.locator, self._private.pinned)
+            changes = (lake.changes(opened, self.locator, previous.state, self.state)
+                       if previous is not None and previous.root == self.root else lake.Changes(False, None))
+            if changes.only_inserts:
+                # Commits of new rows (as every ingest's are) change neither: 2 catalog queries saved.
+                self.deletes, self.macros, self._saved = previous.deletes, previous.macros, previous._saved
+            if changes.new_files is not None:
+                # A statement reaches the files it reached before and new ones (reach.reached_new_files).
+                with previous._lock:
+                    self._carried = {key: paths for key, (paths, _, _) in previous._reached.items()}
+                self._new_files, self._since = changes.new_files, previous.state[0]
+            if not changes.only_inserts:
+                self.deletes = lake.delete_files(opened)
+                self.macros, self._saved = _saved_analyses(opened)
         except BaseException:
             self.close()
             raise
 
     # -- the catalog ---------------------------------------------------------------------------
+    @property
+    def locator(self):
+        return self._private.locator
+
     @property
     def catalog(self) -> duckdb.DuckDBPyConnection:
         """A connection that reads the catalog and may open no data file (opened on first use)."""
@@ -216,7 +243,12 @@ class Snapshot:
         spare = self._take_spare()  # only the store's own SQL runs on it before it is confined
         try:
             with contextlib.closing(lake.cursor(spare if spare is not None else self._catalog_reader())) as cursor:
-                paths = reach.reached_files(cursor, self._folder, plans)
+                carried = self._carried.get(key)
+                if carried is not None:
+                    paths = carried | reach.reached_new_files(cursor, self._folder, plans, self._new_files,
+                                                              self._since, self.state[0])
+                else:
+                    paths = reach.reached_files(cursor, self._folder, plans)
         except BaseException:
             if spare is not None:
                 spare.close()
@@ -354,6 +386,8 @@ class Snapshots:
         self._taking: threading.Thread | None = None
         self._closed = False
         self._plans = Plans()
+        self._blank: duckdb.DuckDBPyConnection | None = None  # for the next copy, made ahead
+        self._making: threading.Thread | None = None
 
     def current(self) -> Snapshot:
         """The newest copy; a new one is taken first (or, ``background``, meanwhile) when the
@@ -369,21 +403,52 @@ class Snapshots:
                     self._taking = threading.Thread(target=self._take_meanwhile, args=(stamp, own_writes))
                     self._taking.start()
                 return self._snapshots[self._generation]
-            retired = self._keep(self._take(stamp), stamp, own_writes)
+            retired = self._keep(self._take(stamp, self._pop_blank(), self._snapshots.get(self._generation)),
+                                 stamp, own_writes)
             newest = self._snapshots[self._generation]
+        self._make_blank(newest.locator)
         for old in retired:
             old.close()
         return newest
 
-    def _take(self, stamp: tuple) -> Snapshot:
-        return Snapshot(self.root, self._generation + 1, self.memory_limit, stamp=stamp, plans=self._plans)
+    def _take(self, stamp: tuple, blank: duckdb.DuckDBPyConnection | None, previous: Snapshot | None) -> Snapshot:
+        return Snapshot(self.root, self._generation + 1, self.memory_limit, stamp=stamp, plans=self._plans,
+                        blank=blank, previous=previous)
+
+    def _pop_blank(self) -> duckdb.DuckDBPyConnection | None:
+        """The connection made ahead for the next copy, if ready (under the lock)."""
+        blank, self._blank = self._blank, None
+        return blank
+
+    def _make_blank(self, locator) -> None:
+        """Make the next copy's first connection in a thread now (a new DuckDB database costs
+        about 20 ms of what a reader polling through a commit would wait for)."""
+        def make() -> None:
+            try:
+                blank = catalog.blank_connection(locator)
+            except Exception:  # noqa: BLE001 - the next copy opens its own, and says why it cannot
+                blank = None
+            with self._lock:
+                self._making = None
+                if blank is not None and self._blank is None and not self._closed:
+                    self._blank, blank = blank, None
+            if blank is not None:
+                blank.close()
+
+        with self._lock:
+            if self._making is not None or self._blank is not None or self._closed:
+                return
+            self._making = threading.Thread(target=make, name="quanta-db-blank-connection")
+            self._making.start()
 
     def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
         retired: list[Snapshot] = []
         with self._lock:
             previous = self._snapshots.get(self._generation)
+            blank = self._pop_blank()
         try:
-            taken = self._take(stamp)
+            taken = self._take(stamp, blank, previous)
+            self._make_blank(taken.locator)
             taken.warm(previous.recent() if previous is not None else [])
         except Exception:  # noqa: BLE001 - the next query takes the copy itself, and says why it cannot
             taken = None
@@ -413,6 +478,13 @@ class Snapshots:
             taking = self._taking
         if taking is not None:
             taking.join()
+        making = self._making
+        if making is not None:
+            making.join()
+        with self._lock:
+            blank, self._blank = self._blank, None
+        if blank is not None:
+            blank.close()
         with self._lock:
             for snapshot in self._snapshots.values():
                 snapshot.close()
@@ -420,21 +492,22 @@ class Snapshots:
 
 
 MAX_SHARED_STORES = 4  # stores whose copies one process keeps open for Store.query (least recent closed)
-_shared: OrderedDict[Path, Snapshots] = OrderedDict()
+_shared: OrderedDict[tuple[Path, bool], Snapshots] = OrderedDict()
 _shared_lock = threading.Lock()
 _shared_pid = os.getpid()
 
 
-def shared(root: Path) -> Snapshots:
-    """This process's copies of the store at ``root`` (kept for :meth:`Store.query`)."""
+def shared(root: Path, background: bool = False) -> Snapshots:
+    """This process's copies of the store at ``root`` (kept for :meth:`Store.query`), taken anew
+    in the background or not (see :class:`Snapshots`)."""
     global _shared_pid
-    root = Path(root)
+    key = (Path(root), background)
     with _shared_lock:
         if _shared_pid != os.getpid():  # a forked child must not use its parent's connections
             _shared.clear()
             _shared_pid = os.getpid()
-        snapshots = _shared.pop(root, None) or Snapshots(root)
-        _shared[root] = snapshots
+        snapshots = _shared.pop(key, None) or Snapshots(key[0], background=background)
+        _shared[key] = snapshots
         while len(_shared) > MAX_SHARED_STORES:
             _shared.popitem(last=False)[1].close()
         return snapshots
@@ -443,5 +516,5 @@ def shared(root: Path) -> Snapshots:
 def forget(root: Path | None = None) -> None:
     """Close this process's copies of the store at ``root`` (every store's, without one)."""
     with _shared_lock:
-        for key in [key for key in _shared if root is None or key == Path(root)]:
+        for key in [key for key in _shared if root is None or key[0] == Path(root)]:
             _shared.pop(key).close()

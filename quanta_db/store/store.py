@@ -40,14 +40,16 @@ _SCHEMA_CHECKED: dict[tuple, tuple] = {}
 class Store:
     """Handle on a store directory. Holds no connection: each method opens and closes one."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, background_refresh: bool = False):
         self.root = Path(root).resolve()
+        self.background_refresh = background_refresh
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path, create: bool = False, check: bool = True) -> Store:
+    def open(cls, path, create: bool = False, check: bool = True, background_refresh: bool = False) -> Store:
         """Open an existing store; ``check`` refuses one whose schema differs from this code
-        (without it, a store of quanta-db 0.1 opens too, for :meth:`migrate` to upgrade)."""
+        (without it, a store of quanta-db 0.1 opens too, for :meth:`migrate` to upgrade).
+        ``background_refresh``: see :meth:`query`."""
         root = Path(path)
         if create and (not root.exists() or (root.is_dir() and not any(root.iterdir()))):
             return cls.init(root)
@@ -55,7 +57,7 @@ class Store:
             raise StoreError(f"store {root} does not exist; create it with `quanta-db init`")
         if not (check is False and legacy.is_legacy(root)):
             catalog.locate(root)
-        store = cls(root)
+        store = cls(root, background_refresh)
         if check:
             store._check_schema_once()
         return store
@@ -292,14 +294,18 @@ class Store:
         the store's owner (the catalog itself still opens read-only). ``time_limit_ms`` stops it,
         ``max_rows`` keeps that many rows (``truncated`` says whether there were more). It runs
         on this process's newest confined copy of the catalog (:mod:`quanta_db.store.snapshots`),
-        taken anew once a commit lands.
+        taken anew once a commit lands: the query sees every commit that landed before it began.
+        With ``background_refresh`` (for a reader that polls, such as a dashboard), a commit of
+        another process is shown once its copy was taken in the background, and no query waits
+        for it (commits of this process are seen at once either way).
         """
         if unsafe:
             with catalog.connect(self.root, read_only=True, owner_sql=True) as con:
                 views.install_session_macros(con, sql)
                 return querying.run(con, sql, params, time_limit_ms, max_rows, None)
         sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
-        return querying.run_on(snapshots.shared(self.root).current(), sql, params, time_limit_ms, max_rows)
+        return querying.run_on(snapshots.shared(self.root, self.background_refresh).current(), sql, params,
+                               time_limit_ms, max_rows)
 
     def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:
         """:meth:`query`'s rows, as Arrow."""
