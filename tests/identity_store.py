@@ -6,6 +6,7 @@ that every existing store will then recompute that job."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -48,10 +49,36 @@ def build(store_path, echo=lambda _: None):
     return store, results
 
 
+def sae_weights_hash(folder: Path) -> str:
+    """The release's identity of a saved SAE, recomputed here without quanta-db: sha256 of its
+    sae-lens config (sorted JSON), then of each weight's name and float32 bytes, by name."""
+    import torch
+    from safetensors.torch import load_file
+    from sae_lens import SAE
+
+    config = SAE.load_from_disk(str(folder), device="cpu").cfg.to_dict()
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(load_file(str(folder / "sae_weights.safetensors")).items()):
+        digest.update(name.encode())
+        digest.update(tensor.to(torch.float32).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _sae_hashes(store) -> dict[str, str]:
+    """Each demo SAE's weights hash -> a name for it. The weights come out of a short training
+    whose float sums differ between CPUs (their SIMD kernels), so the hash itself is not kept in
+    the golden file: that each job hashes the SAE's config and weights the release's way is."""
+    saes = inputs_dir(store.root) / "saes"
+    return {sae_weights_hash(folder): f"<sha256 of {folder.name}'s config and weights>"
+            for folder in sorted(saes.iterdir()) if (folder / "cfg.json").is_file()}
+
+
 def normalised_identities(store, root: Path) -> list[dict]:
     """(kind, params) of every committed run, with what differs between two machines replaced:
-    the folder the store was built in, file times, library versions, run ids (by their run's kind)."""
+    the folder the store was built in, file times, library versions, run ids (by their run's kind),
+    the hashes of the demo's trained SAEs (by the SAE they hash)."""
     kinds = {r["run_id"]: r["kind"] for r in store.query_arrow("SELECT run_id, kind FROM runs").to_pylist()}
+    sae_hashes = _sae_hashes(store)
 
     def clean(value):
         if isinstance(value, dict):
@@ -61,6 +88,8 @@ def normalised_identities(store, root: Path) -> list[dict]:
         if isinstance(value, str):
             if RUN_ID.match(value):
                 return f"<run of {kinds.get(value, '?')}>"
+            if value in sae_hashes:
+                return sae_hashes[value]
             return value.replace(str(root), "<root>")
         return value
 
