@@ -53,8 +53,8 @@ def sae_weights_hash(folder: Path) -> str:
     """The release's identity of a saved SAE, recomputed here without quanta-db: sha256 of its
     sae-lens config (sorted JSON), then of each weight's name and float32 bytes, by name."""
     import torch
-    from safetensors.torch import load_file
     from sae_lens import SAE
+    from safetensors.torch import load_file
 
     config = SAE.load_from_disk(str(folder), device="cpu").cfg.to_dict()
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
