@@ -475,12 +475,11 @@ class Snapshots:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            taking = self._taking
-        if taking is not None:
-            taking.join()
-        making = self._making
-        if making is not None:
-            making.join()
+            taking, making = self._taking, self._making
+        # Both threads look at _closed under the lock: neither starts another, nor keeps what it made.
+        for thread in (taking, making):
+            if thread is not None:
+                thread.join()
         with self._lock:
             blank, self._blank = self._blank, None
         if blank is not None:

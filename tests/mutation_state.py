@@ -1,0 +1,81 @@
+"""mutmut's results for the store, kept in the repository (``tests/data/mutation/``) so that the
+full mutation run — hours on 2 CPU cores — can go on across fresh machines (docs/development.md):
+
+    python -m tests.mutation_state restore   # before ``mutmut run``
+    python -m tests.mutation_state save      # after it, or after stopping it
+    python -m tests.mutation_state summary   # the figure, by file
+
+mutmut keeps a mutant's result while the source of its function is unchanged (a function's hash
+is kept beside its results), so restored results of edited functions are checked again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+KEPT = REPOSITORY / "tests" / "data" / "mutation"
+MUTANTS = REPOSITORY / "mutants"
+STATS = "mutmut-stats.json"  # which tests reach which function, and their durations
+MUTATED = Path("quanta_db") / "store"
+
+
+def save() -> None:
+    KEPT.mkdir(parents=True, exist_ok=True)
+    for meta in sorted((MUTANTS / MUTATED).glob("*.py.meta")):
+        shutil.copy2(meta, KEPT / meta.name)
+    if (MUTANTS / STATS).is_file():
+        shutil.copy2(MUTANTS / STATS, KEPT / STATS)
+
+
+def restore() -> None:
+    (MUTANTS / MUTATED).mkdir(parents=True, exist_ok=True)
+    for meta in sorted(KEPT.glob("*.py.meta")):
+        shutil.copy2(meta, MUTANTS / MUTATED / meta.name)
+    if (KEPT / STATS).is_file():
+        shutil.copy2(KEPT / STATS, MUTANTS / STATS)
+
+
+def statuses(folder: Path = KEPT) -> dict[str, Counter]:
+    """For each mutated file, how many of its mutants have each of mutmut's statuses."""
+    from mutmut.stats import status_by_exit_code
+
+    return {meta.name.removesuffix(".meta"): Counter(
+                status_by_exit_code[code]
+                for code in json.loads(meta.read_text())["exit_code_by_key"].values())
+            for meta in sorted(folder.glob("*.py.meta"))}
+
+
+def killed_share(counts: Counter) -> float | None:
+    """Killed over covered mutants checked (killed, survived, timed out), mutmut's own score
+    without the mutants no test reaches; None when none was checked."""
+    covered = counts["killed"] + counts["survived"] + counts["timeout"]
+    return counts["killed"] / covered if covered else None
+
+
+def summary(folder: Path = KEPT) -> str:
+    by_file = statuses(folder)
+    total = sum(by_file.values(), Counter())
+    lines = [f"{'file':<16} {'mutants':>7} {'checked':>7} {'killed':>6} {'survived':>8} {'timeout':>7} "
+             f"{'no tests':>8} {'killed/covered':>14}"]
+    for name, counts in [*by_file.items(), ("all", total)]:
+        share = killed_share(counts)
+        lines.append(f"{name:<16} {sum(counts.values()):>7} {sum(counts.values()) - counts['not checked']:>7} "
+                     f"{counts['killed']:>6} {counts['survived']:>8} {counts['timeout']:>7} {counts['no tests']:>8} "
+                     f"{'-' if share is None else f'{share:.1%}':>14}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    command = sys.argv[1:] or ["summary"]
+    if command == ["save"]:
+        save()
+    elif command == ["restore"]:
+        restore()
+    elif command == ["summary"]:
+        print(summary())
+    else:
+        sys.exit("usage: python -m tests.mutation_state [save | restore | summary]")
