@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from quanta_db.store import querying, reach, sandbox, snapshots
+from quanta_db.store import catalog, querying, reach, sandbox, snapshots
 
 MODELS, STEPS, CORPORA, ROWS = ("m-a", "m-b"), (0, 1000, 2000), ("c-0", "c-1", "c-2"), 20
 
@@ -175,7 +175,7 @@ def test_a_later_state_reaches_what_it_reached_before_and_the_new_files(suite_st
 
 
 def test_a_state_after_anything_but_new_rows_finds_everything_anew(suite_store):
-    from quanta_db.store import catalog, lake
+    from quanta_db.store import lake
 
     locator = catalog.locate(suite_store.root)
 
@@ -198,3 +198,46 @@ def test_a_state_after_anything_but_new_rows_finds_everything_anew(suite_store):
         con.execute("DELETE FROM saved_queries WHERE name = 'other'")
     assert state_and_changes(third)[1] == lake.Changes(False, None)
     assert "other" not in snapshots.shared(suite_store.root).current().macros
+
+
+def _answered_by(snapshot, sql: str, params) -> int:
+    """The lake snapshot of the reader that answers ``sql`` in ``snapshot``."""
+    with snapshot.reader(sql, params) as (connection, _):
+        readers = [r for r in [*snapshot._readers.values(), *snapshot._earlier] if r.connection is connection]
+        return readers[0].state
+
+
+def test_a_reader_of_an_earlier_state_answers_only_what_the_commits_since_left_unchanged(suite_store):
+    shared = snapshots.shared(suite_store.root)
+    runs = ("SELECT count(*) AS v FROM runs", None)  # a catalog table: every commit adds a row
+    joined = NARROWED[4][:2]  # planned by DuckDB (as is NARROWED[1], with a parameter): not one plain scan
+    statements = [sql_params[:2] for sql_params in NARROWED[:4]] + [runs, joined]
+
+    def answers_and_states():
+        snapshot = shared.current()
+        for sql, params in statements:
+            assert suite_store.query(sql, params).table.equals(suite_store.query(sql, params, unsafe=True).table), sql
+        return snapshot, [_answered_by(snapshot, sql, params) for sql, params in statements]
+
+    first, states = answers_and_states()
+    assert all(state == first.state[0] for state in states)
+    _commit_losses(suite_store, [("m-c", 0, "c-5")])  # a file none of the statements reaches
+    on_file = not catalog.locate(suite_store.root).on_postgres
+    # Read off the new state's metadata alone: the lake itself is attached once a statement needs it.
+    assert (shared.current()._probe is not None) == on_file and shared.current()._readers == {}
+    second, states = answers_and_states()
+    assert second.state[0] > first.state[0]
+    assert states == [first.state[0], second.state[0], first.state[0], first.state[0]] + [second.state[0]] * 2
+    with second.reader(*statements[0], everything=True):  # a reader of every file of the second state
+        pass
+    _commit_losses(suite_store, [("m-a", 1000, "c-1")])  # a second file of the first statement's partition
+    third, states = answers_and_states()
+    assert states == [third.state[0], third.state[0], second.state[0], second.state[0]] + [third.state[0]] * 2
+    before = suite_store.query(*runs).table
+    with suite_store.write() as con:  # not only new rows: nothing of an earlier state is kept
+        con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')")
+    fourth, states = answers_and_states()
+    assert fourth._earlier == [] and fourth._probe is None and all(state == fourth.state[0] for state in states)
+    assert suite_store.query(*runs).table.equals(before)
+    shared.close()
+    assert all(reader.users == 0 for snapshot in (first, second, third) for reader in snapshot._readers.values())

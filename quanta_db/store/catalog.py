@@ -26,6 +26,7 @@ import duckdb
 from quanta_db.errors import StoreError
 from quanta_db.store import extensions, lake, published, sandbox, views
 from quanta_db.store.settings import env_seconds
+from quanta_db.store.sql import quote_ident, quote_literal
 
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
@@ -246,6 +247,30 @@ class PrivateCatalog:
         made ahead by :func:`blank_connection`, when given: it is used or closed)."""
         if self.locator.on_postgres:
             return _attached_retrying(self.locator, blank, snapshot=self._snapshot)
+        with self._copied() as metadata_file:
+            return _attached_retrying(self.locator, blank, metadata_file=metadata_file)
+
+    def open_metadata(self, blank: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+        """A local catalog's metadata tables, attached as plain tables where the lake's attach
+        puts them (:data:`quanta_db.store.lake.METADATA_CATALOG`): what the lake's state and its
+        changes are read from, without the lake's own attach (about 60 ms at 5,000 files). For
+        the store's own reads only."""
+        if self.locator.on_postgres:
+            raise ValueError("a catalog on PostgreSQL has no metadata file")
+        con = blank if blank is not None else duckdb.connect()
+        try:
+            with self._copied() as metadata_file:
+                con.execute(f"ATTACH {quote_literal(metadata_file.as_posix())} AS "
+                            f"{quote_ident(lake.METADATA_CATALOG)} (READ_ONLY)")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def _copied(self) -> Iterator[Path]:
+        """This state's files copied into a private folder, removed on leaving: the path of its
+        metadata file, for one attach."""
         folder = Path(tempfile.mkdtemp(prefix="quanta-db-sql-"))
         try:
             for name, descriptor in self._copies.items():
@@ -254,7 +279,7 @@ class PrivateCatalog:
                     _copy_descriptor(descriptor, target)
                 finally:
                     os.close(target)
-            return _attached_retrying(self.locator, blank, metadata_file=folder / lake.LOCAL_FILE)
+            yield folder / lake.LOCAL_FILE
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

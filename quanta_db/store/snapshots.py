@@ -19,6 +19,10 @@ A snapshot holds:
   planned by DuckDB (:mod:`quanta_db.store.reach`: most are planned from their text, and plans
   are kept across snapshots).
 
+A state that only added files to the previous one (an ingest's commit, on a local catalog) is
+read as plain metadata tables until a statement needs the lake; a statement whose answer those
+files leave unchanged is answered by a reader of the earlier state (:meth:`Snapshot._earlier_reader`).
+
 ``serve`` takes each new snapshot in the background while it answers from the previous one, with
 readers ready for the statements the previous one answered last.
 
@@ -48,10 +52,15 @@ WARMED = 4  # statements a copy taken in the background takes readers for before
 
 
 class _Reader:
-    """A confined connection, the saved analyses created on it, and how many queries use it."""
+    """A confined connection, the saved analyses created on it, and how many queries (and later
+    snapshots, see :meth:`Snapshot._earlier_reader`) use it: ``users`` and ``retired`` change
+    under ``guard``, the lock of the snapshot that made it."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, paths: frozenset[str] | None):
+    def __init__(self, connection: duckdb.DuckDBPyConnection, paths: frozenset[str] | None,
+                 state: int = 0, guard: threading.Lock | None = None):
         self.connection, self.paths = connection, paths  # paths None: every committed file
+        self.state = state  # the lake snapshot it reads
+        self.guard = guard if guard is not None else threading.Lock()
         self.made: set[str] = set()
         self.users = 0
         self.retired = False
@@ -70,15 +79,17 @@ class Plans:
         self._size, self._lock, self._plans = size, threading.Lock(), OrderedDict()
 
     def get(self, key: tuple):
+        """(the plan, whether it was read off the statement as one plain scan of one fact
+        table: :func:`quanta_db.store.reach.one_scan_plan`), or _UNPLANNED."""
         with self._lock:
             if key not in self._plans:
                 return _UNPLANNED
             self._plans.move_to_end(key)
             return self._plans[key]
 
-    def put(self, key: tuple, plan) -> None:
+    def put(self, key: tuple, plan, one_scan: bool = False) -> None:
         with self._lock:
-            self._plans[key] = plan
+            self._plans[key] = (plan, one_scan)
             while len(self._plans) > self._size:
                 self._plans.popitem(last=False)
 
@@ -100,6 +111,9 @@ class Snapshot:
         # (statement, parameters) -> (the files it reaches, the statement, its parameters)
         self._reached: OrderedDict[tuple, tuple[frozenset[str], str, list | None]] = OrderedDict()
         self._spare: duckdb.DuckDBPyConnection | None = None  # opened, not yet confined
+        # the metadata tables alone, when this state only added inlined files to the previous one:
+        # the lake itself is attached only once a statement needs this state
+        self._probe: duckdb.DuckDBPyConnection | None = None
         self._planner: _Reader | None = None
         self._closed = False
         # (statement, parameters) -> the files it reached in the previous state, when this one
@@ -107,6 +121,10 @@ class Snapshot:
         self._carried: dict[tuple, frozenset[str]] = {}
         self._new_files: str | None = None
         self._since = 0
+        # (statement, parameters) -> the oldest lake snapshot since which its result is the same
+        self._unchanged_since: dict[tuple, int] = {}
+        self._carried_since: dict[tuple, int] = {}
+        self._earlier: list[_Reader] = []  # readers of earlier states, lent by the previous snapshot
         try:
             self._private = catalog.PrivateCatalog(self.root, stamp)
         except BaseException:
@@ -114,11 +132,20 @@ class Snapshot:
                 blank.close()
             raise
         try:
-            opened = self._private.open(blank)
-            self._spare = opened
+            follows = previous is not None and previous.root == self.root
+            lazy = follows and not self.locator.on_postgres
+            opened = self._private.open_metadata(blank) if lazy else self._private.open(blank)
+            if lazy:
+                self._probe = opened
+            else:
+                self._spare = opened
             self.state = lake.snapshot_identity(opened, self.locator, self._private.pinned)
-            changes = (lake.changes(opened, self.locator, previous.state, self.state)
-                       if previous is not None and previous.root == self.root else lake.Changes(False, None))
+            changes = (lake.changes(opened, self.locator, previous.state, self.state) if follows
+                       else lake.Changes(False, None))
+            if lazy and changes.new_files is None:  # what follows reads the lake itself
+                self._probe = None
+                opened.close()
+                opened = self._spare = self._private.open()
             if changes.only_inserts:
                 # Commits of new rows (as every ingest's are) change neither: 2 catalog queries saved.
                 self.deletes, self.macros, self._saved = previous.deletes, previous.macros, previous._saved
@@ -126,6 +153,9 @@ class Snapshot:
                 # A statement reaches the files it reached before and new ones (reach.reached_new_files).
                 with previous._lock:
                     self._carried = {key: paths for key, (paths, _, _) in previous._reached.items()}
+                    self._carried_since = {key: previous._unchanged_since.get(key, previous.state[0])
+                                           for key in self._carried}
+                    self._earlier = previous._lend() if not previous._closed else []
                 self._new_files, self._since = changes.new_files, previous.state[0]
             if not changes.only_inserts:
                 self.deletes = lake.delete_files(opened)
@@ -217,16 +247,22 @@ class Snapshot:
                 pass
 
     def _plan(self, sql: str, params: list | None):
+        return self._planned(sql, params)[0]
+
+    def _planned(self, sql: str, params: list | None) -> tuple:
+        """(the statement's plan, whether it is one plain scan of one fact table)."""
         key = (sql, repr(params))
         found = self._plans.get(key)
         if found is _UNPLANNED:
             planned = sandbox.planned_statement(sql)
-            found = reach.one_scan_plan(sandbox.serialised(planned))
-            if found is None:  # planned by DuckDB, on a connection that can open no data file
+            plan = reach.one_scan_plan(sandbox.serialised(planned))
+            one_scan = plan is not None and len(plan) == 1
+            if plan is None:  # planned by DuckDB, on a connection that can open no data file
                 planner = self._planning()
                 self._make_macros(planner, planned)
-                found = reach.plan(planner.connection, planned, params)
-            self._plans.put(key, found)
+                plan = reach.plan(planner.connection, planned, params)
+            found = (plan, one_scan)
+            self._plans.put(key, *found)
         return found
 
     def _reach(self, sql: str, params: list | None, give_back: bool):
@@ -240,13 +276,20 @@ class Snapshot:
             known = self._reached.get(key)
         if known is not None:
             return known[0], None
-        spare = self._take_spare()  # only the store's own SQL runs on it before it is confined
+        carried = self._carried.get(key)
+        probe = self._probe if carried is not None else None  # the new files are read off the metadata
+        spare = None if probe is not None else self._take_spare()  # only the store's own SQL runs on it
         try:
-            with contextlib.closing(lake.cursor(spare if spare is not None else self._catalog_reader())) as cursor:
-                carried = self._carried.get(key)
+            source = probe.cursor() if probe is not None else lake.cursor(
+                spare if spare is not None else self._catalog_reader())
+            with contextlib.closing(source) as cursor:
+                since = self.state[0]
                 if carried is not None:
-                    paths = carried | reach.reached_new_files(cursor, self._folder, plans, self._new_files,
-                                                              self._since, self.state[0])
+                    new = reach.reached_new_files(cursor, self._folder, plans, self._new_files,
+                                                  self._since, self.state[0])
+                    paths = carried | new
+                    if not new:
+                        since = self._carried_since.get(key, self._since)
                 else:
                     paths = reach.reached_files(cursor, self._folder, plans)
         except BaseException:
@@ -255,6 +298,7 @@ class Snapshot:
             raise
         with self._lock:
             self._reached[key] = (paths, sql, params)
+            self._unchanged_since[key] = since
             while len(self._reached) > MAX_REACHES:
                 self._reached.popitem(last=False)
         if give_back and spare is not None:
@@ -266,12 +310,48 @@ class Snapshot:
         """A kept or new reader confined to the files ``sql`` reaches, marked in use; None when
         its plan cannot tell."""
         paths, spare = self._reach(sql, params, give_back=False)
-        held = self._held(paths) if paths is not None else None
+        held = (self._held(paths) or self._earlier_reader(sql, params, paths)) if paths is not None else None
         if held is not None or paths is None:
             if spare is not None:
                 self._give_spare(spare)
             return held
         return self._keep(self._confined(paths, spare if spare is not None else self._take_spare()), held=True)
+
+    def _earlier_reader(self, sql: str, params: list | None, paths: frozenset[str]) -> _Reader | None:
+        """A reader of an earlier state that answers ``sql`` as this state would, marked in use;
+        None when there is none. It does when every commit since its state only added rows (no
+        delete, no view or saved analysis changed: :func:`quanta_db.store.lake.changes`) and
+        none of the files they added is one the statement reaches, and the statement is one
+        plain scan of one fact table, so reads nothing but that table's files (a catalog
+        table's rows change with every commit; a plan DuckDB made may hide other reads). A
+        poller of one partition while others are committed then keeps its warm reader."""
+        key = (sql, repr(params))
+        _, one_scan = self._planned(sql, params)
+        with self._lock:
+            since = None if self._closed else self._unchanged_since.get(key)
+        if not one_scan or since is None or since >= self.state[0]:
+            return None
+        for reader in self._earlier:
+            with reader.guard:
+                if reader.state >= since and reader.covers(paths) and not (reader.retired and reader.users == 0):
+                    reader.users += 1
+                    return reader
+        return None
+
+    def _lend(self) -> list[_Reader]:
+        """This snapshot's readers and those it was lent, newest first (at most MAX_READERS), marked
+        in use by the next snapshot until it closes (called under this snapshot's lock)."""
+        lent = [reader for reader in reversed(self._readers.values())][:MAX_READERS]
+        for reader in lent:
+            reader.users += 1
+        for reader in self._earlier:
+            if len(lent) >= MAX_READERS:
+                break
+            with reader.guard:
+                if not (reader.retired and reader.users == 0):
+                    reader.users += 1
+                    lent.append(reader)
+        return lent
 
     def _catalog_reader(self) -> duckdb.DuckDBPyConnection:
         """A connection already open that reads the catalog (every reader does: its rows live in
@@ -300,7 +380,7 @@ class Snapshot:
         except BaseException:
             connection.close()
             raise
-        return _Reader(connection, paths)
+        return _Reader(connection, paths, self.state[0], self._lock)
 
     def _held(self, paths: frozenset[str] | None) -> _Reader | None:
         """A kept reader covering ``paths`` (None: only one confined to every file), marked in use."""
@@ -321,8 +401,9 @@ class Snapshot:
                 self._readers.pop(key).connection.close()
         return reader
 
-    def _release(self, reader: _Reader) -> None:
-        with self._lock:
+    @staticmethod
+    def _release(reader: _Reader) -> None:
+        with reader.guard:
             reader.users -= 1
             if reader.retired and reader.users == 0:
                 reader.connection.close()
@@ -341,8 +422,10 @@ class Snapshot:
             self._closed = True
             spare, self._spare = self._spare, None
             planner, self._planner = self._planner, None
-        if spare is not None:
-            spare.close()
+            probe, self._probe = self._probe, None
+        for connection in (spare, probe):
+            if connection is not None:
+                connection.close()
         with self._lock:
             if planner is not None:
                 self._readers[id(planner)] = planner
@@ -352,6 +435,9 @@ class Snapshot:
                 else:
                     reader.connection.close()
             self._readers.clear()
+            earlier, self._earlier = self._earlier, []
+        for reader in earlier:
+            self._release(reader)
         self._private.close()
 
 
