@@ -66,6 +66,13 @@ class _Reader:
         self.retired = False
         self.lock = threading.Lock()
 
+    def borrow(self) -> bool:
+        """Mark it in use by one more user unless it was closed (under ``guard``)."""
+        if self.retired and self.users == 0:
+            return False
+        self.users += 1
+        return True
+
     def covers(self, paths: frozenset[str] | None) -> bool:
         return self.paths is None or (paths is not None and paths <= self.paths)
 
@@ -108,22 +115,21 @@ class Snapshot:
         self._plans = plans if plans is not None else Plans()
         self._lock = threading.Lock()
         self._readers: OrderedDict[int, _Reader] = OrderedDict()
-        # (statement, parameters) -> (the files it reaches, the statement, its parameters)
-        self._reached: OrderedDict[tuple, tuple[frozenset[str], str, list | None]] = OrderedDict()
+        # (statement, parameters) -> (the files it reaches, the statement, its parameters, the
+        # oldest lake snapshot since which its answer is the same)
+        self._reached: OrderedDict[tuple, tuple[frozenset[str], str, list | None, int]] = OrderedDict()
         self._spare: duckdb.DuckDBPyConnection | None = None  # opened, not yet confined
         # the metadata tables alone, when this state only added inlined files to the previous one:
         # the lake itself is attached only once a statement needs this state
         self._probe: duckdb.DuckDBPyConnection | None = None
         self._planner: _Reader | None = None
         self._closed = False
-        # (statement, parameters) -> the files it reached in the previous state, when this one
-        # only added files to it, inlined in the metadata table _new_files after snapshot _since
-        self._carried: dict[tuple, frozenset[str]] = {}
+        # (statement, parameters) -> the files it reached in the previous state and since when its
+        # answer was the same, when this state only added files to that one, inlined in the
+        # metadata table _new_files after snapshot _since
+        self._carried: dict[tuple, tuple[frozenset[str], int]] = {}
         self._new_files: str | None = None
         self._since = 0
-        # (statement, parameters) -> the oldest lake snapshot since which its result is the same
-        self._unchanged_since: dict[tuple, int] = {}
-        self._carried_since: dict[tuple, int] = {}
         self._earlier: list[_Reader] = []  # readers of earlier states, lent by the previous snapshot
         try:
             self._private = catalog.PrivateCatalog(self.root, stamp)
@@ -152,9 +158,7 @@ class Snapshot:
             if changes.new_files is not None:
                 # A statement reaches the files it reached before and new ones (reach.reached_new_files).
                 with previous._lock:
-                    self._carried = {key: paths for key, (paths, _, _) in previous._reached.items()}
-                    self._carried_since = {key: previous._unchanged_since.get(key, previous.state[0])
-                                           for key in self._carried}
+                    self._carried = {key: (paths, since) for key, (paths, _, _, since) in previous._reached.items()}
                     self._earlier = previous._lend() if not previous._closed else []
                 self._new_files, self._since = changes.new_files, previous.state[0]
             if not changes.only_inserts:
@@ -237,7 +241,7 @@ class Snapshot:
     def recent(self, count: int = WARMED) -> list[tuple[str, list | None]]:
         """The statements (and parameters) whose files this snapshot found last, newest first."""
         with self._lock:
-            return [(sql, params) for _, sql, params in list(reversed(self._reached.values()))[:count]]
+            return [(sql, params) for _, sql, params, _ in list(reversed(self._reached.values()))[:count]]
 
     def warm(self, statements: list[tuple[str, list | None]]) -> None:
         """Take readers for ``statements`` now (a new copy taken in the background is ready for
@@ -287,9 +291,9 @@ class Snapshot:
                 if carried is not None:
                     new = reach.reached_new_files(cursor, self._folder, plans, self._new_files,
                                                   self._since, self.state[0])
-                    paths = carried | new
+                    paths = carried[0] | new
                     if not new:
-                        since = self._carried_since.get(key, self._since)
+                        since = carried[1]
                 else:
                     paths = reach.reached_files(cursor, self._folder, plans)
         except BaseException:
@@ -297,8 +301,7 @@ class Snapshot:
                 spare.close()
             raise
         with self._lock:
-            self._reached[key] = (paths, sql, params)
-            self._unchanged_since[key] = since
+            self._reached[key] = (paths, sql, params, since)
             while len(self._reached) > MAX_REACHES:
                 self._reached.popitem(last=False)
         if give_back and spare is not None:
@@ -328,28 +331,25 @@ class Snapshot:
         key = (sql, repr(params))
         _, one_scan = self._planned(sql, params)
         with self._lock:
-            since = None if self._closed else self._unchanged_since.get(key)
+            known = None if self._closed else self._reached.get(key)
+        since = known[3] if known is not None else None
         if not one_scan or since is None or since >= self.state[0]:
             return None
         for reader in self._earlier:
             with reader.guard:
-                if reader.state >= since and reader.covers(paths) and not (reader.retired and reader.users == 0):
-                    reader.users += 1
+                if reader.state >= since and reader.covers(paths) and reader.borrow():
                     return reader
         return None
 
     def _lend(self) -> list[_Reader]:
         """This snapshot's readers and those it was lent, newest first (at most MAX_READERS), marked
         in use by the next snapshot until it closes (called under this snapshot's lock)."""
-        lent = [reader for reader in reversed(self._readers.values())][:MAX_READERS]
-        for reader in lent:
-            reader.users += 1
+        lent = [reader for reader in list(reversed(self._readers.values()))[:MAX_READERS] if reader.borrow()]
         for reader in self._earlier:
             if len(lent) >= MAX_READERS:
                 break
             with reader.guard:
-                if not (reader.retired and reader.users == 0):
-                    reader.users += 1
+                if reader.borrow():
                     lent.append(reader)
         return lent
 
