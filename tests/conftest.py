@@ -4,6 +4,7 @@ with losses several test modules start from (helpers.py holds the shared functio
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -30,6 +31,8 @@ MODEL_FIXTURES = {"toy_model", "losses_store", "hostile_fit", "sae_store", "clus
 # their own backend parameter, see tests/test_sql_walls.py.)
 STORE_FIXTURES = {"store", "tmp_path"}
 OWN_BACKEND_FIXTURES = {"walled_store"}  # module-scoped stores parametrized by backend themselves
+MUTANT_MARK = "__mutmut_"  # in MUTANT_UNDER_TEST while mutmut runs one mutant's tests
+MUTMUT_STATS = "mutmut-stats.json"  # its per-test durations, in the folder it runs the tests from
 
 
 def pytest_configure(config) -> None:
@@ -93,6 +96,20 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.slow)
         if "headless_page" in getattr(item.function, "__code__", None).co_names:
             item.add_marker(pytest.mark.browser)
+    if MUTANT_MARK in os.environ.get("MUTANT_UNDER_TEST", ""):
+        items.sort(key=_recorded_seconds())
+
+
+def _recorded_seconds():
+    """Under mutmut, a mutant's covering tests run until the first failure (``-x``) in the order
+    they come, and most mutants are killed by some test: the tests it recorded as fastest go
+    first, so a killed mutant costs its quickest killing test rather than whatever came before it
+    (unknown tests last, then in their collected order: ``sort`` is stable)."""
+    try:
+        seconds = json.loads(Path(MUTMUT_STATS).read_text())["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        seconds = {}
+    return lambda item: seconds.get(item.nodeid, float("inf"))
 
 
 def _built(tmp_path_factory, name: str, build) -> Path:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -415,6 +416,10 @@ def test_the_manifest_lists_exactly_the_committed_files(corpus_store, tmp_path):
     manifest = store.manifest("tokens")
     assert manifest.column_names == ["path", "corpus", "rows"] and str(orphan) not in manifest.column("path").to_pylist()
     assert sorted(set(manifest.column("corpus").to_pylist())) == ["ctx", "toy"]
+    assert manifest.schema == pa.schema([("path", pa.string()), ("corpus", pa.string()), ("rows", pa.int64())])
+    losses = fact_table("token_losses")  # no file yet: the columns keep their declared types all the same
+    assert store.manifest("token_losses").schema == pa.schema(
+        [("path", pa.string()), *[(key, losses.schema.field(key).type) for key in losses.file_keys], ("rows", pa.int64())])
     rows = ds.dataset(manifest.column("path").to_pylist(), format="parquet").to_table().to_pandas()
     view = store.query_df("SELECT * FROM tokens")
     key = ["corpus", "doc_id", "pos"]
@@ -425,8 +430,9 @@ def test_the_manifest_lists_exactly_the_committed_files(corpus_store, tmp_path):
     printed = CliRunner().invoke(cli, ["--store", str(store.root), "export", "manifest", "tokens"])
     assert printed.exit_code == 0
     assert pd.read_csv(io.StringIO(printed.output))["path"].tolist() == manifest.column("path").to_pylist()
-    with pytest.raises(InputError, match="^unknown table 'runs'; a manifest lists the files of a fact table"):
+    with pytest.raises(InputError, match="^unknown table 'runs'; a manifest lists the files of a fact table") as refusal:
         store.manifest("runs")
+    assert str(refusal.value).endswith(f"({', '.join(sorted(fact_tables()))})")
     refused = CliRunner().invoke(cli, ["--store", str(store.root), "export", "manifest", "nope"])
     assert refused.exit_code == 1 and refused.output.count("\n") == 1 and refused.output.startswith("Error: unknown")
 

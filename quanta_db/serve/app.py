@@ -1,6 +1,6 @@
 """The ASGI app of ``quanta-db serve`` (Starlette + Jinja2): pages, downloads, reports, JSON API.
 
-Every query goes through :func:`quanta_db.store.querying.run` — read-only statement check, a
+Every query goes through :func:`quanta_db.store.querying.run_on` — read-only statement check, a
 connection confined to the store's files, a time and a row limit — on the newest private copy
 of the catalog (:mod:`quanta_db.store.snapshots`), so serving never blocks an ingest's commit.
 Sync endpoints run in Starlette's worker threads: a slow query holds only its own thread.

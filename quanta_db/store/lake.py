@@ -68,7 +68,7 @@ class Locator:
     def connection_url(self) -> str:
         """The URL to connect with: the stored one, or the same one with its password from
         ``QUANTA_DB_CATALOG`` (libpq also reads ``PGPASSWORD`` and ``~/.pgpass``)."""
-        given = os.environ.get(CATALOG_ENV, "")
+        given = os.environ.get(CATALOG_ENV)
         return given if given and without_password(given) == self.url else self.url
 
 

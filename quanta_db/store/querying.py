@@ -22,22 +22,20 @@ class Result:
     elapsed_ms: float
 
 
-def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = None,
-        time_limit_ms: int | None = None, max_rows: int | None = None,
-        macros: frozenset[str] | None = frozenset()) -> Result:
-    """One statement on a new cursor of ``connection`` (a user connection:
-    :func:`quanta_db.store.catalog.user_sql_connection`), checked to be a read unless ``macros``
-    is None (``--unsafe``); ``macros``: the store's saved analyses (see
-    :func:`quanta_db.store.sandbox.check_read_only`). Interrupted after ``time_limit_ms`` (None:
-    no limit); at most ``max_rows`` rows (None: all), ``truncated`` saying whether there were more."""
-    if macros is not None:
-        sandbox.check_read_only(sql, macros)
+def run_unchecked(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = None,
+                  time_limit_ms: int | None = None, max_rows: int | None = None) -> Result:
+    """One statement of the store's owner (``--unsafe``: no statement check) on a new cursor of
+    ``connection`` (:func:`quanta_db.store.catalog.connect` with ``owner_sql``, which opens the
+    catalog read-only). Interrupted after ``time_limit_ms`` (None: no limit); at most ``max_rows``
+    rows (None: all), ``truncated`` saying whether there were more."""
     return _execute(connection, sql, params, time_limit_ms, max_rows)
 
 
 def run_on(snapshot, sql: str, params: list | None = None, time_limit_ms: int | None = None,
            max_rows: int | None = None) -> Result:
-    """:func:`run` on a :class:`~quanta_db.store.snapshots.Snapshot`: checked, then on a reader
+    """One statement of user SQL on a :class:`~quanta_db.store.snapshots.Snapshot`, limited as
+    :func:`run_unchecked`: checked to be a read (:func:`quanta_db.store.sandbox.check_read_only`,
+    the store's saved analyses allowed), then on a reader
     confined to the files the statement may read; again on one confined to every committed file
     if that reader refused a file the lake opened after all (see :mod:`quanta_db.store.reach`)."""
     sandbox.check_read_only(sql, snapshot.macros)

@@ -286,7 +286,7 @@ class Store:
     # -- querying --------------------------------------------------------------------------------
     def query(self, sql: str, params: list | None = None, unsafe: bool = False, time_limit_ms: int | None = None,
               max_rows: int | None = None) -> querying.Result:
-        """Run one read-only statement of ad-hoc SQL (:func:`quanta_db.store.querying.run`);
+        """Run one read-only statement of ad-hoc SQL (:func:`quanta_db.store.querying.run_on`);
         errors become one-line QueryErrors.
 
         The statement must be a SELECT (or EXPLAIN) and can open no file outside the store's
@@ -302,7 +302,7 @@ class Store:
         if unsafe:
             with catalog.connect(self.root, read_only=True, owner_sql=True) as con:
                 views.install_session_macros(con, sql)
-                return querying.run(con, sql, params, time_limit_ms, max_rows, None)
+                return querying.run_unchecked(con, sql, params, time_limit_ms, max_rows)
         sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
         return querying.run_on(snapshots.shared(self.root, self.background_refresh).current(), sql, params,
                                time_limit_ms, max_rows)

@@ -1,0 +1,116 @@
+"""The store's pure helpers, each against the value it must give written out by hand: the catalog
+URL without its password (what ``catalog.json`` records), the password taken back from
+``QUANTA_DB_CATALOG`` only for the same catalog, the record of checked extension files, what a
+failed ``init`` removes, and the owner's unchecked queries keeping their parameters and limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from quanta_db.errors import QueryError
+from quanta_db.store import extensions, lake
+from quanta_db.store.store import _undo_init
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql://alice:s3cret@db.example:5433/quanta?sslmode=require",
+     "postgresql://alice@db.example:5433/quanta?sslmode=require"),
+    ("postgresql://alice:s3cret@db.example/quanta", "postgresql://alice@db.example/quanta"),
+    ("postgres://:s3cret@db.example/quanta", "postgres://db.example/quanta"),  # a password, no user
+    ("postgresql://alice:s3cret@/quanta?host=/run/postgresql", "postgresql://alice@/quanta?host=/run/postgresql"),
+    ("postgresql://alice@db.example:5433/quanta", "postgresql://alice@db.example:5433/quanta"),
+])
+def test_a_catalog_url_is_kept_without_its_password(url, expected):
+    assert lake.without_password(url) == expected
+
+
+def test_the_password_comes_back_from_the_environment_only_for_the_same_catalog(tmp_path, monkeypatch):
+    locator = lake.Locator(tmp_path, "postgresql://alice@db.example:5433/quanta", "quanta_0123")
+    monkeypatch.delenv(lake.CATALOG_ENV, raising=False)
+    assert locator.connection_url() == locator.url
+    monkeypatch.setenv(lake.CATALOG_ENV, "postgresql://alice:s3cret@db.example:5433/quanta")
+    assert locator.connection_url() == "postgresql://alice:s3cret@db.example:5433/quanta"
+    for other in ("postgresql://alice:s3cret@elsewhere:5433/quanta", "postgresql://mallory:s3cret@db.example:5433/quanta"):
+        monkeypatch.setenv(lake.CATALOG_ENV, other)  # another server's or user's password is never sent here
+        assert locator.connection_url() == locator.url
+
+
+def test_an_open_error_names_the_catalog_and_the_first_line_of_the_cause(tmp_path):
+    locator = lake.Locator(tmp_path)
+    error = duckdb.IOException("could not open\nsecond line of detail")
+    assert lake.describe_error(locator, error) == f"cannot open the catalog {tmp_path / lake.LOCAL_FILE}: could not open"
+
+
+@pytest.fixture
+def extension_record(tmp_path, monkeypatch) -> Path:
+    """A cache folder of its own (two levels that do not exist yet) and nothing checked in this process."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache" / "user"))
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    return tmp_path / "cache" / "user" / "quanta-db" / extensions.RECORD_FILE
+
+
+def test_checked_extension_files_are_recorded_in_the_users_cache_folder(tmp_path, extension_record, monkeypatch):
+    first, second = tmp_path / "ducklake.duckdb_extension", tmp_path / "postgres.duckdb_extension"
+    first.write_bytes(b"one")
+    second.write_bytes(b"two")
+    extensions._record("ducklake", first)
+    extensions._record("postgres", second)  # the folder exists by now: the second record goes in beside the first
+    entries = json.loads(extension_record.read_text())
+    assert {key: entry["path"] for key, entry in entries.items()} == {
+        f"{duckdb.__version__}/ducklake": str(first), f"{duckdb.__version__}/postgres": str(second)}
+    assert extensions._checked_file("ducklake") == first
+    monkeypatch.setattr(extensions, "_VERIFIED", {})  # another process: it reads the record
+    assert extensions._checked_file("postgres") == second
+    second.write_bytes(b"edited")  # a changed file is checked again
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    assert extensions._checked_file("postgres") is None
+
+
+def test_the_record_is_under_home_without_xdg_and_a_damaged_one_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / ".cache" / "quanta-db" / extensions.RECORD_FILE
+    assert extensions._record_path() == path
+    path.parent.mkdir(parents=True)
+    for damaged in ("[1, 2]", "{not json", '"text"'):
+        path.write_text(damaged)
+        assert extensions._recorded() == {}
+
+
+def test_an_unwritable_cache_folder_only_means_checking_again(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # its quanta-db folder cannot be made
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    extensions._record("ducklake", blocker)
+    assert extensions._checked_file("ducklake") == blocker  # this process remembers it all the same
+
+
+def test_a_failed_init_removes_the_folder_it_made(tmp_path):
+    made = tmp_path / "new-store"
+    (made / "tables").mkdir(parents=True)
+    _undo_init(made, created=True)
+    assert not made.exists()
+    _undo_init(made, created=True)  # already gone: nothing to say
+
+
+def test_a_failed_init_in_an_existing_folder_removes_only_the_catalog(tmp_path):
+    for name in (lake.LOCAL_FILE, lake.LOCAL_FILE + ".wal", lake.REMOTE_FILE, "notes.txt"):
+        (tmp_path / name).write_text("x")
+    _undo_init(tmp_path, created=False)  # failed before tables/ was made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    (tmp_path / "tables" / "tokens").mkdir(parents=True)
+    _undo_init(tmp_path, created=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_the_owners_unchecked_queries_keep_their_parameters_and_limits(store):
+    result = store.query("SELECT i FROM range(?) t(i) ORDER BY i", params=[5], unsafe=True, max_rows=3)
+    assert result.table.column("i").to_pylist() == [0, 1, 2] and result.truncated
+    assert not store.query("SELECT 1 AS one", unsafe=True, max_rows=3).truncated
+    with pytest.raises(QueryError, match=r"stopped by the time limit \(50 ms\)"):
+        store.query("SELECT count(*) FROM range(100000000000) a, range(100) b", unsafe=True, time_limit_ms=50)
