@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from quanta_db.errors import QueryError
-from quanta_db.store import extensions, lake
+from quanta_db.errors import QueryError, StoreError
+from quanta_db.store import catalog, extensions, lake, legacy, snapshots
 from quanta_db.store.store import _undo_init
 
 
@@ -114,3 +114,67 @@ def test_the_owners_unchecked_queries_keep_their_parameters_and_limits(store):
     assert not store.query("SELECT 1 AS one", unsafe=True, max_rows=3).truncated
     with pytest.raises(QueryError, match=r"stopped by the time limit \(50 ms\)"):
         store.query("SELECT count(*) FROM range(100000000000) a, range(100) b", unsafe=True, time_limit_ms=50)
+
+
+@pytest.mark.parametrize(("delay_s", "waited_s", "expected_s"), [
+    (0.01, 0.0, 0.02),   # doubling
+    (0.02, 0.5, 0.03),   # at most 30 ms in the first second: a commit holds the lock about 0.1 s
+    (0.03, 1.0, 0.06),   # from one second on, doubling again
+    (0.4, 1.5, 0.8),
+    (0.8, 5.0, 1.0),     # and at most a second
+])
+def test_lock_retries_back_off_by_doubling_short_at_first_then_up_to_a_second(delay_s, waited_s, expected_s):
+    assert catalog._next_delay_s(delay_s, waited_s) == pytest.approx(expected_s)
+
+
+def test_the_lock_timeout_is_a_minute_unless_set(monkeypatch):
+    monkeypatch.delenv(catalog.LOCK_TIMEOUT_ENV, raising=False)
+    assert catalog.lock_timeout_s() == 60.0
+    monkeypatch.setenv(catalog.LOCK_TIMEOUT_ENV, "2.5")
+    assert catalog.lock_timeout_s() == 2.5
+
+
+def test_a_store_of_release_0_1_is_one_with_the_old_catalog_and_no_lake(tmp_path):
+    (tmp_path / lake.LEGACY_FILE).write_bytes(b"")
+    assert legacy.is_legacy(tmp_path) and legacy.is_legacy(str(tmp_path))
+    (tmp_path / lake.LOCAL_FILE).write_bytes(b"")  # converted: the old file stays beside the lake
+    assert not legacy.is_legacy(tmp_path)
+    assert not legacy.is_legacy(tmp_path / "elsewhere")
+
+
+def test_forgetting_a_store_closes_its_copies_only(tmp_path, monkeypatch):
+    closed = []
+
+    class Copies:
+        def __init__(self, root, background=False):
+            self.root = root
+
+        def close(self):
+            closed.append(self.root)
+
+    monkeypatch.setattr(snapshots, "Snapshots", Copies)
+    monkeypatch.setattr(snapshots, "_shared", type(snapshots._shared)())
+    first, second = tmp_path / "a", tmp_path / "b"
+    snapshots.shared(first), snapshots.shared(first, background=True), snapshots.shared(second)
+    snapshots.forget(str(first))
+    assert closed == [first, first] and [key[0] for key in snapshots._shared] == [second]
+    snapshots.forget()
+    assert closed == [first, first, second] and not snapshots._shared
+
+
+def test_the_extension_file_is_the_one_inside_its_wheel_or_a_one_line_install_hint(tmp_path, monkeypatch):
+    import importlib.machinery
+    import importlib.util
+
+    installed = extensions.wheel_extension("ducklake")
+    assert installed.is_file() and installed.name == "ducklake.duckdb_extension"
+    assert installed.parent.name == f"v{duckdb.__version__}" and "duckdb_extension_ducklake" in installed.parts
+    empty_package = importlib.machinery.ModuleSpec("duckdb_extension_x", None, is_package=True)
+    empty_package.submodule_search_locations = [str(tmp_path)]  # installed, but without the file
+    for spec, name, hint in [(None, "postgres", "pip install 'quanta-db[postgres]'"),
+                             (importlib.machinery.ModuleSpec("duckdb_extension_x", None), "ducklake", "pip install quanta-db"),
+                             (empty_package, "ducklake", "pip install quanta-db")]:
+        monkeypatch.setattr(importlib.util, "find_spec", lambda _name, spec=spec: spec)
+        with pytest.raises(StoreError) as refusal:
+            extensions.wheel_extension(name)
+        assert str(refusal.value) == f"DuckDB's {name} extension for DuckDB {duckdb.__version__} is not installed ({hint})"

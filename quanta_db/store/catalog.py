@@ -233,7 +233,8 @@ class PrivateCatalog:
             raise
 
     def _keep_copy(self, source: Path, name: str) -> None:
-        with open(source, "rb") as reading, tempfile.TemporaryFile(prefix="quanta-db-catalog-") as copy:
+        # only descriptors are used, and the copy has no name once made: neither mode nor prefix shows
+        with open(source, "rb") as reading, tempfile.TemporaryFile(prefix="quanta-db-catalog-") as copy:  # pragma: no mutate
             _copy_descriptor(reading.fileno(), copy.fileno())
             self._copies[name] = os.dup(copy.fileno())
 

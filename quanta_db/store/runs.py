@@ -275,7 +275,8 @@ class Run:
 
     # -- ready runs (kept after a lock timeout) ----------------------------------------------
     def _keep_ready(self, **marker_fields) -> None:
-        state = {k: v for k, v in self.__dict__.items() if k != "_writers"}
+        # the writers are finished by now and load_ready starts with none: they need not be kept
+        state = {k: v for k, v in self.__dict__.items() if k != "_writers"}  # pragma: no mutate
         (self.staging / READY_STATE).write_bytes(pickle.dumps(state))
         marker = liveness.read_marker(self.staging) or {}
         (self.staging / liveness.MARKER).write_text(json.dumps({**marker, **marker_fields, "ready": True}))

@@ -1,0 +1,133 @@
+"""``Snapshots(background=True)``, as ``serve`` and a polling ``Store.open(background_refresh=True)``
+use it: a commit of another process is taken in a thread, with the connection made ahead for it
+and readers ready for what the last state answered, while queries are answered from the last
+state; a copy that failed is taken by the next query itself, and one that a commit of this
+process overtook is dropped.
+
+"Another process" here is a write this process does not count (``catalog.writes_in_process`` is
+what tells the two apart), so each step can be waited for and looked at."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from quanta_db.store import catalog
+from quanta_db.store.querying import run_on
+from quanta_db.store.snapshots import Snapshots
+
+# an exception escaping the background thread fails the test instead of passing unseen
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
+SAVED = "SELECT count(*) FROM saved_queries WHERE name = 'other'"
+TOKENS = "SELECT count(*) FROM tokens"
+
+
+@pytest.fixture
+def own_writes(monkeypatch) -> list[int]:
+    """This process's count of its own commits, set by the test."""
+    counted = [0]
+    monkeypatch.setattr(catalog, "writes_in_process", lambda: counted[0])
+    return counted
+
+
+@pytest.fixture
+def takes(monkeypatch) -> list[tuple]:
+    """Each copy taken: (on the calling thread, stamp, connection made ahead, previous copy)."""
+    taken, original = [], Snapshots._take
+
+    def recording(self, stamp, blank, previous):
+        taken.append((threading.current_thread() is threading.main_thread(), stamp, blank, previous))
+        return original(self, stamp, blank, previous)
+
+    monkeypatch.setattr(Snapshots, "_take", recording)
+    return taken
+
+
+def another_process_commits(root, name: str = "other") -> None:
+    with catalog.connect(root, read_only=False) as con:
+        con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES (?, 'SELECT 1', 'x')", [name])
+
+
+def settled(snapshots: Snapshots) -> None:
+    """Wait for the copy being taken and the connection being made ahead, if any."""
+    for thread in (snapshots._taking, snapshots._making):
+        if thread is not None:
+            thread.join()
+
+
+def count(snapshot, sql: str) -> int:
+    return run_on(snapshot, sql).table.column(0)[0].as_py()
+
+
+def test_a_new_state_is_taken_in_the_background_made_ahead_and_warmed(store, own_writes, takes):
+    snapshots = Snapshots(store.root, background=True)
+    try:
+        first = snapshots.current()
+        assert count(first, TOKENS) == 0 and count(first, SAVED) == 0
+        settled(snapshots)
+        made_ahead = snapshots._blank
+        assert made_ahead is not None
+        another_process_commits(store.root)
+        stamp = catalog.change_stamp(store.root)
+        assert snapshots.current() is first  # answered from the last state meanwhile
+        settled(snapshots)
+        newest = snapshots.current()
+        assert newest.generation == first.generation + 1
+        assert takes[-1] == (False, stamp, made_ahead, first)
+        assert (TOKENS, None) in newest.recent()  # a reader ready for what the last state answered
+        assert snapshots._taking is None  # its stamp kept: the same state is not taken again
+        settled(snapshots)
+        assert snapshots._blank is not None  # the connection of the copy after it, made ahead
+        assert count(newest, SAVED) == 1
+        another_process_commits(store.root, "other-2")
+        assert snapshots.current() is newest  # again in the background: this process's count was kept
+        settled(snapshots)
+        assert snapshots.current().generation == newest.generation + 1
+    finally:
+        snapshots.close()
+
+
+def test_a_copy_that_failed_in_the_background_is_taken_by_the_next_query(store, own_writes, monkeypatch):
+    snapshots = Snapshots(store.root, background=True)
+    try:
+        first = snapshots.current()
+        original = Snapshots._take
+
+        def failing_off_the_calling_thread(self, *args):
+            if threading.current_thread() is not threading.main_thread():
+                raise OSError("no space left on device")
+            return original(self, *args)
+
+        monkeypatch.setattr(Snapshots, "_take", failing_off_the_calling_thread)
+        another_process_commits(store.root)
+        assert snapshots.current() is first
+        settled(snapshots)
+        assert snapshots._snapshots[snapshots._generation] is first  # nothing kept
+        newest = snapshots.current()  # taken by this query, on its own thread
+        assert newest.generation == first.generation + 1 and count(newest, SAVED) == 1
+    finally:
+        snapshots.close()
+
+
+def test_a_background_copy_overtaken_by_a_commit_of_this_process_is_dropped(store, own_writes, monkeypatch):
+    snapshots = Snapshots(store.root, background=True)
+    try:
+        first = snapshots.current()
+        original = Snapshots._take
+
+        def overtaken(self, *args):
+            taken = original(self, *args)
+            if threading.current_thread() is not threading.main_thread():
+                own_writes[0] += 1  # this process commits while the copy is taken
+            return taken
+
+        monkeypatch.setattr(Snapshots, "_take", overtaken)
+        another_process_commits(store.root)
+        assert snapshots.current() is first
+        settled(snapshots)
+        assert snapshots._snapshots[snapshots._generation] is first
+        assert snapshots.current().generation == first.generation + 1  # the commit of this process: seen now
+    finally:
+        snapshots.close()
