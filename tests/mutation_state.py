@@ -4,6 +4,7 @@ full mutation run — hours on 2 CPU cores — can go on across fresh machines (
     python -m tests.mutation_state restore   # before ``mutmut run``
     python -m tests.mutation_state save      # after it, or after stopping it
     python -m tests.mutation_state summary   # the figure, by file
+    python -m tests.mutation_state survivors # the survivors' names, for ``mutmut run NAME ...``
 
 mutmut keeps a mutant's result while the source of its function is unchanged (a function's hash
 is kept beside its results), so restored results of edited functions are checked again."""
@@ -69,6 +70,16 @@ def summary(folder: Path = KEPT) -> str:
     return "\n".join(lines)
 
 
+def survivors(folder: Path = KEPT) -> list[str]:
+    """The mutants that survived, by mutmut's name: to run again by name once tests for them exist
+    (mutmut keeps a result while its function is unchanged, however the tests changed)."""
+    from mutmut.stats import status_by_exit_code
+
+    return [name for meta in sorted(folder.glob("*.py.meta"))
+            for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
+            if status_by_exit_code[code] == "survived"]
+
+
 if __name__ == "__main__":
     command = sys.argv[1:] or ["summary"]
     if command == ["save"]:
@@ -77,5 +88,7 @@ if __name__ == "__main__":
         restore()
     elif command == ["summary"]:
         print(summary())
+    elif command == ["survivors"]:
+        print("\n".join(survivors()))
     else:
-        sys.exit("usage: python -m tests.mutation_state [save | restore | summary]")
+        sys.exit("usage: python -m tests.mutation_state [save | restore | summary | survivors]")

@@ -99,6 +99,12 @@ def test_owner_alive_by_process_and_by_heartbeat(tmp_path, fast_heartbeat, monke
     assert not liveness.owner_alive(elsewhere)  # stale: dead, whatever host
     (elsewhere / liveness.MARKER).write_text("not json")
     assert liveness.read_marker(elsewhere) is None and not liveness.owner_alive(elsewhere)
+    unnamed = tmp_path / "unnamed"  # a marker of this host that names no process: its heartbeat decides
+    unnamed.mkdir()
+    (unnamed / liveness.MARKER).write_text(f'{{"host": "{socket.gethostname()}"}}')
+    assert liveness.owner_alive(unnamed)
+    os.utime(unnamed / liveness.MARKER, (old, old))
+    assert not liveness.owner_alive(unnamed)
 
 
 @pytest.mark.parametrize("job", ["corpus", "losses"])

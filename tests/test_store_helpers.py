@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from quanta_db.errors import QueryError, StoreError
-from quanta_db.store import catalog, extensions, lake, legacy, snapshots
+from quanta_db.store import catalog, extensions, lake, legacy, lineage, migrations, published, snapshots
 from quanta_db.store.store import _undo_init
 
 
@@ -178,3 +178,41 @@ def test_the_extension_file_is_the_one_inside_its_wheel_or_a_one_line_install_hi
         with pytest.raises(StoreError) as refusal:
             extensions.wheel_extension(name)
         assert str(refusal.value) == f"DuckDB's {name} extension for DuckDB {duckdb.__version__} is not installed ({hint})"
+
+
+def test_a_database_without_migrations_is_at_version_zero():
+    with duckdb.connect() as con:
+        assert migrations.current_version(con) == 0  # no schema_migrations table at all
+
+
+def test_a_catalog_is_described_by_its_file_or_its_server_and_schema(tmp_path):
+    assert lake.Locator(tmp_path).describe() == str(tmp_path / lake.LOCAL_FILE)
+    remote = lake.Locator(tmp_path, "postgresql://alice@db.example/quanta", "quanta_0123")
+    assert remote.describe() == "postgresql://alice@db.example/quanta (schema quanta_0123)"
+
+
+def test_a_writer_is_at_work_exactly_while_it_holds_the_lock(tmp_path):
+    import fcntl
+    import os
+
+    metadata_file = tmp_path / lake.LOCAL_FILE
+    assert not published.writer_at_work(metadata_file)  # no lock file yet
+    lock = os.open(tmp_path / published.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert not published.writer_at_work(metadata_file)  # a lock file no one holds
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another open file: as another process's writer
+        assert published.writer_at_work(metadata_file)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        assert not published.writer_at_work(metadata_file)
+    finally:
+        os.close(lock)
+
+
+@pytest.mark.parametrize(("child", "expected"), [
+    ("token_losses", [{"model": "m1"}, {"model": "m2"}]),  # only its per-file keys, each filter once
+    ("checkpoints", [{"model": "m1", "doc_id": 1}, {"model": "m1", "doc_id": 2}, {"model": "m2", "doc_id": 1}]),
+])
+def test_a_removed_parent_names_its_children_by_the_keys_they_can_be_dropped_by(child, expected):
+    removed = [{"model": "m1", "doc": 1}, {"model": "m1", "doc": 2}, {"model": "m2", "doc": 1},
+               {"model": "m1", "doc": 1}, {"other": "x"}]  # a repeated row, and one holding no mapped column
+    assert lineage._child_filters(child, {"model": "model", "doc_id": "doc"}, removed) == expected

@@ -15,6 +15,7 @@ fraction of the threshold (NTP), or raise the threshold.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -83,7 +84,7 @@ def heartbeat_age_s(folder: Path) -> float:
     try:
         return time.time() - (folder / MARKER).stat().st_mtime
     except OSError:
-        return float("inf")
+        return math.inf
 
 
 def owner_alive(folder: Path) -> bool:
@@ -91,8 +92,8 @@ def owner_alive(folder: Path) -> bool:
     marker = read_marker(folder)
     if marker is None:
         return False
-    if marker.get("host") == socket.gethostname():
-        pid = int(marker.get("pid", -1))
+    if marker.get("host") == socket.gethostname() and "pid" in marker:  # else the heartbeat decides
+        pid = int(marker["pid"])
         if pid == os.getpid():
             return Path(folder) in _registered
         try:
