@@ -325,6 +325,21 @@ def test_gc_keeps_live_and_ready_runs_and_removes_the_dead_and_the_orphans(corpu
     liveness.let_go(staging / "a-live")
 
 
+def test_gc_keeps_committed_artifacts_and_the_stores_own_folders(store):
+    import numpy as np
+
+    with store.begin_run("test_artifact", {"n": 1}) as run:
+        run.write_artifact("kept", np.arange(3))
+        run.commit()
+    artifacts = [path for path in (store.root / "artifacts").rglob("*") if path.is_file()]
+    orphan = store.root / "tables" / "tokens" / "corpus=x" / "part-orphan.parquet"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"not listed")
+    assert store.gc().orphans_removed == ["tables/tokens/corpus=x/part-orphan.parquet"]
+    assert artifacts and all(path.is_file() for path in artifacts)  # listed by the catalog, not by the lake
+    assert (store.root / "tables").is_dir() and not (store.root / "tables" / "tokens").exists()
+
+
 def test_owner_alive_leaves_a_live_process_alone_and_reads_defaults(tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from quanta_db.errors import QueryError, StoreError
-from quanta_db.store import catalog, extensions, lake, legacy, lineage, migrations, published, snapshots
+from quanta_db.store import catalog, extensions, kernel_wall, lake, legacy, lineage, migrations, published, snapshots
 from quanta_db.store.store import _undo_init
 
 
@@ -216,3 +216,24 @@ def test_a_removed_parent_names_its_children_by_the_keys_they_can_be_dropped_by(
     removed = [{"model": "m1", "doc": 1}, {"model": "m1", "doc": 2}, {"model": "m2", "doc": 1},
                {"model": "m1", "doc": 1}, {"other": "x"}]  # a repeated row, and one holding no mapped column
     assert lineage._child_filters(child, {"model": "model", "doc_id": "doc"}, removed) == expected
+
+
+def test_no_landlock_elsewhere_than_linux_or_on_a_kernel_without_it(monkeypatch):
+    import platform
+
+    class KernelWithoutLandlock:
+        def syscall(self, *args):
+            return -1  # ENOSYS or EOPNOTSUPP
+
+    monkeypatch.setattr(kernel_wall, "_libc", KernelWithoutLandlock)
+    assert kernel_wall.landlock_abi() == 0
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    assert kernel_wall.landlock_abi() == 0
+
+
+def test_the_c_library_keeps_errno_for_the_walls_error_messages():
+    import ctypes
+
+    ctypes.set_errno(0)
+    assert kernel_wall._libc().syscall(kernel_wall.SYS_ADD_RULE, -1, kernel_wall.RULE_PATH_BENEATH, None, 0) == -1
+    assert ctypes.get_errno() != 0  # EBADF (or ENOSYS without Landlock): what _check reports

@@ -469,6 +469,6 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
 def _remove_empty_dirs(top: Path) -> None:
     if not top.is_dir():
         return
-    for path in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+    for path in sorted(top.rglob("*"), reverse=True):  # a folder sorts before all it holds: emptied first
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
