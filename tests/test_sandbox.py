@@ -91,6 +91,15 @@ def test_unsafe_is_the_owners_explicit_escape_hatch(corpus_store, attack_paths):
         corpus_store.query_arrow("CREATE TABLE x AS SELECT 1", unsafe=True)
 
 
+def test_the_owners_unsafe_engine_is_the_same_escape_hatch(corpus_store, attack_paths):
+    import pandas as pd
+
+    sql = f"SELECT * FROM read_csv('{attack_paths['outside_csv']}')"
+    assert pd.read_sql(sql, corpus_store.engine(unsafe=True))["secret"].tolist() == [42]
+    with pytest.raises(pd.errors.DatabaseError, match="Permission Error"):
+        pd.read_sql(sql, corpus_store.engine())
+
+
 def _client_sql(root, query: str) -> str:
     """What a plain DuckDB client runs to read the store (docs/store.md): the extensions from their
     wheels' files, the store's ATTACH statement, then ``query``."""

@@ -392,7 +392,7 @@ def test_the_sqlalchemy_engines_hold_no_connection_and_read_the_saved_table_func
         con.exec_driver_sql("CREATE TABLE x (a INT)")
     with pytest.raises(StoreError, match=r"^\S+nowhere is not a quanta-db store \(no catalog.ducklake or "
                                          r"catalog.json\); run `quanta-db init`$"):
-        sqlalchemy_engine(tmp_path / "nowhere")
+        sqlalchemy_engine(tmp_path / "nowhere", unsafe=False)
 
 
 def test_read_fact_reads_the_partition_and_columns_asked_for(corpus_store):

@@ -418,7 +418,7 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return status.st_ino, status.st_mtime_ns, status.st_size
 
 
-def sqlalchemy_engine(root: Path, unsafe: bool = False):
+def sqlalchemy_engine(root: Path, *, unsafe: bool):
     """A read-only SQLAlchemy engine (duckdb-engine) that opens one connection per checkout.
 
     NullPool keeps no connection open between statements, so a notebook holding this engine

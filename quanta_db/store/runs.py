@@ -198,7 +198,7 @@ class Run:
 
         self._require_open()
         path = self.staging / ARTIFACTS_DIR / f"{name}.npy"
-        self._staging_guard(lambda: (path.parent.mkdir(parents=True, exist_ok=True), np.save(path, array)))
+        self._staging_guard(lambda: (path.parent.mkdir(exist_ok=True), np.save(path, array)))  # in the run's folder
         self._artifacts.append((path, int(array.shape[0]) if array.ndim else 1))
 
     def upsert(self, catalog_table: str, rows: list[dict], key: list[str]) -> None:
