@@ -4,7 +4,8 @@ full mutation run — hours on 2 CPU cores — can go on across fresh machines (
     python -m tests.mutation_state restore   # before ``mutmut run``
     python -m tests.mutation_state save      # after it, or after stopping it
     python -m tests.mutation_state summary   # the figure, by file
-    python -m tests.mutation_state survivors # the survivors' names, for ``mutmut run NAME ...``
+    python -m tests.mutation_state to-run-again  # survivors and unreached ones, for ``mutmut run NAME ...``
+    python -m tests.mutation_state tests-added   # after adding test modules to the selection
 
 mutmut keeps a mutant's result while the source of its function is unchanged (a function's hash
 is kept beside its results), so restored results of edited functions are checked again."""
@@ -70,14 +71,27 @@ def summary(folder: Path = KEPT) -> str:
     return "\n".join(lines)
 
 
-def survivors(folder: Path = KEPT) -> list[str]:
-    """The mutants that survived, by mutmut's name: to run again by name once tests for them exist
-    (mutmut keeps a result while its function is unchanged, however the tests changed)."""
+def to_run_again(folder: Path = KEPT) -> list[str]:
+    """The mutants that survived or that no test reached, by mutmut's name: to run again by name
+    once tests were added (mutmut keeps a result while its function is unchanged, however the
+    tests changed; a killed mutant stays killed with more tests)."""
     from mutmut.stats import status_by_exit_code
 
     return [name for meta in sorted(folder.glob("*.py.meta"))
             for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
-            if status_by_exit_code[code] == "survived"]
+            if status_by_exit_code[code] in ("survived", "no tests")]
+
+
+def keep_results_for_added_tests() -> None:
+    """Record the present test selection as the one the kept results were found with. mutmut
+    resets every result when the selection changes; when the change only added test modules, a
+    killed mutant is still killed, and only the mutants of :func:`to_run_again` need running."""
+    from mutmut.configuration import config
+
+    path = MUTANTS / STATS
+    stats = json.loads(path.read_text())
+    stats["config_fingerprint"]["test_selection"] = config().config_fingerprint()["test_selection"]
+    path.write_text(json.dumps(stats, indent=4))
 
 
 if __name__ == "__main__":
@@ -88,7 +102,9 @@ if __name__ == "__main__":
         restore()
     elif command == ["summary"]:
         print(summary())
-    elif command == ["survivors"]:
-        print("\n".join(survivors()))
+    elif command == ["to-run-again"]:
+        print("\n".join(to_run_again()))
+    elif command == ["tests-added"]:
+        keep_results_for_added_tests()
     else:
-        sys.exit("usage: python -m tests.mutation_state [save | restore | summary | survivors]")
+        sys.exit("usage: python -m tests.mutation_state [save | restore | summary | to-run-again | tests-added]")

@@ -61,73 +61,77 @@ def count(snapshot, sql: str) -> int:
     return run_on(snapshot, sql).table.column(0)[0].as_py()
 
 
-def test_a_new_state_is_taken_in_the_background_made_ahead_and_warmed(store, own_writes, takes):
+@pytest.fixture
+def copies(store):
     snapshots = Snapshots(store.root, background=True)
-    try:
-        first = snapshots.current()
-        assert count(first, TOKENS) == 0 and count(first, SAVED) == 0
-        settled(snapshots)
-        made_ahead = snapshots._blank
-        assert made_ahead is not None
-        another_process_commits(store.root)
-        stamp = catalog.change_stamp(store.root)
-        assert snapshots.current() is first  # answered from the last state meanwhile
-        settled(snapshots)
-        newest = snapshots.current()
-        assert newest.generation == first.generation + 1
-        assert takes[-1] == (False, stamp, made_ahead, first)
-        assert (TOKENS, None) in newest.recent()  # a reader ready for what the last state answered
-        assert snapshots._taking is None  # its stamp kept: the same state is not taken again
-        settled(snapshots)
-        assert snapshots._blank is not None  # the connection of the copy after it, made ahead
-        assert count(newest, SAVED) == 1
-        another_process_commits(store.root, "other-2")
-        assert snapshots.current() is newest  # again in the background: this process's count was kept
-        settled(snapshots)
-        assert snapshots.current().generation == newest.generation + 1
-    finally:
-        snapshots.close()
+    yield snapshots
+    snapshots.close()
 
 
-def test_a_copy_that_failed_in_the_background_is_taken_by_the_next_query(store, own_writes, monkeypatch):
-    snapshots = Snapshots(store.root, background=True)
-    try:
-        first = snapshots.current()
-        original = Snapshots._take
+def on_the_background_thread(monkeypatch, before=lambda: None, after=lambda: None) -> None:
+    """Run ``before`` and ``after`` around each copy taken off the calling thread."""
+    original = Snapshots._take
 
-        def failing_off_the_calling_thread(self, *args):
-            if threading.current_thread() is not threading.main_thread():
-                raise OSError("no space left on device")
-            return original(self, *args)
+    def wrapped(self, *args):
+        background = threading.current_thread() is not threading.main_thread()
+        if background:
+            before()
+        taken = original(self, *args)
+        if background:
+            after()
+        return taken
 
-        monkeypatch.setattr(Snapshots, "_take", failing_off_the_calling_thread)
-        another_process_commits(store.root)
-        assert snapshots.current() is first
-        settled(snapshots)
-        assert snapshots._snapshots[snapshots._generation] is first  # nothing kept
-        newest = snapshots.current()  # taken by this query, on its own thread
-        assert newest.generation == first.generation + 1 and count(newest, SAVED) == 1
-    finally:
-        snapshots.close()
+    monkeypatch.setattr(Snapshots, "_take", wrapped)
 
 
-def test_a_background_copy_overtaken_by_a_commit_of_this_process_is_dropped(store, own_writes, monkeypatch):
-    snapshots = Snapshots(store.root, background=True)
-    try:
-        first = snapshots.current()
-        original = Snapshots._take
+def test_a_new_state_is_taken_in_the_background_made_ahead_and_warmed(store, copies, own_writes, takes):
+    first = copies.current()
+    assert count(first, TOKENS) == 0 and count(first, SAVED) == 0
+    settled(copies)
+    made_ahead = copies._blank
+    assert made_ahead is not None
+    another_process_commits(store.root)
+    stamp = catalog.change_stamp(store.root)
+    assert copies.current() is first  # answered from the last state meanwhile
+    settled(copies)
+    newest = copies.current()
+    assert newest.generation == first.generation + 1
+    assert takes[-1] == (False, stamp, made_ahead, first)
+    assert (TOKENS, None) in newest.recent()  # a reader ready for what the last state answered
+    assert copies._taking is None  # its stamp kept: the same state is not taken again
+    settled(copies)
+    assert copies._blank is not None  # the connection of the copy after it, made ahead
+    assert count(newest, SAVED) == 1
+    another_process_commits(store.root, "other-2")
+    assert copies.current() is newest  # again in the background: this process's count was kept
+    settled(copies)
+    assert copies.current().generation == newest.generation + 1
 
-        def overtaken(self, *args):
-            taken = original(self, *args)
-            if threading.current_thread() is not threading.main_thread():
-                own_writes[0] += 1  # this process commits while the copy is taken
-            return taken
 
-        monkeypatch.setattr(Snapshots, "_take", overtaken)
-        another_process_commits(store.root)
-        assert snapshots.current() is first
-        settled(snapshots)
-        assert snapshots._snapshots[snapshots._generation] is first
-        assert snapshots.current().generation == first.generation + 1  # the commit of this process: seen now
-    finally:
-        snapshots.close()
+def test_a_copy_that_failed_in_the_background_is_taken_by_the_next_query(store, copies, own_writes, monkeypatch):
+    first = copies.current()
+
+    def fail():
+        raise OSError("no space left on device")
+
+    on_the_background_thread(monkeypatch, before=fail)
+    another_process_commits(store.root)
+    assert copies.current() is first
+    settled(copies)
+    assert copies._snapshots[copies._generation] is first  # nothing kept
+    newest = copies.current()  # taken by this query, on its own thread
+    assert newest.generation == first.generation + 1 and count(newest, SAVED) == 1
+
+
+def test_a_background_copy_overtaken_by_a_commit_of_this_process_is_dropped(store, copies, own_writes, monkeypatch):
+    first = copies.current()
+
+    def commit_of_this_process():
+        own_writes[0] += 1
+
+    on_the_background_thread(monkeypatch, after=commit_of_this_process)
+    another_process_commits(store.root)
+    assert copies.current() is first
+    settled(copies)
+    assert copies._snapshots[copies._generation] is first
+    assert copies.current().generation == first.generation + 1  # the commit of this process: seen now
