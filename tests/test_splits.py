@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from quanta_db.errors import InputError
-from quanta_db.store import splits
+from quanta_db.store import liveness, splits
 from tests.helpers import staging_entries
 
 SPLIT = "split-000000000abc"
@@ -116,3 +116,35 @@ def test_a_retried_shard_replaces_its_record(store):
     done = store.commit_split(SPLIT)
     assert done.runs == [second] and _vocab_rows(store) == 3
     assert first not in store.split_runs(SPLIT)
+
+
+def test_a_planned_split_has_every_shard_missing_and_a_ready_marker(tmp_path):
+    top = splits.plan_split(tmp_path, SPLIT, "losses", 3, COMMAND)  # no staging folder yet
+    assert top == tmp_path / "staging" / SPLIT
+    assert splits.state(tmp_path, SPLIT) == splits.SplitState(SPLIT, "losses", 3, {}, COMMAND)
+    assert json.loads((top / liveness.MARKER).read_text()) == {"split": SPLIT, "kind": "losses", "ready": True}
+    assert splits.state(tmp_path, "split-unknown") is None and splits.records(tmp_path, "split-unknown") == []
+
+
+def test_a_shard_record_says_what_it_staged_where_and_when(tmp_path):
+    import socket
+    import time
+
+    splits.record_shard(tmp_path, SPLIT, (1, 3), "losses", ["run-a", "run-b"], COMMAND, merge="m:f")
+    top = tmp_path / "staging" / SPLIT
+    assert json.loads((top / liveness.MARKER).read_text()) == {"split": SPLIT, "kind": "losses", "ready": True}
+    (record,) = splits.records(tmp_path, SPLIT)
+    assert time.time() - 60 < record.pop("finished_at") <= time.time()
+    assert record == {"split": SPLIT, "job": "losses", "shard": [1, 3], "runs": ["run-a", "run-b"],
+                      "command": COMMAND, "merge": "m:f", "host": socket.gethostname()}
+    (top / "shard-00000.json").write_text('{"split": ')  # a record being replaced: left out, the rest still read
+    assert [r["shard"] for r in splits.records(tmp_path, SPLIT)] == [[1, 3]]
+
+
+def test_the_retry_command_runs_the_missing_shards_then_commits(tmp_path):
+    state = splits.SplitState(SPLIT, "x", 3, {1: ["run-a"]}, COMMAND)
+    run = "quanta-db --store S ingest x --shard {i}/3 --stage-only"
+    commit = f"quanta-db --store {tmp_path} commit --split {SPLIT} --expect 3"
+    assert state.retry_command(tmp_path) == f"for i in 0 2; do {run.format(i='$i')} || exit 1; done && {commit}"
+    assert state.retry_command(tmp_path, [2]) == f"{run.format(i=2)} && {commit}"
+    assert state.retry_command(tmp_path, [1, 2]) == f"for i in 1 2; do {run.format(i='$i')} || exit 1; done && {commit}"

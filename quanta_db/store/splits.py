@@ -90,9 +90,8 @@ def record_shard(root: Path, split: str, shard: tuple[int, int], job: str, run_i
 
 
 def records(root: Path, split: str) -> list[dict]:
-    top = folder(root, split)
     found = []
-    for path in sorted(top.glob("shard-*.json")) if top.is_dir() else []:
+    for path in sorted(folder(root, split).glob("shard-*.json")):  # none where the folder is not
         try:
             found.append(json.loads(path.read_text()))
         except (OSError, ValueError):
