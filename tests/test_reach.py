@@ -241,3 +241,25 @@ def test_a_reader_of_an_earlier_state_answers_only_what_the_commits_since_left_u
     assert suite_store.query(*runs).table.equals(before)
     shared.close()
     assert all(reader.users == 0 for snapshot in (first, second, third) for reader in snapshot._readers.values())
+
+
+def test_finding_a_statements_files_gives_the_spare_connection_back(suite_store):
+    copies = snapshots.Snapshots(suite_store.root)
+    try:
+        snapshot = copies.current()
+        spare = snapshot._spare
+        assert spare is not None
+        assert snapshot.reach("SELECT count(*) FROM token_losses WHERE model = 'none of them'") == frozenset()
+        assert snapshot._spare is spare  # kept for the next reader
+    finally:
+        copies.close()
+
+
+@pytest.mark.parametrize(("pattern", "prefix"), [
+    ("ab%", "ab"), ("a%", "a"), ("a\U0010fffe%", "a\U0010fffe"),
+    (None, None), ("", None), ("%", None), ("ab", None),  # no prefix, or no trailing wildcard
+    ("a_%", None), ("%a%", None), ("a\\%", None), ("aX%", "aX"),  # another wildcard or an escape
+    ("ab\U0010ffff%", None), ("a\U0010ffffb%", "a\U0010ffffb"),  # the last code point has no successor
+])
+def test_a_like_pattern_gives_a_prefix_only_when_it_is_one(pattern, prefix):
+    assert reach._like_prefix(pattern) == prefix
