@@ -4,6 +4,7 @@ at all; gc keeps what a shard's record lists and removes a crashed attempt's run
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -45,6 +46,14 @@ def test_a_split_commits_all_its_shards_in_one_transaction(store, store_snapshot
     assert staging_entries(store) == []
     params = json.loads(store.query_df("SELECT params FROM runs WHERE run_id = ?", [ids[1]])["params"][0])
     assert params["split"] == {"id": SPLIT, "shard": [1, 3]}
+
+
+def test_missing_shards_are_listed_and_commit_nothing(store, store_snapshot):
+    _stage_shard(store, 1, shards=4)
+    before = store_snapshot(store)
+    with pytest.raises(InputError, match=r"lacks shard\(s\) 0, 2, 3 of 4; nothing was committed. Run them with: for i in 0 2 3;"):
+        store.commit_split(SPLIT)
+    assert store_snapshot(store) == before
 
 
 def test_a_missing_shard_commits_nothing_and_names_the_command(store, store_snapshot):
@@ -93,6 +102,48 @@ def test_bad_split_commits_are_one_line_and_change_nothing(store, store_snapshot
         store.commit_split("split-nope" if case == "unknown" else SPLIT, expect=3 if case == "expect" else None)
     assert "\n" not in str(error.value)
     assert store_snapshot(store) == before
+    if case == "twice":
+        assert str(error.value).endswith(f"(2 run(s), e.g. {store.split_runs(SPLIT)[0]})")
+
+
+def test_a_listed_run_gone_from_staging_names_the_command_for_its_shard(store, store_snapshot):
+    _stage_shard(store, 0, shards=2)
+    gone = _stage_shard(store, 1, shards=2)
+    shutil.rmtree(store.root / "staging" / gone)
+    before = store_snapshot(store)
+    with pytest.raises(InputError) as error:
+        store.commit_split(SPLIT)
+    retry = splits.state(store.root, SPLIT).retry_command(store.root, [1])
+    assert str(error.value) == (f"run {gone} of shard 1 of split {SPLIT} is gone from staging; nothing was committed. "
+                                f"Run the shard again with: {retry}")
+    assert store_snapshot(store) == before
+
+
+def test_a_listed_run_that_belongs_to_no_split_commits_nothing(store, store_snapshot):
+    _stage_shard(store, 0, shards=2)
+    run = store.begin_run("test", {"part": 1})
+    run.write("vocab", _vocab("tok1"))
+    run._keep_ready()  # kept as a commit that timed out on the lock keeps it: no split in its parameters
+    splits.record_shard(store.root, SPLIT, (1, 2), "test", [run.run_id], COMMAND)
+    before = store_snapshot(store)
+    with pytest.raises(InputError, match=f"run {run.run_id} listed by split {SPLIT} belongs to another split or job"):
+        store.commit_split(SPLIT)
+    assert store_snapshot(store) == before
+
+
+def keep_the_first_run(store, runs):
+    """A split's merge (``module:function``): commit the first shard's run, discard the others."""
+    return runs[:1], runs[1:]
+
+
+def test_a_merge_decides_which_runs_commit_and_the_rest_are_discarded(store):
+    ids = [_stage_shard(store, i, shards=3, record=False) for i in range(3)]
+    for index, run_id in enumerate(ids):
+        splits.record_shard(store.root, SPLIT, (index, 3), "test", [run_id], COMMAND,
+                            merge="tests.test_splits:keep_the_first_run")
+    done = store.commit_split(SPLIT)
+    assert (done.runs, done.rows_written) == (ids[:1], 3) and _vocab_rows(store) == 3
+    assert staging_entries(store) == []  # the discarded runs' staging is gone with the split's folder
 
 
 def test_gc_keeps_listed_shards_and_removes_a_crashed_attempt(store):
