@@ -11,7 +11,7 @@ import sys
 import pyarrow as pa
 import pytest
 
-from quanta_db.errors import InputError
+from quanta_db.errors import InputError, StoreError
 from quanta_db.store import liveness, splits
 from tests.helpers import staging_entries
 
@@ -199,3 +199,22 @@ def test_the_retry_command_runs_the_missing_shards_then_commits(tmp_path):
     assert state.retry_command(tmp_path) == f"for i in 0 2; do {run.format(i='$i')} || exit 1; done && {commit}"
     assert state.retry_command(tmp_path, [2]) == f"{run.format(i=2)} && {commit}"
     assert state.retry_command(tmp_path, [1, 2]) == f"for i in 1 2; do {run.format(i='$i')} || exit 1; done && {commit}"
+
+
+@pytest.mark.parametrize("disagreeing", [{"shard": (1, 3)}, {"job": "other"}])
+def test_shard_records_that_disagree_are_refused_naming_them(tmp_path, disagreeing):
+    splits.plan_split(tmp_path, SPLIT, "test", 2, COMMAND)
+    assert json.loads((tmp_path / "staging" / SPLIT / splits.PLANNED).read_text())["split"] == SPLIT
+    splits.record_shard(tmp_path, SPLIT, (0, 2), "test", ["run-a"], COMMAND)
+    second = {"shard": (1, 2), "job": "test", **disagreeing}
+    splits.record_shard(tmp_path, SPLIT, second["shard"], second["job"], ["run-b"], COMMAND)
+    with pytest.raises(StoreError) as error:
+        splits.state(tmp_path, SPLIT)
+    assert str(error.value) == (f"the shards staged under {SPLIT} disagree on their job or shard count "
+                                "(shard-00000.json, shard-00001.json)")
+
+
+def test_a_committed_split_says_its_name_and_runs(store):
+    ids = [_stage_shard(store, i, shards=2) for i in range(2)]
+    done = store.commit_split(SPLIT)
+    assert (done.split, done.runs, done.duplicates) == (SPLIT, ids, 0)
