@@ -171,3 +171,10 @@ def ingest_toy_corpus(store: Store, toy_inputs: dict) -> Store:
 
     ingest_corpus(store, toy_inputs["corpus"], "toy", str(toy_inputs["tokenizer"]), max_tokens=128, progress=False)
     return store
+
+
+def snapshot_count(snapshot, sql: str) -> int:
+    """The single number ``sql`` (user SQL) answers on a :class:`quanta_db.store.snapshots.Snapshot`."""
+    from quanta_db.store.querying import run_on
+
+    return run_on(snapshot, sql).table.column(0)[0].as_py()

@@ -41,13 +41,16 @@ def restore() -> None:
         shutil.copy2(KEPT / STATS, MUTANTS / STATS)
 
 
-def statuses(folder: Path = KEPT) -> dict[str, Counter]:
-    """For each mutated file, how many of its mutants have each of mutmut's statuses."""
+def _mutant_statuses(meta: Path) -> dict[str, str]:
+    """Each mutant of one mutated file (its ``.meta`` record) → mutmut's status for it."""
     from mutmut.stats import status_by_exit_code
 
-    return {meta.name.removesuffix(".meta"): Counter(
-                status_by_exit_code[code]
-                for code in json.loads(meta.read_text())["exit_code_by_key"].values())
+    return {name: status_by_exit_code[code] for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()}
+
+
+def statuses(folder: Path = KEPT) -> dict[str, Counter]:
+    """For each mutated file, how many of its mutants have each of mutmut's statuses."""
+    return {meta.name.removesuffix(".meta"): Counter(_mutant_statuses(meta).values())
             for meta in sorted(folder.glob("*.py.meta"))}
 
 
@@ -75,11 +78,8 @@ def to_run_again(folder: Path = KEPT) -> list[str]:
     """The mutants that survived or that no test reached, by mutmut's name: to run again by name
     once tests were added (mutmut keeps a result while its function is unchanged, however the
     tests changed; a killed mutant stays killed with more tests)."""
-    from mutmut.stats import status_by_exit_code
-
     return [name for meta in sorted(folder.glob("*.py.meta"))
-            for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
-            if status_by_exit_code[code] in ("survived", "no tests")]
+            for name, status in _mutant_statuses(meta).items() if status in ("survived", "no tests")]
 
 
 def keep_results_for_added_tests() -> None:

@@ -14,8 +14,8 @@ import threading
 import pytest
 
 from quanta_db.store import catalog
-from quanta_db.store.querying import run_on
 from quanta_db.store.snapshots import Snapshots
+from tests.helpers import snapshot_count
 
 # an exception escaping the background thread fails the test instead of passing unseen
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -57,10 +57,6 @@ def settled(snapshots: Snapshots) -> None:
             thread.join()
 
 
-def count(snapshot, sql: str) -> int:
-    return run_on(snapshot, sql).table.column(0)[0].as_py()
-
-
 @pytest.fixture
 def copies(store):
     snapshots = Snapshots(store.root, background=True)
@@ -86,7 +82,7 @@ def on_the_background_thread(monkeypatch, before=lambda: None, after=lambda: Non
 
 def test_a_new_state_is_taken_in_the_background_made_ahead_and_warmed(store, copies, own_writes, takes):
     first = copies.current()
-    assert count(first, TOKENS) == 0 and count(first, SAVED) == 0
+    assert snapshot_count(first, TOKENS) == 0 and snapshot_count(first, SAVED) == 0
     settled(copies)
     made_ahead = copies._blank
     assert made_ahead is not None
@@ -101,7 +97,7 @@ def test_a_new_state_is_taken_in_the_background_made_ahead_and_warmed(store, cop
     assert copies._taking is None  # its stamp kept: the same state is not taken again
     settled(copies)
     assert copies._blank is not None  # the connection of the copy after it, made ahead
-    assert count(newest, SAVED) == 1
+    assert snapshot_count(newest, SAVED) == 1
     another_process_commits(store.root, "other-2")
     assert copies.current() is newest  # again in the background: this process's count was kept
     settled(copies)
@@ -120,7 +116,7 @@ def test_a_copy_that_failed_in_the_background_is_taken_by_the_next_query(store, 
     settled(copies)
     assert copies._snapshots[copies._generation] is first  # nothing kept
     newest = copies.current()  # taken by this query, on its own thread
-    assert newest.generation == first.generation + 1 and count(newest, SAVED) == 1
+    assert newest.generation == first.generation + 1 and snapshot_count(newest, SAVED) == 1
 
 
 def test_a_background_copy_overtaken_by_a_commit_of_this_process_is_dropped(store, copies, own_writes, monkeypatch):

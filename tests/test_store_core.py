@@ -17,6 +17,7 @@ import pytest
 
 from quanta_db.store import liveness
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
+from tests.helpers import snapshot_count
 
 
 @pytest.mark.slow
@@ -522,12 +523,6 @@ OTHER_PROCESS_WRITES = ("import sys; from quanta_db.store.catalog import connect
                         "    con.execute(\"INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')\")")
 
 
-def count(snapshot, sql: str) -> int:
-    from quanta_db.store.querying import run_on
-
-    return run_on(snapshot, sql).table.column(0)[0].as_py()
-
-
 def test_background_copies_answer_from_the_last_state_until_the_next_is_taken(store):
     import subprocess
     import sys
@@ -544,15 +539,15 @@ def test_background_copies_answer_from_the_last_state_until_the_next_is_taken(st
         subprocess.run([sys.executable, "-c", OTHER_PROCESS_WRITES, str(store.root)], check=True)
         answered = snapshots.current()  # another process's commit: not waited for
         assert answered.generation == first.generation
-        assert count(answered, saved) == 0
+        assert snapshot_count(answered, saved) == 0
         deadline = time.monotonic() + 60
         while snapshots.current().generation == first.generation and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert count(snapshots.current(), saved) == 1
+        assert snapshot_count(snapshots.current(), saved) == 1
         with store.begin_run("test_copy", {"n": 1}) as run:  # a commit of this process: seen at once
             run.write_artifact("x", np.zeros(1))
             run.commit()
-        assert count(snapshots.current(), runs) == 1
+        assert snapshot_count(snapshots.current(), runs) == 1
     finally:
         snapshots.close()
 
@@ -628,7 +623,7 @@ def test_the_next_copys_first_connection_is_made_ahead_and_closed_with_the_copie
         with store.begin_run("test_copy", {"n": 1}) as run:
             run.write_artifact("x", np.zeros(1))
             run.commit()
-        assert count(copies.current(), "SELECT count(*) FROM runs WHERE status = 'committed'") == 1
+        assert snapshot_count(copies.current(), "SELECT count(*) FROM runs WHERE status = 'committed'") == 1
         assert copies._blank is not ahead  # taken by the new copy
     finally:
         copies.close()
