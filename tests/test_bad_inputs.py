@@ -121,6 +121,33 @@ def test_a_store_whose_postgresql_schema_is_gone_is_one_line(store):
         assert "cannot open the catalog" in result.output and schema in result.output
 
 
+def test_a_change_stamp_session_the_server_ended_is_opened_again(store):
+    """The session kept for change stamps (one per process) survives the server ending it: the
+    next query opens a new one; an unreachable server is still one line."""
+    import dataclasses
+
+    import psycopg
+
+    from quanta_db.errors import StoreError
+    from quanta_db.store import catalog
+
+    if not store.catalog().startswith("postgresql"):
+        pytest.skip("a catalog on PostgreSQL only")
+    assert store.query_df("SELECT count(*) AS n FROM runs")["n"].tolist() == [0]
+    locator = catalog.locate(store.root)
+    kept = catalog._stamp_sessions[locator.connection_url()]
+    with psycopg.connect(os.environ["QUANTA_DB_TEST_POSTGRES"], autocommit=True) as session:
+        session.execute("SELECT pg_terminate_backend(%s)", [kept.info.backend_pid])
+    assert catalog.change_stamp(store.root) == (catalog._latest_snapshot(locator),)
+    assert catalog._stamp_sessions[locator.connection_url()] is not kept
+    assert catalog._stamp_session(locator) is catalog._stamp_sessions[locator.connection_url()]  # kept from now on
+    real = urlsplit(os.environ["QUANTA_DB_TEST_POSTGRES"])
+    catalog._stamp_sessions[locator.connection_url()].close()
+    unreachable = dataclasses.replace(locator, url=f"postgresql://{real.username}@{real.hostname}:1{real.path}")
+    with pytest.raises(StoreError, match="cannot open the catalog"):
+        catalog._latest_snapshot(unreachable)
+
+
 def test_a_catalog_url_that_is_not_postgresql_is_refused(tmp_path):
     result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s"), "init", "--catalog", "mysql://x@y/z"])
     assert result.exit_code != 0 and "postgresql://" in result.output and not (tmp_path / "s").exists()

@@ -120,3 +120,12 @@ def test_open_builds_the_views_of_result_tables_an_upgraded_quanta_db_adds(store
         con.execute("DROP VIEW head_scores")
     reopened = Store.open(store.root)
     assert reopened.query_df("SELECT count(*) AS n FROM head_scores")["n"][0] == 0
+
+
+def test_the_saved_analyses_read_at_once_are_the_names_and_the_macros(store):
+    from quanta_db.store import sandbox
+
+    with store.read() as con:
+        names, macros = views.saved_analyses(con)
+        assert names == sandbox.table_macros(con) and macros == views.session_macros(con)
+    assert any(macro.parameters for macro in macros) and len(names) > len(macros)  # views and macros both

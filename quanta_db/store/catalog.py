@@ -157,18 +157,23 @@ def _local_write_lock(locator: lake.Locator) -> Iterator[None]:
 @contextmanager
 def _postgres_session(locator: lake.Locator):
     """A psycopg session on the store's PostgreSQL catalog database; closed on exit."""
+    session = _postgres_connect(locator)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _postgres_connect(locator: lake.Locator):
+    """A new psycopg session (autocommit) on the store's PostgreSQL catalog database."""
     try:
         import psycopg
     except ImportError:
         raise StoreError("this store's catalog is on PostgreSQL: pip install 'quanta-db[postgres]'") from None
     try:
-        session = psycopg.connect(locator.connection_url(), autocommit=True, connect_timeout=10)
+        return psycopg.connect(locator.connection_url(), autocommit=True, connect_timeout=10)
     except psycopg.Error as error:
         raise StoreError(lake.describe_error(locator, error)) from None
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 @contextmanager
@@ -396,16 +401,45 @@ def change_stamp(root: Path) -> tuple:
 
 
 def _latest_snapshot(locator: lake.Locator) -> int:
-    """The newest snapshot of a lake on PostgreSQL."""
+    """The newest snapshot of a lake on PostgreSQL, asked on this process's kept session (every
+    query asks it: a new session costs 10–15 ms)."""
     import psycopg
     from psycopg import sql
 
-    with _postgres_session(locator) as session:
-        query = sql.SQL("SELECT max(snapshot_id) FROM {}.ducklake_snapshot").format(sql.Identifier(locator.schema))
-        try:
-            return session.execute(query).fetchone()[0]
-        except psycopg.Error as error:  # e.g. the store's schema was dropped
-            raise StoreError(lake.describe_error(locator, error)) from None
+    query = sql.SQL("SELECT max(snapshot_id) FROM {}.ducklake_snapshot").format(sql.Identifier(locator.schema))
+    with _stamp_lock:
+        for attempt in range(2):
+            session = _stamp_session(locator)
+            try:
+                return session.execute(query).fetchone()[0]
+            except psycopg.OperationalError as error:  # the server closed it: once more on a new one
+                _stamp_sessions.pop(locator.connection_url(), None)
+                with contextlib.suppress(psycopg.Error):
+                    session.close()
+                if attempt:
+                    raise StoreError(lake.describe_error(locator, error)) from None
+            except psycopg.Error as error:  # e.g. the store's schema was dropped
+                raise StoreError(lake.describe_error(locator, error)) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_stamp_sessions: dict[str, object] = {}  # connection URL -> this process's psycopg session
+_stamp_lock = threading.Lock()
+_stamp_pid = os.getpid()
+
+
+def _stamp_session(locator: lake.Locator):
+    """This process's session for change stamps on ``locator``'s server (under ``_stamp_lock``);
+    a forked child leaves its parent's sessions alone (closing one would end it for the parent)."""
+    global _stamp_pid
+    if _stamp_pid != os.getpid():
+        _stamp_sessions.clear()
+        _stamp_pid = os.getpid()
+    url = locator.connection_url()
+    session = _stamp_sessions.get(url)
+    if session is None or session.closed:
+        session = _stamp_sessions[url] = _postgres_connect(locator)
+    return session
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -265,8 +265,18 @@ def _inlined_files(locator: Locator, table: str) -> str:
 def delete_files(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The delete files among :func:`lake_files` (rows the lake dropped from a registered file;
     deletes are normally inlined in the metadata, so there are none)."""
+    return [path for paths in delete_files_by_table(con).values() for path in paths]
+
+
+def delete_files_by_table(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """:func:`delete_files` by fact table (only the tables that have one)."""
     having = [name for (name,) in con.execute(statement("lake_tables_with_deletes")).fetchall()]
-    return [delete_file for _, delete_file in _listed(con, having) if delete_file]
+    found: dict[str, list[str]] = {}
+    for table in having:
+        for _, delete_file in _listed(con, [table]):
+            if delete_file:
+                found.setdefault(table, []).append(delete_file)
+    return found
 
 
 def _listed(con: duckdb.DuckDBPyConnection, tables: list[str] | None = None) -> list[tuple[str, str | None]]:

@@ -36,10 +36,18 @@ def run_on(snapshot, sql: str, params: list | None = None, time_limit_ms: int | 
     """One statement of user SQL on a :class:`~quanta_db.store.snapshots.Snapshot`, limited as
     :func:`run_unchecked`: checked to be a read (:func:`quanta_db.store.sandbox.check_read_only`,
     the store's saved analyses allowed), then on a reader
-    confined to the files the statement may read; again on one confined to every committed file
-    if that reader refused a file the lake opened after all (see :mod:`quanta_db.store.reach`)."""
+    confined to the files the statement may read (reading them directly when it is one plain scan
+    of a partition of one table, :mod:`quanta_db.store.direct`, and through the lake when that
+    does not bind); again on one confined to every committed file if that reader refused a file
+    the lake opened after all (see :mod:`quanta_db.store.reach`)."""
     sandbox.check_read_only(sql, snapshot.macros)
     with snapshot.reader(sql, params) as (connection, narrowed):
+        rewritten = snapshot.direct(sql, params)
+        if rewritten is not None:
+            try:
+                return _execute(connection, rewritten, params, time_limit_ms, max_rows, narrowed, direct=True)
+            except _NarrowedOut:
+                pass
         try:
             return _execute(connection, sql, params, time_limit_ms, max_rows, narrowed)
         except _NarrowedOut:
@@ -49,11 +57,12 @@ def run_on(snapshot, sql: str, params: list | None = None, time_limit_ms: int | 
 
 
 class _NarrowedOut(Exception):
-    """A connection confined to a statement's files refused one the lake opened."""
+    """A connection confined to a statement's files refused one the lake opened (or a statement
+    reading its files directly did not run: it runs through the lake)."""
 
 
 def _execute(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None, time_limit_ms: int | None,
-             max_rows: int | None, narrowed: bool = False) -> Result:
+             max_rows: int | None, narrowed: bool = False, direct: bool = False) -> Result:
     con = lake.cursor(connection)
     timer = threading.Timer(time_limit_ms / 1000, con.interrupt) if time_limit_ms else None
     start = time.perf_counter()
@@ -67,12 +76,14 @@ def _execute(connection: duckdb.DuckDBPyConnection, sql: str, params: list | Non
     except duckdb.InterruptException:
         raise QueryError(f"query stopped by the time limit ({time_limit_ms} ms)") from None
     except duckdb.PermissionException as error:
-        if narrowed:
+        if narrowed or direct:
             raise _NarrowedOut() from None
         raise QueryError(first_line(error)) from None
     except duckdb.Error as error:
         if timer and not timer.is_alive() and time.perf_counter() - start >= time_limit_ms / 1000:
             raise QueryError(f"query stopped by the time limit ({time_limit_ms} ms)") from None
+        if direct:
+            raise _NarrowedOut() from None
         raise QueryError(first_line(error)) from None
     finally:
         if timer:

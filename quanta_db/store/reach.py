@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -40,11 +42,16 @@ OPTIONAL_PREFIX = "optional: "
 COMPARISONS = {"COMPARE_EQUAL": "=", "COMPARE_LESSTHAN": "<", "COMPARE_LESSTHANOREQUALTO": "<=",
                "COMPARE_GREATERTHAN": ">", "COMPARE_GREATERTHANOREQUALTO": ">="}
 MIRRORED = {"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-# The DuckDB type a key of each Arrow type is compared as (other types are not compared).
+# The DuckDB type a key of each Arrow type is compared as: text and integers only, whose comparisons
+# with a constant are exact (other types are not compared, so never narrow what a statement reaches).
 KEY_TYPES = {pa.string(): "VARCHAR", pa.large_string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
              pa.int16(): "SMALLINT", pa.int8(): "TINYINT", pa.uint64(): "UBIGINT", pa.uint32(): "UINTEGER",
-             pa.uint16(): "USMALLINT", pa.uint8(): "UTINYINT", pa.float64(): "DOUBLE", pa.float32(): "FLOAT",
-             pa.bool_(): "BOOLEAN", pa.date32(): "DATE"}
+             pa.uint16(): "USMALLINT", pa.uint8(): "UTINYINT"}
+INTEGER_RANGES = {"BIGINT": (-2**63, 2**63 - 1), "INTEGER": (-2**31, 2**31 - 1), "SMALLINT": (-2**15, 2**15 - 1),
+                  "TINYINT": (-2**7, 2**7 - 1), "UBIGINT": (0, 2**64 - 1), "UINTEGER": (0, 2**32 - 1),
+                  "USMALLINT": (0, 2**16 - 1), "UTINYINT": (0, 2**8 - 1)}
+CANONICAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+MAX_REACHES = 256  # statements whose plans (and, per snapshot, files) are remembered
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -57,6 +64,7 @@ class Condition(NamedTuple):
     key: str
     op: str                  # one of COMPARISONS' values, or "IN"
     constants: tuple[str, ...]  # as text, cast to the key's type in SQL
+    strings: bool = True     # every constant is a string literal (a text key is compared as text only then)
 
 
 def scans(plan: list[dict]) -> list[Scan]:
@@ -97,23 +105,24 @@ def _conjuncts(node: dict, qualifiers: frozenset[str] = frozenset(), types: dict
             op, left, right = MIRRORED[op], right, left
         key, value = _key(left, qualifiers), _constant(right)
         if key and value is not None:
-            yield Condition(key, op, (value,))
+            yield Condition(key, op, (value,), _string(right))
     elif kind == "COMPARE_BETWEEN":
         key, low, high = (_key(node.get("input") or {}, qualifiers), _constant(node.get("lower") or {}),
                           _constant(node.get("upper") or {}))
         if key and low is not None and high is not None:
-            yield from (Condition(key, ">=", (low,)), Condition(key, "<=", (high,)))
+            strings = _string(node.get("lower") or {}) and _string(node.get("upper") or {})
+            yield from (Condition(key, ">=", (low,), strings), Condition(key, "<=", (high,), strings))
     elif kind == "FUNCTION" and node.get("function_name") in ("~~", "like") and len(node.get("children") or []) == 2:
         column, pattern = node["children"]
         key, prefix = _key(column, qualifiers), _like_prefix(_constant(pattern))
         # what DuckDB's optimizer makes of it: prefix <= key < the next prefix
-        if key and prefix and (types or {}).get(key) == "VARCHAR":
+        if key and prefix and (types or {}).get(key) == "VARCHAR" and _string(pattern):
             yield from (Condition(key, ">=", (prefix,)), Condition(key, "<", (prefix[:-1] + chr(ord(prefix[-1]) + 1),)))
     elif kind == "COMPARE_IN":
         first, *rest = node.get("children") or [{}]
         key, values = _key(first, qualifiers), [_constant(child) for child in rest]
         if key and values and None not in values:
-            yield Condition(key, "IN", tuple(values))
+            yield Condition(key, "IN", tuple(values), all(_string(child) for child in rest))
 
 
 def _like_prefix(pattern: str | None) -> str | None:
@@ -150,6 +159,25 @@ def _constant(node: dict) -> str | None:
         scale = (kind.get("type_info") or {}).get("scale", 0)
         return str(Decimal(int(value["value"])).scaleb(-int(scale)))
     return str(value["value"]).lower() if isinstance(value["value"], bool) else str(value["value"])
+
+
+def _string(node: dict) -> bool:
+    """Whether a constant is a string literal (through CASTs to VARCHAR only)."""
+    if node.get("type") == "OPERATOR_CAST":
+        return (node.get("cast_type") or {}).get("id") == "VARCHAR" and _string(node.get("child") or {})
+    return ((node.get("value") or {}).get("type") or {}).get("id") == "VARCHAR"
+
+
+def exact(condition: Condition, kind: str) -> bool:
+    """Whether DuckDB compares a key of type ``kind`` with ``condition``'s constants exactly as
+    they are written, so that a file its key makes the condition false for can be left out: a text
+    key with string literals (another constant makes DuckDB compare the key cast to it), an
+    integer key with integers written canonically in its range (DuckDB rounds ``'999.6'`` cast to
+    an integer to 1000, while ``step > 999.6`` holds for step 1000)."""
+    if kind == "VARCHAR":
+        return condition.strings
+    low, high = INTEGER_RANGES.get(kind, (1, 0))
+    return all(CANONICAL_INTEGER.fullmatch(text) and low <= int(text) <= high for text in condition.constants)
 
 
 def key_types(table: str) -> dict[str, str]:
@@ -192,7 +220,8 @@ def one_scan_plan(tree: dict) -> tuple[ScanPlan, ...] | None:
     where = node.get("where_clause")
     types = key_types(table)
     found = [] if where is None else [c for c in _conjuncts(where, qualifiers, types) if c.key in types]
-    return (ScanPlan(table, tuple(found)),)
+    bare = not source.get("schema_name") and not source.get("catalog_name")
+    return (ScanPlan(table, tuple(found), bare),)
 
 
 def _kinds(node) -> list[str]:
@@ -212,6 +241,9 @@ def _kinds(node) -> list[str]:
 class ScanPlan(NamedTuple):
     table: str
     conditions: tuple[Condition, ...]  # the usable ones: on the table's per-file keys
+    # a statement that is this one scan of a fact table named without schema or catalog, which may
+    # read the files it reaches directly (:mod:`quanta_db.store.direct`)
+    direct: bool = False
 
 
 def plan(con, sql: str, params: list | None = None) -> tuple[ScanPlan, ...] | None:
@@ -260,13 +292,43 @@ def reached_new_files(con, folder: str, plans: tuple[ScanPlan, ...], new_files: 
 def _conditions(usable: list[Condition], types: dict[str, str]) -> tuple[str, list]:
     """The conditions of the ``reached_files`` statements, and their parameters: a file stays
     unless a condition is false for its key (a missing key or one that does not cast is NULL,
-    which leaves the file in)."""
+    which leaves the file in); a condition DuckDB may not compare exactly is left out
+    (:func:`exact`)."""
     clauses, params = [], []
     for condition in usable:
         kind = types[condition.key]
+        if not exact(condition, kind):
+            continue
         key = f"TRY_CAST(json_extract_string(keys, ?) AS {kind})"
         values = ", ".join(f"TRY_CAST(? AS {kind})" for _ in condition.constants)
         right = f"({values})" if condition.op == "IN" else values
         clauses.append(f"({key} {condition.op} {right}) IS NOT FALSE")
         params += [f'$."{condition.key}"', *condition.constants]
     return " AND ".join(clauses) or "true", params
+
+
+class Plans:
+    """Statements' plans (:func:`plan`), kept across the snapshots of one
+    store: a plan holds for every state of the catalog (at worst a changed view makes a reader too
+    narrow, and the statement runs again on every file)."""
+
+    def __init__(self, size: int = MAX_REACHES):
+        self._size, self._lock, self._plans = size, threading.Lock(), OrderedDict()
+
+    def get(self, key: tuple):
+        """(the plan, whether it was read off the statement as one plain scan of one fact
+        table: :func:`one_scan_plan`), or UNPLANNED."""
+        with self._lock:
+            if key not in self._plans:
+                return UNPLANNED
+            self._plans.move_to_end(key)
+            return self._plans[key]
+
+    def put(self, key: tuple, plan, one_scan: bool = False) -> None:
+        with self._lock:
+            self._plans[key] = (plan, one_scan)
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+
+
+UNPLANNED = object()

@@ -43,11 +43,10 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QuantaError
-from quanta_db.store import catalog, lake, reach, sandbox, views
+from quanta_db.store import catalog, direct, lake, reach, sandbox, views
 
 KEEP = 3  # older copies may still be in use by running requests
 MAX_READERS = 8  # readers one snapshot keeps for later statements (least recent closed when idle)
-MAX_REACHES = 256  # statements whose files one snapshot remembers
 WARMED = 4  # statements a copy taken in the background takes readers for before it is used
 
 
@@ -77,42 +76,15 @@ class _Reader:
         return self.paths is None or (paths is not None and paths <= self.paths)
 
 
-class Plans:
-    """Statements' plans (:func:`quanta_db.store.reach.plan`), kept across the snapshots of one
-    store: a plan holds for every state of the catalog (at worst a changed view makes a reader too
-    narrow, and the statement runs again on every file)."""
-
-    def __init__(self, size: int = MAX_REACHES):
-        self._size, self._lock, self._plans = size, threading.Lock(), OrderedDict()
-
-    def get(self, key: tuple):
-        """(the plan, whether it was read off the statement as one plain scan of one fact
-        table: :func:`quanta_db.store.reach.one_scan_plan`), or _UNPLANNED."""
-        with self._lock:
-            if key not in self._plans:
-                return _UNPLANNED
-            self._plans.move_to_end(key)
-            return self._plans[key]
-
-    def put(self, key: tuple, plan, one_scan: bool = False) -> None:
-        with self._lock:
-            self._plans[key] = (plan, one_scan)
-            while len(self._plans) > self._size:
-                self._plans.popitem(last=False)
-
-
-_UNPLANNED = object()
-
-
 class Snapshot:
     """One committed state of the store, for this process's user SQL (see the module's text)."""
 
     def __init__(self, root: Path, generation: int, memory_limit: str | None = None,
-                 stamp: tuple | None = None, plans: Plans | None = None,
+                 stamp: tuple | None = None, plans: reach.Plans | None = None,
                  blank: duckdb.DuckDBPyConnection | None = None, previous: Snapshot | None = None):
         self.root, self.generation, self.memory_limit = Path(root), generation, memory_limit
         self._folder = self.root.as_posix().rstrip("/") + "/"
-        self._plans = plans if plans is not None else Plans()
+        self._plans = plans if plans is not None else reach.Plans()
         self._lock = threading.Lock()
         self._readers: OrderedDict[int, _Reader] = OrderedDict()
         # (statement, parameters) -> (the files it reaches, the statement, its parameters, the
@@ -154,7 +126,8 @@ class Snapshot:
                 opened = self._spare = self._private.open()
             if changes.only_inserts:
                 # Commits of new rows (as every ingest's are) change neither: 2 catalog queries saved.
-                self.deletes, self.macros, self._saved = previous.deletes, previous.macros, previous._saved
+                self.deleted, self.deletes = previous.deleted, previous.deletes
+                self.macros, self._saved = previous.macros, previous._saved
             if changes.new_files is not None:
                 # A statement reaches the files it reached before and new ones (reach.reached_new_files).
                 with previous._lock:
@@ -162,7 +135,9 @@ class Snapshot:
                     self._earlier = previous._lend() if not previous._closed else []
                 self._new_files, self._since = changes.new_files, previous.state[0]
             if not changes.only_inserts:
-                self.deletes = lake.delete_files(opened)
+                by_table = lake.delete_files_by_table(opened)
+                self.deleted = frozenset(by_table)  # the fact tables with delete files
+                self.deletes = [path for paths in by_table.values() for path in paths]
                 self.macros, self._saved = _saved_analyses(opened)
         except BaseException:
             self.close()
@@ -250,6 +225,16 @@ class Snapshot:
             with contextlib.suppress(Exception), self.reader(sql, params):
                 pass
 
+    def direct(self, sql: str, params: list | None = None) -> str | None:
+        """``sql`` reading the files it reaches directly (:mod:`quanta_db.store.direct`), once they
+        are known; None when it reads through the lake."""
+        plan, one_scan = self._planned(sql, params)
+        with self._lock:
+            known = self._reached.get((sql, repr(params)))
+        if not one_scan or known is None:
+            return None
+        return direct.statement(sql, plan[0], known[0], self.deleted)
+
     def _plan(self, sql: str, params: list | None):
         return self._planned(sql, params)[0]
 
@@ -257,10 +242,12 @@ class Snapshot:
         """(the statement's plan, whether it is one plain scan of one fact table)."""
         key = (sql, repr(params))
         found = self._plans.get(key)
-        if found is _UNPLANNED:
+        if found is reach.UNPLANNED:
             planned = sandbox.planned_statement(sql)
             plan = reach.one_scan_plan(sandbox.serialised(planned))
             one_scan = plan is not None and len(plan) == 1
+            if one_scan and plan[0].direct:  # the statement itself, and it keeps its meaning with a CTE
+                plan = (plan[0]._replace(direct=planned == sql and direct.keeps_meaning(sql, plan[0].table)),)
             if plan is None:  # planned by DuckDB, on a connection that can open no data file
                 planner = self._planning()
                 self._make_macros(planner, planned)
@@ -302,7 +289,7 @@ class Snapshot:
             raise
         with self._lock:
             self._reached[key] = (paths, sql, params, since)
-            while len(self._reached) > MAX_REACHES:
+            while len(self._reached) > reach.MAX_REACHES:
                 self._reached.popitem(last=False)
         if give_back and spare is not None:
             self._give_spare(spare)
@@ -445,7 +432,7 @@ def _saved_analyses(con) -> tuple[frozenset[str], list]:
     """The names of the store's saved analyses (for the statement check), and the macros among
     them; none in a store whose schema predates them (it is refused by the schema check)."""
     try:
-        return sandbox.table_macros(con), views.session_macros(con)
+        return views.saved_analyses(con)
     except duckdb.CatalogException:
         return frozenset(), []
 
@@ -471,7 +458,7 @@ class Snapshots:
         self._snapshots: dict[int, Snapshot] = {}
         self._taking: threading.Thread | None = None
         self._closed = False
-        self._plans = Plans()
+        self._plans = reach.Plans()
         self._blank: duckdb.DuckDBPyConnection | None = None  # for the next copy, made ahead
         self._making: threading.Thread | None = None
 

@@ -176,6 +176,14 @@ def install_session_macros(con: duckdb.DuckDBPyConnection, sql: str | None = Non
     create_macros(con, macros if sql is None else called_macros(macros, sql))
 
 
+def saved_analyses(con: duckdb.DuckDBPyConnection) -> tuple[frozenset[str], list[SavedQuery]]:
+    """The names of the store's saved analyses (lower case, as :func:`quanta_db.store.sandbox.table_macros`
+    gives them) and its parameterised ones (as :func:`session_macros`), in one read of the catalog."""
+    rows = con.execute(statement("saved_analyses")).fetchall()
+    return (frozenset(name.lower() for name, _, _ in rows),
+            [SavedQuery(name, "", parameters, body, Path(f"{name}.sql")) for name, parameters, body in rows if parameters])
+
+
 def session_macros(con: duckdb.DuckDBPyConnection) -> list[SavedQuery]:
     """The store's parameterised saved analyses (created in each session that runs queries)."""
     rows = con.execute(statement("saved_macros")).fetchall()
