@@ -209,7 +209,8 @@ def snapshot_identity(con: duckdb.DuckDBPyConnection, locator: Locator, pinned: 
     """(id, time taken) of the snapshot ``con`` reads: ``pinned``, or the newest in the metadata of
     the lake ``con`` attached (on a local catalog, a private copy's own state). Read as plain
     tables, which spares DuckLake's loading of its schema."""
-    return tuple(con.execute(statement("lake_latest_snapshot").format(metadata=_metadata(locator)), [pinned]).fetchone())
+    # fetchall: a result left unread keeps the connection's transaction (on PostgreSQL, its locks) open
+    return tuple(con.execute(statement("lake_latest_snapshot").format(metadata=_metadata(locator)), [pinned]).fetchall()[0])
 
 
 # Entries of ducklake_snapshot_changes that only add rows (as data files, or inlined in the
@@ -236,7 +237,7 @@ def changes(con: duckdb.DuckDBPyConnection, locator: Locator, since: tuple[int, 
         return unchanged
     metadata = _metadata(locator)
     entries, same_lake, saved, files, inlined = con.execute(
-        statement("lake_changes").format(metadata=metadata), [since[0], until[0], since[0], since[1]]).fetchone()
+        statement("lake_changes").format(metadata=metadata), [since[0], until[0], since[0], since[1]]).fetchall()[0]
     if not same_lake:
         return unchanged
     saved_ids, files_ids = ({str(i) for i in ids or []} for ids in (saved, files))

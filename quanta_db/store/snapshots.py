@@ -19,15 +19,11 @@ A snapshot holds:
   planned by DuckDB (:mod:`quanta_db.store.reach`: most are planned from their text, and plans
   are kept across snapshots).
 
-A state that only added files to the previous one (an ingest's commit, on a local catalog) is
-read as plain metadata tables until a statement needs the lake; a statement whose answer those
-files leave unchanged is answered by a reader of the earlier state (:meth:`Snapshot._earlier_reader`).
-
-``serve`` takes each new snapshot in the background while it answers from the previous one, with
-readers ready for the statements the previous one answered last.
-
-Should a statement's reader refuse a file the lake opens after all, the statement runs again on
-a reader confined to every committed file (:func:`quanta_db.store.querying.run_on`).
+A state that only added files to the previous one (an ingest's commit) is read as plain metadata
+tables (on PostgreSQL through the previous state's connections) until a statement needs the lake;
+a statement whose answer those files leave unchanged is answered by a reader of the earlier state
+(:meth:`Snapshot._earlier_reader`). ``serve`` takes each new snapshot in the background while it
+answers from the previous one, with readers ready for the statements the previous one answered last.
 """
 
 from __future__ import annotations
@@ -109,21 +105,24 @@ class Snapshot:
             if blank is not None:
                 blank.close()
             raise
+        self._blank = blank  # for the first connection that attaches the lake
         try:
             follows = previous is not None and previous.root == self.root
-            lazy = follows and not self.locator.on_postgres
-            opened = self._private.open_metadata(blank) if lazy else self._private.open(blank)
+            # on PostgreSQL the metadata tables are read where the previous state's connections
+            # read them (the server's current state, whatever snapshot their lake is pinned to)
+            shown = previous._metadata_cursor() if follows and self.locator.on_postgres else None
+            lazy = follows and (shown is not None or not self.locator.on_postgres)
             if lazy:
-                self._probe = opened
+                opened = self._probe = shown if shown is not None else self._private.open_metadata(self._pop_blank())
             else:
-                self._spare = opened
+                opened = self._spare = self._private.open(self._pop_blank())
             self.state = lake.snapshot_identity(opened, self.locator, self._private.pinned)
             changes = (lake.changes(opened, self.locator, previous.state, self.state) if follows
                        else lake.Changes(False, None))
             if lazy and changes.new_files is None:  # what follows reads the lake itself
                 self._probe = None
                 opened.close()
-                opened = self._spare = self._private.open()
+                opened = self._spare = self._private.open(self._pop_blank())
             if changes.only_inserts:
                 # Commits of new rows (as every ingest's are) change neither: 2 catalog queries saved.
                 self.deleted, self.deletes = previous.deleted, previous.deletes
@@ -347,6 +346,19 @@ class Snapshot:
             kept = self._planner or next(reversed(self._readers.values()), None)
         return kept.connection if kept is not None else self.catalog
 
+    def _pop_blank(self) -> duckdb.DuckDBPyConnection | None:
+        with self._lock:
+            blank, self._blank = self._blank, None
+        return blank
+
+    def _metadata_cursor(self) -> duckdb.DuckDBPyConnection | None:
+        """A new cursor of a connection of this state that reads the lake's metadata tables (None
+        once closed, or before any): the one not yet confined, or the planner, or a reader."""
+        with self._lock:
+            kept = self._planner or next(reversed(self._readers.values()), None)
+            connection = self._spare or self._probe or (kept.connection if kept is not None else None)
+            return connection.cursor() if connection is not None and not self._closed else None
+
     def _take_spare(self) -> duckdb.DuckDBPyConnection | None:
         with self._lock:
             spare, self._spare = self._spare, None
@@ -360,7 +372,7 @@ class Snapshot:
         spare.close()
 
     def _confined(self, paths: frozenset[str] | None, connection: duckdb.DuckDBPyConnection | None) -> _Reader:
-        connection = connection if connection is not None else self._private.open()
+        connection = connection if connection is not None else self._private.open(self._pop_blank())
         try:
             sandbox.restrict(connection, self.root, self.memory_limit,
                              paths=None if paths is None else sorted(paths), deletes=self.deletes)
@@ -410,7 +422,8 @@ class Snapshot:
             spare, self._spare = self._spare, None
             planner, self._planner = self._planner, None
             probe, self._probe = self._probe, None
-        for connection in (spare, probe):
+            blank, self._blank = self._blank, None
+        for connection in (spare, probe, blank):
             if connection is not None:
                 connection.close()
         with self._lock:
