@@ -266,3 +266,19 @@ def test_finding_a_statements_files_gives_the_spare_connection_back(suite_store)
 ])
 def test_a_like_pattern_gives_a_prefix_only_when_it_is_one(pattern, prefix):
     assert reach._like_prefix(pattern) == prefix
+
+
+def test_a_poller_keeps_answering_across_more_commits_than_states_are_kept(suite_store):
+    """Each new state reads the metadata through a reader lent by the one before (on PostgreSQL),
+    which stays open while the new state lives, even once the state that made it is closed."""
+    sql = NARROWED[0][0]
+    expected = suite_store.query(sql, unsafe=True).table
+    for index in range(snapshots.KEEP + 3):
+        _commit_losses(suite_store, [("m-c", index, "c-0")])
+        assert suite_store.query(sql).table.equals(expected)
+        assert suite_store.query_df("SELECT count(*) AS n FROM token_losses WHERE model = 'm-c'")["n"].tolist() == [
+            ROWS * (index + 1)]
+    newest = snapshots.shared(suite_store.root).current()
+    assert newest._probe is not None and (newest._shown_by is not None) == catalog.locate(suite_store.root).on_postgres
+    snapshots.forget(suite_store.root)
+    assert newest._shown_by is None and newest._earlier == []

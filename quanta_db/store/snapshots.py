@@ -106,11 +106,14 @@ class Snapshot:
                 blank.close()
             raise
         self._blank = blank  # for the first connection that attaches the lake
+        self._shown_by: _Reader | None = None
         try:
             follows = previous is not None and previous.root == self.root
             # on PostgreSQL the metadata tables are read where the previous state's connections
             # read them (the server's current state, whatever snapshot their lake is pinned to)
-            shown = previous._metadata_cursor() if follows and self.locator.on_postgres else None
+            # (a cursor of one of its readers, kept open by this snapshot until it closes)
+            self._shown_by = previous._lend_one() if follows and self.locator.on_postgres else None
+            shown = self._shown_by.connection.cursor() if self._shown_by is not None else None
             lazy = follows and (shown is not None or not self.locator.on_postgres)
             if lazy:
                 opened = self._probe = shown if shown is not None else self._private.open_metadata(self._pop_blank())
@@ -137,7 +140,7 @@ class Snapshot:
                 by_table = lake.delete_files_by_table(opened)
                 self.deleted = frozenset(by_table)  # the fact tables with delete files
                 self.deletes = [path for paths in by_table.values() for path in paths]
-                self.macros, self._saved = _saved_analyses(opened)
+                self.macros, self._saved = views.saved_analyses(opened)
         except BaseException:
             self.close()
             raise
@@ -351,13 +354,21 @@ class Snapshot:
             blank, self._blank = self._blank, None
         return blank
 
-    def _metadata_cursor(self) -> duckdb.DuckDBPyConnection | None:
-        """A new cursor of a connection of this state that reads the lake's metadata tables (None
-        once closed, or before any): the one not yet confined, or the planner, or a reader."""
+    def _lend_one(self) -> _Reader | None:
+        """One of this state's readers (or of those it was lent), marked in use by the caller,
+        who releases it; None once closed, or before any."""
         with self._lock:
-            kept = self._planner or next(reversed(self._readers.values()), None)
-            connection = self._spare or self._probe or (kept.connection if kept is not None else None)
-            return connection.cursor() if connection is not None and not self._closed else None
+            if self._closed:
+                return None
+            for reader in reversed(self._readers.values()):
+                if reader.borrow():
+                    return reader
+            earlier = list(self._earlier)
+        for reader in earlier:
+            with reader.guard:
+                if reader.borrow():
+                    return reader
+        return None
 
     def _take_spare(self) -> duckdb.DuckDBPyConnection | None:
         with self._lock:
@@ -436,18 +447,10 @@ class Snapshot:
                     reader.connection.close()
             self._readers.clear()
             earlier, self._earlier = self._earlier, []
-        for reader in earlier:
+            shown_by, self._shown_by = self._shown_by, None
+        for reader in [*earlier, *([shown_by] if shown_by is not None else [])]:
             self._release(reader)
         self._private.close()
-
-
-def _saved_analyses(con) -> tuple[frozenset[str], list]:
-    """The names of the store's saved analyses (for the statement check), and the macros among
-    them; none in a store whose schema predates them (it is refused by the schema check)."""
-    try:
-        return views.saved_analyses(con)
-    except duckdb.CatalogException:
-        return frozenset(), []
 
 
 class Snapshots:

@@ -178,8 +178,12 @@ def install_session_macros(con: duckdb.DuckDBPyConnection, sql: str | None = Non
 
 def saved_analyses(con: duckdb.DuckDBPyConnection) -> tuple[frozenset[str], list[SavedQuery]]:
     """The names of the store's saved analyses (lower case, as :func:`quanta_db.store.sandbox.table_macros`
-    gives them) and its parameterised ones (as :func:`session_macros`), in one read of the catalog."""
-    rows = con.execute(statement("saved_analyses")).fetchall()
+    gives them) and its parameterised ones (as :func:`session_macros`), in one read of the catalog;
+    none in a store whose schema predates them (it is refused by the schema check)."""
+    try:
+        rows = con.execute(statement("saved_analyses")).fetchall()
+    except duckdb.CatalogException:
+        return frozenset(), []
     return (frozenset(name.lower() for name, _, _ in rows),
             [SavedQuery(name, "", parameters, body, Path(f"{name}.sql")) for name, parameters, body in rows if parameters])
 
