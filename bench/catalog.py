@@ -134,9 +134,10 @@ def query(root, how, store=None):
 """
 
 READER = QUERY + """
-import json, statistics
+import json, os, statistics
 from pathlib import Path
 root, stop, how = sys.argv[1], Path(sys.argv[2]), sys.argv[4]
+parent = os.getppid()  # a bench that is killed leaves no reader polling for ever
 store = Store.open(root)
 
 def latency():
@@ -147,7 +148,7 @@ def latency():
 alone = statistics.median(latency() for _ in range(5))
 print("ready", flush=True)
 during = []
-while not stop.exists():
+while not stop.exists() and os.getppid() == parent:
     during.append(latency())
 print(json.dumps({"alone": alone, "max": max(during) if during else alone}))
 """
