@@ -246,10 +246,11 @@ class Snapshot:
         found = self._plans.get(key)
         if found is reach.UNPLANNED:
             planned = sandbox.planned_statement(sql)
-            plan = reach.one_scan_plan(sandbox.serialised(planned))
+            tree = sandbox.serialised(planned)
+            plan = reach.one_scan_plan(tree)
             one_scan = plan is not None and len(plan) == 1
             if one_scan and plan[0].direct:  # the statement itself, and it keeps its meaning with a CTE
-                plan = (plan[0]._replace(direct=planned == sql and direct.keeps_meaning(sql, plan[0].table)),)
+                plan = (plan[0]._replace(direct=planned == sql and direct.keeps_meaning(sql, plan[0].table, tree)),)
             if plan is None:  # planned by DuckDB, on a connection that can open no data file
                 planner = self._planning()
                 self._make_macros(planner, planned)
