@@ -60,12 +60,12 @@ def read_only_process(output: str | None = None) -> None:
         return
     import tempfile
 
-    from quanta_db.store import snapshots
+    from quanta_db.store import copies
     from quanta_db.store.kernel_wall import forbid_writes, scratch_folder
 
     # The wall covers the threads started after it: a DuckDB database opened before (the store's
     # schema check keeps one for the queries that follow) has worker threads of its own.
-    snapshots.forget()
+    copies.forget()
     if output:
         Path(output).write_bytes(b"")
     scratch = scratch_folder()

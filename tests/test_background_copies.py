@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from quanta_db.store import catalog
-from quanta_db.store.snapshots import Snapshots
+from quanta_db.store.copies import Snapshots
 from tests.helpers import snapshot_count
 
 # an exception escaping the background thread fails the test instead of passing unseen

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quanta_db.store import direct, querying, reach, sandbox, snapshots
+from quanta_db.store import copies, direct, querying, reach, sandbox
 from tests.test_reach import CORPORA, MODELS, ROWS, STEPS, _files_where
 
 pytest_plugins = ["tests.test_reach"]  # its suite_store fixture: one file per (model, step, corpus)
@@ -21,8 +21,8 @@ def _runs(monkeypatch) -> list[bool]:
     taken = []
     real = querying._execute
 
-    def execute(connection, sql, params, time_limit_ms, max_rows, narrowed=False, direct=False):
-        result = real(connection, sql, params, time_limit_ms, max_rows, narrowed, direct)
+    def execute(connection, sql, params, time_limit_ms, max_rows, narrowed=False, direct=False, attached=True):
+        result = real(connection, sql, params, time_limit_ms, max_rows, narrowed, direct, attached)
         taken.append(direct)
         return result
 
@@ -93,7 +93,7 @@ INEXACT = [
 
 @pytest.mark.parametrize(("sql", "matching"), INEXACT)
 def test_constants_compared_inexactly_never_leave_out_a_file_with_matching_rows(suite_store, monkeypatch, sql, matching):
-    reached = snapshots.shared(suite_store.root).current().reach(sql)
+    reached = copies.shared(suite_store.root).current().reach(sql)
     assert reached >= _files_where(suite_store, matching)
     taken = _runs(monkeypatch)
     answer = _same_as_the_lake(suite_store, sql)
@@ -117,8 +117,8 @@ def test_a_table_with_a_delete_file_is_read_through_the_lake(suite_store, monkey
     sql = "SELECT count(*) AS v FROM token_losses WHERE model = 'm-a' AND step = 0 AND corpus = 'c-0'"
     with suite_store.write() as con:  # rows dropped from inside a file: the lake writes a delete file
         con.execute("DELETE FROM tables.token_losses WHERE pos = 1")
-    snapshot = snapshots.shared(suite_store.root).current()
-    assert "token_losses" in snapshot.deleted
+    snapshot = copies.shared(suite_store.root).current()
+    assert "token_losses" in snapshot.deleted and snapshot._metadata is None  # on PostgreSQL too
     taken = _runs(monkeypatch)
     assert _same_as_the_lake(suite_store, sql)["v"].to_pylist() == [ROWS - ROWS // 5]
     assert taken == [False, False]

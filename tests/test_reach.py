@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from quanta_db.store import catalog, querying, reach, sandbox, snapshots
+from quanta_db.store import catalog, copies, lake, postgres_metadata, querying, reach, sandbox, snapshots, views
 
 MODELS, STEPS, CORPORA, ROWS = ("m-a", "m-b"), (0, 1000, 2000), ("c-0", "c-1", "c-2"), 20
 
@@ -30,7 +30,7 @@ def suite_store(store):
                 for corpus in CORPORA:
                     run.write("token_losses", _losses(model, step, corpus, run.run_id, rng))
         run.commit()
-    snapshots.forget(store.root)
+    copies.forget(store.root)
     return store
 
 
@@ -70,9 +70,9 @@ def _fallbacks(monkeypatch) -> list:
     taken = []
     real = snapshots.Snapshot.reader
 
-    def reader(self, sql, params=None, everything=False):
+    def reader(self, sql, params=None, everything=False, **how):
         taken.append(everything)
-        return real(self, sql, params, everything)
+        return real(self, sql, params, everything, **how)
 
     monkeypatch.setattr(snapshots.Snapshot, "reader", reader)
     return taken
@@ -81,7 +81,7 @@ def _fallbacks(monkeypatch) -> list:
 @pytest.mark.parametrize("case", range(len(NARROWED)))
 def test_a_statement_is_confined_to_the_files_its_filters_reach(suite_store, monkeypatch, case):
     sql, params, keep = NARROWED[case]
-    snapshot = snapshots.shared(suite_store.root).current()
+    snapshot = copies.shared(suite_store.root).current()
     assert snapshot.reach(sql, params) == _files_where(suite_store, keep)
     taken = _fallbacks(monkeypatch)
     confined = suite_store.query(sql, params).table
@@ -92,7 +92,7 @@ def test_a_statement_is_confined_to_the_files_its_filters_reach(suite_store, mon
 
 @pytest.mark.parametrize("sql", WHOLE_TABLE)
 def test_filters_the_lake_cannot_prune_by_leave_every_file_allowed(suite_store, sql):
-    snapshot = snapshots.shared(suite_store.root).current()
+    snapshot = copies.shared(suite_store.root).current()
     reached = snapshot.reach(sql)
     assert reached is None or reached == _files_where(suite_store, lambda k: True) or sql.endswith("--'")
     assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
@@ -101,7 +101,8 @@ def test_filters_the_lake_cannot_prune_by_leave_every_file_allowed(suite_store, 
 def test_a_reader_too_narrow_for_the_lake_is_retried_on_every_committed_file(suite_store, monkeypatch):
     # a qualified name: read through the lake, not directly (quanta_db/store/direct.py reads what reach found)
     sql = "SELECT count(*) AS v FROM main.token_losses WHERE model = 'm-a' AND step = 1000"
-    monkeypatch.setattr(reach, "reached_files", lambda *args, **kwargs: [])  # as if the lake pruned less
+    for module in (reach, postgres_metadata):  # as if the catalog pruned more than the lake
+        monkeypatch.setattr(module, "reached_files", lambda *args, **kwargs: frozenset())
     taken = _fallbacks(monkeypatch)
     assert suite_store.query_df(sql)["v"].tolist() == [ROWS * len(CORPORA)]
     assert taken == [False, True]
@@ -110,7 +111,7 @@ def test_a_reader_too_narrow_for_the_lake_is_retried_on_every_committed_file(sui
 def test_a_statement_that_reads_files_by_name_gets_every_committed_file(suite_store):
     path = suite_store.committed_paths("token_losses")[0]
     sql = f"SELECT count(*) AS v FROM read_parquet('{path}')"
-    assert snapshots.shared(suite_store.root).current().reach(sql) is None  # planning needs the file itself
+    assert copies.shared(suite_store.root).current().reach(sql) is None  # planning needs the file itself
     assert suite_store.query_df(sql)["v"].tolist() == [ROWS]
     with pytest.raises(Exception, match="Permission"):  # and still nothing outside the committed files
         suite_store.query_arrow(f"SELECT * FROM read_parquet('{suite_store.root / 'catalog.ducklake'}')")
@@ -135,7 +136,7 @@ def test_every_reader_is_confined_within_the_committed_files(suite_store):
     committed = _files_where(suite_store, lambda k: True)
     for sql, params, _ in NARROWED:
         suite_store.query(sql, params)
-    snapshot = snapshots.shared(suite_store.root).current()
+    snapshot = copies.shared(suite_store.root).current()
     assert snapshot._readers and all(r.paths is not None and r.paths <= committed for r in snapshot._readers.values())
     assert querying.run_on(snapshot, "SELECT count(*) AS n FROM runs").table["n"][0].as_py() >= 1
 
@@ -145,7 +146,7 @@ def test_a_plan_read_off_the_statement_equals_duckdbs_own(suite_store, case):
     sql, params, _ = NARROWED[case]
     tree_plan = reach.one_scan_plan(sandbox.serialised(sql))
     assert tree_plan is not None  # planned without DuckDB's planner
-    snapshot = snapshots.shared(suite_store.root).current()
+    snapshot = copies.shared(suite_store.root).current()
     duckdb_plan = reach.plan(snapshot.catalog, sql, params)
     with snapshot.catalog_cursor() as cursor:
         folder = suite_store.root.as_posix() + "/"
@@ -161,7 +162,8 @@ def _commit_losses(store, partitions) -> None:
 
 
 def test_a_later_state_reaches_what_it_reached_before_and_the_new_files(suite_store, monkeypatch):
-    shared = snapshots.shared(suite_store.root)
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)  # the lake's metadata read by DuckDB
+    shared = copies.shared(suite_store.root)
     before = shared.current()
     for sql, params, _ in NARROWED[:4]:
         before.reach(sql, params)
@@ -196,22 +198,22 @@ def test_a_state_after_anything_but_new_rows_finds_everything_anew(suite_store):
         con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')")
     third, changes = state_and_changes(second)
     assert changes == lake.Changes(False, None)
-    assert "other" in snapshots.shared(suite_store.root).current().macros
+    assert "other" in copies.shared(suite_store.root).current().macros
     with suite_store.write() as con:  # rows removed
         con.execute("DELETE FROM saved_queries WHERE name = 'other'")
     assert state_and_changes(third)[1] == lake.Changes(False, None)
-    assert "other" not in snapshots.shared(suite_store.root).current().macros
+    assert "other" not in copies.shared(suite_store.root).current().macros
 
 
 def _answered_by(snapshot, sql: str, params) -> int:
     """The lake snapshot of the reader that answers ``sql`` in ``snapshot``."""
-    with snapshot.reader(sql, params) as (connection, _):
+    with snapshot.reader(sql, params) as (connection, _, _):
         readers = [r for r in [*snapshot._readers.values(), *snapshot._earlier] if r.connection is connection]
         return readers[0].state
 
 
 def test_a_reader_of_an_earlier_state_answers_only_what_the_commits_since_left_unchanged(suite_store):
-    shared = snapshots.shared(suite_store.root)
+    shared = copies.shared(suite_store.root)
     runs = ("SELECT count(*) AS v FROM runs", None)  # a catalog table: every commit adds a row
     joined = NARROWED[4][:2]  # planned by DuckDB (as is NARROWED[1], with a parameter): not one plain scan
     statements = [sql_params[:2] for sql_params in NARROWED[:4]] + [runs, joined]
@@ -246,16 +248,17 @@ def test_a_reader_of_an_earlier_state_answers_only_what_the_commits_since_left_u
     assert all(reader.users == 0 for snapshot in (first, second, third) for reader in snapshot._readers.values())
 
 
-def test_finding_a_statements_files_gives_the_spare_connection_back(suite_store):
-    copies = snapshots.Snapshots(suite_store.root)
+def test_finding_a_statements_files_gives_the_spare_connection_back(suite_store, monkeypatch):
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)  # a state read through the lake
+    states = copies.Snapshots(suite_store.root)
     try:
-        snapshot = copies.current()
+        snapshot = states.current()
         spare = snapshot._spare
         assert spare is not None
         assert snapshot.reach("SELECT count(*) FROM token_losses WHERE model = 'none of them'") == frozenset()
         assert snapshot._spare is spare  # kept for the next reader
     finally:
-        copies.close()
+        states.close()
 
 
 @pytest.mark.parametrize(("pattern", "prefix"), [
@@ -268,17 +271,122 @@ def test_a_like_pattern_gives_a_prefix_only_when_it_is_one(pattern, prefix):
     assert reach._like_prefix(pattern) == prefix
 
 
-def test_a_poller_keeps_answering_across_more_commits_than_states_are_kept(suite_store):
+def test_a_poller_keeps_answering_across_more_commits_than_states_are_kept(suite_store, monkeypatch):
     """Each new state reads the metadata through a reader lent by the one before (on PostgreSQL),
     which stays open while the new state lives, even once the state that made it is closed."""
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)  # states read through the lake
     sql = NARROWED[0][0]
     expected = suite_store.query(sql, unsafe=True).table
-    for index in range(snapshots.KEEP + 3):
+    for index in range(copies.KEEP + 3):
         _commit_losses(suite_store, [("m-c", index, "c-0")])
         assert suite_store.query(sql).table.equals(expected)
         assert suite_store.query_df("SELECT count(*) AS n FROM token_losses WHERE model = 'm-c'")["n"].tolist() == [
             ROWS * (index + 1)]
-    newest = snapshots.shared(suite_store.root).current()
+    newest = copies.shared(suite_store.root).current()
     assert newest._probe is not None and (newest._shown_by is not None) == catalog.locate(suite_store.root).on_postgres
-    snapshots.forget(suite_store.root)
+    copies.forget(suite_store.root)
     assert newest._shown_by is None and newest._earlier == []
+
+
+def _on_postgres(store) -> bool:
+    return catalog.locate(store.root).on_postgres
+
+
+def test_a_state_on_postgresql_is_read_off_its_metadata_without_attaching_the_lake(suite_store):
+    """A process's first state on PostgreSQL is read in PostgreSQL's SQL (postgres_metadata): its
+    schema check and a partition's files need no attach, and what it reads is what the lake shows."""
+    if not _on_postgres(suite_store):
+        pytest.skip("a local catalog is read off its metadata file")
+    from quanta_db.store import migrations
+    from quanta_db.store.sql import statement
+
+    states = copies.Snapshots(suite_store.root)
+    try:
+        snapshot = states.current()
+        assert snapshot._metadata is not None and snapshot._spare is None and snapshot._planner is None
+        with catalog.connect(suite_store.root, read_only=True) as con:
+            assert snapshot.state == lake.snapshot_identity(con, catalog.locate(suite_store.root))
+            lake_facts = (migrations.applied(con), {r[0] for r in con.execute(statement("user_views")).fetchall()},
+                          dict(con.execute(statement("saved_query_hashes")).fetchall()))
+            assert (snapshot.macros, snapshot._saved) == views.saved_analyses(con)
+        assert snapshot.schema_facts() == (list(lake_facts[0]), *lake_facts[1:])
+        sql = NARROWED[0][0]
+        assert querying.run_on(snapshot, sql).table.equals(suite_store.query(sql, unsafe=True).table)
+        (reader,) = snapshot._readers.values()
+        assert not reader.attached and reader.paths == _files_where(suite_store, NARROWED[0][2])
+        assert snapshot._spare is None and snapshot._planner is None  # the lake was never attached
+        # a statement that is not one plain scan attaches it, and answers the same
+        joined = NARROWED[4][0]
+        assert querying.run_on(snapshot, joined).table.equals(suite_store.query(joined, unsafe=True).table)
+        assert any(reader.attached for reader in snapshot._readers.values())
+    finally:
+        states.close()
+
+
+def test_an_unattached_reader_reads_only_its_files(suite_store):
+    if not _on_postgres(suite_store):
+        pytest.skip("only a state read off PostgreSQL makes readers with nothing attached")
+    import duckdb
+
+    states = copies.Snapshots(suite_store.root)
+    try:
+        snapshot = states.current()
+        sql, _, keep = NARROWED[0]
+        querying.run_on(snapshot, sql)
+        (reader,) = snapshot._readers.values()
+        other = sorted(_files_where(suite_store, lambda k: not keep(k)))[0]
+        for attack in (f"SELECT * FROM read_parquet('{other}')", "SET enable_external_access = true",
+                       f"ATTACH '{suite_store.root}/x.duckdb' AS x", "COPY (SELECT 1) TO '/tmp/quanta-x.csv'",
+                       f"SELECT * FROM read_blob('{suite_store.root}/catalog.json')"):
+            with pytest.raises(duckdb.Error):
+                reader.connection.execute(attack).fetchall()
+    finally:
+        states.close()
+
+
+ODD_CORPORA = ('c/"q"', "ü-1", "c\\d", "c-1 ")
+
+
+@pytest.mark.parametrize("condition", [
+    "corpus = 'c-1'", "corpus IN ('c-0', 'ü-1')", "corpus = 'c/\"q\"'", "corpus = 'c\\d'", "corpus = 'c-1 '",
+    "corpus > 'c-1'", "corpus <= 'c/'", "corpus LIKE 'c-%'", "step IN (0, 2000)", "step < 1000", "step >= 2000",
+    "model = 'm-a' AND step = 1000 AND corpus = 'ü-1'", "step = 999.6", "model <> 'm-a'",
+])
+def test_reached_files_read_off_postgresql_are_those_the_lake_finds(suite_store, condition):
+    if not _on_postgres(suite_store):
+        pytest.skip("a local catalog is read through the lake")
+    _commit_losses(suite_store, [("m-a", 1000, corpus) for corpus in ODD_CORPORA] + [("m-b", 0, "c-1")])
+    sql = f"SELECT count(*) FROM token_losses WHERE {condition}"
+    plans = reach.one_scan_plan(sandbox.serialised(sql))
+    states = copies.Snapshots(suite_store.root)
+    try:
+        snapshot = states.current()
+        read_off = postgres_metadata.reached_files(snapshot.locator, snapshot._metadata, snapshot._folder, plans)
+        with snapshot.catalog_cursor() as cursor:
+            assert read_off == reach.reached_files(cursor, snapshot._folder, plans)
+    finally:
+        states.close()
+    assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+
+
+def test_a_catalog_table_altered_by_a_migration_is_read_across_its_schema_versions(suite_store):
+    """DuckLake keeps the rows inlined before a table's schema changed in the metadata table of the
+    old schema version: both are read (and a state whose tables cannot be read so is read through the lake)."""
+    if not _on_postgres(suite_store):
+        pytest.skip("a local catalog is read through the lake")
+    with suite_store.write() as con:
+        con.execute("ALTER TABLE files ADD COLUMN note VARCHAR")
+    _commit_losses(suite_store, [("m-a", 1000, "c-9")])
+    states = copies.Snapshots(suite_store.root)
+    try:
+        snapshot = states.current()
+        assert snapshot._metadata is not None
+        sql = "SELECT count(*) AS v FROM token_losses WHERE model = 'm-a' AND step = 1000"
+        assert snapshot.reach(sql) == _files_where(suite_store, lambda k: (k["model"], k["step"]) == ("m-a", 1000))
+        assert len(snapshot.reach(sql)) == len(CORPORA) + 1
+        assert querying.run_on(snapshot, sql).table.equals(suite_store.query(sql, unsafe=True).table)
+    finally:
+        states.close()
+    with suite_store.write() as con:
+        con.execute("ALTER TABLE files RENAME COLUMN keys TO file_keys")
+    assert postgres_metadata.state(catalog.locate(suite_store.root), catalog.change_stamp(suite_store.root)[0]) is None

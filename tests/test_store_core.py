@@ -490,7 +490,7 @@ def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store
     import numpy as np
 
     from quanta_db.errors import QueryError
-    from quanta_db.store import catalog, snapshots
+    from quanta_db.store import catalog, copies
     from quanta_db.store.store import Store
 
     opened = []
@@ -501,7 +501,7 @@ def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(catalog, "PrivateCatalog", Counted)
-    snapshots.forget(store.root)
+    copies.forget(store.root)
     runs = "SELECT count(*) AS n FROM runs WHERE status = 'committed'"
     assert store.query_arrow(runs)["n"][0].as_py() == store.query_arrow(runs)["n"][0].as_py() == 0
     assert len(opened) == 1
@@ -512,10 +512,10 @@ def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store
     assert len(opened) == 2
     with pytest.raises(QueryError, match="Permission|not allowed"):  # the new copy is confined too
         store.query_arrow("SELECT * FROM read_text('/etc/hostname')")
-    for index in range(snapshots.MAX_SHARED_STORES + 1):  # copies of the least recent stores are closed
+    for index in range(copies.MAX_SHARED_STORES + 1):  # copies of the least recent stores are closed
         other = Store.init(store.root.parent / f"other-{index}")
         other.query_arrow("SELECT 1")
-    assert (store.root, False) not in snapshots._shared and len(snapshots._shared) == snapshots.MAX_SHARED_STORES
+    assert (store.root, False) not in copies._shared and len(copies._shared) == copies.MAX_SHARED_STORES
 
 
 OTHER_PROCESS_WRITES = ("import sys; from quanta_db.store.catalog import connect\n"
@@ -529,7 +529,7 @@ def test_background_copies_answer_from_the_last_state_until_the_next_is_taken(st
 
     import numpy as np
 
-    from quanta_db.store.snapshots import Snapshots
+    from quanta_db.store.copies import Snapshots
 
     saved = "SELECT count(*) FROM saved_queries WHERE name = 'other'"
     runs = "SELECT count(*) FROM runs WHERE status = 'committed'"
@@ -610,7 +610,7 @@ def test_a_private_catalog_shows_one_state_to_every_connection_it_opens(store):
 def test_the_next_copys_first_connection_is_made_ahead_and_closed_with_the_copies(store):
     import numpy as np
 
-    from quanta_db.store.snapshots import Snapshots
+    from quanta_db.store.copies import Snapshots
 
     copies = Snapshots(store.root)
     try:

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from quanta_db.errors import QueryError, StoreError
-from quanta_db.store import catalog, extensions, kernel_wall, lake, legacy, lineage, migrations, published, snapshots
+from quanta_db.store import catalog, copies, extensions, kernel_wall, lake, legacy, lineage, migrations, published
 from quanta_db.store.store import _undo_init
 
 
@@ -152,14 +152,14 @@ def test_forgetting_a_store_closes_its_copies_only(tmp_path, monkeypatch):
         def close(self):
             closed.append(self.root)
 
-    monkeypatch.setattr(snapshots, "Snapshots", Copies)
-    monkeypatch.setattr(snapshots, "_shared", type(snapshots._shared)())
+    monkeypatch.setattr(copies, "Snapshots", Copies)
+    monkeypatch.setattr(copies, "_shared", type(copies._shared)())
     first, second = tmp_path / "a", tmp_path / "b"
-    snapshots.shared(first), snapshots.shared(first, background=True), snapshots.shared(second)
-    snapshots.forget(str(first))
-    assert closed == [first, first] and [key[0] for key in snapshots._shared] == [second]
-    snapshots.forget()
-    assert closed == [first, first, second] and not snapshots._shared
+    copies.shared(first), copies.shared(first, background=True), copies.shared(second)
+    copies.forget(str(first))
+    assert closed == [first, first] and [key[0] for key in copies._shared] == [second]
+    copies.forget()
+    assert closed == [first, first, second] and not copies._shared
 
 
 def test_the_extension_file_is_the_one_inside_its_wheel_or_a_one_line_install_hint(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from quanta_db.errors import InputError, QuantaError
 from quanta_db.reports.formats import FORMATS, encode, to_json
 from quanta_db.serve.snapshot import SnapshotStore
 from quanta_db.store import querying
-from quanta_db.store.snapshots import Snapshots
+from quanta_db.store.copies import Snapshots
 from quanta_db.store.sql import quote_ident, quote_literal
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -401,17 +401,24 @@ def change_stamp(root: Path) -> tuple:
 
 
 def _latest_snapshot(locator: lake.Locator) -> int:
-    """The newest snapshot of a lake on PostgreSQL, asked on this process's kept session (every
-    query asks it: a new session costs 10–15 ms)."""
-    import psycopg
+    """The newest snapshot of a lake on PostgreSQL (every query asks it)."""
     from psycopg import sql
 
     query = sql.SQL("SELECT max(snapshot_id) FROM {}.ducklake_snapshot").format(sql.Identifier(locator.schema))
+    return postgres_read(locator, lambda session: session.execute(query).fetchone()[0])
+
+
+def postgres_read(locator: lake.Locator, read):
+    """``read(session)`` on this process's kept psycopg session on ``locator``'s server (a new
+    session costs 10–15 ms), once more on a new one if the server closed it; a failure is a
+    :class:`StoreError`."""
+    import psycopg
+
     with _stamp_lock:
         for attempt in range(2):
             session = _stamp_session(locator)
             try:
-                return session.execute(query).fetchone()[0]
+                return read(session)
             except psycopg.OperationalError as error:  # the server closed it: once more on a new one
                 _stamp_sessions.pop(locator.connection_url(), None)
                 with contextlib.suppress(psycopg.Error):

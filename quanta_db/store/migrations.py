@@ -66,10 +66,12 @@ def applied(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
         return []
 
 
-def pending(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[Migration]:
-    """The migrations still to apply; raises when the store and the code disagree."""
+def pending(con: duckdb.DuckDBPyConnection | None, migrations: list[Migration],
+            done: list[tuple[int, str, str]] | None = None) -> list[Migration]:
+    """The migrations still to apply; raises when the store and the code disagree. ``done``: the
+    store's :func:`applied` migrations, when read already (else read on ``con``)."""
     known = {m.version: m for m in migrations}
-    done = applied(con)
+    done = applied(con) if done is None else done
     latest_code = migrations[-1].version if migrations else 0
     for version, name, sha in done:
         if version not in known:

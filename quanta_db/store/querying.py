@@ -37,22 +37,31 @@ def run_on(snapshot, sql: str, params: list | None = None, time_limit_ms: int | 
     :func:`run_unchecked`: checked to be a read (:func:`quanta_db.store.sandbox.check_read_only`,
     the store's saved analyses allowed), then on a reader
     confined to the files the statement may read (reading them directly when it is one plain scan
-    of a partition of one table, :mod:`quanta_db.store.direct`, and through the lake when that
-    does not bind); again on one confined to every committed file if that reader refused a file
-    the lake opened after all (see :mod:`quanta_db.store.reach`)."""
+    of a partition of one table, :mod:`quanta_db.store.direct`, on a reader with nothing attached
+    when the state was read off PostgreSQL, and through the lake when that does not bind); again
+    on one confined to every committed file if that reader refused a file the lake opened after
+    all (see :mod:`quanta_db.store.reach`)."""
     sandbox.check_read_only(sql, snapshot.macros)
-    with snapshot.reader(sql, params) as (connection, narrowed):
+    with snapshot.reader(sql, params) as (connection, narrowed, attached):
         rewritten = snapshot.direct(sql, params)
         if rewritten is not None:
             try:
-                return _execute(connection, rewritten, params, time_limit_ms, max_rows, narrowed, direct=True)
+                return _execute(connection, rewritten, params, time_limit_ms, max_rows, narrowed, direct=True,
+                                attached=attached)
             except _NarrowedOut:
                 pass
-        try:
-            return _execute(connection, sql, params, time_limit_ms, max_rows, narrowed)
-        except _NarrowedOut:
-            pass
-    with snapshot.reader(sql, params, everything=True) as (connection, _):
+        if attached:
+            try:
+                return _execute(connection, sql, params, time_limit_ms, max_rows, narrowed)
+            except _NarrowedOut:
+                pass
+    if not attached:  # it read its files directly, and did not bind: through the lake
+        with snapshot.reader(sql, params, attached=True) as (connection, narrowed, _):
+            try:
+                return _execute(connection, sql, params, time_limit_ms, max_rows, narrowed)
+            except _NarrowedOut:
+                pass
+    with snapshot.reader(sql, params, everything=True) as (connection, _, _):
         return _execute(connection, sql, params, time_limit_ms, max_rows)
 
 
@@ -62,8 +71,8 @@ class _NarrowedOut(Exception):
 
 
 def _execute(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None, time_limit_ms: int | None,
-             max_rows: int | None, narrowed: bool = False, direct: bool = False) -> Result:
-    con = lake.cursor(connection)
+             max_rows: int | None, narrowed: bool = False, direct: bool = False, attached: bool = True) -> Result:
+    con = lake.cursor(connection) if attached else connection.cursor()
     timer = threading.Timer(time_limit_ms / 1000, con.interrupt) if time_limit_ms else None
     start = time.perf_counter()
     try:

@@ -29,7 +29,6 @@ answers from the previous one, with readers ready for the statements the previou
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -39,11 +38,14 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QuantaError
-from quanta_db.store import catalog, direct, lake, reach, sandbox, views
+from quanta_db.store import catalog, direct, lake, postgres_metadata, reach, sandbox, views
 
-KEEP = 3  # older copies may still be in use by running requests
 MAX_READERS = 8  # readers one snapshot keeps for later statements (least recent closed when idle)
 WARMED = 4  # statements a copy taken in the background takes readers for before it is used
+UNATTACHED = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+# Read a state on PostgreSQL off the lake's metadata tables (postgres_metadata) when no reader of
+# the previous state is there to read it through (tests set it False to take the lake's way).
+READ_OFF_POSTGRES = True
 
 
 class _Reader:
@@ -52,8 +54,9 @@ class _Reader:
     under ``guard``, the lock of the snapshot that made it."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, paths: frozenset[str] | None,
-                 state: int = 0, guard: threading.Lock | None = None):
+                 state: int = 0, guard: threading.Lock | None = None, attached: bool = True):
         self.connection, self.paths = connection, paths  # paths None: every committed file
+        self.attached = attached  # the lake is attached (else it reads its files directly only)
         self.state = state  # the lake snapshot it reads
         self.guard = guard if guard is not None else threading.Lock()
         self.made: set[str] = set()
@@ -107,45 +110,66 @@ class Snapshot:
             raise
         self._blank = blank  # for the first connection that attaches the lake
         self._shown_by: _Reader | None = None
+        self._metadata: postgres_metadata.State | None = None  # read off PostgreSQL, nothing attached
         try:
             follows = previous is not None and previous.root == self.root
             # on PostgreSQL the metadata tables are read where the previous state's connections
             # read them (the server's current state, whatever snapshot their lake is pinned to)
             # (a cursor of one of its readers, kept open by this snapshot until it closes)
             self._shown_by = previous._lend_one() if follows and self.locator.on_postgres else None
-            shown = self._shown_by.connection.cursor() if self._shown_by is not None else None
-            lazy = follows and (shown is not None or not self.locator.on_postgres)
-            if lazy:
-                opened = self._probe = shown if shown is not None else self._private.open_metadata(self._pop_blank())
+            if self._shown_by is None and self.locator.on_postgres and READ_OFF_POSTGRES:
+                self._metadata = postgres_metadata.state(self.locator, self._private.pinned)
+            if self._metadata is not None:
+                self.state, self.deleted, self.deletes = self._metadata.snapshot, frozenset(), []
+                self.macros, self._saved = views.analyses([row[:3] for row in self._metadata.saved])
             else:
-                opened = self._spare = self._private.open(self._pop_blank())
-            self.state = lake.snapshot_identity(opened, self.locator, self._private.pinned)
-            changes = (lake.changes(opened, self.locator, previous.state, self.state) if follows
-                       else lake.Changes(False, None))
-            if lazy and changes.new_files is None:  # what follows reads the lake itself
-                self._probe = None
-                opened.close()
-                opened = self._spare = self._private.open(self._pop_blank())
-            if changes.only_inserts:
-                # Commits of new rows (as every ingest's are) change neither: 2 catalog queries saved.
-                self.deleted, self.deletes = previous.deleted, previous.deletes
-                self.macros, self._saved = previous.macros, previous._saved
-            if changes.new_files is not None:
-                # A statement reaches the files it reached before and new ones (reach.reached_new_files).
-                with previous._lock:
-                    self._carried = {key: (paths, since) for key, (paths, _, _, since) in previous._reached.items()}
-                    self._earlier = previous._lend() if not previous._closed else []
-                self._new_files, self._since = changes.new_files, previous.state[0]
-            if not changes.only_inserts:
-                by_table = lake.delete_files_by_table(opened)
-                self.deleted = frozenset(by_table)  # the fact tables with delete files
-                self.deletes = [path for paths in by_table.values() for path in paths]
-                self.macros, self._saved = views.saved_analyses(opened)
+                self._read_state(previous if follows else None)
         except BaseException:
             self.close()
             raise
 
+    def _read_state(self, previous: Snapshot | None) -> None:
+        """Read this state off the lake (the metadata tables alone when it only added files to
+        ``previous``'s)."""
+        follows = previous is not None
+        shown = self._shown_by.connection.cursor() if self._shown_by is not None else None
+        lazy = follows and (shown is not None or not self.locator.on_postgres)
+        if lazy:
+            opened = self._probe = shown if shown is not None else self._private.open_metadata(self._pop_blank())
+        else:
+            opened = self._spare = self._private.open(self._pop_blank())
+        self.state = lake.snapshot_identity(opened, self.locator, self._private.pinned)
+        changes = (lake.changes(opened, self.locator, previous.state, self.state) if follows
+                   else lake.Changes(False, None))
+        if lazy and changes.new_files is None:  # what follows reads the lake itself
+            self._probe = None
+            opened.close()
+            opened = self._spare = self._private.open(self._pop_blank())
+        if changes.only_inserts:
+            # Commits of new rows (as every ingest's are) change neither: 2 catalog queries saved.
+            self.deleted, self.deletes = previous.deleted, previous.deletes
+            self.macros, self._saved = previous.macros, previous._saved
+        if changes.new_files is not None:
+            # A statement reaches the files it reached before and new ones (reach.reached_new_files).
+            with previous._lock:
+                self._carried = {key: (paths, since) for key, (paths, _, _, since) in previous._reached.items()}
+                self._earlier = previous._lend() if not previous._closed else []
+            self._new_files, self._since = changes.new_files, previous.state[0]
+        if not changes.only_inserts:
+            by_table = lake.delete_files_by_table(opened)
+            self.deleted = frozenset(by_table)  # the fact tables with delete files
+            self.deletes = [path for paths in by_table.values() for path in paths]
+            self.macros, self._saved = views.saved_analyses(opened)
+
     # -- the catalog ---------------------------------------------------------------------------
+    def schema_facts(self) -> tuple | None:
+        """What the store's schema check reads (:meth:`quanta_db.store.store.Store.check_schema`),
+        when this state was read off PostgreSQL; else None (it reads them on :meth:`catalog_cursor`)."""
+        found = self._metadata
+        if found is None:
+            return None
+        return (list(found.migrations), set(found.views), {name: sha for name, _, _, sha in found.saved})
+
     @property
     def locator(self):
         return self._private.locator
@@ -195,18 +219,21 @@ class Snapshot:
 
     # -- readers ------------------------------------------------------------------------------
     @contextmanager
-    def reader(self, sql: str, params: list | None = None, everything: bool = False
-               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
+    def reader(self, sql: str, params: list | None = None, everything: bool = False, attached: bool = False
+               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool, bool]]:
         """A connection confined to the files ``sql`` may read (``everything``: to every committed
-        file), with the saved analyses it calls; and whether it is narrower than every file."""
+        file), with the saved analyses it calls; whether it is narrower than every file; and
+        whether it has the lake attached (else it can only read them directly, :meth:`direct`;
+        ``attached``: it must have it)."""
         reader = self._held(None)
         if reader is None and not everything:
-            reader = self._reader_for(sql, params)
+            reader = self._reader_for(sql, params, unattached=not attached)
         if reader is None:
             reader = self._held(None) or self._keep(self._confined(None, self._take_spare()), held=True)
         try:
-            self._make_macros(reader, sql)
-            yield reader.connection, reader.paths is not None
+            if reader.attached:
+                self._make_macros(reader, sql)
+            yield reader.connection, reader.paths is not None, reader.attached
         finally:
             self._release(reader)
 
@@ -270,6 +297,12 @@ class Snapshot:
             known = self._reached.get(key)
         if known is not None:
             return known[0], None
+        paths = None
+        if self._metadata is not None:
+            paths = postgres_metadata.reached_files(self.locator, self._metadata, self._folder, plans)
+        if paths is not None:
+            self._remember(key, paths, sql, params, self.state[0])
+            return paths, None
         carried = self._carried.get(key)
         probe = self._probe if carried is not None else None  # the new files are read off the metadata
         spare = None if probe is not None else self._take_spare()  # only the store's own SQL runs on it
@@ -290,27 +323,40 @@ class Snapshot:
             if spare is not None:
                 spare.close()
             raise
-        with self._lock:
-            self._reached[key] = (paths, sql, params, since)
-            while len(self._reached) > reach.MAX_REACHES:
-                self._reached.popitem(last=False)
+        self._remember(key, paths, sql, params, since)
         if give_back and spare is not None:
             self._give_spare(spare)
             spare = None
         return paths, spare
 
-    def _reader_for(self, sql: str, params: list | None) -> _Reader | None:
+    def _remember(self, key: tuple, paths: frozenset[str], sql: str, params: list | None, since: int) -> None:
+        with self._lock:
+            self._reached[key] = (paths, sql, params, since)
+            while len(self._reached) > reach.MAX_REACHES:
+                self._reached.popitem(last=False)
+
+    def _reader_for(self, sql: str, params: list | None, unattached: bool = False) -> _Reader | None:
         """A kept or new reader confined to the files ``sql`` reaches, marked in use; None when
-        its plan cannot tell."""
+        its plan cannot tell. ``unattached``: one without the lake will do if ``sql`` reads its
+        files directly (in a state read off PostgreSQL, a new one is made so: no attach)."""
         paths, spare = self._reach(sql, params, give_back=False)
-        held = (self._held(paths) or self._earlier_reader(sql, params, paths)) if paths is not None else None
+        unattached = unattached and paths is not None and self._reads_directly(sql, params)
+        held = (self._held(paths, unattached) or self._earlier_reader(sql, params, paths, unattached)
+                ) if paths is not None else None
         if held is not None or paths is None:
             if spare is not None:
                 self._give_spare(spare)
             return held
+        if unattached and spare is None and self._metadata is not None:
+            return self._keep(self._unattached(paths), held=True)
         return self._keep(self._confined(paths, spare if spare is not None else self._take_spare()), held=True)
 
-    def _earlier_reader(self, sql: str, params: list | None, paths: frozenset[str]) -> _Reader | None:
+    def _reads_directly(self, sql: str, params: list | None) -> bool:
+        """Whether ``sql`` reads its files directly (:meth:`direct`) and calls no saved analysis."""
+        return self.direct(sql, params) is not None and not views.called_macros(self._saved, sql)
+
+    def _earlier_reader(self, sql: str, params: list | None, paths: frozenset[str],
+                        unattached: bool = False) -> _Reader | None:
         """A reader of an earlier state that answers ``sql`` as this state would, marked in use;
         None when there is none. It does when every commit since its state only added rows (no
         delete, no view or saved analysis changed: :func:`quanta_db.store.lake.changes`) and
@@ -327,7 +373,8 @@ class Snapshot:
             return None
         for reader in self._earlier:
             with reader.guard:
-                if reader.state >= since and reader.covers(paths) and reader.borrow():
+                if (reader.state >= since and reader.covers(paths) and (reader.attached or unattached)
+                        and reader.borrow()):
                     return reader
         return None
 
@@ -347,7 +394,7 @@ class Snapshot:
         """A connection already open that reads the catalog (every reader does: its rows live in
         the catalog, not in files), opening the planning connection only when there is none."""
         with self._lock:
-            kept = self._planner or next(reversed(self._readers.values()), None)
+            kept = self._planner or next((r for r in reversed(self._readers.values()) if r.attached), None)
         return kept.connection if kept is not None else self.catalog
 
     def _pop_blank(self) -> duckdb.DuckDBPyConnection | None:
@@ -356,18 +403,18 @@ class Snapshot:
         return blank
 
     def _lend_one(self) -> _Reader | None:
-        """One of this state's readers (or of those it was lent), marked in use by the caller,
+        """One of this state's readers with the lake attached (or of those it was lent), marked in use by the caller,
         who releases it; None once closed, or before any."""
         with self._lock:
             if self._closed:
                 return None
             for reader in reversed(self._readers.values()):
-                if reader.borrow():
+                if reader.attached and reader.borrow():
                     return reader
             earlier = list(self._earlier)
         for reader in earlier:
             with reader.guard:
-                if reader.borrow():
+                if reader.attached and reader.borrow():
                     return reader
         return None
 
@@ -393,11 +440,23 @@ class Snapshot:
             raise
         return _Reader(connection, paths, self.state[0], self._lock)
 
-    def _held(self, paths: frozenset[str] | None) -> _Reader | None:
-        """A kept reader covering ``paths`` (None: only one confined to every file), marked in use."""
+    def _unattached(self, paths: frozenset[str]) -> _Reader:
+        """A reader of ``paths`` with nothing attached, for statements that read them directly."""
+        connection = duckdb.connect(config=UNATTACHED)
+        try:
+            sandbox.restrict(connection, self.root, self.memory_limit, paths=sorted(paths), deletes=[])
+        except BaseException:
+            connection.close()
+            raise
+        return _Reader(connection, paths, self.state[0], self._lock, attached=False)
+
+    def _held(self, paths: frozenset[str] | None, unattached: bool = False) -> _Reader | None:
+        """A kept reader covering ``paths`` (None: only one confined to every file), marked in
+        use; with the lake attached unless ``unattached``."""
         with self._lock:
             for key, reader in reversed(self._readers.items()):
-                if reader.covers(paths) and (paths is not None or reader.paths is None):
+                if (reader.covers(paths) and (paths is not None or reader.paths is None)
+                        and (reader.attached or unattached)):
                     self._readers.move_to_end(key)
                     reader.users += 1
                     return reader
@@ -452,158 +511,3 @@ class Snapshot:
         for reader in [*earlier, *([shown_by] if shown_by is not None else [])]:
             self._release(reader)
         self._private.close()
-
-
-class Snapshots:
-    """The confined copies of one store for this process's queries.
-
-    ``background``: when a commit from another process lands, keep answering from the copy of
-    the state before it while the next copy is taken in a thread (a served page is never held up
-    by a commit; it shows the commit a copy's time later, about 0.2 s at 25,000 files). Without
-    it, and always after a commit by this process, the next query waits for the new copy: it sees
-    every commit that landed before it started.
-    """
-
-    def __init__(self, root: Path, memory_limit: str | None = None, background: bool = False):
-        self.root = Path(root)
-        self.memory_limit = memory_limit
-        self.background = background
-        self._lock = threading.Lock()
-        self._stamp = None
-        self._own_writes = None
-        self._generation = 0
-        self._snapshots: dict[int, Snapshot] = {}
-        self._taking: threading.Thread | None = None
-        self._closed = False
-        self._plans = reach.Plans()
-        self._blank: duckdb.DuckDBPyConnection | None = None  # for the next copy, made ahead
-        self._making: threading.Thread | None = None
-
-    def current(self) -> Snapshot:
-        """The newest copy; a new one is taken first (or, ``background``, meanwhile) when the
-        catalog changed."""
-        with self._lock:
-            # Stamped before copying: a commit landing during the copy changes the stamp again, so
-            # the next request copies anew rather than keeping a copy older than its stamp.
-            stamp, own_writes = catalog.change_stamp(self.root), catalog.writes_in_process()
-            if self._snapshots and stamp == self._stamp:
-                return self._snapshots[self._generation]
-            if self._snapshots and self.background and own_writes == self._own_writes:
-                if self._taking is None:
-                    self._taking = threading.Thread(target=self._take_meanwhile, args=(stamp, own_writes))
-                    self._taking.start()
-                return self._snapshots[self._generation]
-            retired = self._keep(self._take(stamp, self._pop_blank(), self._snapshots.get(self._generation)),
-                                 stamp, own_writes)
-            newest = self._snapshots[self._generation]
-        self._make_blank(newest.locator)
-        for old in retired:
-            old.close()
-        return newest
-
-    def _take(self, stamp: tuple, blank: duckdb.DuckDBPyConnection | None, previous: Snapshot | None) -> Snapshot:
-        return Snapshot(self.root, self._generation + 1, self.memory_limit, stamp=stamp, plans=self._plans,
-                        blank=blank, previous=previous)
-
-    def _pop_blank(self) -> duckdb.DuckDBPyConnection | None:
-        """The connection made ahead for the next copy, if ready (under the lock)."""
-        blank, self._blank = self._blank, None
-        return blank
-
-    def _make_blank(self, locator) -> None:
-        """Make the next copy's first connection in a thread now (a new DuckDB database costs
-        about 20 ms of what a reader polling through a commit would wait for)."""
-        def make() -> None:
-            try:
-                blank = catalog.blank_connection(locator)
-            except Exception:  # noqa: BLE001 - the next copy opens its own, and says why it cannot
-                blank = None
-            with self._lock:
-                self._making = None
-                if blank is not None and self._blank is None and not self._closed:
-                    self._blank, blank = blank, None
-            if blank is not None:
-                blank.close()
-
-        with self._lock:
-            if self._making is not None or self._blank is not None or self._closed:
-                return
-            self._making = threading.Thread(target=make, name="quanta-db-blank-connection")
-            self._making.start()
-
-    def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
-        retired: list[Snapshot] = []
-        with self._lock:
-            previous = self._snapshots.get(self._generation)
-            blank = self._pop_blank()
-        try:
-            taken = self._take(stamp, blank, previous)
-            self._make_blank(taken.locator)
-            taken.warm(previous.recent() if previous is not None else [])
-        except Exception:  # noqa: BLE001 - the next query takes the copy itself, and says why it cannot
-            taken = None
-        with self._lock:
-            self._taking = None
-            if taken is None:
-                self._own_writes = None  # so the next query takes the copy itself
-            elif self._closed or own_writes != catalog.writes_in_process():
-                taken.close()  # closed meanwhile, or older than a commit of this process
-            else:
-                retired = self._keep(taken, stamp, own_writes)
-        for old in retired:
-            old.close()
-
-    def _keep(self, taken: Snapshot, stamp: tuple, own_writes: int) -> list[Snapshot]:
-        """Keep ``taken`` as the newest; the copies now too old to keep, for the caller to close
-        once it holds no lock (closing a database takes a while)."""
-        self._generation += 1
-        taken.generation = self._generation
-        self._stamp, self._own_writes = stamp, own_writes
-        self._snapshots[self._generation] = taken
-        return [self._snapshots.pop(g) for g in list(self._snapshots) if g <= self._generation - KEEP]
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            taking, making = self._taking, self._making
-        # Both threads look at _closed under the lock: neither starts another, nor keeps what it made.
-        for thread in (taking, making):
-            if thread is not None:
-                thread.join()
-        with self._lock:
-            blank, self._blank = self._blank, None
-        if blank is not None:
-            blank.close()
-        with self._lock:
-            for snapshot in self._snapshots.values():
-                snapshot.close()
-            self._snapshots.clear()
-
-
-MAX_SHARED_STORES = 4  # stores whose copies one process keeps open for Store.query (least recent closed)
-_shared: OrderedDict[tuple[Path, bool], Snapshots] = OrderedDict()
-_shared_lock = threading.Lock()
-_shared_pid = os.getpid()
-
-
-def shared(root: Path, background: bool = False) -> Snapshots:
-    """This process's copies of the store at ``root`` (kept for :meth:`Store.query`), taken anew
-    in the background or not (see :class:`Snapshots`)."""
-    global _shared_pid
-    key = (Path(root), background)
-    with _shared_lock:
-        if _shared_pid != os.getpid():  # a forked child must not use its parent's connections
-            _shared.clear()
-            _shared_pid = os.getpid()
-        snapshots = _shared.pop(key, None) or Snapshots(key[0], background=background)
-        _shared[key] = snapshots
-        while len(_shared) > MAX_SHARED_STORES:
-            _shared.popitem(last=False)[1].close()
-        return snapshots
-
-
-def forget(root: Path | None = None) -> None:
-    """Close this process's copies of the store at ``root`` (every store's, without one)."""
-    with _shared_lock:
-        for key in [key for key in _shared if root is None or key[0] == Path(root)]:
-            _shared.pop(key).close()

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quanta_db.errors import InputError, QueryError, StoreError
-from quanta_db.store import catalog, expectations, lake, legacy, liveness, migrations, querying, sandbox, snapshots, splits, views
+from quanta_db.store import catalog, copies, expectations, lake, legacy, liveness, migrations, querying, sandbox, splits, views
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
 from quanta_db.store.runs import ARTIFACT_TABLE, ARTIFACTS_DIR, STAGING_DIR, TABLES_DIR, Run, params_hash
 from quanta_db.store.sql import equal_condition, file_key_condition, in_transaction, quote_ident, statement
@@ -108,22 +108,34 @@ class Store:
         stamp = catalog.change_stamp(self.root)
         if _SCHEMA_CHECKED.get(key) == stamp:
             return
-        # read on this process's private copy, which its queries then use (one attach, not two)
-        with snapshots.shared(self.root).current().catalog_cursor() as con:
-            self.check_schema(code, saved, con)
+        # read on this process's private copy, which its queries then use (one attach, not two;
+        # none when the copy's state was read off PostgreSQL)
+        snapshot = copies.shared(self.root).current()
+        facts = snapshot.schema_facts()
+        if facts is not None:
+            self.check_schema(code, saved, facts=facts)
+        else:
+            with snapshot.catalog_cursor() as con:
+                self.check_schema(code, saved, con)
         _SCHEMA_CHECKED[key] = stamp
 
-    def check_schema(self, code: list | None = None, saved: list | None = None, con=None) -> int:
+    def check_schema(self, code: list | None = None, saved: list | None = None, con=None,
+                     facts: tuple | None = None) -> int:
         """The store's schema version; raises unless it matches this code (``code``: its
         migrations, ``saved``: its saved queries; default: discovered now). Installs the views of
         result tables and the saved queries a newer quanta-db ships without a schema change.
-        ``con``: a read-only connection to the catalog to check on (default: one opened now)."""
+        ``con``: a read-only connection to the catalog to check on (default: one opened now);
+        ``facts``: what it would read there, read already (:meth:`Snapshot.schema_facts`)."""
         code = migrations.discover() if code is None else code
         saved = views.discover_saved_queries() if saved is None else saved
-        with (contextlib.nullcontext(con) if con is not None else self.read()) as con:
-            todo = migrations.pending(con, code)
-            present = {r[0] for r in con.execute(statement("user_views")).fetchall()}
-            installed = {} if todo else dict(con.execute(statement("saved_query_hashes")).fetchall())
+        if facts is not None:
+            done, present, installed = facts
+            todo = migrations.pending(None, code, done)
+        else:
+            with (contextlib.nullcontext(con) if con is not None else self.read()) as con:
+                todo = migrations.pending(con, code)
+                present = {r[0] for r in con.execute(statement("user_views")).fetchall()}
+                installed = {} if todo else dict(con.execute(statement("saved_query_hashes")).fetchall())
         version = todo[0].version - 1 if todo else code[-1].version  # pending checked the history is whole
         if todo:
             raise StoreError(
@@ -304,7 +316,7 @@ class Store:
                 views.install_session_macros(con, sql)
                 return querying.run_unchecked(con, sql, params, time_limit_ms, max_rows)
         sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
-        return querying.run_on(snapshots.shared(self.root, self.background_refresh).current(), sql, params,
+        return querying.run_on(copies.shared(self.root, self.background_refresh).current(), sql, params,
                                time_limit_ms, max_rows)
 
     def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:

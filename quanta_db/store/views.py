@@ -184,6 +184,11 @@ def saved_analyses(con: duckdb.DuckDBPyConnection) -> tuple[frozenset[str], list
         rows = con.execute(statement("saved_analyses")).fetchall()
     except duckdb.CatalogException:
         return frozenset(), []
+    return analyses(rows)
+
+
+def analyses(rows: list[tuple[str, str, str]]) -> tuple[frozenset[str], list[SavedQuery]]:
+    """:func:`saved_analyses` of the saved analyses' rows (name, parameters, body)."""
     return (frozenset(name.lower() for name, _, _ in rows),
             [SavedQuery(name, "", parameters, body, Path(f"{name}.sql")) for name, parameters, body in rows if parameters])
 

@@ -13,7 +13,7 @@ WITH catalog_tables AS (
 SELECT (SELECT coalesce(string_agg(c.changes_made, ','), '') FROM {metadata}.ducklake_snapshot_changes AS c
         WHERE c.snapshot_id > ? AND c.snapshot_id <= ?) AS changes,
        (SELECT count(*) FROM {metadata}.ducklake_snapshot AS s
-        WHERE s.snapshot_id = ? AND s.snapshot_time::VARCHAR = ?) AS same_lake,
+        WHERE s.snapshot_id = ? AND epoch_us(s.snapshot_time)::VARCHAR = ?) AS same_lake,
        (SELECT list(table_id) FROM catalog_tables WHERE table_name = 'saved_queries') AS saved_queries,
        (SELECT list(table_id) FROM catalog_tables WHERE table_name = 'files') AS files,
        (SELECT list(i.table_name ORDER BY i.schema_version) FROM {metadata}.ducklake_inlined_data_tables AS i
