@@ -129,20 +129,20 @@ def test_a_change_stamp_session_the_server_ended_is_opened_again(store):
     import psycopg
 
     from quanta_db.errors import StoreError
-    from quanta_db.store import catalog
+    from quanta_db.store import catalog, kept
 
     if not store.catalog().startswith("postgresql"):
         pytest.skip("a catalog on PostgreSQL only")
     assert store.query_df("SELECT count(*) AS n FROM runs")["n"].tolist() == [0]
     locator = catalog.locate(store.root)
-    kept = catalog._stamp_sessions[locator.connection_url()]
+    before = kept._reading[locator.connection_url()]
     with psycopg.connect(os.environ["QUANTA_DB_TEST_POSTGRES"], autocommit=True) as session:
-        session.execute("SELECT pg_terminate_backend(%s)", [kept.info.backend_pid])
+        session.execute("SELECT pg_terminate_backend(%s)", [before.info.backend_pid])
     assert catalog.change_stamp(store.root) == (catalog._latest_snapshot(locator),)
-    assert catalog._stamp_sessions[locator.connection_url()] is not kept
-    assert catalog._stamp_session(locator) is catalog._stamp_sessions[locator.connection_url()]  # kept from now on
+    assert kept._reading[locator.connection_url()] is not before
+    assert kept.reading_session(locator) is kept._reading[locator.connection_url()]  # kept from now on
     real = urlsplit(os.environ["QUANTA_DB_TEST_POSTGRES"])
-    catalog._stamp_sessions[locator.connection_url()].close()
+    kept._reading[locator.connection_url()].close()
     unreachable = dataclasses.replace(locator, url=f"postgresql://{real.username}@{real.hostname}:1{real.path}")
     with pytest.raises(StoreError, match="cannot open the catalog"):
         catalog._latest_snapshot(unreachable)

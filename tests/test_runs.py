@@ -240,3 +240,64 @@ def test_a_commit_whose_writer_died_before_publishing_is_read_and_published_by_t
 def test_params_hash_is_order_independent():
     assert runs.params_hash("k", {"a": 1, "b": 2}) == runs.params_hash("k", {"b": 2, "a": 1})
     assert runs.params_hash("k", {"a": 1}) != runs.params_hash("j", {"a": 1})
+
+
+OTHER_PROCESS = textwrap.dedent("""
+    import sys
+    import pyarrow as pa
+    from quanta_db.store.store import Store
+    store = Store.open(sys.argv[1])
+    with store.begin_run("test", {"other": 1}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["other"], "token_id": [7], "token": ["z"]}))
+        run.commit()
+    with store.write() as con:
+        con.execute("CREATE TABLE made_elsewhere (a INTEGER)")
+""")
+
+
+def test_a_connection_kept_between_commits_sees_what_other_processes_committed(store):
+    """On PostgreSQL a process keeps its writing connection and lock session between commits
+    (store/kept.py): its next commit still sees every commit another process made meanwhile."""
+    from quanta_db.store import catalog, kept
+
+    with store.begin_run("test", {"a": 1}) as run:
+        run.write("vocab", _vocab())
+        run.commit()
+    subprocess.run([sys.executable, "-c", OTHER_PROCESS, str(store.root)], check=True)
+    with store.write() as con:  # the table the other process made, and its files
+        con.execute("INSERT INTO made_elsewhere VALUES (1)")
+        assert sorted(con.execute("SELECT partition FROM files").fetchall()) == [("tokenizer=other",), ("tokenizer=tok",)]
+    with store.begin_run("test", {"a": 2}) as run:  # a second file of this process's partition
+        run.write("vocab", _vocab(n=2))
+        assert run.commit() == 2
+    assert store.query_df("SELECT tokenizer, count(*) AS n FROM vocab GROUP BY ALL ORDER BY ALL").values.tolist() == [
+        ["other", 1], ["tok", 7]]
+    locator = catalog.locate(store.root)
+    if locator.on_postgres:
+        assert catalog._writers.take(kept.key(locator)) is not None  # kept after the last commit
+
+
+def test_connections_kept_for_commits_are_replaced_when_the_server_ended_them(store):
+    import duckdb
+    import psycopg
+
+    from quanta_db.store import catalog, kept
+
+    locator = catalog.locate(store.root)
+    if not locator.on_postgres:
+        pytest.skip("a catalog on PostgreSQL only")
+    with store.write():
+        pass
+    session = catalog._lock_sessions.take(kept.key(locator))
+    with psycopg.connect(os.environ["QUANTA_DB_TEST_POSTGRES"], autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [session.info.backend_pid])
+    catalog._lock_sessions.give(kept.key(locator), session)
+    dead = duckdb.connect()
+    dead.close()
+    catalog._writers.take(kept.key(locator)).close()
+    catalog._writers.give(kept.key(locator), dead)
+    with store.begin_run("test", {"a": 2}) as run:
+        run.write("vocab", _vocab())
+        assert run.commit() == 5
+    assert catalog._lock_sessions.take(kept.key(locator)) is not session
+    assert catalog._writers.take(kept.key(locator)) is not dead

@@ -1,6 +1,8 @@
 """The one place that opens the store's catalog (a DuckLake: :mod:`quanta_db.store.lake`).
 
-Connections are short: every caller opens, does one piece of work, and closes. Writers are
+Connections are short: every caller opens, does one piece of work, and closes (on PostgreSQL
+a process keeps its writing connection and lock session for its next commit,
+:mod:`quanta_db.store.kept`: an ingest commits once per file it makes). Writers are
 serialised, so that a commit's checks and its writes see no other commit in between: on a
 local catalog by a lock file beside the metadata file (and DuckDB's own lock on it), readers
 opening the copy each writer publishes as it ends (:mod:`quanta_db.store.published`); on
@@ -24,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import StoreError
-from quanta_db.store import extensions, lake, published, sandbox, views
+from quanta_db.store import extensions, kept, lake, published, sandbox, views
 from quanta_db.store.settings import env_seconds
 from quanta_db.store.sql import quote_ident, quote_literal
 
@@ -154,36 +156,61 @@ def _local_write_lock(locator: lake.Locator) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _postgres_session(locator: lake.Locator):
-    """A psycopg session on the store's PostgreSQL catalog database; closed on exit."""
-    session = _postgres_connect(locator)
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-def _postgres_connect(locator: lake.Locator):
-    """A new psycopg session (autocommit) on the store's PostgreSQL catalog database."""
-    try:
-        import psycopg
-    except ImportError:
-        raise StoreError("this store's catalog is on PostgreSQL: pip install 'quanta-db[postgres]'") from None
-    try:
-        return psycopg.connect(locator.connection_url(), autocommit=True, connect_timeout=10)
-    except psycopg.Error as error:
-        raise StoreError(lake.describe_error(locator, error)) from None
+_lock_sessions = kept.Idle()  # psycopg sessions that took and let go of a store's advisory lock
+_writers = kept.Idle()  # connections with a lake on PostgreSQL attached for writing, between commits
 
 
 @contextmanager
 def _postgres_lock(locator: lake.Locator) -> Iterator[None]:
-    """Hold the store's advisory lock on its PostgreSQL catalog (released when the session ends,
-    a killed process's too)."""
-    with _postgres_session(locator) as session:
-        _with_backoff(locator, lambda: session.execute("SELECT pg_try_advisory_lock(%s)",
-                                                       [locator.lock_key()]).fetchone()[0] or _HELD)
+    """Hold the store's advisory lock on its PostgreSQL catalog, on a session this process keeps
+    between commits (the server lets go of it when the session ends: a killed process's too)."""
+    import psycopg
+
+    where = kept.key(locator)
+    session = _lock_sessions.take(where)
+    try:
+        if session is not None:
+            try:
+                _take_advisory_lock(locator, session)
+            except psycopg.OperationalError:  # the server ended the kept session
+                with contextlib.suppress(psycopg.Error):
+                    session.close()
+                session = None
+        if session is None:
+            session = kept.connect(locator)
+            _take_advisory_lock(locator, session)
+    except BaseException:
+        if session is not None:
+            session.close()
+        raise
+    try:
         yield
+    finally:
+        try:
+            session.execute("SELECT pg_advisory_unlock(%s)", [locator.lock_key()])
+        except psycopg.Error:
+            session.close()
+        else:
+            _lock_sessions.give(where, session)
+
+
+def _take_advisory_lock(locator: lake.Locator, session) -> None:
+    _with_backoff(locator, lambda: session.execute("SELECT pg_try_advisory_lock(%s)",
+                                                   [locator.lock_key()]).fetchone()[0] or _HELD)
+
+
+def _postgres_writer(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
+    """A connection with the lake on PostgreSQL attached for writing: the one this process kept
+    from its last commit if the server still answers it (DuckLake reads the newest snapshot at
+    each transaction's start, so it sees other processes' commits), else a new one."""
+    connection = _writers.take(kept.key(locator))
+    if connection is not None:
+        try:
+            lake.snapshot_identity(connection, locator)
+            return connection
+        except duckdb.Error:
+            connection.close()
+    return _open(locator, read_only=False)
 
 
 @contextmanager
@@ -362,10 +389,18 @@ def connect(root: Path, *, read_only: bool, user_sql: bool = False, owner_sql: b
             con = user_sql_connection(Path(root), macros=False)
         elif owner_sql:
             con = owner_connection(Path(root), macros=False)
+        elif not read_only and locator.on_postgres:
+            stack.callback(_count_write)
+            stack.enter_context(_postgres_lock(locator))
+            con = _postgres_writer(locator)
+            # kept for this process's next commit unless something failed while it was used
+            stack.push(lambda failed, *_: _writers.give(kept.key(locator), con) if failed is None else con.close())
+            yield con
+            return
         else:
             if not read_only:
                 stack.callback(_count_write)
-                stack.enter_context(_postgres_lock(locator) if locator.on_postgres else _local_write_lock(locator))
+                stack.enter_context(_local_write_lock(locator))
             con = _open(locator, read_only)
         stack.callback(con.close)
         yield con
@@ -401,52 +436,11 @@ def change_stamp(root: Path) -> tuple:
 
 
 def _latest_snapshot(locator: lake.Locator) -> int:
-    """The newest snapshot of a lake on PostgreSQL (every query asks it)."""
+    """The newest snapshot of a lake on PostgreSQL (every query asks it), on the process's kept session."""
     from psycopg import sql
 
     query = sql.SQL("SELECT max(snapshot_id) FROM {}.ducklake_snapshot").format(sql.Identifier(locator.schema))
-    return postgres_read(locator, lambda session: session.execute(query).fetchone()[0])
-
-
-def postgres_read(locator: lake.Locator, read):
-    """``read(session)`` on this process's kept psycopg session on ``locator``'s server (a new
-    session costs 10–15 ms), once more on a new one if the server closed it; a failure is a
-    :class:`StoreError`."""
-    import psycopg
-
-    with _stamp_lock:
-        for attempt in range(2):
-            session = _stamp_session(locator)
-            try:
-                return read(session)
-            except psycopg.OperationalError as error:  # the server closed it: once more on a new one
-                _stamp_sessions.pop(locator.connection_url(), None)
-                with contextlib.suppress(psycopg.Error):
-                    session.close()
-                if attempt:
-                    raise StoreError(lake.describe_error(locator, error)) from None
-            except psycopg.Error as error:  # e.g. the store's schema was dropped
-                raise StoreError(lake.describe_error(locator, error)) from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-_stamp_sessions: dict[str, object] = {}  # connection URL -> this process's psycopg session
-_stamp_lock = threading.Lock()
-_stamp_pid = os.getpid()
-
-
-def _stamp_session(locator: lake.Locator):
-    """This process's session for change stamps on ``locator``'s server (under ``_stamp_lock``);
-    a forked child leaves its parent's sessions alone (closing one would end it for the parent)."""
-    global _stamp_pid
-    if _stamp_pid != os.getpid():
-        _stamp_sessions.clear()
-        _stamp_pid = os.getpid()
-    url = locator.connection_url()
-    session = _stamp_sessions.get(url)
-    if session is None or session.closed:
-        session = _stamp_sessions[url] = _postgres_connect(locator)
-    return session
+    return kept.read(locator, lambda session: session.execute(query).fetchone()[0])
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -24,7 +24,7 @@ import re
 from typing import NamedTuple
 
 from quanta_db.errors import StoreError
-from quanta_db.store import catalog, lake, reach
+from quanta_db.store import kept, lake, reach
 from quanta_db.store.sql import quote_ident, statement
 
 MIGRATION_COLUMNS = ("version", "name", "sha256")
@@ -47,7 +47,7 @@ def state(locator: lake.Locator, snapshot: int) -> State | None:
     through the lake (see the module's text)."""
     schema = quote_ident(locator.schema)
     try:
-        taken, deletes, catalog_files, views, inlined = catalog.postgres_read(locator, lambda session: session.execute(
+        taken, deletes, catalog_files, views, inlined = kept.read(locator, lambda session: session.execute(
             statement("pg_lake_state").format(schema=schema),
             {"snapshot": snapshot, "schema_name": locator.schema, "tables": list(READ_TABLES)}).fetchone())
         if taken is None or deletes or catalog_files:
@@ -55,7 +55,7 @@ def state(locator: lake.Locator, snapshot: int) -> State | None:
         relations = _relations(schema, inlined)
         if relations is None:
             return None
-        migrations, saved = catalog.postgres_read(locator, lambda session: session.execute(
+        migrations, saved = kept.read(locator, lambda session: session.execute(
             statement("pg_catalog_rows").format(migrations=relations["schema_migrations"],
                                                 saved=relations["saved_queries"]), {"snapshot": snapshot}).fetchone())
     except StoreError:
@@ -112,7 +112,7 @@ def reached_files(locator: lake.Locator, found: State, folder: str, plans: tuple
             prefilter, needles = _prefilter(scan.conditions, reach.key_types(scan.table))
             sql = statement("pg_reached_files").format(files=found.files, prefilter=prefilter, conditions=conditions)
             params = {**params, **needles}
-            (relative,) = catalog.postgres_read(
+            (relative,) = kept.read(
                 locator, lambda session, sql=sql, params=params, table=scan.table: session.execute(
                     sql, {**params, "table": table, "snapshot": found.snapshot[0]}).fetchone())
             paths.update(folder + path for path in relative)
