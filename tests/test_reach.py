@@ -390,3 +390,29 @@ def test_a_catalog_table_altered_by_a_migration_is_read_across_its_schema_versio
     with suite_store.write() as con:
         con.execute("ALTER TABLE files RENAME COLUMN keys TO file_keys")
     assert postgres_metadata.state(catalog.locate(suite_store.root), catalog.change_stamp(suite_store.root)[0]) is None
+
+
+def test_a_state_read_off_postgresql_keeps_the_readers_of_partitions_no_commit_touched(suite_store):
+    if not _on_postgres(suite_store):
+        pytest.skip("a local catalog is read off its metadata file")
+    shared = copies.shared(suite_store.root)
+    sql, _, keep = NARROWED[0]
+    assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+    first = shared.current()
+    assert first._metadata is not None and not first._metadata.only_new_files
+    _commit_losses(suite_store, [("m-c", 0, "c-5")])  # a file the statement does not reach
+    second = shared.current()
+    assert second is not first and second._metadata.only_new_files
+    assert _answered_by(second, sql, None) == first.state[0]  # by the first state's reader
+    assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+    _commit_losses(suite_store, [("m-a", 1000, "c-1")])  # a second file of its partition
+    third = shared.current()
+    assert third.reach(sql) == _files_where(suite_store, keep) and len(third.reach(sql)) == 2
+    assert _answered_by(third, sql, None) == third.state[0]
+    assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+    with suite_store.write() as con:  # not only new rows: nothing of an earlier state is kept
+        con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')")
+    fourth = shared.current()
+    assert not fourth._metadata.only_new_files and fourth._earlier == [] and "other" in fourth.macros
+    assert _answered_by(fourth, sql, None) == fourth.state[0]
+    assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)

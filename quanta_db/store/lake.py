@@ -238,19 +238,27 @@ def changes(con: duckdb.DuckDBPyConnection, locator: Locator, since: tuple[int, 
     metadata = _metadata(locator)
     entries, same_lake, saved, files, inlined = con.execute(
         statement("lake_changes").format(metadata=metadata), [since[0], until[0], since[0], since[1]]).fetchall()[0]
-    if not same_lake:
+    only_inserts, files_inlined = inserted_only(entries, saved, files) if same_lake else (False, False)
+    if not only_inserts:
         return unchanged
-    saved_ids, files_ids = ({str(i) for i in ids or []} for ids in (saved, files))
-    files_inlined = True
-    for entry in filter(None, entries.split(",")):
-        kind, _, table_id = entry.partition(":")
-        if kind not in INSERT_CHANGES or table_id in saved_ids:
-            return unchanged
-        files_inlined &= table_id not in files_ids or kind == INLINED_INSERT
     # Rows are inlined into the table of the files table's newest schema (a schema change would
     # have been an entry of its own).
     new_files = _inlined_files(locator, f"{metadata}.{quote_ident(inlined[-1])}") if files_inlined and inlined else None
     return Changes(True, new_files)
+
+
+def inserted_only(entries: str, saved_queries: list | None, files: list | None) -> tuple[bool, bool]:
+    """Whether the changes ``entries`` (``ducklake_snapshot_changes``' comma-separated "kind:table
+    id" entries) only added rows, none to the saved analyses' table (``saved_queries``: its table
+    ids); and whether each row they added to the files table (``files``: its table ids) was inlined."""
+    saved_ids, files_ids = ({str(i) for i in ids or []} for ids in (saved_queries, files))
+    files_inlined = True
+    for entry in filter(None, entries.split(",")):
+        kind, _, table_id = entry.partition(":")
+        if kind not in INSERT_CHANGES or table_id in saved_ids:
+            return False, False
+        files_inlined &= table_id not in files_ids or kind == INLINED_INSERT
+    return True, files_inlined
 
 
 def _inlined_files(locator: Locator, table: str) -> str:

@@ -39,17 +39,23 @@ class State(NamedTuple):
     views: frozenset[str]  # the views of the lake's schema main
     migrations: list[tuple[int, str, str]]  # (version, name, sha256) of each applied migration
     saved: list[tuple[str, str, str, str]]  # (name, parameters, body, sha256) of each saved analysis
-    files: str  # a relation of the files table's rows in this state (table_name, path, keys)
+    files: str  # a relation of the files table's rows in this state (begin_snapshot, table_name, path, keys)
+    # since the ``since`` given to :func:`state`: rows were only added, none to the saved
+    # analyses, and each new file inlined (so found by :func:`reached_files` with ``after``)
+    only_new_files: bool = False
 
 
-def state(locator: lake.Locator, snapshot: int) -> State | None:
+def state(locator: lake.Locator, snapshot: int, since: tuple[int, str] | None = None) -> State | None:
     """Snapshot ``snapshot`` of the lake on PostgreSQL ``locator``, or None when it must be read
-    through the lake (see the module's text)."""
+    through the lake (see the module's text); ``since``: an earlier state of it (see
+    :attr:`State.only_new_files`)."""
     schema = quote_ident(locator.schema)
+    earlier = since if since is not None and since[0] <= snapshot else (snapshot, "")
     try:
-        taken, deletes, catalog_files, views, inlined = kept.read(locator, lambda session: session.execute(
-            statement("pg_lake_state").format(schema=schema),
-            {"snapshot": snapshot, "schema_name": locator.schema, "tables": list(READ_TABLES)}).fetchone())
+        taken, deletes, catalog_files, views, inlined, changes, same_lake, saved_ids, files_ids = kept.read(
+            locator, lambda session: session.execute(statement("pg_lake_state").format(schema=schema), {
+                "snapshot": snapshot, "schema_name": locator.schema, "tables": list(READ_TABLES),
+                "since": earlier[0], "since_taken": earlier[1]}).fetchone())
         if taken is None or deletes or catalog_files:
             return None
         relations = _relations(schema, inlined)
@@ -60,10 +66,11 @@ def state(locator: lake.Locator, snapshot: int) -> State | None:
                                                 saved=relations["saved_queries"]), {"snapshot": snapshot}).fetchone())
     except StoreError:
         return None
+    only_inserts, files_inlined = lake.inserted_only(changes, saved_ids, files_ids) if same_lake else (False, False)
     return State((snapshot, taken), frozenset(views),
                  [(row["version"], row["name"], row["sha256"]) for row in migrations],
                  [(row["name"], row["parameters"], row["sql"], row["sha256"]) for row in saved],
-                 relations["files"])
+                 relations["files"], since is not None and only_inserts and files_inlined)
 
 
 def _relations(schema: str, inlined: list) -> dict[str, str] | None:
@@ -78,7 +85,7 @@ def _relations(schema: str, inlined: list) -> dict[str, str] | None:
         if table == "files":  # decoded where it is read (pg_reached_files.sql): text as bytes
             if any(types[column] != "bytea" for column in FILE_COLUMNS):
                 return None
-            selected = ", ".join(quote_ident(column) for column in FILE_COLUMNS)
+            selected = ", ".join(quote_ident(column) for column in ("begin_snapshot", *FILE_COLUMNS))
         else:
             selected = ", ".join(_decoded(column, types[column]) for column in READ_TABLES[table])
         parts[table].append(_body("pg_inlined_rows").format(
@@ -99,12 +106,13 @@ def _decoded(column: str, kind: str) -> str:
     return f"convert_from({name}, 'UTF8') AS {name}" if kind == "bytea" else name
 
 
-def reached_files(locator: lake.Locator, found: State, folder: str, plans: tuple[reach.ScanPlan, ...]
-                  ) -> frozenset[str] | None:
+def reached_files(locator: lake.Locator, found: State, folder: str, plans: tuple[reach.ScanPlan, ...],
+                  after: int = -1) -> frozenset[str] | None:
     """The paths (``folder`` + the store-relative path) of the committed files the scans of
     ``plans`` may read in state ``found``: every file but those a condition is false for, as
     :func:`quanta_db.store.reach.reached_files` finds them (a file whose key is missing or not of
-    the key's JSON type stays in); None when PostgreSQL could not tell."""
+    the key's JSON type stays in); only those committed after snapshot ``after``; None when
+    PostgreSQL could not tell."""
     paths: set[str] = set()
     try:
         for scan in plans:
@@ -114,7 +122,7 @@ def reached_files(locator: lake.Locator, found: State, folder: str, plans: tuple
             params = {**params, **needles}
             (relative,) = kept.read(
                 locator, lambda session, sql=sql, params=params, table=scan.table: session.execute(
-                    sql, {**params, "table": table, "snapshot": found.snapshot[0]}).fetchone())
+                    sql, {**params, "table": table, "snapshot": found.snapshot[0], "after": after}).fetchone())
             paths.update(folder + path for path in relative)
     except StoreError:
         return None

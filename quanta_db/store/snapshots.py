@@ -96,8 +96,8 @@ class Snapshot:
         self._planner: _Reader | None = None
         self._closed = False
         # (statement, parameters) -> the files it reached in the previous state and since when its
-        # answer was the same, when this state only added files to that one, inlined in the
-        # metadata table _new_files after snapshot _since
+        # answer was the same, when this state only added files to that one after snapshot _since
+        # (inlined in the metadata table _new_files, or read off PostgreSQL's)
         self._carried: dict[tuple, tuple[frozenset[str], int]] = {}
         self._new_files: str | None = None
         self._since = 0
@@ -118,10 +118,13 @@ class Snapshot:
             # (a cursor of one of its readers, kept open by this snapshot until it closes)
             self._shown_by = previous._lend_one() if follows and self.locator.on_postgres else None
             if self._shown_by is None and self.locator.on_postgres and READ_OFF_POSTGRES:
-                self._metadata = postgres_metadata.state(self.locator, self._private.pinned)
+                self._metadata = postgres_metadata.state(self.locator, self._private.pinned,
+                                                         previous.state if follows else None)
             if self._metadata is not None:
                 self.state, self.deleted, self.deletes = self._metadata.snapshot, frozenset(), []
                 self.macros, self._saved = views.analyses([row[:3] for row in self._metadata.saved])
+                if self._metadata.only_new_files:
+                    self._carry(previous)
             else:
                 self._read_state(previous if follows else None)
         except BaseException:
@@ -150,16 +153,22 @@ class Snapshot:
             self.deleted, self.deletes = previous.deleted, previous.deletes
             self.macros, self._saved = previous.macros, previous._saved
         if changes.new_files is not None:
-            # A statement reaches the files it reached before and new ones (reach.reached_new_files).
-            with previous._lock:
-                self._carried = {key: (paths, since) for key, (paths, _, _, since) in previous._reached.items()}
-                self._earlier = previous._lend() if not previous._closed else []
-            self._new_files, self._since = changes.new_files, previous.state[0]
+            self._carry(previous)
+            self._new_files = changes.new_files
         if not changes.only_inserts:
             by_table = lake.delete_files_by_table(opened)
             self.deleted = frozenset(by_table)  # the fact tables with delete files
             self.deletes = [path for paths in by_table.values() for path in paths]
             self.macros, self._saved = views.saved_analyses(opened)
+
+    def _carry(self, previous: Snapshot) -> None:
+        """This state only added files to ``previous``: a statement reaches the files it reached
+        there and the new ones it reaches (reach.reached_new_files, postgres_metadata.reached_files),
+        and a reader of ``previous`` may answer it (:meth:`_earlier_reader`)."""
+        with previous._lock:
+            self._carried = {key: (paths, since) for key, (paths, _, _, since) in previous._reached.items()}
+            self._earlier = previous._lend() if not previous._closed else []
+        self._since = previous.state[0]
 
     # -- the catalog ---------------------------------------------------------------------------
     def schema_facts(self) -> tuple | None:
@@ -297,13 +306,15 @@ class Snapshot:
             known = self._reached.get(key)
         if known is not None:
             return known[0], None
-        paths = None
-        if self._metadata is not None:
-            paths = postgres_metadata.reached_files(self.locator, self._metadata, self._folder, plans)
-        if paths is not None:
-            self._remember(key, paths, sql, params, self.state[0])
-            return paths, None
         carried = self._carried.get(key)
+        if self._metadata is not None:
+            new = postgres_metadata.reached_files(self.locator, self._metadata, self._folder, plans,
+                                                  after=self._since if carried is not None else -1)
+            if new is not None:
+                since = carried[1] if carried is not None and not new else self.state[0]
+                paths = new | carried[0] if carried is not None else new
+                self._remember(key, paths, sql, params, since)
+                return paths, None
         probe = self._probe if carried is not None else None  # the new files are read off the metadata
         spare = None if probe is not None else self._take_spare()  # only the store's own SQL runs on it
         try:

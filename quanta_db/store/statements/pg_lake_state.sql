@@ -4,7 +4,9 @@
 -- lake_latest_snapshot.sql gives it); how many delete files, and data files of the catalog
 -- tables, it has (a state with any is read through the lake); the views of the schema main; and
 -- for the catalog tables read here, the metadata tables holding their inlined rows (one per schema
--- version of the table) with each one's columns and types.
+-- version of the table) with each one's columns and types; and what the commits after snapshot
+-- %(since)s changed (as lake_changes.sql: its entries, whether that snapshot was taken at
+-- %(since_taken)s, the table ids of saved_queries and files).
 WITH schemas AS (
     SELECT schema_id FROM {schema}.ducklake_schema
     WHERE schema_name = 'main' AND begin_snapshot <= %(snapshot)s
@@ -31,4 +33,10 @@ SELECT
          WHERE a.attrelid = to_regclass(format('%%I.%%I', %(schema_name)s::text, i.table_name))
            AND a.attnum > 0 AND NOT a.attisdropped))), '[]')
      FROM {schema}.ducklake_inlined_data_tables AS i JOIN catalog_tables AS t USING (table_id)
-     WHERE t.table_name = ANY(%(tables)s)) AS inlined
+     WHERE t.table_name = ANY(%(tables)s)) AS inlined,
+    (SELECT coalesce(string_agg(changes_made, ','), '') FROM {schema}.ducklake_snapshot_changes
+     WHERE snapshot_id > %(since)s AND snapshot_id <= %(snapshot)s) AS changes,
+    (SELECT count(*) FROM {schema}.ducklake_snapshot WHERE snapshot_id = %(since)s
+       AND (extract(epoch FROM snapshot_time) * 1000000)::bigint::text = %(since_taken)s::text) AS same_lake,
+    (SELECT json_agg(table_id) FROM catalog_tables WHERE table_name = 'saved_queries') AS saved_queries,
+    (SELECT json_agg(table_id) FROM catalog_tables WHERE table_name = 'files') AS files
