@@ -389,20 +389,15 @@ def connect(root: Path, *, read_only: bool, user_sql: bool = False, owner_sql: b
             con = user_sql_connection(Path(root), macros=False)
         elif owner_sql:
             con = owner_connection(Path(root), macros=False)
-        elif not read_only and locator.on_postgres:
-            stack.callback(_count_write)
-            stack.enter_context(_postgres_lock(locator))
-            con = _postgres_writer(locator)
-            # kept for this process's next commit unless something failed while it was used
-            stack.push(lambda failed, *_: _writers.give(kept.key(locator), con) if failed is None else con.close())
-            yield con
-            return
+        elif read_only:
+            con = _open(locator, read_only=True)
         else:
-            if not read_only:
-                stack.callback(_count_write)
-                stack.enter_context(_local_write_lock(locator))
-            con = _open(locator, read_only)
-        stack.callback(con.close)
+            stack.callback(_count_write)
+            stack.enter_context(_postgres_lock(locator) if locator.on_postgres else _local_write_lock(locator))
+            con = _postgres_writer(locator) if locator.on_postgres else _open(locator, read_only=False)
+        # a writer on PostgreSQL is kept for this process's next commit unless something failed while it was used
+        keeps = locator.on_postgres and not (read_only or user_sql or owner_sql)
+        stack.push(lambda failed, *_: _writers.give(kept.key(locator), con) if keeps and failed is None else con.close())
         yield con
 
 
