@@ -5,11 +5,13 @@ is too narrow must still answer, on every committed file."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from quanta_db.store import catalog, copies, lake, postgres_metadata, querying, reach, sandbox, snapshots, views
+from quanta_db.store import catalog, copies, lake, local_metadata, postgres_metadata, querying, reach, sandbox, snapshots, views
 
 MODELS, STEPS, CORPORA, ROWS = ("m-a", "m-b"), (0, 1000, 2000), ("c-0", "c-1", "c-2"), 20
 
@@ -101,8 +103,8 @@ def test_filters_the_lake_cannot_prune_by_leave_every_file_allowed(suite_store, 
 def test_a_reader_too_narrow_for_the_lake_is_retried_on_every_committed_file(suite_store, monkeypatch):
     # a qualified name: read through the lake, not directly (quanta_db/store/direct.py reads what reach found)
     sql = "SELECT count(*) AS v FROM main.token_losses WHERE model = 'm-a' AND step = 1000"
-    for module in (reach, postgres_metadata):  # as if the catalog pruned more than the lake
-        monkeypatch.setattr(module, "reached_files", lambda *args, **kwargs: frozenset())
+    for module, name in ((reach, "reached_files"), (reach, "reached_new_files"), (postgres_metadata, "reached_files")):
+        monkeypatch.setattr(module, name, lambda *args, **kwargs: frozenset())  # as if the catalog pruned more than the lake
     taken = _fallbacks(monkeypatch)
     assert suite_store.query_df(sql)["v"].tolist() == [ROWS * len(CORPORA)]
     assert taken == [False, True]
@@ -250,6 +252,7 @@ def test_a_reader_of_an_earlier_state_answers_only_what_the_commits_since_left_u
 
 def test_finding_a_statements_files_gives_the_spare_connection_back(suite_store, monkeypatch):
     monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)  # a state read through the lake
+    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)
     states = copies.Snapshots(suite_store.root)
     try:
         snapshot = states.current()
@@ -292,11 +295,31 @@ def _on_postgres(store) -> bool:
     return catalog.locate(store.root).on_postgres
 
 
-def test_a_state_on_postgresql_is_read_off_its_metadata_without_attaching_the_lake(suite_store):
-    """A process's first state on PostgreSQL is read in PostgreSQL's SQL (postgres_metadata): its
-    schema check and a partition's files need no attach, and what it reads is what the lake shows."""
-    if not _on_postgres(suite_store):
-        pytest.skip("a local catalog is read off its metadata file")
+def _read_off(snapshot, plans) -> frozenset[str]:
+    """The files ``plans`` reach in a state read off the lake's metadata (postgres_metadata, local_metadata)."""
+    if snapshot.locator.on_postgres:
+        return postgres_metadata.reached_files(snapshot.locator, snapshot._metadata, snapshot._folder, plans)
+    with contextlib.closing(snapshot._probe.cursor()) as cursor:
+        return reach.reached_new_files(cursor, snapshot._folder, plans, snapshot._metadata.files, -1, snapshot.state[0])
+
+
+def _state_read_off(store):
+    """The store's newest state read off its metadata (None: it must be read through the lake)."""
+    locator = catalog.locate(store.root)
+    if locator.on_postgres:
+        return postgres_metadata.state(locator, catalog.change_stamp(store.root)[0])
+    private = catalog.PrivateCatalog(store.root)
+    try:
+        with contextlib.closing(private.open_metadata()) as con:
+            return local_metadata.state(con, locator)
+    finally:
+        private.close()
+
+
+def test_a_first_state_is_read_off_its_metadata_without_attaching_the_lake(suite_store):
+    """A process's first state is read off the lake's metadata tables (in PostgreSQL's SQL,
+    postgres_metadata; off a local catalog's metadata file, local_metadata): its schema check and
+    a partition's files need no attach, and what it reads is what the lake shows."""
     from quanta_db.store import migrations
     from quanta_db.store.sql import statement
 
@@ -324,8 +347,6 @@ def test_a_state_on_postgresql_is_read_off_its_metadata_without_attaching_the_la
 
 
 def test_an_unattached_reader_reads_only_its_files(suite_store):
-    if not _on_postgres(suite_store):
-        pytest.skip("only a state read off PostgreSQL makes readers with nothing attached")
     import duckdb
 
     states = copies.Snapshots(suite_store.root)
@@ -337,7 +358,10 @@ def test_an_unattached_reader_reads_only_its_files(suite_store):
         other = sorted(_files_where(suite_store, lambda k: not keep(k)))[0]
         for attack in (f"SELECT * FROM read_parquet('{other}')", "SET enable_external_access = true",
                        f"ATTACH '{suite_store.root}/x.duckdb' AS x", "COPY (SELECT 1) TO '/tmp/quanta-x.csv'",
-                       f"SELECT * FROM read_blob('{suite_store.root}/catalog.json')"):
+                       f"SELECT * FROM read_blob('{suite_store.root}/catalog.json')",
+                       f"SELECT * FROM read_blob('{suite_store.root}/catalog.ducklake')",
+                       f"SELECT * FROM read_blob('{suite_store.root}/catalog.readers.ducklake')",
+                       f"SELECT * FROM read_blob('{suite_store.root}/tables/../catalog.ducklake')"):
             with pytest.raises(duckdb.Error):
                 reader.connection.execute(attack).fetchall()
     finally:
@@ -352,16 +376,14 @@ ODD_CORPORA = ('c/"q"', "ü-1", "c\\d", "c-1 ")
     "corpus > 'c-1'", "corpus <= 'c/'", "corpus LIKE 'c-%'", "step IN (0, 2000)", "step < 1000", "step >= 2000",
     "model = 'm-a' AND step = 1000 AND corpus = 'ü-1'", "step = 999.6", "model <> 'm-a'",
 ])
-def test_reached_files_read_off_postgresql_are_those_the_lake_finds(suite_store, condition):
-    if not _on_postgres(suite_store):
-        pytest.skip("a local catalog is read through the lake")
+def test_reached_files_read_off_the_metadata_are_those_the_lake_finds(suite_store, condition):
     _commit_losses(suite_store, [("m-a", 1000, corpus) for corpus in ODD_CORPORA] + [("m-b", 0, "c-1")])
     sql = f"SELECT count(*) FROM token_losses WHERE {condition}"
     plans = reach.one_scan_plan(sandbox.serialised(sql))
     states = copies.Snapshots(suite_store.root)
     try:
         snapshot = states.current()
-        read_off = postgres_metadata.reached_files(snapshot.locator, snapshot._metadata, snapshot._folder, plans)
+        read_off = _read_off(snapshot, plans)
         with snapshot.catalog_cursor() as cursor:
             assert read_off == reach.reached_files(cursor, snapshot._folder, plans)
     finally:
@@ -372,8 +394,6 @@ def test_reached_files_read_off_postgresql_are_those_the_lake_finds(suite_store,
 def test_a_catalog_table_altered_by_a_migration_is_read_across_its_schema_versions(suite_store):
     """DuckLake keeps the rows inlined before a table's schema changed in the metadata table of the
     old schema version: both are read (and a state whose tables cannot be read so is read through the lake)."""
-    if not _on_postgres(suite_store):
-        pytest.skip("a local catalog is read through the lake")
     with suite_store.write() as con:
         con.execute("ALTER TABLE files ADD COLUMN note VARCHAR")
     _commit_losses(suite_store, [("m-a", 1000, "c-9")])
@@ -389,12 +409,12 @@ def test_a_catalog_table_altered_by_a_migration_is_read_across_its_schema_versio
         states.close()
     with suite_store.write() as con:
         con.execute("ALTER TABLE files RENAME COLUMN keys TO file_keys")
-    assert postgres_metadata.state(catalog.locate(suite_store.root), catalog.change_stamp(suite_store.root)[0]) is None
+    assert _state_read_off(suite_store) is None
 
 
 def test_a_state_read_off_postgresql_keeps_the_readers_of_partitions_no_commit_touched(suite_store):
     if not _on_postgres(suite_store):
-        pytest.skip("a local catalog is read off its metadata file")
+        pytest.skip("a later local state is read through the lake (its new files off the metadata)")
     shared = copies.shared(suite_store.root)
     sql, _, keep = NARROWED[0]
     assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)

@@ -301,3 +301,74 @@ def test_connections_kept_for_commits_are_replaced_when_the_server_ended_them(st
         assert run.commit() == 5
     assert catalog._lock_sessions.take(kept.key(locator)) is not session
     assert catalog._writers.take(kept.key(locator)) is not dead
+
+
+def test_a_replaced_readers_copy_is_freed_after_the_commit_and_a_dead_writers_name_by_the_next(store):
+    """Publishing keeps a second name for the readers' copy it replaces (so replacing it frees
+    nothing in the commit's time) and removes it in a thread; a name left by a process that died
+    first is removed by the next commit."""
+    import threading
+
+    from quanta_db.store import published
+    from quanta_db.store.catalog import connect
+
+    if not store.root.joinpath(published.READERS_FILE).exists():
+        pytest.skip("a catalog on PostgreSQL publishes no readers' copy")
+    left = store.root / f"{published.READERS_FILE}.999999999.1{published.REPLACED_SUFFIX}"  # no such process
+    os.link(store.root / published.READERS_FILE, left)
+    replaced = []
+    real_link = os.link
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "link", lambda source, target: (replaced.append(target), real_link(source, target))[1])
+        with connect(store.root, read_only=False) as con:
+            con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('freed', 'SELECT 1', 'x')")
+    assert not left.exists()
+    (kept,) = replaced
+    for thread in threading.enumerate():
+        if thread.name == "quanta-db-replaced-copy":
+            thread.join()
+    assert not kept.exists()
+    assert sorted(p.name for p in store.root.glob(f"{published.READERS_FILE}*")) == [published.READERS_FILE]
+    assert store.query_df("SELECT count(*) AS n FROM saved_queries WHERE name = 'freed'")["n"][0] == 1
+
+
+def test_a_writer_starts_small_row_groups_in_a_local_catalogs_metadata(store):
+    """A commit's checkpoint rewrites the row group it appended to: a writer starts row groups of
+    lake.METADATA_ROW_GROUP_ROWS rows in a local catalog's metadata file, not DuckDB's 122,880."""
+    import duckdb
+
+    from quanta_db.store import catalog, lake
+    from quanta_db.store.catalog import connect
+
+    if catalog.locate(store.root).on_postgres:
+        pytest.skip("PostgreSQL keeps the metadata of a catalog on it")
+    with connect(store.root, read_only=False) as con:
+        con.execute("CREATE TABLE scratch AS SELECT range AS n FROM range(5000)")  # inlined in the metadata file
+    with duckdb.connect(str(store.root / lake.LOCAL_FILE), read_only=True) as metadata:
+        (holder,) = metadata.execute(
+            "SELECT i.table_name FROM ducklake_inlined_data_tables AS i JOIN ducklake_table AS t USING (table_id) "
+            "WHERE t.table_name = 'scratch'").fetchone()
+        groups = metadata.execute(f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{holder}')").fetchone()[0]
+    assert groups == -(-5000 // lake.METADATA_ROW_GROUP_ROWS)
+
+
+def test_a_local_writer_is_attached_on_a_connection_made_after_the_last_commit(store):
+    """A process's next local commit attaches the catalog on a connection a thread made after its
+    last one (a new DuckDB database is 12-18 ms of a commit)."""
+    import threading
+
+    from quanta_db.store import catalog
+
+    if catalog.locate(store.root).on_postgres:
+        pytest.skip("a writer on PostgreSQL is kept whole between commits")
+    with catalog.connect(store.root, read_only=False):
+        pass
+    for thread in threading.enumerate():
+        if thread.name == "quanta-db-next-writer":
+            thread.join()
+    blank = catalog._next_writers.take(catalog.LOCAL_WRITERS)
+    assert blank is not None and blank.execute("SELECT count(*) FROM duckdb_databases() WHERE NOT internal").fetchone()[0] == 1
+    catalog._next_writers.give(catalog.LOCAL_WRITERS, blank)
+    with catalog.connect(store.root, read_only=False) as con:
+        assert con is blank
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] >= 0

