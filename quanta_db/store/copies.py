@@ -60,8 +60,8 @@ class Snapshots:
                                  stamp, own_writes)
             newest = self._snapshots[self._generation]
         self._make_blank(newest.locator)
-        for old in retired:
-            old.close()
+        if retired:  # closed after the query (freeing a replaced readers' copy is 6-14 ms of a close)
+            threading.Thread(target=_close_all, args=(retired,), name="quanta-db-retired-copies").start()
         return newest
 
     def _take(self, stamp: tuple, blank: duckdb.DuckDBPyConnection | None, previous: Snapshot | None) -> Snapshot:
@@ -113,8 +113,7 @@ class Snapshots:
                 taken.close()  # closed meanwhile, or older than a commit of this process
             else:
                 retired = self._keep(taken, stamp, own_writes)
-        for old in retired:
-            old.close()
+        _close_all(retired)
 
     def _keep(self, taken: Snapshot, stamp: tuple, own_writes: int) -> list[Snapshot]:
         """Keep ``taken`` as the newest; the copies now too old to keep, for the caller to close
@@ -170,3 +169,8 @@ def forget(root: Path | None = None) -> None:
     with _shared_lock:
         for key in [key for key in _shared if root is None or key[0] == Path(root)]:
             _shared.pop(key).close()
+
+
+def _close_all(snapshots: list[Snapshot]) -> None:
+    for snapshot in snapshots:
+        snapshot.close()
