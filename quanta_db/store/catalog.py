@@ -141,6 +141,7 @@ def _attached_retrying(locator: lake.Locator, blank: duckdb.DuckDBPyConnection |
 
 
 _next_writers = kept.Idle()  # a blank connection for this process's next local commit, made ahead
+LOCAL_WRITERS = ("local writers",)  # its key there
 
 
 def _local_writer(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
@@ -149,8 +150,6 @@ def _local_writer(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
     an ingest commits once per file it makes)."""
     return _attached_retrying(locator, _next_writers.take(LOCAL_WRITERS), read_only=False)
 
-
-LOCAL_WRITERS = ("local writers",)
 
 
 def _make_next_writer(locator: lake.Locator) -> None:
