@@ -34,6 +34,10 @@ def save() -> None:
 
 
 def restore() -> None:
+    """The kept results into a new ``mutants/``: mutmut copies the sources there only when missing
+    and keeps its copies of files it does not mutate (the SQL statements among them) however the
+    originals changed since, so a ``mutants/`` left by an earlier run would test stale SQL."""
+    shutil.rmtree(MUTANTS, ignore_errors=True)
     (MUTANTS / MUTATED).mkdir(parents=True, exist_ok=True)
     for meta in sorted(KEPT.glob("*.py.meta")):
         shutil.copy2(meta, MUTANTS / MUTATED / meta.name)

@@ -131,3 +131,18 @@ def test_a_background_copy_overtaken_by_a_commit_of_this_process_is_dropped(stor
     settled(copies)
     assert copies._snapshots[copies._generation] is first
     assert copies.current().generation == first.generation + 1  # the commit of this process: seen now
+
+
+def test_warming_binds_each_statements_parameters_and_never_raises(corpus_store):
+    """Warming plans each statement with its parameters; it raises nothing, even on a copy closed
+    meanwhile (``serve`` stopping while a copy is taken in the background)."""
+    copies = Snapshots(corpus_store.root)
+    try:
+        snapshot = copies.current()
+        by_corpus = "SELECT count(*) FROM tokens WHERE corpus = ?"
+        snapshot.warm([(by_corpus, ["toy"])])
+        assert snapshot.recent() == [(by_corpus, ["toy"])]
+    finally:
+        copies.close()
+    snapshot.warm([(TOKENS, None)])
+    assert snapshot.recent() == [(by_corpus, ["toy"])]

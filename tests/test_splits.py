@@ -218,3 +218,65 @@ def test_a_committed_split_says_its_name_and_runs(store):
     ids = [_stage_shard(store, i, shards=2) for i in range(2)]
     done = store.commit_split(SPLIT)
     assert (done.split, done.runs, done.duplicates) == (SPLIT, ids, 0)
+
+
+def test_a_split_submitted_to_slurm_is_resubmitted_with_sbatch(tmp_path):
+    top = tmp_path / "staging" / SPLIT
+    top.mkdir(parents=True)
+    for script in ("shards.sbatch", "commit.sbatch"):  # what `ingest --slurm` leaves in the split's folder
+        (top / script).write_text("#!/bin/bash\n")
+    state = splits.SplitState(SPLIT, "x", 4, {1: ["run-a"]}, COMMAND)
+    resubmit = ("job=$(sbatch --parsable --array={} " + str(top / "shards.sbatch") + ") && sbatch --parsable "
+                "--dependency=afterok:${{job%%;*}} --kill-on-invalid-dep=yes " + str(top / "commit.sbatch"))
+    assert state.retry_command(tmp_path) == resubmit.format("0,2,3")
+    assert state.retry_command(tmp_path, [2]) == resubmit.format("2")
+
+
+def keep_runs_of_new_tokenizers(store, runs):
+    """A split's merge that asks the store: commit the runs whose tokenizer it lacks."""
+    known = set(store.query_df("SELECT DISTINCT tokenizer FROM vocab")["tokenizer"])
+    new = [r for r in runs if f"tok{r.params['part']}" not in known]
+    return new, [r for r in runs if r not in new]
+
+
+def test_a_merge_is_given_the_store(store):
+    with store.begin_run("test", {"part": 1, "of": 1}) as run:
+        run.write("vocab", _vocab("tok1"))
+        run.commit()
+    ids = [_stage_shard(store, i, shards=3, record=False) for i in range(3)]
+    for index, run_id in enumerate(ids):
+        splits.record_shard(store.root, SPLIT, (index, 3), "test", [run_id], COMMAND,
+                            merge="tests.test_splits:keep_runs_of_new_tokenizers")
+    done = store.commit_split(SPLIT)
+    assert (done.runs, done.rows_written) == ([ids[0], ids[2]], 6) and _vocab_rows(store) == 9
+
+
+def test_a_run_staged_twice_in_a_split_commits_once_and_counts_as_a_duplicate(store):
+    twice = [_stage_shard(store, 0, shards=2, record=False) for _ in range(2)]  # same job and parameters
+    splits.record_shard(store.root, SPLIT, (0, 2), "test", twice, COMMAND)
+    other = _stage_shard(store, 1, shards=2)
+    done = store.commit_split(SPLIT)
+    assert (done.runs, done.rows_written, done.duplicates) == ([*twice, other], 6, 1)
+    assert _vocab_rows(store) == 6 and store.split_runs(SPLIT) == sorted([twice[0], other])
+
+
+def test_a_split_whose_commit_times_out_stays_staged_and_says_how_to_commit(store, monkeypatch):
+    """Another process holds the write lock past the timeout: nothing commits, the hint names the
+    split's own command, and that command commits it once the lock is free."""
+    from quanta_db.store import catalog
+
+    ids = [_stage_shard(store, i, shards=2) for i in range(2)]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from quanta_db.store import catalog\n"
+         "with catalog.connect(Path(sys.argv[1]), read_only=False):\n    print('held', flush=True); sys.stdin.read()",
+         str(store.root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv(catalog.LOCK_TIMEOUT_ENV, "0.3")
+        with pytest.raises(catalog.CatalogLocked, match=rf"`quanta-db commit --split {SPLIT}` again commits it$"):
+            store.commit_split(SPLIT)
+    finally:
+        holder.communicate("", timeout=60)
+    assert _vocab_rows(store) == 0 and splits.state(store.root, SPLIT).staged == {0: ids[:1], 1: ids[1:]}
+    done = store.commit_split(SPLIT)
+    assert done.runs == ids and _vocab_rows(store) == 6

@@ -5,8 +5,11 @@ heartbeat that keeps a live job's staging folder from being collected."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,6 +109,38 @@ def test_owner_alive_by_process_and_by_heartbeat(tmp_path, fast_heartbeat, monke
     assert liveness.owner_alive(unnamed)
     os.utime(unnamed / liveness.MARKER, (old, old))
     assert not liveness.owner_alive(unnamed)
+
+
+def test_only_a_pid_that_names_a_running_process_exists():
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert liveness.process_exists(os.getpid())
+    assert not liveness.process_exists(child)  # ended
+    assert not any(liveness.process_exists(pid) for pid in (0, -1, -os.getpid(), 2**40))  # groups, out of range
+
+
+def test_another_users_running_job_is_alive():
+    """A store shared by several users: a job of another user on this host refuses the pid check
+    (EPERM), and its heartbeat decides, as for a job on another host."""
+    if os.geteuid() != 0:
+        if os.stat("/proc/1").st_uid == os.geteuid():
+            pytest.skip("needs a process of another user")
+        assert liveness.process_exists(1)
+        return
+    child = os.fork()
+    if child == 0:  # root: judge this process's job from a process of another user (nobody)
+        code = 2
+        try:
+            os.setuid(65534)
+            folder = Path(tempfile.mkdtemp())
+            (folder / liveness.MARKER).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+            code = 0 if liveness.process_exists(os.getppid()) and liveness.owner_alive(folder) else 1
+            shutil.rmtree(folder)
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
 
 
 @pytest.mark.parametrize("job", ["corpus", "losses"])

@@ -96,8 +96,21 @@ def owner_alive(folder: Path) -> bool:
         pid = int(marker["pid"])
         if pid == os.getpid():
             return Path(folder) in _registered
-        try:
-            os.kill(pid, 0)
-        except (OSError, ValueError):
+        if not process_exists(pid):
             return False
     return heartbeat_age_s(folder) < stale_after_s()
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host: ``kill(pid, 0)`` checks without signalling.
+    Another user's process refuses the check (EPERM) and runs: a store shared by several users
+    must not take a live job of one for dead in another's ``gc``."""
+    if pid <= 0:  # 0 and negative pids name process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True

@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from quanta_db.store import liveness
+
 READERS_FILE = "catalog.readers.ducklake"
 WRITING_FILE = "catalog.writing"
 LOCK_FILE = "catalog.lock"
@@ -126,11 +128,4 @@ def _keep_name(readers: Path) -> Path | None:
 
 
 def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
-
+    return pid.isdigit() and liveness.process_exists(int(pid))
