@@ -26,11 +26,39 @@ MUTATED = Path("quanta_db") / "store"
 
 
 def save() -> None:
+    """The run's results into the kept ones: a mutant's new result replaces its kept one; a kept
+    result the run has none for stays while its function is unchanged (same hash), so results a
+    run reset wholesale (mutmut does when the test selection changes) are not lost."""
     KEPT.mkdir(parents=True, exist_ok=True)
     for meta in sorted((MUTANTS / MUTATED).glob("*.py.meta")):
-        shutil.copy2(meta, KEPT / meta.name)
+        kept = KEPT / meta.name
+        merged = merge(json.loads(kept.read_text()), json.loads(meta.read_text())) if kept.is_file() else None
+        if merged is None:
+            shutil.copy2(meta, kept)
+        else:
+            kept.write_text(json.dumps(merged, indent=4))
     if (MUTANTS / STATS).is_file():
         shutil.copy2(MUTANTS / STATS, KEPT / STATS)
+
+
+def merge(kept: dict, run: dict) -> dict:
+    """One file's mutmut record: ``run``'s, with ``kept``'s results for the mutants ``run`` has
+    none for whose function has the same hash in both."""
+    merged = json.loads(json.dumps(run))
+    unchanged = {name for name, digest in run["hash_by_function_name"].items()
+                 if kept["hash_by_function_name"].get(name) == digest}
+    for key, code in kept["exit_code_by_key"].items():
+        if code is not None and merged["exit_code_by_key"].get(key, 0) is None and _function(key) in unchanged:
+            merged["exit_code_by_key"][key] = code
+            for field in ("durations_by_key", "estimated_durations_by_key", "type_check_error_by_key"):
+                if key in kept.get(field, {}):
+                    merged.setdefault(field, {})[key] = kept[field][key]
+    return merged
+
+
+def _function(mutant: str) -> str:
+    """A mutant's function as mutmut's records name it: ``pkg.mod.x_name__mutmut_3`` → ``x_name``."""
+    return mutant.rpartition("__mutmut_")[0].rpartition(".")[2]
 
 
 def restore() -> None:

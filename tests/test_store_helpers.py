@@ -6,6 +6,7 @@ failed ``init`` removes, and the owner's unchecked queries keeping their paramet
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -237,3 +238,34 @@ def test_the_c_library_keeps_errno_for_the_walls_error_messages():
     ctypes.set_errno(0)
     assert kernel_wall._libc().syscall(kernel_wall.SYS_ADD_RULE, -1, kernel_wall.RULE_PATH_BENEATH, None, 0) == -1
     assert ctypes.get_errno() != 0  # EBADF (or ENOSYS without Landlock): what _check reports
+
+
+class _Connection:
+    """Stands for a kept connection: what Idle does with it is take, give and close it."""
+
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_idle_connections_are_lent_one_at_a_time_and_bounded_per_process():
+    from quanta_db.store import kept
+
+    idle = kept.Idle()
+    assert idle.take(("a",)) is None
+    first, second = _Connection(), _Connection()
+    idle.give(("a",), first)
+    idle.give(("a",), second)  # one is kept for a key already: the other is closed
+    assert second.closed and not first.closed
+    assert idle.take(("a",)) is first and idle.take(("a",)) is None  # lent to one user at a time
+    others = [_Connection() for _ in range(kept.MAX_IDLE + 1)]
+    for index, connection in enumerate(others):
+        idle.give((index,), connection)
+    assert [c.closed for c in others] == [True] + [False] * kept.MAX_IDLE  # the least recent key's closed
+    child = os.fork()
+    if child == 0:  # a forked child shares its parent's sockets: it neither uses nor closes them
+        os._exit(0 if idle.take((1,)) is None and not any(c.closed for c in others[1:]) else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+    assert idle.take((1,)) is others[1]
