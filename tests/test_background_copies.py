@@ -146,3 +146,25 @@ def test_warming_binds_each_statements_parameters_and_never_raises(corpus_store)
         copies.close()
     snapshot.warm([(TOKENS, None)])
     assert snapshot.recent() == [(by_corpus, ["toy"])]
+
+
+def test_a_copy_keeps_one_spare_connection_and_closes_those_it_cannot_keep(store):
+    import duckdb
+
+    copies = Snapshots(store.root)
+    snapshot = copies.current()
+    held = snapshot._take_spare()
+    if held is not None:
+        held.close()
+    kept, extra, late = duckdb.connect(), duckdb.connect(), duckdb.connect()
+    snapshot._give_spare(kept)
+    snapshot._give_spare(extra)  # one is kept already
+    assert snapshot._spare is kept and kept.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(duckdb.ConnectionException):
+        extra.execute("SELECT 1")
+    copies.close()
+    snapshot._give_spare(late)  # the copy was closed meanwhile
+    assert snapshot._spare is None
+    for closed in (kept, late):
+        with pytest.raises(duckdb.ConnectionException):
+            closed.execute("SELECT 1")

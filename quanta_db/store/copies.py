@@ -101,14 +101,15 @@ class Snapshots:
             blank = self._pop_blank()
         try:
             taken = self._take(stamp, blank, previous)
-            self._make_blank(taken.locator)
-            taken.warm(previous.recent() if previous is not None else [])
         except Exception:  # noqa: BLE001 - the next query takes the copy itself, and says why it cannot
             taken = None
+        else:  # neither raises: a copy made is kept or closed below, never dropped open
+            self._make_blank(taken.locator)
+            taken.warm(previous.recent() if previous is not None else [])  # pragma: no mutate  (None once closed)
         with self._lock:
             self._taking = None
             if taken is None:
-                self._own_writes = None  # so the next query takes the copy itself
+                self._own_writes = None  # pragma: no mutate  (no count equals it: the next query takes the copy itself)
             elif self._closed or own_writes != catalog.writes_in_process():
                 taken.close()  # closed meanwhile, or older than a commit of this process
             else:

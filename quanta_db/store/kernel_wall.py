@@ -51,8 +51,8 @@ def landlock_abi() -> int:
     """The kernel's Landlock ABI version, or 0 when there is none."""
     if platform.system() != "Linux":
         return 0
-    size = ctypes.c_size_t(0)  # pragma: no mutate  (ctypes passes None as 0 too)
-    abi = _libc().syscall(SYS_CREATE_RULESET, None, size, ctypes.c_uint32(CREATE_RULESET_VERSION))
+    abi = _libc().syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0),  # pragma: no mutate  (None is 0 too)
+                          ctypes.c_uint32(CREATE_RULESET_VERSION))
     return max(int(abi), 0)
 
 
