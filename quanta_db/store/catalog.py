@@ -491,5 +491,5 @@ def sqlalchemy_engine(root: Path, *, unsafe: bool):
     sqlalchemy.event.listen(engine, "connect", lambda dbapi_con, record: record.info.update(
         table_macros=sandbox.table_macros(dbapi_con)))
     sqlalchemy.event.listen(engine, "before_cursor_execute", lambda con, _cursor, statement, *_rest:
-                            sandbox.check_read_only(statement, con.info.get("table_macros", frozenset())))
+                            sandbox.check_read_only(statement, con.info["table_macros"]))
     return engine
