@@ -52,6 +52,32 @@ def test_old_store_upgrades_without_losing_rows(tmp_path):
     assert reopened.query_df("SELECT keys FROM files")["keys"][0] == '{"tokenizer": "t"}'
 
 
+def test_an_upgraded_file_of_two_key_values_is_listed_and_replaced_without_keys(tmp_path):
+    """A file written before per-file keys whose rows hold two tokenizers has no one key value to
+    record: the manifest lists it with none, and replacing the whole table drops it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "store"
+    root.mkdir()
+    Store(root).migrate(_copy_migrations(tmp_path, upto=1))
+    (root / "tables/vocab").mkdir(parents=True)
+    pq.write_table(pa.table({"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]}),
+                   root / "tables/vocab/mixed.parquet")
+    with connect(root, read_only=False) as con:
+        con.execute("INSERT INTO runs VALUES ('r1', 'corpus', '{}', 'h', '0', 'host', 'cpu', now(), now(), 2, 'committed')")
+        con.execute("INSERT INTO files VALUES ('r1', 'vocab', 'tables/vocab/mixed.parquet', '', 2, 10, now())")
+    Store.open(root, check=False).migrate()
+    store = Store.open(root)
+    assert store.manifest("vocab").to_pylist() == [
+        {"path": str(root / "tables/vocab/mixed.parquet"), "tokenizer": None, "rows": 2}]
+    with store.begin_run("corpus", {"again": True}) as run:
+        run.replace("vocab")
+        run.commit()
+    assert run.dropped == {"vocab": 2} and store.manifest("vocab").num_rows == 0
+    assert not (root / "tables/vocab/mixed.parquet").exists()
+
+
 def test_changed_checksum_is_refused(tmp_path, store, store_snapshot):
     changed = _copy_migrations(tmp_path)
     first = sorted(changed.glob("*.sql"))[0]
