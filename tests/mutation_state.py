@@ -3,7 +3,8 @@ full mutation run — hours on 2 CPU cores — can go on across fresh machines (
 
     python -m tests.mutation_state restore   # before ``mutmut run``
     python -m tests.mutation_state save      # after it, or after stopping it
-    python -m tests.mutation_state summary   # the figure, by file
+    python -m tests.mutation_state summary   # the figure, by file, and the sample's estimate
+    python -m tests.mutation_state sample SIZE SEED  # draw unchecked mutants, for ``mutmut run NAME ...``
     python -m tests.mutation_state to-run-again  # survivors and unreached ones, for ``mutmut run NAME ...``
     python -m tests.mutation_state tests-added   # after adding test modules to the selection
 
@@ -106,6 +107,50 @@ def summary(folder: Path = KEPT) -> str:
     return "\n".join(lines)
 
 
+SAMPLE = "sample.txt"  # a uniform random sample of the mutants not yet checked when it was drawn
+
+
+def draw_sample(size: int, seed: int, folder: Path = KEPT) -> list[str]:
+    """``size`` of the mutants not yet checked, drawn uniformly (``seed``), kept in ``SAMPLE``:
+    run by name, they estimate the killed share of all the unchecked ones, which the full run
+    (cheapest first, so its checked mutants are no fair sample) takes many more hours to give."""
+    import random
+
+    unchecked = sorted(name for meta in folder.glob("*.py.meta")
+                       for name, status in _mutant_statuses(meta).items() if status == "not checked")
+    drawn = sorted(random.Random(seed).sample(unchecked, min(size, len(unchecked))))
+    (folder / SAMPLE).write_text("\n".join(drawn) + "\n")
+    return drawn
+
+
+def sample_estimate(folder: Path = KEPT) -> str:
+    """The sample's killed share over its covered, checked mutants with its 95% Clopper-Pearson
+    interval (scipy), and the whole store's share estimated from it: the covered mutants checked
+    outside the sample as they are, the unchecked ones at the sample's share."""
+    from scipy.stats import binomtest
+
+    if not (folder / SAMPLE).is_file():
+        return "no sample drawn"
+    drawn = set((folder / SAMPLE).read_text().split())
+    every = {name: status for meta in folder.glob("*.py.meta") for name, status in _mutant_statuses(meta).items()}
+    in_sample = Counter(every[name] for name in drawn if name in every)
+    rest = Counter(status for name, status in every.items() if name not in drawn)
+    covered = in_sample["killed"] + in_sample["survived"] + in_sample["timeout"]
+    if not covered:
+        return f"sample of {len(drawn)}: none checked yet"
+    interval = binomtest(in_sample["killed"], covered).proportion_ci(0.95)
+    share = in_sample["killed"] / covered
+    # mutants of the sample and of the unchecked rest that tests cover, at the sample's rate
+    checked = sum(in_sample.values()) - in_sample["not checked"]
+    covered_rate = covered / checked
+    unknown = in_sample["not checked"] + rest["not checked"]
+    killed = rest["killed"] + in_sample["killed"] + unknown * covered_rate * share
+    all_covered = rest["killed"] + rest["survived"] + rest["timeout"] + covered + unknown * covered_rate
+    return (f"sample of {len(drawn)} (tests/data/mutation/{SAMPLE}): {checked} checked, {covered} covered, "
+            f"{in_sample['killed']} killed: {share:.1%} of the covered (95% CI {interval.low:.1%}-{interval.high:.1%}); "
+            f"the whole store estimated at {killed / all_covered:.1%} of {all_covered:.0f} covered mutants")
+
+
 def to_run_again(folder: Path = KEPT) -> list[str]:
     """The mutants that survived or that no test reached, by mutmut's name: to run again by name
     once tests were added (mutmut keeps a result while its function is unchanged, however the
@@ -134,9 +179,13 @@ if __name__ == "__main__":
         restore()
     elif command == ["summary"]:
         print(summary())
+        print(sample_estimate())
+    elif command[:1] == ["sample"] and len(command) == 3:
+        print("\n".join(draw_sample(int(command[1]), int(command[2]))))
     elif command == ["to-run-again"]:
         print("\n".join(to_run_again()))
     elif command == ["tests-added"]:
         keep_results_for_added_tests()
     else:
-        sys.exit("usage: python -m tests.mutation_state [save | restore | summary | to-run-again | tests-added]")
+        sys.exit("usage: python -m tests.mutation_state "
+                 "[save | restore | summary | sample SIZE SEED | to-run-again | tests-added]")

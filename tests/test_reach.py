@@ -6,6 +6,7 @@ is too narrow must still answer, on every committed file."""
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -436,3 +437,20 @@ def test_a_state_read_off_postgresql_keeps_the_readers_of_partitions_no_commit_t
     assert not fourth._metadata.only_new_files and fourth._earlier == [] and "other" in fourth.macros
     assert _answered_by(fourth, sql, None) == fourth.state[0]
     assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+
+
+def test_the_keys_text_test_looks_for_text_keys_compared_for_equality_with_verbatim_constants():
+    """What ``verbatim_needles`` gives, written out: only a text key compared with ``=`` or ``IN``
+    against string constants that ``json.dumps`` writes as they are."""
+    types = {"model": "VARCHAR", "corpus": "VARCHAR", "step": "BIGINT", "odd key": "VARCHAR"}
+    condition = reach.Condition
+    usable = (condition("model", "=", ("pythia-70m",)), condition("corpus", "IN", ("pile", "dm math")),
+              condition("step", "=", ("1000",)), condition("model", ">", ("a",)),
+              condition("corpus", "=", ("1",), strings=False), condition("odd key", "=", ("x",)),
+              condition("corpus", "=", ('say "hi"',)), condition("corpus", "=", ("naïve",)))
+    assert reach.verbatim_needles(usable, types) == [
+        ('"model": "', ['"model": "pythia-70m"']),
+        ('"corpus": "', ['"corpus": "pile"', '"corpus": "dm math"']),
+    ]
+    keys = json.dumps({"corpus": "dm math", "model": "pythia-70m"}, sort_keys=True)  # as runs.py writes them
+    assert all(any(text in keys for text in texts) for _, texts in reach.verbatim_needles(usable, types))

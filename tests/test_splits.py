@@ -280,3 +280,15 @@ def test_a_split_whose_commit_times_out_stays_staged_and_says_how_to_commit(stor
     assert _vocab_rows(store) == 0 and splits.state(store.root, SPLIT).staged == {0: ids[:1], 1: ids[1:]}
     done = store.commit_split(SPLIT)
     assert done.runs == ids and _vocab_rows(store) == 6
+
+
+def test_a_split_id_is_the_same_in_every_release():
+    """Shards of one split may run under different releases (a retry after an upgrade): the id is
+    sha256 of this exact text, keys sorted, whatever order the parameters came in."""
+    import hashlib
+
+    canonical = ('{"identity": {"model": "pythia-70m", "steps": [0, 1000]}, "job": "losses", "shards": 4, '
+                 '"units": ["pile", "dm_math"]}')
+    expected = "split-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    assert expected == "split-387742f669a2"
+    assert splits.split_id("losses", {"steps": [0, 1000], "model": "pythia-70m"}, ["pile", "dm_math"], 4) == expected

@@ -42,7 +42,7 @@ class Idle:
     def __init__(self):
         self._idle: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._pid = os.getpid()  # pragma: no mutate  (None would do: the first use sets it, nothing kept yet)
 
     def take(self, key: tuple):
         """The idle connection kept for ``key``, now the caller's; None when there is none."""
