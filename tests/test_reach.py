@@ -52,6 +52,8 @@ NARROWED = [
      lambda k: k["corpus"] in ("c-0", "c-2") and 500 <= k["step"] <= 1500),
     ("SELECT count(*) AS v FROM token_losses WHERE corpus LIKE 'c-1%' AND 1000 < step", None,
      lambda k: k["corpus"].startswith("c-1") and k["step"] > 1000),
+    ("SELECT count(*) AS v FROM token_losses t WHERE t.corpus LIKE 'c-2%' AND t.model = 'm-b'", None,
+     lambda k: k["corpus"].startswith("c-2") and k["model"] == "m-b"),  # qualified by the table's alias
     ("SELECT count(*) AS v FROM token_losses a JOIN token_losses b USING (doc_id, pos, corpus) "
      "WHERE a.model = 'm-a' AND a.step = 0 AND b.model = 'm-b' AND b.step = 2000", None,
      lambda k: (k["model"], k["step"]) in (("m-a", 0), ("m-b", 2000))),

@@ -682,3 +682,34 @@ def test_user_sql_reads_no_catalog_file_through_the_descriptors_the_process_hold
     for fd in held:
         with pytest.raises(QueryError, match="Permission|not allowed"):
             store.query_arrow(f"SELECT size FROM read_blob('/proc/self/fd/{fd}')")
+
+
+def test_init_makes_missing_folders_upgrades_a_store_and_refuses_what_is_not_one(tmp_path, monkeypatch):
+    from quanta_db.errors import StoreError
+    from quanta_db.store import lake
+    from quanta_db.store.store import Store
+
+    monkeypatch.delenv(lake.CATALOG_ENV, raising=False)
+    nested = tmp_path / "a" / "b" / "store"
+    first = Store.init(nested)
+    assert (nested / lake.LOCAL_FILE).is_file() and (nested / "tables").is_dir()
+    version = first.check_schema()
+    assert Store.init(nested).check_schema() == version  # a store already: upgraded, nothing lost
+    with pytest.raises(StoreError, match=rf"^{nested} is already a store, with its catalog at {nested / lake.LOCAL_FILE}$"):
+        Store.init(nested, "postgresql://someone@elsewhere/db")
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    with pytest.raises(StoreError, match=rf"^{a_file} exists and is not a directory$"):
+        Store.init(a_file)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match=rf"^{full} is not empty and is not a quanta-db store; choose an empty directory$"):
+        Store.init(full)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / lake.LEGACY_FILE).write_bytes(b"")
+    with pytest.raises(StoreError, match=rf"^{old} is a store of quanta-db 0.1; upgrade it with `quanta-db migrate`$"):
+        Store.init(old)
+    assert a_file.read_text() == "mine" and sorted(p.name for p in full.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in old.iterdir()) == [lake.LEGACY_FILE]

@@ -89,7 +89,7 @@ class Store:
         try:
             locator = lake.new_locator(root.resolve(), catalog_url or os.environ.get(lake.CATALOG_ENV))
             lake.save(locator)
-            (root / TABLES_DIR).mkdir(exist_ok=True)
+            (root / TABLES_DIR).mkdir(exist_ok=True)  # pragma: no mutate  (the folder was empty or new)
             store = cls(root)
             store.migrate(locator=locator)
         except BaseException:
