@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quanta_db.store import copies, direct, querying, reach, sandbox
+from quanta_db.store import copies, direct, lake, querying, reach, sandbox
 from tests.test_reach import CORPORA, MODELS, ROWS, STEPS, _files_where
 
 pytest_plugins = ["tests.test_reach"]  # its suite_store fixture: one file per (model, step, corpus)
@@ -211,3 +211,19 @@ def test_any_conjunction_of_key_filters_answers_as_the_lake(suite_store, filters
             suite_store.query(sql)
         return
     assert suite_store.query(sql).table.equals(expected), sql
+
+
+def test_delete_files_are_told_apart_by_table(suite_store):
+    import pyarrow as pa
+
+    with suite_store.begin_run("vocab", {"for": "deletes"}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["t"] * 5, "token_id": list(range(5)), "token": list("abcde")}))
+        run.commit()
+    with suite_store.write() as con:  # rows dropped from inside files of two tables: a delete file each
+        con.execute("DELETE FROM tables.token_losses WHERE pos = 1")
+        con.execute("DELETE FROM tables.vocab WHERE token_id = 0")
+    with suite_store.read() as con:
+        by_table = lake.delete_files_by_table(con)
+    assert sorted(by_table) == ["token_losses", "vocab"]
+    for table, paths in by_table.items():
+        assert paths and all(f"/tables/{table}/" in path for path in paths), (table, paths)

@@ -55,7 +55,7 @@ def keeps_meaning(sql: str, table: str, tree: dict | None = None) -> bool:
     """Whether ``sql`` with an expression named ``table`` in front is the same statement with that
     expression: the same serialised tree, less the expression and the text's offsets (``tree``:
     ``sql``'s own, when the caller has it already)."""
-    before = tree if tree is not None else sandbox.serialised(sql)
+    before = tree if tree is not None else sandbox.serialised(sql)  # pragma: no mutate  (the same tree, again)
     after = sandbox.serialised(f"WITH {quote_ident(table)} AS ({PLACEHOLDER}) {sql}")
     if before.get("error") or after.get("error") or len(after.get("statements") or []) != 1:
         return False
