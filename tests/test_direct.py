@@ -227,3 +227,16 @@ def test_delete_files_are_told_apart_by_table(suite_store):
     assert sorted(by_table) == ["token_losses", "vocab"]
     for table, paths in by_table.items():
         assert paths and all(f"/tables/{table}/" in path for path in paths), (table, paths)
+
+
+def test_the_planner_reads_no_file_not_even_a_delete_file(suite_store):
+    """The connection that plans statements is confined to no file at all, the lake's delete files
+    included (every other reader may read those of the files it reads)."""
+    import duckdb
+
+    with suite_store.write() as con:
+        con.execute("DELETE FROM tables.token_losses WHERE pos = 1")
+        (delete_file, *_) = lake.delete_files(con)
+    snapshot = copies.shared(suite_store.root).current()
+    with pytest.raises(duckdb.Error, match="[Pp]ermission|not allowed|disabled"):
+        snapshot._planning().connection.execute(f"SELECT count(*) FROM read_parquet('{delete_file}')").fetchall()
