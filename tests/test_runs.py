@@ -6,11 +6,12 @@ import textwrap
 import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from quanta_db.errors import StoreError
 from quanta_db.store import runs
-from quanta_db.store.registry import fact_tables
+from quanta_db.store.registry import fact_table, fact_tables
 from quanta_db.store.sql import statement
 from quanta_db.store.store import Store
 from tests.helpers import staging_entries
@@ -372,3 +373,28 @@ def test_a_local_writer_is_attached_on_a_connection_made_after_the_last_commit(s
     with catalog.connect(store.root, read_only=False) as con:
         assert con is blank
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] >= 0
+
+
+def test_one_write_of_several_partitions_makes_a_file_per_key_group(store):
+    """Rows of two models at two steps in one write: four files, each holding only its own rows,
+    each recorded with its keys."""
+    rows = [{"model": model, "step": step, "layer": 0, "head": head, "induction": float(head)}
+            for model in ("m-a", "m-b") for step in (0, 1000) for head in range(3)]
+    schema = fact_table("head_scores").schema
+    with store.begin_run("heads", {"groups": 4}) as run:
+        run.write("head_scores", pa.Table.from_pylist(rows, schema=schema))
+        assert run.commit() == 12
+    listed = store.manifest("head_scores").to_pylist()
+    assert sorted((f["model"], f["step"], f["rows"]) for f in listed) == [
+        ("m-a", 0, 3), ("m-a", 1000, 3), ("m-b", 0, 3), ("m-b", 1000, 3)]
+    for f in listed:
+        held = pq.read_table(f["path"], columns=["model", "step"]).to_pylist()
+        assert held == [{"model": f["model"], "step": f["step"]}] * 3
+
+
+def test_an_unknown_fact_table_is_named_with_the_known_ones():
+    from quanta_db.errors import QuantaError
+
+    with pytest.raises(QuantaError) as error:
+        fact_table("nope")
+    assert str(error.value) == f"unknown fact table 'nope' (known: {', '.join(sorted(fact_tables()))})"
