@@ -357,7 +357,7 @@ class Run:
             con.execute(
                 statement("add_file"),
                 [self.run_id, f.table, rel, f.partition, f.rows, (self.root / rel).stat().st_size, now,
-                 None if f.keys is None else json.dumps(f.keys, sort_keys=True, default=str)],
+                 None if f.keys is None else json.dumps(f.keys, sort_keys=True, default=str)],  # pragma: no mutate
             )
             if f.table != ARTIFACT_TABLE:
                 con.execute(statement("register_file"), [f.table, (self.root / rel).as_posix()])
