@@ -151,7 +151,6 @@ def _local_writer(locator: lake.Locator) -> duckdb.DuckDBPyConnection:
     return _attached_retrying(locator, _next_writers.take(LOCAL_WRITERS), read_only=False)
 
 
-
 def _make_next_writer(locator: lake.Locator) -> None:
     def make() -> None:
         with contextlib.suppress(Exception):  # the next commit opens its own, and says why it cannot

@@ -495,9 +495,8 @@ def _split_by_keys(data: pa.Table, partition_by: tuple[str, ...]):
         return
     first = {c: data.column(c)[0].as_py() for c in partition_by}
     # a shortcut for a batch of one group (as most are): the grouping below gives the same, slower
-    same = [pc.all(pc.equal(data.column(c), pa.scalar(first[c], data.schema.field(c).type)))  # pragma: no mutate
-            for c in partition_by]
-    if all(s.as_py() for s in same):
+    if all(pc.all(pc.equal(data.column(c), pa.scalar(first[c], data.schema.field(c).type))).as_py()  # pragma: no mutate
+           for c in partition_by):
         yield first, data
         return
     for keys in data.select(list(partition_by)).group_by(list(partition_by)).aggregate([]).to_pylist():
