@@ -44,8 +44,8 @@ def save() -> None:
 
 def merge(kept: dict, run: dict) -> dict:
     """One file's mutmut record: ``run``'s, with ``kept``'s results for the mutants ``run`` has
-    none for whose function has the same hash in both."""
-    merged = json.loads(json.dumps(run))
+    none for whose function has the same hash in both (``run`` is filled in and returned)."""
+    merged = run
     unchanged = {name for name, digest in run["hash_by_function_name"].items()
                  if kept["hash_by_function_name"].get(name) == digest}
     for key, code in kept["exit_code_by_key"].items():
