@@ -92,6 +92,8 @@ class Store:
             (root / TABLES_DIR).mkdir(exist_ok=True)  # pragma: no mutate  (the folder was empty or new)
             store = cls(root)
             store.migrate(locator=locator)
+            with store.write(locator) as con:  # while the catalog holds next to no rows (see the function)
+                in_transaction(con, lake.rebase_catalog_tables, con, locator)
         except BaseException:
             _undo_init(root, created)
             raise
