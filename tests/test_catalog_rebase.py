@@ -65,3 +65,15 @@ def test_a_new_connection_loads_the_schema_once_to_read_catalog_rows(store, cata
     assert _schema_loads(store.root, read) == 0
     store.refresh_views()
     assert _schema_loads(store.root, read) == 1  # what every commit's connection paid before
+
+
+def test_a_table_made_anew_keeps_its_column_defaults(store):
+    with store.write() as con:
+        con.execute("CREATE TABLE main.defaults_kept (a INTEGER DEFAULT 7 NOT NULL, b VARCHAR DEFAULT 'x', c VARCHAR)")
+        con.execute("INSERT INTO main.defaults_kept (c) VALUES ('before')")
+    store.refresh_views()
+    with store.write() as con:
+        assert "defaults_kept" in in_transaction(con, lake.rebase_catalog_tables, con, catalog.locate(store.root))
+        con.execute("INSERT INTO main.defaults_kept (c) VALUES ('after')")
+        assert con.execute("SELECT a, b, c FROM main.defaults_kept ORDER BY c DESC").fetchall() == [
+            (7, "x", "before"), (7, "x", "after")]
