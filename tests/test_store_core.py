@@ -645,6 +645,35 @@ def test_a_private_catalog_shows_one_state_to_every_connection_it_opens(store):
         later.close()
 
 
+def test_the_stores_own_reads_attach_the_held_state_and_a_state_with_a_log_is_copied(store, catalog_backend, tmp_path):
+    import numpy as np
+
+    from quanta_db.store import catalog, lake
+
+    if catalog_backend != "duckdb":
+        pytest.skip("a catalog on PostgreSQL has no metadata file")
+    attached = "SELECT path FROM duckdb_databases() WHERE database_name = ?"
+    private = catalog.PrivateCatalog(store.root)
+    try:
+        with contextlib.closing(private.open_metadata()) as con:
+            held = con.execute(attached, [lake.METADATA_CATALOG]).fetchone()[0]
+            assert "quanta-db-sql-" not in held and Path(held).exists()  # the held file (DuckDB shows where the link points)
+            before = lake.snapshot_identity(con, private.locator)
+        with store.begin_run("test_held", {"n": 1}) as run:  # replaces the readers' copy meanwhile
+            run.write_artifact("x", np.zeros(1))
+            run.commit()
+        with contextlib.closing(private.open_metadata()) as con:
+            assert lake.snapshot_identity(con, private.locator) == before
+        (tmp_path / "empty.wal").write_bytes(b"")
+        private._keep_copy(tmp_path / "empty.wal", lake.LOCAL_FILE + ".wal")  # as a dead writer's log is kept
+        with contextlib.closing(private.open_metadata()) as con:
+            path = con.execute(attached, [lake.METADATA_CATALOG]).fetchone()[0]
+            assert "quanta-db-sql-" in path and not Path(path).exists()  # a copy, removed once attached
+            assert lake.snapshot_identity(con, private.locator) == before
+    finally:
+        private.close()
+
+
 def test_the_next_copys_first_connection_is_made_ahead_and_closed_with_the_copies(store):
     import numpy as np
 

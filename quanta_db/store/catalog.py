@@ -256,7 +256,9 @@ class PrivateCatalog:
     own copy of that (copied by the kernel, about 9 ms for the 16 MB of a 25,000-file catalog) in a
     private temporary folder, unlinked once attached: DuckDB lets a connection read the files of
     the databases it attached, so the path it attached must name nothing once the user's SQL runs
-    (attaching ``/proc/self/fd/N`` instead would let it read the catalog through that path). A
+    (attaching ``/proc/self/fd/N`` instead would let it read the catalog through that path). The
+    connections that only the store's own SQL runs on, which read the metadata tables without the
+    lake (:meth:`open_metadata`), attach the held file through that path: nothing is copied. A
     long query holds no lock that would make a commit wait. A catalog on PostgreSQL is attached
     read-only, pinned to the snapshot that was newest when this was made (its readers never
     block writers).
@@ -312,13 +314,26 @@ class PrivateCatalog:
             raise ValueError("a catalog on PostgreSQL has no metadata file")
         con = blank if blank is not None else duckdb.connect()
         try:
-            with self._copied() as metadata_file:
+            with self._held_or_copied() as metadata_file:
                 con.execute(f"ATTACH {quote_literal(metadata_file.as_posix())} AS "
                             f"{quote_ident(lake.METADATA_CATALOG)} (READ_ONLY)")
         except BaseException:
             con.close()
             raise
         return con
+
+    @contextmanager
+    def _held_or_copied(self) -> Iterator[Path]:
+        """A path of this state's metadata file for the store's own reads: the file this catalog
+        holds open, through its descriptor (not copied: 20-45 ms of a new state at 25,000 files),
+        when it is the whole state; else (a write-ahead log beside it, or no /proc) a copy."""
+        descriptor = self._copies.get(lake.LOCAL_FILE)
+        held = Path(f"/proc/self/fd/{descriptor}")
+        if len(self._copies) == 1 and descriptor is not None and held.exists():
+            yield held
+        else:
+            with self._copied() as copied:
+                yield copied
 
     @contextmanager
     def _copied(self) -> Iterator[Path]:

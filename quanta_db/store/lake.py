@@ -292,14 +292,19 @@ def changes(con: duckdb.DuckDBPyConnection, locator: Locator, since: tuple[int, 
     if until[0] < since[0]:
         return unchanged
     metadata = metadata_schema(locator)
-    entries, same_lake, saved, files, inlined = con.execute(
-        statement("lake_changes").format(metadata=metadata), [since[0], until[0], since[0], since[1]]).fetchall()[0]
-    only_inserts, files_inlined = inserted_only(entries, saved, files) if same_lake else (False, False)
+    rows = con.execute(statement("lake_changes").format(metadata=metadata),
+                       [since[0], until[0], since[0], since[1]]).fetchall()
+    found = {kind: value for kind, value, _, _ in rows}
+    table_ids = {name: [value for kind, value, _, _ in rows if kind == name] for name in ("saved_queries", "files")}
+    same_lake = found["same_lake"] != "0"
+    only_inserts, files_inlined = (inserted_only(found["changes"], table_ids["saved_queries"], table_ids["files"])
+                                   if same_lake else (False, False))
     if not only_inserts:
         return unchanged
     # Rows are inlined into the table of the files table's newest schema (a schema change would
     # have been an entry of its own).
-    new_files = _inlined_files(locator, f"{metadata}.{quote_ident(inlined[-1])}") if files_inlined and inlined else None
+    inlined = sorted((version, holder) for kind, _, holder, version in rows if kind == "files" and holder is not None)
+    new_files = _inlined_files(locator, f"{metadata}.{quote_ident(inlined[-1][1])}") if files_inlined and inlined else None
     return Changes(True, new_files)
 
 
