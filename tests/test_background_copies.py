@@ -168,3 +168,26 @@ def test_a_copy_keeps_one_spare_connection_and_closes_those_it_cannot_keep(store
     for closed in (kept, late):
         with pytest.raises(duckdb.ConnectionException):
             closed.execute("SELECT 1")
+
+
+def test_what_a_querys_new_copy_leaves_to_do_starts_once_the_query_is_done(store, monkeypatch):
+    from quanta_db.store import copies as copies_module
+
+    closed = threading.Event()
+    close_all = copies_module._close_all
+    monkeypatch.setattr(copies_module, "_close_all", lambda retired: (close_all(retired), closed.set()))
+    snapshots = Snapshots(store.root)
+    try:
+        with snapshots.for_query() as first:
+            assert snapshots._making is None and snapshots._blank is None  # nothing made beside the query
+        settled(snapshots)
+        assert snapshots._blank is not None  # made once it was done
+        for n in range(copies_module.KEEP):
+            another_process_commits(store.root, f"other-{n}")
+            with snapshots.for_query() as newest:
+                assert snapshot_count(newest, SAVED.replace("= 'other'", f"= 'other-{n}'")) == 1
+                assert not closed.is_set() and not first._closed  # retired (the last time), not yet closed
+            settled(snapshots)
+        assert closed.wait(60) and first._closed
+    finally:
+        snapshots.close()

@@ -117,7 +117,8 @@ def create_app(settings: Settings):
     report_cache: dict[tuple, tuple[str, bytes]] = {}
 
     def execute(sql: str, params=None, max_rows: int | None = settings.max_rows) -> querying.Result:
-        return querying.run_on(snapshots.current(), sql, params, settings.time_limit_ms, max_rows)
+        with snapshots.for_query() as snapshot:
+            return querying.run_on(snapshot, sql, params, settings.time_limit_ms, max_rows)
 
     def page(template: str, status: int = 200, **context) -> HTMLResponse:
         body = environment.get_template(template).render(settings=settings, **context)

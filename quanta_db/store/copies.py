@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -45,24 +47,47 @@ class Snapshots:
     def current(self) -> Snapshot:
         """The newest copy; a new one is taken first (or, ``background``, meanwhile) when the
         catalog changed."""
+        newest, after = self._current()
+        self._settle(after)
+        return newest
+
+    @contextmanager
+    def for_query(self) -> Iterator[Snapshot]:
+        """:meth:`current`, for one query: what a new copy leaves to do in threads (the next
+        copy's first connection made ahead, the copies it retired closed) starts once the query
+        is done rather than beside it, where on 2 cores it took a third of a polling reader's
+        first query after a commit (55 -> 36 ms median at 25,000 files)."""
+        newest, after = self._current()
+        try:
+            yield newest
+        finally:
+            self._settle(after)
+
+    def _current(self) -> tuple[Snapshot, tuple | None]:
+        """The newest copy, and what taking it left to do (for :meth:`_settle`)."""
         with self._lock:
             # Stamped before copying: a commit landing during the copy changes the stamp again, so
             # the next request copies anew rather than keeping a copy older than its stamp.
             stamp, own_writes = catalog.change_stamp(self.root), catalog.writes_in_process()
             if self._snapshots and stamp == self._stamp:
-                return self._snapshots[self._generation]
+                return self._snapshots[self._generation], None
             if self._snapshots and self.background and own_writes == self._own_writes:
                 if self._taking is None:
                     self._taking = threading.Thread(target=self._take_meanwhile, args=(stamp, own_writes))
                     self._taking.start()
-                return self._snapshots[self._generation]
+                return self._snapshots[self._generation], None
             retired = self._keep(self._take(stamp, self._pop_blank(), self._snapshots.get(self._generation)),
                                  stamp, own_writes)
             newest = self._snapshots[self._generation]
-        self._make_blank(newest.locator)
-        if retired:  # closed after the query (freeing a replaced readers' copy is 6-14 ms of a close)
+        return newest, (newest.locator, retired)
+
+    def _settle(self, after: tuple | None) -> None:
+        if after is None:
+            return
+        locator, retired = after
+        self._make_blank(locator)
+        if retired:  # closed in a thread (freeing a replaced readers' copy is 6-14 ms of a close)
             threading.Thread(target=_close_all, args=(retired,), name="quanta-db-retired-copies").start()
-        return newest
 
     def _take(self, stamp: tuple, blank: duckdb.DuckDBPyConnection | None, previous: Snapshot | None) -> Snapshot:
         return Snapshot(self.root, self._generation + 1, self.memory_limit, stamp=stamp, plans=self._plans,

@@ -318,8 +318,8 @@ class Store:
                 views.install_session_macros(con, sql)
                 return querying.run_unchecked(con, sql, params, time_limit_ms, max_rows)
         sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
-        return querying.run_on(copies.shared(self.root, self.background_refresh).current(), sql, params,
-                               time_limit_ms, max_rows)
+        with copies.shared(self.root, self.background_refresh).for_query() as snapshot:
+            return querying.run_on(snapshot, sql, params, time_limit_ms, max_rows)
 
     def query_arrow(self, sql: str, params: list | None = None, unsafe: bool = False) -> pa.Table:
         """:meth:`query`'s rows, as Arrow."""
