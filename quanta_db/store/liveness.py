@@ -59,7 +59,7 @@ def keep_alive(folder: Path) -> None:
     with _lock:
         _registered.add(Path(folder))
         if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_beat, name="quanta-db-heartbeat", daemon=True)
+            _thread = threading.Thread(target=_beat, name="quanta-db-heartbeat", daemon=True)  # pragma: no mutate  (a name)
             _thread.start()
 
 
