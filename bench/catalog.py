@@ -29,12 +29,18 @@ One JSON line per size.
     python bench/catalog.py                                   # 1k, 5k, 25k files
     python bench/catalog.py --sizes 500,2000 --commits-under-readers 10   # quick (CI)
     python bench/catalog.py --catalog postgresql://USER@HOST/DATABASE     # the catalog on PostgreSQL
+    python bench/catalog.py --sizes 25000 --reader-cpu 1   # readers on CPU 1, commits on the others
+
+With ``--reader-cpu`` a reader shares no core with the commits, so its wait is what it waits on
+(a lock, a copy not yet published), not the CPU time a commit takes from it; only the read-wait
+columns are meant to be compared across the two modes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -154,7 +160,7 @@ print(json.dumps({"alone": alone, "max": max(during) if during else alone}))
 """
 
 
-def read_waits(root: Path, filler: Filler, commits: int, how: str) -> dict:
+def read_waits(root: Path, filler: Filler, commits: int, how: str, reader_cpus: set[int] | None = None) -> dict:
     """A reader process (a notebook, say) polling with point queries while ``commits`` single-file
     commits run: its longest query, and its longest wait (that, less its median query alone).
     ``how`` = "confined": user SQL through ``Store.query`` (which takes a new confined copy of
@@ -164,7 +170,7 @@ def read_waits(root: Path, filler: Filler, commits: int, how: str) -> dict:
     stop.unlink(missing_ok=True)
     code = READER.replace("SQL", repr(point_sql(filler.count)))
     reader = subprocess.Popen([sys.executable, "-c", code, str(root), str(stop), str(Path(__file__).parent.parent),
-                               how], stdout=subprocess.PIPE, text=True)
+                               how], stdout=subprocess.PIPE, text=True, preexec_fn=_on_cpus(reader_cpus))
     try:
         reader.stdout.readline()  # "ready"
         for _ in range(commits):
@@ -175,6 +181,11 @@ def read_waits(root: Path, filler: Filler, commits: int, how: str) -> dict:
     prefix = "" if how == "confined" else f"{how}_"
     return {f"{prefix}max_read_s": round(latencies["max"], 4),
             f"{prefix}max_read_wait_s": round(max(0.0, latencies["max"] - latencies["alone"]), 4)}
+
+
+def _on_cpus(cpus: set[int] | None):
+    """A ``preexec_fn`` that keeps a child process on ``cpus`` (None: no function, any CPU)."""
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
 
 FRESH = QUERY + """
@@ -194,7 +205,8 @@ def fresh_point_s(root: Path, sql: str, how: str, repeats: int) -> float:
         capture_output=True, text=True, check=True).stdout) for _ in range(repeats))
 
 
-def measure(root: Path, filler: Filler, size: int, repeats: int, commits_under_readers: int) -> dict:
+def measure(root: Path, filler: Filler, size: int, repeats: int, commits_under_readers: int,
+            reader_cpus: set[int] | None = None) -> dict:
     commit_s = statistics.median(filler.commit(1) for _ in range(repeats))
     sql = point_sql(filler.count)
     fresh_s, fresh_plain_s = (fresh_point_s(root, sql, how, repeats) for how in ("confined", "plain"))
@@ -211,9 +223,9 @@ def measure(root: Path, filler: Filler, size: int, repeats: int, commits_under_r
             "warm_point_s": round(warm_s, 4),
             "aggregate_s": round(aggregate_s, 4), "plain_aggregate_s": round(plain_s, 4),
             "ratio_aggregate": round(aggregate_s / plain_s, 2),
-            **read_waits(root, filler, commits_under_readers, "confined"),
-            **read_waits(root, filler, commits_under_readers, "served"),
-            **read_waits(root, filler, commits_under_readers, "plain"), "commits_under_readers": commits_under_readers}
+            **{key: value for how in ("confined", "served", "plain")
+               for key, value in read_waits(root, filler, commits_under_readers, how, reader_cpus).items()},
+            "commits_under_readers": commits_under_readers}
 
 
 def main() -> None:
@@ -225,7 +237,12 @@ def main() -> None:
     parser.add_argument("--commits-under-readers", type=int, default=100)
     parser.add_argument("--out-dir", help="Where the store is built [default: a temporary folder].")
     parser.add_argument("--catalog", help="postgresql://... database for the store's catalog [default: a local file].")
+    parser.add_argument("--reader-cpu", type=int, help="Run the polling readers on this CPU and the commits on the others: "
+                        "a reader's wait then shows what it waits on, not what it shares a core with.")
     args = parser.parse_args()
+    reader_cpus = None if args.reader_cpu is None else {args.reader_cpu}
+    if reader_cpus is not None:
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - reader_cpus)
     with tempfile.TemporaryDirectory(dir=args.out_dir) as folder:
         root = Path(folder) / "store"
         filler = Filler(Store.init(root, catalog_url=args.catalog), args.rows)
@@ -233,9 +250,10 @@ def main() -> None:
             started = time.perf_counter()
             filler.fill_to(size, args.fill_run)
             fill_s = time.perf_counter() - started
-            line = measure(root, filler, size, args.repeats, args.commits_under_readers)
+            line = measure(root, filler, size, args.repeats, args.commits_under_readers, reader_cpus)
             backend = "postgresql" if args.catalog else "duckdb"
-            print(json.dumps({**line, "catalog": backend, "fill_s": round(fill_s, 1)}), flush=True)
+            print(json.dumps({**line, "catalog": backend, "fill_s": round(fill_s, 1), "reader_cpu": args.reader_cpu}),
+                  flush=True)
 
 
 if __name__ == "__main__":

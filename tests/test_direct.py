@@ -56,6 +56,10 @@ THROUGH_THE_LAKE = [
     "WHERE a.model = 'm-a' AND a.step = 0 AND b.model = 'm-b' AND b.step = 2000",
     "SELECT count(*) AS v FROM runs",  # a catalog table
     "SELECT avg(value) AS v FROM token_pane_loss('c-2', 'm-a', 2000)",  # a saved analysis
+    # the lake's own clauses on the table: a state of its history, a sample of its rows
+    "SELECT count(*) AS v FROM token_losses AT (TIMESTAMP => now()) WHERE model = 'm-a' AND step = 0 AND corpus = 'c-1'",
+    "SELECT count(*) AS v FROM token_losses TABLESAMPLE 100 PERCENT (bernoulli) "
+    "WHERE model = 'm-a' AND step = 0 AND corpus = 'c-1'",
 ]
 
 
@@ -65,6 +69,17 @@ def test_a_partition_read_directly_answers_as_the_lake(suite_store, monkeypatch,
     confined = _same_as_the_lake(suite_store, sql)
     assert taken[0] is True and len(taken) == 2  # read directly; then the owner's statement, through the lake
     assert confined.schema.equals(suite_store.query(sql, unsafe=True).table.schema)
+
+
+def test_parameters_are_bound_through_the_lake_and_an_empty_list_is_no_parameters(suite_store, monkeypatch):
+    taken = _runs(monkeypatch)
+    sql = "SELECT count(*) AS n FROM token_losses WHERE model = ? AND step = ?"
+    assert _same_as_the_lake(suite_store, sql, ["m-b", 2000])["n"].to_pylist() == [ROWS * len(CORPORA)]
+    assert taken[0] is False  # planned by DuckDB with the values bound: the text holds no constants to read
+    taken.clear()
+    sql = "SELECT max(loss_nats) AS v FROM token_losses WHERE model = 'm-b' AND step = 1000 AND corpus = 'c-2' AND pos > 0"
+    _same_as_the_lake(suite_store, sql, [])
+    assert taken[0] is True
 
 
 @pytest.mark.parametrize("sql", THROUGH_THE_LAKE)

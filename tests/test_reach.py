@@ -340,6 +340,8 @@ def test_a_first_state_is_read_off_its_metadata_without_attaching_the_lake(suite
         assert querying.run_on(snapshot, sql).table.equals(suite_store.query(sql, unsafe=True).table)
         (reader,) = snapshot._readers.values()
         assert not reader.attached and reader.paths == _files_where(suite_store, NARROWED[0][2])
+        querying.run_on(snapshot, sql)  # the same statement again: the same unattached reader answers it
+        assert list(snapshot._readers.values()) == [reader]
         assert snapshot._spare is None and snapshot._planner is None  # the lake was never attached
         # a statement that is not one plain scan attaches it, and answers the same
         joined = NARROWED[4][0]

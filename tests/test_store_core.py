@@ -182,6 +182,24 @@ def test_a_run_whose_commit_times_out_is_kept_and_the_same_command_commits_it(jo
     assert not (store.root / "staging" / kept).exists()
 
 
+def test_a_kept_run_is_committed_by_its_job_whatever_staging_holds_beside_it(store):
+    """The job's next observation commits its kept run past folders that are not such a run: one a
+    crash left without a marker (sorted first here), a kept run of other parameters."""
+    import pyarrow as pa
+
+    (store.root / "staging" / "0-left-by-a-crash").mkdir(parents=True)
+    staged = {}
+    for n in (2, 1):
+        run = store.begin_run("test_kept", {"n": n})
+        run.write("vocab", pa.table({"tokenizer": [f"tok{n}"], "token_id": [0], "token": ["t0"]}))
+        run._keep_ready()
+        staged[n] = run.run_id
+    store.observe("test_kept", {"n": 1})
+    statuses = dict(store.query_df("SELECT run_id, status FROM runs WHERE kind = 'test_kept'").itertuples(index=False))
+    assert statuses == {staged[1]: "committed"}
+    assert (store.root / "staging" / staged[2]).is_dir()
+
+
 def test_a_table_declared_by_two_kinds_is_refused_naming_both():
     from types import SimpleNamespace
 

@@ -351,7 +351,7 @@ class Plans:
             self._plans.move_to_end(key)
             return self._plans[key]
 
-    def put(self, key: tuple, plan, one_scan: bool = False) -> None:
+    def put(self, key: tuple, plan, one_scan: bool) -> None:
         with self._lock:
             self._plans[key] = (plan, one_scan)
             while len(self._plans) > self._size:
