@@ -61,6 +61,8 @@ NARROWED = [
      lambda k: (k["model"], k["step"]) == ("m-b", 0)),
     ("SELECT count(*) AS v FROM token_losses t WHERE t.corpus LIKE 'c-2%' AND t.model = 'm-b'", None,
      lambda k: k["corpus"].startswith("c-2") and k["model"] == "m-b"),  # qualified by the table's alias
+    ("SELECT count(*) AS v FROM token_losses WHERE corpus BETWEEN 'c-1' AND 'c-2' AND model = 'm-a'", None,
+     lambda k: "c-1" <= k["corpus"] <= "c-2" and k["model"] == "m-a"),  # a text key between two strings
 ]
 # Filters the lake cannot prune files by: every file of the table stays allowed.
 WHOLE_TABLE = [
@@ -109,8 +111,11 @@ def test_a_reader_too_narrow_for_the_lake_is_retried_on_every_committed_file(sui
     for module, name in ((reach, "reached_files"), (reach, "reached_new_files"), (postgres_metadata, "reached_files")):
         monkeypatch.setattr(module, name, lambda *args, **kwargs: frozenset())  # as if the catalog pruned more than the lake
     taken = _fallbacks(monkeypatch)
-    assert suite_store.query_df(sql)["v"].tolist() == [ROWS * len(CORPORA)]
+    rows = "SELECT doc_id, pos FROM main.token_losses WHERE model = 'm-b' AND step = 0 ORDER BY ALL"
+    limited = suite_store.query(rows, max_rows=3)  # the retry keeps the row limit
+    assert limited.table.equals(suite_store.query(rows, unsafe=True).table.slice(0, 3)) and limited.truncated
     assert taken == [False, True]
+    assert suite_store.query_df(sql)["v"].tolist() == [ROWS * len(CORPORA)]  # on the reader of every file, kept
 
 
 def test_a_statement_that_reads_files_by_name_gets_every_committed_file(suite_store):
@@ -133,7 +138,8 @@ def test_only_fixed_forms_of_filters_become_conditions():
         reach.Condition("model", "=", ("a",), True), reach.Condition("model", "IN", ("b", "1"), False)]
     assert reach.conditions("model='x'' OR 1=1 --'", parse) == [reach.Condition("model", "=", ("x' OR 1=1 --",))]
     for refused in ("model='a' OR step=1", "lower(model)='a'", "model=other", "model<>'a'", "model IS NULL",
-                    "model='a') OR (1=1", "(SELECT 1)=1", "model=NULL", "t.model='a'"):
+                    "model='a') OR (1=1", "(SELECT 1)=1", "model=NULL", "t.model='a'", "model=CAST(NULL AS VARCHAR)",
+                    "step IN (1, NULL)"):
         assert reach.conditions(refused, parse) == [], refused
 
 
@@ -164,6 +170,33 @@ def _commit_losses(store, partitions) -> None:
         for model, step, corpus in partitions:
             run.write("token_losses", _losses(model, step, corpus, run.run_id, rng))
         run.commit()
+
+
+def test_a_commit_landing_while_a_state_is_read_is_left_to_the_next_state(suite_store, monkeypatch):
+    """A state is the snapshot its copy of the catalog reads, even when a commit lands while it is
+    read (on PostgreSQL the metadata is read where the server's newest state shows): the next
+    state then finds that commit's files for a statement it carries over."""
+    from quanta_db.store import lake
+
+    sql = "SELECT count(*) AS v FROM token_losses WHERE model = 'm-race' AND corpus = 'c-0'"
+    states = copies.Snapshots(suite_store.root)
+    try:
+        querying.run_on(states.current(), NARROWED[4][0])  # a reader with the lake attached, lent to the next state
+        _commit_losses(suite_store, [("m-race", 0, "c-0")])
+        real = lake.snapshot_identity
+
+        def committed_first(*args, **kwargs):
+            monkeypatch.setattr(lake, "snapshot_identity", real)
+            _commit_losses(suite_store, [("m-race", 1000, "c-0")])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(lake, "snapshot_identity", committed_first)
+        second = states.current()
+        assert lake.snapshot_identity is real  # the commit landed while the second state was read
+        assert querying.run_on(second, sql).table["v"].to_pylist() == [ROWS]
+        assert querying.run_on(states.current(), sql).table["v"].to_pylist() == [2 * ROWS]
+    finally:
+        states.close()
 
 
 def test_a_later_state_reaches_what_it_reached_before_and_the_new_files(suite_store, monkeypatch):

@@ -207,3 +207,25 @@ def test_an_extension_file_is_checked_once_and_again_once_it_changed(tmp_path, m
     record_file.write_text(json.dumps({f"{duckdb.__version__}/ducklake": entry}))
     monkeypatch.setattr(extensions, "_VERIFIED", {})
     assert extensions.connection_config(False)["allow_unsigned_extensions"] is False
+
+
+def test_a_query_node_that_does_not_read_is_refused_by_its_name():
+    """DuckDB 1.5 serialises no such node (a CTE needs a SELECT); one a later DuckDB adds is named in
+    the refusal rather than let through."""
+    from quanta_db.store.sandbox import _write_in_tree
+
+    tree = {"statements": [{"node": {"type": "SELECT_NODE", "from_table": {
+        "type": "SUBQUERY", "subquery": {"node": {"type": "INSERT_QUERY_NODE"}}}}}]}
+    assert _write_in_tree(tree, frozenset()) == "INSERT inside the query"
+
+
+def test_a_store_folder_ending_in_any_character_is_the_readable_area(tmp_path):
+    """The area confined SQL may read is the store's folder and what is under it, whatever its name ends with."""
+    import pyarrow as pa
+
+    store = Store.init(tmp_path / "storeX")
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}))
+        run.commit()
+    (path,) = store.committed_paths("vocab")
+    assert store.query_df(f"SELECT count(*) AS n FROM read_parquet('{path}')")["n"].tolist() == [1]

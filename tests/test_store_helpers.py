@@ -192,6 +192,30 @@ def test_a_catalog_is_described_by_its_file_or_its_server_and_schema(tmp_path):
     assert remote.describe() == "postgresql://alice@db.example/quanta (schema quanta_0123)"
 
 
+def test_a_new_postgresql_store_gets_a_schema_of_its_own_named_as_documented(tmp_path):
+    import re
+
+    names = {lake.new_locator(tmp_path, "postgresql://alice:secret@db.example/quanta").schema for _ in range(5)}
+    assert len(names) == 5 and all(re.fullmatch("quanta_[0-9a-f]{12}", name) for name in names)  # docs/store.md
+
+
+def test_a_transaction_that_raises_is_rolled_back_and_its_connection_goes_on():
+    from quanta_db.store.sql import in_transaction
+
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+
+        def insert_then_fail():
+            con.execute("INSERT INTO t VALUES (1)")
+            raise ValueError("stopped")
+
+        with pytest.raises(ValueError, match="stopped"):
+            in_transaction(con, insert_then_fail)
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        assert in_transaction(con, lambda: con.execute("INSERT INTO t VALUES (2)").fetchall()) == [(1,)]
+        assert con.execute("SELECT x FROM t").fetchall() == [(2,)]
+
+
 def test_a_writer_is_at_work_exactly_while_it_holds_the_lock(tmp_path):
     import fcntl
     import os

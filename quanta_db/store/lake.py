@@ -315,7 +315,7 @@ def inserted_only(entries: str, saved_queries: list | None, files: list | None) 
     saved_ids, files_ids = ({str(i) for i in ids or []} for ids in (saved_queries, files))
     files_inlined = True
     for entry in filter(None, entries.split(",")):
-        kind, _, table_id = entry.partition(":")
+        kind, _, table_id = entry.partition(":")  # pragma: no mutate  (an insert's entry has one colon)
         if kind not in INSERT_CHANGES or table_id in saved_ids:
             return False, False
         files_inlined &= table_id not in files_ids or kind == INLINED_INSERT

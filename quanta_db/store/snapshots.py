@@ -370,7 +370,7 @@ class Snapshot:
         with self._lock:
             self._reached[key] = (paths, sql, params, since)
             while len(self._reached) > reach.MAX_REACHES:
-                self._reached.popitem(last=False)
+                self._reached.popitem(last=False)  # pragma: no mutate  (last=None: the same, falsy)
 
     def _reader_for(self, sql: str, params: list | None, unattached: bool = False) -> _Reader | None:
         """A kept or new reader confined to the files ``sql`` reaches, marked in use; None when

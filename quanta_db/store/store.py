@@ -91,7 +91,7 @@ class Store:
             lake.save(locator)
             (root / TABLES_DIR).mkdir(exist_ok=True)  # pragma: no mutate  (the folder was empty or new)
             store = cls(root)
-            store.migrate(locator=locator)
+            store.migrate(locator=locator)  # pragma: no mutate  (None: located again from what save wrote, the same)
             with store.write(locator) as con:  # while the catalog holds next to no rows (see the function)
                 in_transaction(con, lake.rebase_catalog_tables, con, locator)
         except BaseException:
@@ -115,10 +115,10 @@ class Store:
         snapshot = copies.shared(self.root).current()
         facts = snapshot.schema_facts()
         if facts is not None:  # pragma: no mutate  (the same check either way, read once)
-            self.check_schema(code, saved, facts=facts)
+            self.check_schema(code, saved, facts=facts)  # pragma: no mutate  (code left out: discovered again, the same)
         else:
             with snapshot.catalog_cursor() as con:
-                self.check_schema(code, saved, con)
+                self.check_schema(code, saved, con)  # pragma: no mutate  (con left out: one opened, the same check)
         _SCHEMA_CHECKED[key] = stamp
 
     def check_schema(self, code: list | None = None, saved: list | None = None, con=None,
