@@ -4,6 +4,7 @@ nothing committed, nothing left staged (issue 20, part 3)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -98,10 +99,35 @@ def test_an_unreachable_or_refusing_catalog_server_is_one_line_and_makes_nothing
         result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s"), "init", "--catalog", url])
         assert result.exit_code == 1, result.output
         assert len(result.output.strip().splitlines()) == 1 and "cannot open the catalog" in result.output
+        assert 'connection to server at "127.0.0.1"' in result.output  # psycopg's own account of what failed
         assert not (tmp_path / "s").exists()
         (tmp_path / "kept").mkdir(exist_ok=True)
         result = CliRunner().invoke(cli, ["--store", str(tmp_path / "kept"), "init", "--catalog", url])
         assert result.exit_code == 1 and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_catalog_session_is_autocommit_and_bounded_in_time(monkeypatch):
+    """Sessions on the catalog server commit each statement (a reader's session left in a transaction
+    would hold its locks and snapshot) and give up on a server that does not answer instead of
+    hanging; without psycopg the error says which extra to install."""
+    import sys
+
+    import psycopg
+
+    from quanta_db.errors import StoreError
+    from quanta_db.store import kept, lake
+
+    locator = lake.Locator(root=Path("unused"), url="postgresql://someone@db.example/quanta", schema="quanta_x")
+    opened = []
+    monkeypatch.setattr(psycopg, "connect", lambda *args, **options: opened.append((args, options)) or "session")
+    assert kept.connect(locator) == "session"
+    (args, options), = opened
+    assert args == (locator.url,) and options["autocommit"] is True
+    assert 0 < options["connect_timeout"] <= 30  # seconds
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an install without the extra sees
+    with pytest.raises(StoreError) as refused:
+        kept.connect(locator)
+    assert str(refused.value) == "this store's catalog is on PostgreSQL: pip install 'quanta-db[postgres]'"
 
 
 def test_a_store_whose_postgresql_schema_is_gone_is_one_line(store):

@@ -54,6 +54,22 @@ def test_rows_added_meanwhile_are_refused_by_the_added_check_alone(store):
     job.abort()
 
 
+def test_rows_added_to_an_input_meanwhile_name_it_as_the_input(store):
+    """The job read ``tokenizer='tok'``; a run adding rows there (its input run still committed)
+    stops the commit, and the message says it was the job's input, with the advice for inputs."""
+    first = _commit(store, "maker", {"n": 5})
+    seen = store.observe("user", {"tok": "tok"})
+    assert store.see(seen, "vocab", is_input=True, tokenizer="tok") == {first}
+    job = store.begin_run("user", {"tok": "tok"}, observation=seen)
+    job.write("vocab", _vocab("derived"))
+    added = _commit(store, "more", {"n": 3}, n=3)
+    with pytest.raises(ConflictError) as refused:
+        job.commit()
+    job.abort()
+    assert str(refused.value) == (f"input vocab tokenizer='tok' was written by run {added} while this job ran; "
+                                  "nothing was committed (re-run the command to compute from the current data)")
+
+
 def test_rows_removed_meanwhile_are_refused_by_the_removed_check_alone(store):
     first = _commit(store, "maker", {"n": 5})
     seen = store.observe("user", {"tok": "tok"})

@@ -41,8 +41,10 @@ def test_old_store_upgrades_without_losing_rows(tmp_path):
     with connect(root, read_only=False) as con:
         con.execute("INSERT INTO runs VALUES ('r1', 'corpus', '{}', 'h', '0', 'host', 'cpu', now(), now(), 5, 'committed')")
         con.execute("INSERT INTO files VALUES ('r1', 'vocab', 'tables/vocab/x.parquet', 'tokenizer=t', 5, 10, now())")
-    with pytest.raises(StoreError, match="run `quanta-db migrate`"):
+    newest = migrations.discover()[-1].version
+    with pytest.raises(StoreError) as behind:
         Store.open(root)
+    assert str(behind.value) == f"store schema is at version 1, this quanta-db expects {newest}; run `quanta-db migrate`"
     applied = Store.open(root, check=False).migrate()
     assert [m.version for m in applied] == [m.version for m in migrations.discover()][1:]
     reopened = Store.open(root)

@@ -95,6 +95,8 @@ def test_a_statement_is_confined_to_the_files_its_filters_reach(suite_store, mon
     if not sql.startswith("EXPLAIN"):
         assert confined.equals(suite_store.query(sql, params, unsafe=True).table)
     assert taken == [False]  # answered by the narrowed reader, never retried on every file
+    # in use while it answered, given back after: idle, so the least recent ones can be closed
+    assert all(reader.users == 0 for reader in copies.shared(suite_store.root).current()._readers.values())
 
 
 @pytest.mark.parametrize("sql", WHOLE_TABLE)
@@ -162,6 +164,17 @@ def test_a_plan_read_off_the_statement_equals_duckdbs_own(suite_store, case):
     with snapshot.catalog_cursor() as cursor:
         folder = suite_store.root.as_posix() + "/"
         assert reach.reached_files(cursor, folder, tree_plan) == reach.reached_files(cursor, folder, duckdb_plan)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM cluster_sizes", "SELECT * FROM tokens_per_subset", "SELECT * FROM no_such_table",
+    "SELECT * FROM information_schema.tables", "SELECT * FROM other.token_losses", "SELECT * FROM temp.main.runs",
+    "WITH token_losses AS (SELECT 'm' AS model) SELECT * FROM token_losses WHERE model = 'm'",  # the name is the CTE's
+])
+def test_a_statement_on_a_view_or_outside_the_lake_is_left_to_duckdbs_planner(sql):
+    """Only a lake table's own name is one plain scan: a view (a saved analysis, a derived view)
+    reads other tables, and a name in another schema or catalog, or one a CTE defines, is not the lake's table."""
+    assert reach.one_scan_plan(sandbox.serialised(sql)) is None
 
 
 def _commit_losses(store, partitions) -> None:

@@ -398,3 +398,50 @@ def test_an_unknown_fact_table_is_named_with_the_known_ones():
     with pytest.raises(QuantaError) as error:
         fact_table("nope")
     assert str(error.value) == f"unknown fact table 'nope' (known: {', '.join(sorted(fact_tables()))})"
+
+
+def test_a_record_batch_is_staged_and_files_keep_row_groups_of_at_most_row_group_rows(store, monkeypatch):
+    """A run takes a RecordBatch as a table; a file's row groups (what DuckDB reads in parallel and
+    prunes by statistics) hold at most ``ROW_GROUP_ROWS`` rows however much one flush writes."""
+    monkeypatch.setattr(runs, "ROW_GROUP_ROWS", 4)
+    with store.begin_run("test", {}) as run:
+        assert run.write("vocab", _vocab("t", 10).to_batches()[0]) == 10
+        run.commit()
+    (listed,) = store.manifest("vocab").to_pylist()
+    metadata = pq.ParquetFile(listed["path"]).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [4, 4, 2]
+    assert store.query_df("SELECT token FROM vocab ORDER BY token_id")["token"].tolist() == [f"t{i}" for i in range(10)]
+
+
+def test_params_that_json_cannot_hold_are_recorded_as_text(store):
+    """A job's parameters may hold paths or dates (a corpus's source folder): the run records them
+    as their text rather than failing the commit."""
+    import datetime as dt
+    import json
+    from pathlib import Path
+
+    params = {"source": Path("/data/corpus"), "since": dt.date(2026, 12, 2), "k": 3}
+    with store.begin_run("test", params) as run:
+        run.write("vocab", _vocab())
+        run.commit()
+    (recorded,) = store.query_df("SELECT params FROM runs")["params"]
+    recorded = json.loads(recorded)
+    recorded.pop("environment")  # the versions a run records beside its parameters
+    assert recorded == {"k": 3, "since": "2026-12-02", "source": "/data/corpus"}
+
+
+def test_corpora_split_within_one_partition_get_a_file_each(store):
+    """Two corpora of one model and step share a partition folder: each gets its own file (the
+    split key in its name), none overwrites the other, and each holds only its own rows."""
+    schema = fact_table("head_token_metrics").schema
+    rows = [{"model": "m", "step": 0, "corpus": corpus, "doc_id": doc, "pos": 1, "layer": 0, "head": 0, "dla": 0.5,
+             "mover_attn": 0.0, "mover_dla": 0.0} for corpus, n in (("c-0", 2), ("c-1", 3)) for doc in range(n)]
+    with store.begin_run("heads", {}) as run:
+        run.write("head_token_metrics", pa.Table.from_pylist(rows, schema=schema))
+        assert run.commit() == 5
+    listed = store.manifest("head_token_metrics").to_pylist()
+    assert sorted((f["corpus"], f["rows"]) for f in listed) == [("c-0", 2), ("c-1", 3)]
+    assert len({f["path"] for f in listed}) == 2
+    for f in listed:
+        assert set(pq.read_table(f["path"], columns=["corpus"]).column("corpus").to_pylist()) == {f["corpus"]}
+    assert store.query_df("SELECT count(*) AS n FROM head_token_metrics")["n"][0] == 5

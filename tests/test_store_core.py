@@ -760,3 +760,23 @@ def test_init_makes_missing_folders_upgrades_a_store_and_refuses_what_is_not_one
         Store.init(old)
     assert a_file.read_text() == "mine" and sorted(p.name for p in full.iterdir()) == ["notes.txt"]
     assert sorted(p.name for p in old.iterdir()) == [lake.LEGACY_FILE]
+
+
+def test_a_process_checks_the_schema_of_one_catalog_state_once(store, monkeypatch):
+    """Opening a store again checks its schema only when its catalog changed since this process
+    checked it (the change stamp is far cheaper than the check)."""
+    from quanta_db.store import store as store_module
+    from quanta_db.store.store import Store
+
+    checks = []
+    real = Store.check_schema
+    monkeypatch.setattr(Store, "check_schema", lambda self, *args, **kwargs: checks.append(1) or real(self, *args, **kwargs))
+    monkeypatch.setattr(store_module, "_SCHEMA_CHECKED", {})
+    Store.open(store.root)
+    Store.open(store.root)
+    assert len(checks) == 1
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}))
+        run.commit()
+    Store.open(store.root)
+    assert len(checks) == 2

@@ -114,7 +114,20 @@ def test_the_owners_unchecked_queries_keep_their_parameters_and_limits(store):
     assert result.table.column("i").to_pylist() == [0, 1, 2] and result.truncated
     assert not store.query("SELECT 1 AS one", unsafe=True, max_rows=3).truncated
     with pytest.raises(QueryError, match=r"stopped by the time limit \(50 ms\)"):
-        store.query("SELECT count(*) FROM range(100000000000) a, range(100) b", unsafe=True, time_limit_ms=50)
+        # seconds of work without a limit (so a lost limit fails here rather than hangs), far over 50 ms on any machine
+        store.query("SELECT sum(hash(i)) FROM range(300000000) t(i)", unsafe=True, time_limit_ms=50)
+
+
+def test_a_querys_elapsed_time_is_in_milliseconds(monkeypatch):
+    import itertools
+
+    from quanta_db.store import querying
+
+    clock = itertools.count(100.0, 0.25)  # each reading of the clock a quarter second later
+    monkeypatch.setattr(querying.time, "perf_counter", lambda: next(clock))
+    with duckdb.connect() as con:
+        result = querying._execute(con, "SELECT 42 AS v", None, None, None, attached=False)
+    assert result.table.column("v").to_pylist() == [42] and result.elapsed_ms == 250.0
 
 
 @pytest.mark.parametrize(("delay_s", "waited_s", "expected_s"), [

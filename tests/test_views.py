@@ -85,6 +85,9 @@ def test_saved_query_header_parsing(tmp_path):
     assert (query.name, query.description, query.parameters, query.body) == (
         "my_view", "Something useful.", "k := 3", "SELECT k AS v")
     assert query.create_sql().startswith('CREATE OR REPLACE MACRO memory.main."my_view"(k := 3) AS TABLE')
+    bare = tmp_path / "bare_view.sql"
+    bare.write_text("SELECT 1 AS v")
+    assert (views.parse_saved_query(bare).description, views.parse_saved_query(bare).parameters) == ("", "")
     bad = tmp_path / "other.sql"
     bad.write_text("-- name: not_other\nSELECT 1")
     with pytest.raises(QueryError, match="must be named"):
@@ -129,3 +132,14 @@ def test_the_saved_analyses_read_at_once_are_the_names_and_the_macros(store):
         names, macros = views.saved_analyses(con)
         assert names == sandbox.table_macros(con) and macros == views.session_macros(con)
     assert any(macro.parameters for macro in macros) and len(names) > len(macros)  # views and macros both
+
+
+def test_a_saved_query_that_does_not_bind_is_named_and_recorded_nowhere(store, tmp_path):
+    path = tmp_path / "broken_view.sql"
+    path.write_text("SELECT no_such_column FROM tokens")
+    broken = views.parse_saved_query(path)
+    with pytest.raises(QueryError) as refused, store.write() as con:
+        views.install_saved_queries(con, [*views.discover_saved_queries(), broken], str(store.root))
+    assert str(refused.value).startswith("saved query broken_view.sql does not install: Binder Error")
+    assert "broken_view" not in set(store.saved_queries().name)
+    assert len(store.saved_queries()) == len(views.discover_saved_queries())

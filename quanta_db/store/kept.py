@@ -18,6 +18,8 @@ from collections import OrderedDict
 from quanta_db.errors import StoreError
 from quanta_db.store import lake
 
+CONNECT_TIMEOUT_S = 10  # a server that does not answer is an error after this long, not a hang
+
 
 def connect(locator: lake.Locator):
     """A new psycopg session (autocommit) on the store's PostgreSQL catalog database."""
@@ -26,7 +28,7 @@ def connect(locator: lake.Locator):
     except ImportError:
         raise StoreError("this store's catalog is on PostgreSQL: pip install 'quanta-db[postgres]'") from None
     try:
-        return psycopg.connect(locator.connection_url(), autocommit=True, connect_timeout=10)
+        return psycopg.connect(locator.connection_url(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.Error as error:
         raise StoreError(lake.describe_error(locator, error)) from None
 

@@ -226,15 +226,14 @@ def one_scan_plan(tree: dict) -> tuple[ScanPlan, ...] | None:
 
 def _kinds(node) -> list[str]:
     """The ``type`` of every part of a serialised tree."""
-    found, stack = [], [node]
-    while stack:
-        item = stack.pop()
+    found, parts = [], [node]
+    for item in parts:  # the list grows as it is read: every part, breadth first
         if isinstance(item, dict):
             if isinstance(item.get("type"), str):
                 found.append(item["type"])
-            stack.extend(item.values())
+            parts.extend(item.values())
         elif isinstance(item, list):
-            stack.extend(item)
+            parts.extend(item)
     return found
 
 

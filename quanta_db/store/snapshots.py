@@ -57,11 +57,11 @@ class _Reader:
     under ``guard``, the lock of the snapshot that made it."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, paths: frozenset[str] | None,
-                 state: int = 0, guard: threading.Lock | None = None, attached: bool = True):
+                 state: int, guard: threading.Lock, attached: bool = True):
         self.connection, self.paths = connection, paths  # paths None: every committed file
         self.attached = attached  # the lake is attached (else it reads its files directly only)
         self.state = state  # the lake snapshot it reads
-        self.guard = guard if guard is not None else threading.Lock()
+        self.guard = guard
         self.made: set[str] = set()
         self.users = 0
         self.retired = False
@@ -240,7 +240,7 @@ class Snapshot:
         connection = self._planner_connection()
         with self._lock:
             if self._planner is None and not self._closed:
-                self._planner = _Reader(connection, frozenset())
+                self._planner = _Reader(connection, frozenset(), self.state[0], self._lock)
                 return self._planner
         connection.close()  # another thread planned first (or this snapshot was closed)
         if self._closed:
@@ -485,7 +485,8 @@ class Snapshot:
         except BaseException:
             connection.close()
             raise
-        return _Reader(connection, paths, self.state[0], self._lock, attached=False)
+        return _Reader(connection, paths, self.state[0], self._lock,
+                       attached=False)  # pragma: no mutate  (None is only ever truth-tested too)
 
     def _held(self, paths: frozenset[str] | None, unattached: bool = False) -> _Reader | None:
         """A kept reader covering ``paths`` (None: only one confined to every file), marked in
