@@ -87,7 +87,8 @@ def test_saved_query_header_parsing(tmp_path):
     assert query.create_sql().startswith('CREATE OR REPLACE MACRO memory.main."my_view"(k := 3) AS TABLE')
     bare = tmp_path / "bare_view.sql"
     bare.write_text("SELECT 1 AS v")
-    assert (views.parse_saved_query(bare).description, views.parse_saved_query(bare).parameters) == ("", "")
+    bare_query = views.parse_saved_query(bare)
+    assert (bare_query.description, bare_query.parameters) == ("", "")
     bad = tmp_path / "other.sql"
     bad.write_text("-- name: not_other\nSELECT 1")
     with pytest.raises(QueryError, match="must be named"):
