@@ -48,10 +48,17 @@ def test_rows_added_meanwhile_are_refused_by_the_added_check_alone(store):
     assert store.see(seen, "vocab", tokenizer="new") == frozenset()  # absent when the job decided
     job = store.begin_run("maker", {"tok": "new"}, observation=seen)
     job.write("vocab", _vocab("new"))
-    _commit(store, "other_maker", {"tok": "new"}, name="new")  # someone created it meanwhile
-    with pytest.raises(ConflictError, match="vocab tokenizer='new' was written by run"):
+    other = _commit(store, "other_maker", {"tok": "new"}, name="new")  # someone created it meanwhile
+    with pytest.raises(ConflictError) as refused:
         job.commit()
     job.abort()
+    assert str(refused.value) == (f"vocab tokenizer='new' was written by run {other} while this job ran; "
+                                  "nothing was committed (re-run the command; --force replaces)")
+
+
+def test_a_run_records_the_device_its_job_ran_on(store):
+    run_id = _commit(store, "maker", {"n": 5}, device="cuda:1")
+    assert store.query_df("SELECT device FROM runs WHERE run_id = ?", [run_id])["device"][0] == "cuda:1"
 
 
 def test_rows_added_to_an_input_meanwhile_name_it_as_the_input(store):

@@ -128,3 +128,28 @@ def test_the_shipped_kinds_declare_what_the_api_exported_before():
     assert set(kinds.reports()) == {"clusters", "features", "trajectories", "heatmap"}
     with pytest.raises(AttributeError):
         quanta_db.ingest_nothing  # noqa: B018
+
+
+def test_a_column_a_newer_declaration_adds_is_added_by_migrate_and_reads_null_for_old_rows(probe_kind, tmp_path):
+    """A release that declares one more column of a fact table: `quanta-db migrate` adds it to the
+    lake table and its view, the rows committed before read NULL there, and new runs fill it."""
+    import sys
+
+    import pyarrow as pa
+
+    from quanta_db.store.tables import FactTable
+
+    store = quanta_db.open_store(tmp_path / "store", create=True)
+    quanta_db.ingest_probe(store, label="a", n=2)
+    tables = sys.modules["quanta_db.results.probe.tables"]
+    wider = FactTable("probe_values", [("label", pa.string()), ("value", pa.int64()), ("note text", pa.string())],
+                      ("label",), "Values a probe wrote.")
+    tables.FACT_TABLES[:] = [wider]
+    kinds.forget()
+    store.migrate()
+    assert store.query_arrow('SELECT label, value, "note text" FROM probe_values ORDER BY value').to_pydict() == {
+        "label": ["a", "a"], "value": [0, 1], "note text": [None, None]}
+    with store.write() as con:
+        columns = con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'tables' "
+                              "AND table_name = 'probe_values' ORDER BY ordinal_position").fetchall()
+    assert columns == [("label",), ("value",), ("note text",)]

@@ -108,10 +108,14 @@ def test_store_newer_than_code_is_refused(store, store_snapshot):
     with connect(store.root, read_only=False) as con:
         con.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x', now())")
     before = store_snapshot(store)
-    with pytest.raises(StoreError, match="newer than this quanta-db"):
+    latest = migrations.discover()[-1].version
+    expected = f"store schema is at version 99, newer than this quanta-db (knows up to {latest}); upgrade quanta-db"
+    with pytest.raises(StoreError) as refused:
         Store.open(store.root)
-    with pytest.raises(StoreError, match="newer than this quanta-db"):
+    assert str(refused.value) == expected
+    with pytest.raises(StoreError) as refused:
         store.migrate()
+    assert str(refused.value) == expected
     assert store_snapshot(store) == before
 
 

@@ -758,6 +758,9 @@ def test_init_makes_missing_folders_upgrades_a_store_and_refuses_what_is_not_one
     (old / lake.LEGACY_FILE).write_bytes(b"")
     with pytest.raises(StoreError, match=rf"^{old} is a store of quanta-db 0.1; upgrade it with `quanta-db migrate`$"):
         Store.init(old)
+    with pytest.raises(StoreError, match=rf"^{old} is a store of quanta-db 0.1 \(its catalog is {lake.LEGACY_FILE}\); "
+                                         r"upgrade it with `quanta-db migrate`$"):
+        Store.open(old)
     assert a_file.read_text() == "mine" and sorted(p.name for p in full.iterdir()) == ["notes.txt"]
     assert sorted(p.name for p in old.iterdir()) == [lake.LEGACY_FILE]
 

@@ -82,7 +82,8 @@ def _with_backoff(locator: lake.Locator, attempt):
     started = time.monotonic()
     delay_s = FIRST_RETRY_S
     while (result := attempt()) is _HELD:
-        if time.monotonic() - started >= lock_timeout_s():
+        waited_s = time.monotonic() - started
+        if waited_s >= lock_timeout_s():  # pragma: no mutate  (> is the same on a continuous clock)
             raise CatalogLocked(_locked_message(locator))
         time.sleep(delay_s)
         delay_s = _next_delay_s(delay_s, time.monotonic() - started)
@@ -462,8 +463,8 @@ def change_stamp(root: Path) -> tuple:
     if not locator.on_postgres:
         readers = published.readers_file(locator.metadata_file)
         if readers is not None:
-            return "readers", _stamp(readers)
-        return "catalog", _stamp(locator.metadata_file), _stamp(locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal"))
+            return (_stamp(readers),)
+        return _stamp(locator.metadata_file), _stamp(locator.metadata_file.with_name(lake.LOCAL_FILE + ".wal"))
     return (_latest_snapshot(locator),)
 
 

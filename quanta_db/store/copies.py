@@ -90,7 +90,7 @@ class Snapshots:
             threading.Thread(target=_close_all, args=(retired,), name="quanta-db-retired-copies").start()
 
     def _take(self, stamp: tuple, blank: duckdb.DuckDBPyConnection | None, previous: Snapshot | None) -> Snapshot:
-        return Snapshot(self.root, self._generation + 1, self.memory_limit, stamp=stamp, plans=self._plans,
+        return Snapshot(self.root, self.memory_limit, stamp=stamp, plans=self._plans,
                         blank=blank, previous=previous)
 
     def _pop_blank(self) -> duckdb.DuckDBPyConnection | None:

@@ -46,8 +46,8 @@ def run_on(snapshot, sql: str, params: list | None = None, time_limit_ms: int | 
         rewritten = snapshot.direct(sql, params)
         if rewritten is not None:
             try:
-                return _execute(connection, rewritten, params, time_limit_ms, max_rows, narrowed, direct=True,
-                                attached=attached)
+                # any refusal of a direct read sends it through the lake, narrowed or not
+                return _execute(connection, rewritten, params, time_limit_ms, max_rows, direct=True, attached=attached)
             except _NarrowedOut:
                 pass
         if attached:

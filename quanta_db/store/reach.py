@@ -158,7 +158,8 @@ def _constant(node: dict) -> str | None:
     if kind.get("id") == "DECIMAL":  # serialised as the unscaled integer
         scale = (kind.get("type_info") or {}).get("scale", 0)
         return str(Decimal(int(value["value"])).scaleb(-int(scale)))
-    return str(value["value"]).lower() if isinstance(value["value"], bool) else str(value["value"])
+    # A boolean's text ("True") matches no key: neither a string literal nor a canonical integer.
+    return str(value["value"])
 
 
 def _string(node: dict) -> bool:

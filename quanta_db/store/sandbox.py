@@ -128,12 +128,13 @@ def _explained(sql: str) -> str:
              for (start, _), (end, _) in zip(tokens, [*tokens[1:], (len(sql), None)])]
     index = 1  # words[0] is EXPLAIN
     if index < len(words) and words[index][1] == "(":
+        # The statement parsed, so its option list's parentheses close before the words end.
         depth = 0
-        while index < len(words):
-            depth += {"(": 1, ")": -1}.get(words[index][1], 0)
-            index += 1
+        for closing in range(index, len(words)):
+            depth += {"(": 1, ")": -1}.get(words[closing][1], 0)
             if depth == 0:
                 break
+        index = closing + 1
     if index < len(words) and words[index][1] in ("ANALYZE", "ANALYSE"):
         index += 1
     return sql[words[index][0]:] if index < len(words) else ""

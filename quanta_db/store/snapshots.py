@@ -81,10 +81,12 @@ class _Reader:
 class Snapshot:
     """One committed state of the store, for this process's user SQL (see the module's text)."""
 
-    def __init__(self, root: Path, generation: int, memory_limit: str | None = None,
+    generation: int  # its place among the states a process kept, set when kept (copies.Snapshots._keep)
+
+    def __init__(self, root: Path, memory_limit: str | None = None,
                  stamp: tuple | None = None, plans: reach.Plans | None = None,
                  blank: duckdb.DuckDBPyConnection | None = None, previous: Snapshot | None = None):
-        self.root, self.generation, self.memory_limit = Path(root), generation, memory_limit
+        self.root, self.memory_limit = Path(root), memory_limit
         self._folder = self.root.as_posix().rstrip("/") + "/"
         self._plans = plans if plans is not None else reach.Plans()
         self._lock = threading.Lock()
