@@ -3,6 +3,7 @@ appears in the Python API, the CLI, the tables and views, the saved analyses and
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pytest
@@ -91,6 +92,8 @@ def probe_kind(tmp_path, monkeypatch):
     yield
     monkeypatch.undo()
     kinds.forget()
+    for name in [name for name in sys.modules if name.startswith("quanta_db.results.probe")]:
+        del sys.modules[name]  # each test imports its own probe package afresh
 
 
 @pytest.mark.slow
@@ -133,8 +136,6 @@ def test_the_shipped_kinds_declare_what_the_api_exported_before():
 def test_a_column_a_newer_declaration_adds_is_added_by_migrate_and_reads_null_for_old_rows(probe_kind, tmp_path):
     """A release that declares one more column of a fact table: `quanta-db migrate` adds it to the
     lake table and its view, the rows committed before read NULL there, and new runs fill it."""
-    import sys
-
     import pyarrow as pa
 
     from quanta_db.store.tables import FactTable
