@@ -135,7 +135,7 @@ def test_the_shipped_kinds_declare_what_the_api_exported_before():
 
 def test_a_column_a_newer_declaration_adds_is_added_by_migrate_and_reads_null_for_old_rows(probe_kind, tmp_path):
     """A release that declares one more column of a fact table: `quanta-db migrate` adds it to the
-    lake table and its view, the rows committed before read NULL there, and new runs fill it."""
+    lake table and its view, in its declared place, and the rows committed before read NULL there."""
     import pyarrow as pa
 
     from quanta_db.store.tables import FactTable

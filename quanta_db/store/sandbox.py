@@ -192,6 +192,12 @@ def precheck(sql: str) -> None:
     check_read_only(sql, None)
 
 
+def store_folder(root: Path) -> str:
+    """The store's folder as the prefix of every path in it (with its trailing ``/``): the
+    readable area of a connection confined to every committed file."""
+    return Path(root).as_posix().rstrip("/") + "/"
+
+
 def restrict(con, root: Path, memory_limit: str | None = None, paths: list[str] | None = None,
              deletes: list[str] | None = None) -> None:
     """Confine ``con`` (a read-only DuckDB connection to a store's catalog, or to a copy of it) to
@@ -201,8 +207,7 @@ def restrict(con, root: Path, memory_limit: str | None = None, paths: list[str] 
     caps what its queries may hold, none spilling to disk."""
     deletes = lake.delete_files(con) if deletes is None else deletes
     if paths is None:
-        folder = Path(root).as_posix().rstrip("/") + "/"
-        con.execute(statement("allow_committed_files"), [folder, deletes])
+        con.execute(statement("allow_committed_files"), [store_folder(root), deletes])
     else:
         con.execute(statement("allow_files"), [[*paths, *deletes]])
     if memory_limit:

@@ -87,7 +87,7 @@ class Snapshot:
                  stamp: tuple | None = None, plans: reach.Plans | None = None,
                  blank: duckdb.DuckDBPyConnection | None = None, previous: Snapshot | None = None):
         self.root, self.memory_limit = Path(root), memory_limit
-        self._folder = self.root.as_posix().rstrip("/") + "/"
+        self._folder = sandbox.store_folder(self.root)
         self._plans = plans if plans is not None else reach.Plans()
         self._lock = threading.Lock()
         self._readers: OrderedDict[int, _Reader] = OrderedDict()
