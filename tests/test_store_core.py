@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -76,6 +77,23 @@ def test_the_heartbeat_refreshes_a_registered_marker_and_lets_a_removed_one_go(t
     assert liveness.heartbeat_age_s(gone) == float("inf")
     liveness.let_go(live)
     assert live not in liveness._registered
+
+
+def test_one_heartbeat_thread_beats_for_every_folder_and_a_dead_one_is_replaced(tmp_path, fast_heartbeat):
+    """A process running many jobs keeps one beating thread, not one per staging folder; a thread
+    that stopped (an exception in a beat) is started again by the next folder registered."""
+    liveness.write_marker(tmp_path / "first", run_id="a")
+    beating = liveness._thread
+    liveness.write_marker(tmp_path / "second", run_id="b")
+    assert liveness._thread is beating and beating.is_alive()
+    stopped = threading.Thread(target=lambda: None)
+    stopped.start()
+    stopped.join()
+    liveness._thread = stopped
+    liveness.keep_alive(tmp_path / "third")
+    assert liveness._thread is not stopped and liveness._thread.is_alive()
+    for name in ("first", "second", "third"):
+        liveness.let_go(tmp_path / name)
 
 
 def test_owner_alive_by_process_and_by_heartbeat(tmp_path, fast_heartbeat, monkeypatch):
@@ -466,6 +484,12 @@ def test_read_fact_reads_the_partition_and_columns_asked_for(corpus_store):
     assert store.read_fact("documents", ["doc_id"], partition={"corpus": "nope"}).num_rows == 0
     assert store.read_fact("documents", ["doc_id", "corpus"], partition={"corpus": "nope"}).column_names == [
         "doc_id", "corpus"]
+    import pyarrow.dataset as ds
+
+    short = store.read_fact("documents", ["doc_id"], where=ds.field("n_tokens") < 20)
+    assert sorted(short.column(0).to_pylist()) == store.query_df(
+        "SELECT doc_id FROM documents WHERE n_tokens < 20 ORDER BY doc_id")["doc_id"].tolist()
+    assert 0 < short.num_rows < every.num_rows
 
 
 def test_query_frames_keep_integers_integral_beside_nulls(store):

@@ -80,8 +80,8 @@ def _select(table: str, paths: list[str]) -> str:
     """The rows of ``table``'s files ``paths`` with its declared columns and types."""
     fields = fact_tables()[table].schema
     if not paths:
-        return "SELECT " + ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}"
-                                     for f in fields) + " WHERE false"
+        nulls = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in fields)
+        return f"SELECT {nulls} WHERE false"
     columns = ", ".join(f"CAST({quote_ident(f.name)} AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}"
                         for f in fields)
     listed = ", ".join(_literal(path) for path in paths)

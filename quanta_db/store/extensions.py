@@ -46,7 +46,7 @@ def connection_config(postgres: bool) -> dict:
 def load(con: duckdb.DuckDBPyConnection, postgres: bool) -> None:
     """Load DuckLake (and postgres) into ``con`` (made with :func:`connection_config`),
     installing each from its wheel the first time."""
-    checking = not con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
+    checking = not con.execute(statement("unsigned_extensions_allowed")).fetchone()[0]
     for name in names(postgres):
         checked = None if checking else _checked_file(name)
         if checked is not None:

@@ -143,7 +143,7 @@ def attach_sql(locator: Locator, read_only: bool = True, metadata_file: Path | N
     if locator.on_postgres:
         options.append(f"METADATA_SCHEMA {quote_literal(locator.schema)}")
     if read_only:
-        options.append("READ_ONLY")
+        options.append("READ_ONLY")  # pragma: no mutate  (SQL: any case)
     elif not locator.on_postgres:
         options.append(f"META_ROW_GROUP_SIZE {METADATA_ROW_GROUP_ROWS}")
     if snapshot is not None:
@@ -218,8 +218,8 @@ def _make_anew(con: duckdb.DuckDBPyConnection, name: str) -> None:
     names = ", ".join(quote_ident(column) for column, *_ in columns)
     definitions = ", ".join(
         f"{quote_ident(column)} {data_type}"
-        + (f" DEFAULT {default}" if default not in (None, "NULL") else "")
-        + ("" if nullable else " NOT NULL")
+        + (f" DEFAULT {default}" if default is not None else "")  # "NULL" too: the same as none
+        + ("" if nullable else " NOT NULL")  # pragma: no mutate  (SQL: any case)
         for column, data_type, default, nullable in columns)
     con.execute(f"CREATE TABLE {new} ({definitions})")
     con.execute(f"INSERT INTO {new} ({names}) SELECT {names} FROM {table}")

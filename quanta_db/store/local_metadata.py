@@ -40,7 +40,7 @@ def state(con: duckdb.DuckDBPyConnection, locator: lake.Locator) -> State | None
             table=f"{metadata}.{quote_ident(holder)}", snapshot=int(snapshot[0])))
     if not all(parts.values()):
         return None
-    relations = {table: " UNION ALL ".join(queries) for table, queries in parts.items()}
+    relations = {table: " UNION ALL ".join(queries) for table, queries in parts.items()}  # pragma: no mutate  (SQL: any case)
     try:  # binds only when each inlined table has every column read here
         migrations, saved = con.execute(statement("local_catalog_rows").format(
             migrations=relations["schema_migrations"], saved=relations["saved_queries"],

@@ -39,6 +39,7 @@ import duckdb
 
 from quanta_db.errors import QuantaError
 from quanta_db.store import catalog, direct, lake, local_metadata, postgres_metadata, reach, sandbox, views
+from quanta_db.store.sql import statement
 
 MAX_READERS = 8  # readers one snapshot keeps for later statements (least recent closed when idle)
 WARMED = 4  # statements a copy taken in the background takes readers for before it is used
@@ -229,7 +230,7 @@ class Snapshot:
         connection = self._private.open()
         try:
             sandbox.restrict(connection, self.root, self.memory_limit, paths=[], deletes=[])
-            connection.execute("SELECT count(*) FROM files WHERE false").fetchall()  # loads the catalog now
+            connection.execute(statement("load_catalog")).fetchall()  # loads the catalog now
         except BaseException:
             connection.close()
             raise

@@ -201,12 +201,12 @@ def session_macros(con: duckdb.DuckDBPyConnection) -> list[SavedQuery]:
 
 def called_macros(macros: list[SavedQuery], sql: str) -> list[SavedQuery]:
     """The macros whose names occur in ``sql``, or in the body of one that does (transitively)."""
-    texts, wanted = [sql.lower()], {}
+    texts, wanted = [sql.lower()], set()
     while texts:
         text = texts.pop()
         for macro in macros:
             if macro.name not in wanted and macro.name.lower() in text:
-                wanted[macro.name] = macro
+                wanted.add(macro.name)
                 texts.append(macro.body.lower())
     return [macro for macro in macros if macro.name in wanted]
 

@@ -1,0 +1,1 @@
+SELECT current_setting('allow_unsigned_extensions')
