@@ -75,7 +75,7 @@ def scans(plan: list[dict]) -> list[Scan]:
         if node.get("name") == SCAN_OPERATOR:
             info = node.get("extra_info") or {}
             filters = info.get("Filters") or []
-            found.append(Scan(str(info.get("Table", "")), tuple([filters] if isinstance(filters, str) else filters)))
+            found.append(Scan(str(info["Table"]), tuple([filters] if isinstance(filters, str) else filters)))
         stack.extend(node.get("children") or [])
     return found
 
@@ -137,11 +137,13 @@ def _like_prefix(pattern: str | None) -> str | None:
 
 def _key(node: dict, qualifiers: frozenset[str] = frozenset()) -> str | None:
     """The column a reference names: unqualified, or qualified by one of ``qualifiers``."""
+    if node.get("type") != "COLUMN_REF":
+        return None
     names = node.get("column_names") or []
-    if node.get("type") != "COLUMN_REF" or not names or not IDENTIFIER.fullmatch(names[-1]):
+    if not names or not IDENTIFIER.fullmatch(names[-1]):
         return None
     if len(names) == 1 or (len(names) == 2 and names[0].lower() in qualifiers):
-        return names[-1]
+        return names[-1].lower()  # names are case-insensitive in DuckDB, quoted or not; keys are lower case
     return None
 
 
@@ -156,8 +158,10 @@ def _constant(node: dict) -> str | None:
         return None
     kind = value.get("type") or {}
     if kind.get("id") == "DECIMAL":  # serialised as the unscaled integer
-        scale = (kind.get("type_info") or {}).get("scale", 0)
-        return str(Decimal(int(value["value"])).scaleb(-int(scale)))
+        scale = (kind.get("type_info") or {}).get("scale")
+        if not isinstance(scale, int):
+            return None
+        return str(Decimal(int(value["value"])).scaleb(-scale))
     # A boolean's text ("True") matches no key: neither a string literal nor a canonical integer.
     return str(value["value"])
 
@@ -177,7 +181,9 @@ def exact(condition: Condition, kind: str) -> bool:
     an integer to 1000, while ``step > 999.6`` holds for step 1000)."""
     if kind == "VARCHAR":
         return condition.strings
-    low, high = INTEGER_RANGES.get(kind, (1, 0))
+    if kind not in INTEGER_RANGES:
+        return False
+    low, high = INTEGER_RANGES[kind]
     return all(CANONICAL_INTEGER.fullmatch(text) and low <= int(text) <= high for text in condition.constants)
 
 
@@ -202,27 +208,30 @@ def one_scan_plan(tree: dict) -> tuple[ScanPlan, ...] | None:
     tree (``SELECT ... FROM token_losses WHERE model = 'x' AND step IN (...) ...``) without
     binding it; None for any other statement (which is planned by DuckDB). The table's columns
     are the only names its filters can mean (a table column wins over a select-list alias)."""
-    statements = tree.get("statements") or []
-    if tree.get("error") or len(statements) != 1:
+    statements = tree.get("statements") or []  # none unless it is one SELECT statement
+    if len(statements) != 1:
         return None
     node = statements[0].get("node") or {}
     source = node.get("from_table") or {}
-    table = str(source.get("table_name", "")).lower()
-    if (node.get("type") != "SELECT_NODE" or (node.get("cte_map") or {}).get("map")
-            or source.get("type") != "BASE_TABLE" or source.get("at_clause") or source.get("sample")
-            or table not in {*fact_tables(), *catalog_tables()}
-            or str(source.get("schema_name", "")).lower() not in ("", "main", "tables")
-            or str(source.get("catalog_name", "")).lower() not in ("", lake.LAKE)
-            or _kinds(node).count("BASE_TABLE") != 1 or NOT_ONE_SCAN & set(_kinds(node))):
+    if node.get("type") != "SELECT_NODE":
+        return None
+    if source.get("type") != "BASE_TABLE":  # a join, a subquery, a table function...
+        return None
+    try:  # the names DuckDB writes for every base table; a tree of another shape is DuckDB's to plan
+        table, schema, catalog = (str(source[name]).lower() for name in ("table_name", "schema_name", "catalog_name"))
+    except KeyError:
+        return None
+    if ((node.get("cte_map") or {}).get("map") or source.get("at_clause") or source.get("sample")
+            or table not in {*fact_tables(), *catalog_tables()} or schema not in ("", "main", "tables")
+            or catalog not in ("", lake.LAKE) or _kinds(node).count("BASE_TABLE") != 1 or NOT_ONE_SCAN & set(_kinds(node))):
         return None
     if table not in fact_tables():
         return ()  # a catalog table: its rows live in the catalog, not in files
-    qualifiers = frozenset(name.lower() for name in (table, source.get("alias") or "") if name)
+    qualifiers = frozenset(name.lower() for name in (table, source.get("alias")) if name)
     where = node.get("where_clause")
     types = key_types(table)
     found = [] if where is None else [c for c in _conjuncts(where, qualifiers, types) if c.key in types]
-    bare = not source.get("schema_name") and not source.get("catalog_name")
-    return (ScanPlan(table, tuple(found), bare),)
+    return (ScanPlan(table, tuple(found), not schema and not catalog),)
 
 
 def _kinds(node) -> list[str]:
@@ -257,7 +266,7 @@ def plan(con, sql: str, params: list | None = None) -> tuple[ScanPlan, ...] | No
         found = scans([node for _, text in rows for node in json.loads(text)])
         return tuple(ScanPlan(scan.table, tuple(c for text in scan.filters for c in conditions(text, sandbox.serialised)
                                                 if c.key in key_types(scan.table))) for scan in found)
-    except duckdb.Error:
+    except (duckdb.Error, KeyError):  # KeyError: a scan that names no table, which DuckDB does not write
         return None
     finally:
         cursor.close()
