@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from quanta_db.cli.main import cli
 from quanta_db.errors import QueryError
-from quanta_db.store import extensions, lake
+from quanta_db.store import extensions, lake, sandbox
 from quanta_db.store.store import Store
 
 ATTACKS = [
@@ -229,3 +229,62 @@ def test_a_store_folder_ending_in_any_character_is_the_readable_area(tmp_path):
         run.commit()
     (path,) = store.committed_paths("vocab")
     assert store.query_df(f"SELECT count(*) AS n FROM read_parquet('{path}')")["n"].tolist() == [1]
+    assert [sandbox.store_folder(Path(p)) for p in ("/", "/a", "/a/", "/a b/c")] == ["/", "/a/", "/a/", "/a b/c/"]
+
+
+READ = "only queries that read run against the store (this has {})"
+# (statement, the saved analyses, the one line the check refuses it with or None, the SELECT it runs)
+CHECKED = [
+    ("", set(), "no SQL statement given", None), (";", set(), "no SQL statement given", None),
+    ("-- only a comment", set(), "no SQL statement given", None),
+    ("SELECT 1; SELECT 2", set(), "one SQL statement at a time, got 2", None),
+    ("PIVOT documents ON corpus USING count(*)", set(), "one SQL statement at a time, got 2", None),
+    ("SELEC 1", set(), 'Parser Error: syntax error at or near "SELEC"', None),
+    ("SELECT 1", set(), None, "SELECT 1"), ("SELECT (SELECT 1)", set(), None, "SELECT (SELECT 1)"),
+    ("EXPLAIN SELECT 1", set(), None, "SELECT 1"), ("EXPLAIN ANALYZE SELECT 1", set(), None, "SELECT 1"),
+    ("EXPLAIN ANALYSE SELECT 3", set(), None, "SELECT 3"), ("explain analyze select 4", set(), None, "select 4"),
+    ("SELECT * FROM token_losses t WHERE t.step = 1", set(), None, "SELECT * FROM token_losses t WHERE t.step = 1"),
+    ("explain (format json, analyze) select 1", set(), None, "select 1"),
+    ("EXPLAIN (FORMAT json) SELECT 2", set(), None, "SELECT 2"),
+    ("EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'", set(),
+     "only a SELECT query can be explained here (this explains COPY)", None),
+    ("EXPLAIN (FORMAT json, ANALYZE) INSERT INTO t VALUES (1)", set(),
+     "only a SELECT query can be explained here (this explains INSERT)", None),
+    ("INSERT INTO t VALUES (1)", set(), "only SELECT queries run against the store (this is INSERT)", None),
+    ("UPDATE EXTENSIONS", set(),
+     "only SELECT queries run against the store (this is a statement type unknown to this DuckDB client)", None),
+    ("PRAGMA version", set(), READ.format("no SELECT tree"), None),
+    ("SELECT * FROM __ducklake_metadata_lake.ducklake_data_file", set(),
+     READ.format("a table of the catalog's metadata database"), None),
+    ("SELECT * FROM lake.__DUCKLAKE_METADATA_lake.t", set(), READ.format("a table of the catalog's metadata database"), None),
+    ("SELECT * FROM __ducklake_metadata_lake.main.ducklake_snapshot", set(),
+     READ.format("a table of the catalog's metadata database"), None),
+    ("SELECT * FROM checkpoint()", set(), READ.format("table function checkpoint()"), None),
+    ("EXPLAIN SELECT * FROM checkpoint()", set(), READ.format("table function checkpoint()"), None),
+    ("SELECT 1 UNION SELECT * FROM (SELECT * FROM Enable_Logging()) t", set(),
+     READ.format("table function enable_logging()"), None),
+    ("SELECT * FROM query('SELECT 1')", set(), READ.format("table function query()"), None),
+    ("SELECT * FROM read_parquet('x') JOIN range(3) ON true", set(), None,
+     "SELECT * FROM read_parquet('x') JOIN range(3) ON true"),
+    ("SELECT * FROM glob('*'), read_csv_auto('x')", set(), None, "SELECT * FROM glob('*'), read_csv_auto('x')"),
+    ("SELECT * FROM Token_Pane_Loss('c', 'm', 1)", {"token_pane_loss"}, None, "SELECT * FROM Token_Pane_Loss('c', 'm', 1)"),
+    ("SELECT * FROM token_pane_loss('c', 'm', 1)", set(), READ.format("table function token_pane_loss()"), None),
+    ("SELECT * FROM token_pane_loss('c', 'm', 1)", None, None, "SELECT * FROM token_pane_loss('c', 'm', 1)"),
+    ("SELECT * FROM checkpoint()", None, READ.format("table function checkpoint()"), None),
+]
+
+
+@pytest.mark.parametrize(("sql", "macros", "refused", "planned"), CHECKED)
+def test_the_statement_check_passes_reads_and_names_what_it_refuses(sql, macros, refused, planned):
+    """The check alone, without a store: what it lets through (and the SELECT that then runs),
+    and the one line it refuses anything else with. None for the macros: any table function
+    that is not DuckDB's own may be a saved analysis (the check before a connection is open)."""
+    check = sandbox.precheck if macros is None else lambda text: sandbox.check_read_only(text, frozenset(macros))
+    if refused is None:
+        check(sql)
+        assert sandbox.planned_statement(sql) == planned
+        return
+    with pytest.raises(QueryError) as error:
+        check(sql)
+    hint = "" if refused.startswith(("no SQL", "one SQL", "Parser")) else f"; {sandbox.OWNER_HINT}"
+    assert str(error.value) == refused + hint

@@ -807,3 +807,19 @@ def test_a_process_checks_the_schema_of_one_catalog_state_once(store, monkeypatc
         run.commit()
     Store.open(store.root)
     assert len(checks) == 2
+
+
+def test_opening_a_store_that_is_not_there_makes_nothing_unless_asked_to(tmp_path):
+    from quanta_db.errors import StoreError
+    from quanta_db.store.store import Store
+
+    missing, empty = tmp_path / "nowhere", tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StoreError) as error:
+        Store.open(missing)
+    assert str(error.value) == f"store {missing} does not exist; create it with `quanta-db init`"
+    with pytest.raises(StoreError, match="is not a quanta-db store"):
+        Store.open(empty)
+    assert not missing.exists() and list(empty.iterdir()) == []
+    for folder in (missing, empty):  # create=True: a store, in a missing or an empty folder
+        assert Store.open(folder, create=True).query_df("SELECT count(*) AS n FROM runs")["n"].tolist() == [0]

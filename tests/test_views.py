@@ -97,6 +97,63 @@ def test_saved_query_header_parsing(tmp_path):
     shadow.write_text("SELECT 1")
     with pytest.raises(QueryError, match="shadow"):
         views.parse_saved_query(shadow)
+    noted = tmp_path / "noted.sql"  # comments before the SQL are no part of it; after its start they are
+    noted.write_text("-- name: noted\n-- a note on the query\n\n  -- another\nSELECT 1 AS v -- why\n"
+                     "-- description: no header once the SQL began\nFROM range(1);\n")
+    noted_query = views.parse_saved_query(noted)
+    assert (noted_query.description, noted_query.body) == (
+        "", "SELECT 1 AS v -- why\n-- description: no header once the SQL began\nFROM range(1)")
+    empty = tmp_path / "empty_one.sql"
+    empty.write_text("-- name: empty_one\n-- description: nothing follows\n\n;\n")
+    with pytest.raises(QueryError) as error:
+        views.parse_saved_query(empty)
+    assert str(error.value) == "saved query empty_one.sql has no SQL after its header"
+
+
+def test_saved_analyses_read_back_from_their_rows():
+    """Every saved analysis's name (lower case: DuckDB's names are), and those that take
+    parameters as the table macros a session creates."""
+    from pathlib import Path
+
+    names, macros = views.analyses([("Pane", "k := 1", "SELECT k"), ("plain", "", "SELECT 1")])
+    assert names == frozenset({"pane", "plain"})
+    assert macros == [views.SavedQuery("Pane", "", "k := 1", "SELECT k", Path("Pane.sql"))]
+    assert views.analyses([]) == (frozenset(), [])
+
+
+def test_a_statement_gets_the_macros_it_calls_directly_or_through_another():
+    from pathlib import Path
+
+    def macro(name, body):
+        return views.SavedQuery(name, "", "k := 1", body, Path(f"{name}.sql"))
+
+    outer, inner, other = macro("Outer_Pane", "SELECT * FROM inner_pane(k)"), macro("inner_pane", "SELECT k"), \
+        macro("other_pane", "SELECT 2")
+    looping = [macro("ping", "SELECT * FROM pong(k)"), macro("pong", "SELECT * FROM ping(k)")]
+    macros = [other, inner, outer, *looping]
+    assert views.called_macros(macros, "SELECT * FROM OUTER_PANE(3)") == [inner, outer]
+    assert views.called_macros(macros, "SELECT * FROM inner_pane(1)") == [inner]
+    assert views.called_macros(macros, "SELECT * FROM ping(1)") == looping  # each once, however they call each other
+    assert views.called_macros(macros, "SELECT 1") == []
+
+
+def test_saved_queries_are_found_in_nested_folders_once_each(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "deep" / "one.sql").write_text("SELECT 1 AS v")
+    (tmp_path / "b" / "two.sql").write_text("SELECT 2 AS v")
+    (tmp_path / "b" / "notes.txt").write_text("not a query")
+    assert [q.name for q in views.discover_saved_queries(tmp_path)] == ["one", "two"]
+    (tmp_path / "b" / "one.sql").write_text("SELECT 3 AS v")
+    with pytest.raises(QueryError) as error:
+        views.discover_saved_queries(tmp_path)
+    assert str(error.value) == (f"saved query 'one' is defined twice: {tmp_path / 'a' / 'deep' / 'one.sql'} "
+                                f"and {tmp_path / 'b' / 'one.sql'}")
+    (tmp_path / "b" / "one.sql").unlink()
+    (tmp_path / "b" / "range.sql").write_text("SELECT 4 AS v")  # DuckDB's range(): refused unless names go unchecked
+    with pytest.raises(QueryError, match="shadow DuckDB's table function"):
+        views.discover_saved_queries(tmp_path)
+    assert [q.name for q in views.discover_saved_queries(tmp_path, check_names=False)] == ["one", "range", "two"]
 
 
 def test_every_shipped_query_has_a_description():

@@ -32,6 +32,7 @@ from quanta_db.store import lake
 from quanta_db.store.sql import statement
 
 OWNER_HINT = "the store's owner can pass --unsafe"
+UNKNOWN_STATEMENT_TYPE = "a statement type unknown to this DuckDB client"
 
 
 def _parse(sql: str) -> list:
@@ -90,11 +91,11 @@ def _write_in_tree(node, macros: frozenset[str] | None) -> str | None:
     node_type = node.get("type")
     if isinstance(node_type, str) and node_type.endswith("_NODE") and node_type not in READ_NODES:
         return node_type.removesuffix("_NODE").replace("_QUERY", "") + " inside the query"
-    if node_type == "BASE_TABLE" and any(str(node.get(part) or "").lower().startswith(METADATA_PREFIX)
+    if node_type == "BASE_TABLE" and any(str(node.get(part)).lower().startswith(METADATA_PREFIX)
                                          for part in ("catalog_name", "schema_name")):
         return "a table of the catalog's metadata database"
     if node_type == "TABLE_FUNCTION":
-        name = str((node.get("function") or {}).get("function_name", "")).lower()
+        name = str((node.get("function") or {}).get("function_name")).lower()
         reads = name in READ_TABLE_FUNCTIONS or name.startswith(READ_TABLE_FUNCTION_PREFIXES)
         saved = name not in builtin_table_functions() if macros is None else name in macros
         if not (reads or saved):
@@ -126,25 +127,24 @@ def _explained(sql: str) -> str:
     tokens = duckdb.tokenize(sql)
     words = [(start, sql[start:end].strip().upper())
              for (start, _), (end, _) in zip(tokens, [*tokens[1:], (len(sql), None)])]
+    # The statement parsed as one EXPLAIN, so a statement follows EXPLAIN, its option list and
+    # ANALYZE; the option list holds no parentheses of its own (were it ever to, the text after its
+    # first ")" would not parse, and the statement is refused).
     index = 1  # words[0] is EXPLAIN
-    if index < len(words) and words[index][1] == "(":
-        # The statement parsed, so its option list's parentheses close before the words end.
-        depth = 0
-        for closing in range(index, len(words)):
-            depth += {"(": 1, ")": -1}.get(words[closing][1], 0)
-            if depth == 0:
-                break
-        index = closing + 1
-    if index < len(words) and words[index][1] in ("ANALYZE", "ANALYSE"):
+    if words[index][1] == "(":
+        index = next(i for i, (_, word) in enumerate(words) if word == ")") + 1
+    if words[index][1] in ("ANALYZE", "ANALYSE"):
         index += 1
-    return sql[words[index][0]:] if index < len(words) else ""
+    return sql[words[index][0]:]
 
 
 def _type_name(statement) -> str:
+    # A statement type newer than this DuckDB client's enum (UPDATE EXTENSIONS) raises, or is named "???".
     try:
-        return statement.type.name
-    except ValueError:  # a statement type newer than this DuckDB client's enum (UPDATE EXTENSIONS)
-        return "a statement type unknown to this DuckDB client"
+        name = statement.type.name
+    except ValueError:
+        return UNKNOWN_STATEMENT_TYPE
+    return name if name.isidentifier() else UNKNOWN_STATEMENT_TYPE
 
 
 def table_macros(con) -> frozenset[str]:
@@ -166,8 +166,7 @@ def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> No
     statement_type = _type_name(statements[0])
     if statement_type == "EXPLAIN":
         inner = _explained(sql)
-        explained = _parse(inner) if inner.strip() else []
-        what = _type_name(explained[0]) if len(explained) == 1 else "no single statement"
+        what = _type_name(_parse(inner)[0])  # one statement: the text of the one the EXPLAIN parsed with
         if what != "SELECT":
             raise QueryError(f"only a SELECT query can be explained here (this explains {what}); {OWNER_HINT}")
         sql = inner
