@@ -228,6 +228,13 @@ def test_a_transaction_that_raises_is_rolled_back_and_its_connection_goes_on():
         assert in_transaction(con, lambda: con.execute("INSERT INTO t VALUES (2)").fetchall()) == [(1,)]
         assert con.execute("SELECT x FROM t").fetchall() == [(2,)]
 
+        def close_then_fail():  # the rollback then fails too: the action's own error is the one raised
+            con.close()
+            raise ValueError("closed")
+
+        with pytest.raises(ValueError, match="closed"):
+            in_transaction(con, close_then_fail)
+
 
 def test_a_writer_is_at_work_exactly_while_it_holds_the_lock(tmp_path):
     import fcntl
@@ -306,3 +313,68 @@ def test_idle_connections_are_lent_one_at_a_time_and_bounded_per_process():
         os._exit(0 if idle.take((1,)) is None and not any(c.closed for c in others[1:]) else 1)
     assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
     assert idle.take((1,)) is others[1]
+
+
+def test_sql_quoting_round_trips_through_duckdb_and_conditions_select_what_they_say():
+    """The few statements built in Python, checked against DuckDB itself: a quoted literal reads
+    back as the text, a quoted name names the column, and an equality condition keeps exactly the
+    rows whose values equal (None: are NULL)."""
+    from quanta_db.store.sql import equal_condition, file_key_condition, quote_ident, quote_literal, statement, statement_body
+
+    con = duckdb.connect()
+    for text in ("plain", "it's", "''", 'say "hi"', "a\nb", "", "naïve ∑"):
+        assert con.execute(f"SELECT {quote_literal(text)}").fetchone()[0] == text
+        assert con.execute(f"SELECT 1 AS {quote_ident(text or 'x')}").description[0][0] == (text or "x")
+    assert (quote_ident('a"b'), quote_literal("a'b")) == ('"a""b"', "'a''b'")
+    con.execute("CREATE TABLE t (m VARCHAR, s INTEGER, keys VARCHAR)")
+    con.execute("""INSERT INTO t VALUES ('a', 1, '{"m": "a", "s": 1}'), ('a', NULL, '{"m": "a"}'),
+                   ('b', 1, '{"m": "b", "s": 1}')""")
+    condition, args = equal_condition({"m": "a", "s": None})
+    assert (condition, args) == ('"m" = ? AND "s" IS NULL', ["a"])
+    assert con.execute(f"SELECT m, s FROM t WHERE {condition}", args).fetchall() == [("a", None)]
+    assert equal_condition({}) == ("TRUE", [])
+    condition, args = file_key_condition({"m": "b", "s": 1})
+    assert (condition, args) == ("json_extract_string(keys, '$.m') = ? AND json_extract_string(keys, '$.s') = ?", ["b", "1"])
+    assert con.execute(f"SELECT m FROM t WHERE {condition}", args).fetchall() == [("b",)]
+    body = statement_body("local_inlined_rows")  # its comment lines come first: the rest is the body
+    assert "--" not in body and body.strip() and body.rstrip("\n") in statement("local_inlined_rows")
+
+
+def test_a_catalog_file_is_copied_whole_by_the_kernel_or_else_by_positioned_reads(tmp_path, monkeypatch):
+    """``catalog._copy_descriptor``: the kernel's copy_file_range from offset 0 for the whole
+    size where it works (in whatever pieces it gives), positioned reads where it fails or is
+    missing; the source's own offset never moves (threads share it)."""
+    import os
+
+    from quanta_db.store import catalog
+
+    data = os.urandom(100_003)
+    (tmp_path / "source").write_bytes(data)
+    kernel = getattr(os, "copy_file_range", None)
+    calls = []
+
+    def piecewise(source, target, count, offset_src, offset_dst):
+        calls.append((count, offset_src, offset_dst))
+        return kernel(source, target, min(count, 40_000), offset_src, offset_dst)
+
+    def failing(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(catalog, "COPY_CHUNK_BYTES", 30_000)
+    for name, replacement in (("kernel", piecewise), ("failing", failing), ("missing", None)):
+        if replacement is None:
+            monkeypatch.delattr(os, "copy_file_range", raising=False)
+        elif kernel is not None:
+            monkeypatch.setattr(os, "copy_file_range", replacement)
+        source = os.open(tmp_path / "source", os.O_RDONLY)
+        target = os.open(tmp_path / name, os.O_RDWR | os.O_CREAT)
+        try:
+            os.lseek(source, 17, os.SEEK_SET)
+            catalog._copy_descriptor(source, target)
+            assert os.lseek(source, 0, os.SEEK_CUR) == 17
+        finally:
+            os.close(source)
+            os.close(target)
+        assert (tmp_path / name).read_bytes() == data, name
+    if kernel is not None:
+        assert calls == [(100_003, 0, 0), (60_003, 40_000, 40_000), (20_003, 80_000, 80_000)]
