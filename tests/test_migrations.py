@@ -139,3 +139,44 @@ def test_failing_migration_rolls_back(tmp_path, store, store_snapshot):
         store.migrate(folder)
     assert store_snapshot(store) == before
     assert not store.relation_exists("half")
+
+
+CODE = [migrations.Migration(1, "a", "CREATE TABLE a (x INT)"), migrations.Migration(2, "b", "CREATE TABLE b (x INT)"),
+        migrations.Migration(3, "c", "CREATE TABLE c (x INT)")]
+
+
+def _done(*versions, **changed):
+    return [(m.version, changed.get(f"name{m.version}", m.name), changed.get(f"sha{m.version}", m.sha256))
+            for m in CODE if m.version in versions]
+
+
+@pytest.mark.parametrize(("done", "todo", "refused"), [
+    ([], [1, 2, 3], None), (_done(1), [2, 3], None), (_done(1, 2, 3), [], None),
+    ([*_done(1, 2, 3), (4, "d", "x")], None,
+     "store schema is at version 4, newer than this quanta-db (knows up to 3); upgrade quanta-db"),
+    (_done(1, 2, sha2="edited"), None,
+     "migration 0002_b was changed after it was applied to this store (checksum mismatch); restore the original file"),
+    (_done(1, name1="renamed"), None,
+     "migration 0001_renamed was changed after it was applied to this store (checksum mismatch); restore the original file"),
+    (_done(1, 3), None, "store's migration history skips 0002 (applied: 1, 3); its schema_migrations table was edited "
+                        "or damaged, so migrating cannot be trusted: restore the store from a backup"),
+    (_done(3), None, "store's migration history skips 0001, 0002 (applied: 3); its schema_migrations table was edited "
+                     "or damaged, so migrating cannot be trusted: restore the store from a backup"),
+])
+def test_pending_migrations_are_those_after_a_whole_unchanged_history(done, todo, refused):
+    if refused is None:
+        assert [m.version for m in migrations.pending(None, CODE, done)] == todo
+        return
+    with pytest.raises(StoreError) as error:
+        migrations.pending(None, CODE, done)
+    assert str(error.value) == refused
+
+
+def test_a_store_with_migrations_and_code_with_none_is_newer():
+    with pytest.raises(StoreError, match=r"at version 1, newer than this quanta-db \(knows up to 0\)"):
+        migrations.pending(None, [], _done(1))
+
+
+def test_the_lake_runs_a_migration_without_key_constraints():
+    assert migrations.lake_sql("CREATE TABLE t (a INT PRIMARY   KEY, b TEXT unique, uniqueness INT)") == \
+        "CREATE TABLE t (a INT, b TEXT, uniqueness INT)"

@@ -378,3 +378,34 @@ def test_a_catalog_file_is_copied_whole_by_the_kernel_or_else_by_positioned_read
         assert (tmp_path / name).read_bytes() == data, name
     if kernel is not None:
         assert calls == [(100_003, 0, 0), (60_003, 40_000, 40_000), (20_003, 80_000, 80_000)]
+
+
+def test_a_batch_is_conformed_to_its_declared_schema_and_each_type_is_duckdbs_own():
+    """``tables.conform``: the declared columns in the declared order and types, a missing one as
+    NULLs, extra ones dropped, a missing key named; ``duckdb_type`` agrees with DuckDB's reading
+    of the same Arrow type."""
+    import pyarrow as pa
+
+    from quanta_db.errors import QuantaError
+    from quanta_db.store.registry import fact_table
+    from quanta_db.store.tables import ARROW_TO_DUCKDB, conform, duckdb_type
+
+    spec = fact_table("documents")
+    batch = pa.table({"extra": [1, 2], "doc_id": pa.array([1, 2], pa.int32()), "corpus": ["c", "c"], "n_tokens": [3, 4]})
+    conformed = conform(batch, spec)
+    assert conformed.schema == spec.schema
+    assert conformed.column("doc_id").to_pylist() == [1, 2] and conformed.column("n_tokens").to_pylist() == [3, 4]
+    assert conformed.column("text").null_count == 2
+    with pytest.raises(QuantaError) as error:
+        conform(batch.drop(["corpus"]), spec)
+    assert str(error.value) == "batch for documents lacks key column(s) corpus"
+    with pytest.raises(QuantaError) as error:
+        conform(pa.table({"step": [1]}), fact_table("token_losses"))
+    assert str(error.value) == "batch for token_losses lacks key column(s) model, corpus"
+    con = duckdb.connect()
+    for arrow_type, name in [*ARROW_TO_DUCKDB.items(), (pa.list_(pa.int32()), "INTEGER[]"),
+                             (pa.list_(pa.list_(pa.string())), "VARCHAR[][]")]:
+        assert duckdb_type(arrow_type) == name
+        empty = pa.table({"v": pa.array([], arrow_type)})  # noqa: F841 - read by DuckDB by name
+        assert con.execute("SELECT typeof(v) FROM (SELECT NULL::" + name + " AS v)").fetchone()[0] == name
+        assert con.execute("DESCRIBE SELECT * FROM empty").fetchone()[1] == name

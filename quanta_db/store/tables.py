@@ -94,7 +94,7 @@ def conform(table: pa.Table, spec: FactTable) -> pa.Table:
         raise QuantaError(f"batch for {spec.name} lacks key column(s) {', '.join(missing_keys)}")
     schema = spec.schema
     columns = [
-        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows)  # typed by the schema
         for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
