@@ -445,3 +445,47 @@ def test_corpora_split_within_one_partition_get_a_file_each(store):
     for f in listed:
         assert set(pq.read_table(f["path"], columns=["corpus"]).column("corpus").to_pylist()) == {f["corpus"]}
     assert store.query_df("SELECT count(*) AS n FROM head_token_metrics")["n"][0] == 5
+
+
+def test_run_identities_and_partition_folders_are_as_documented(monkeypatch):
+    """A run's id, its parameters' hash (pinned: "already ingested" across releases depends on it)
+    and the Hive folder of a partition."""
+    import datetime as dt
+    import hashlib
+    import json
+    import re
+    from pathlib import Path
+
+    from quanta_db.store.runs import new_run_id, params_hash, partition_dir
+
+    params = {"b": 1, "a": [1, 2], "p": Path("/x")}
+    assert params_hash("losses", params) == "5ff6366b7528de2da475b129c1445a4a3690d3a6d149e6c88c69c12124f5fd5c"
+    assert params_hash("losses", dict(reversed(params.items()))) == params_hash("losses", params)
+    assert params_hash("losses", {}) == hashlib.sha256(json.dumps({"kind": "losses", "params": {}}).encode()).hexdigest()
+    assert params_hash("sae", params) != params_hash("losses", params)
+    monkeypatch.setenv("TZ", "JST-9")  # a run id's time is UTC whatever the host's zone
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        first, second = new_run_id(), new_run_id()
+        after = dt.datetime.now(dt.timezone.utc)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert re.fullmatch(r"r\d{14}-[0-9a-f]{8}", first) and first != second
+    stamp = dt.datetime.strptime(first[1:15], "%Y%m%d%H%M%S").replace(tzinfo=dt.timezone.utc)
+    assert before <= stamp <= after
+    assert partition_dir({"model": "org/m", "step": 5, "corpus": "a b%"}) == "model=org%2Fm/step=5/corpus=a%20b%25"
+    assert partition_dir({}) == ""
+
+
+def test_a_batch_is_split_by_its_partition_keys_whatever_their_order():
+    from quanta_db.store.runs import _split_by_keys
+
+    data = pa.table({"m": ["a", "b", "a", "b", "a"], "s": [1, 1, 2, 1, 1], "v": [0, 1, 2, 3, 4]})
+    groups = {tuple(keys.values()): rows.column("v").to_pylist() for keys, rows in _split_by_keys(data, ("m", "s"))}
+    assert groups == {("a", 1): [0, 4], ("b", 1): [1, 3], ("a", 2): [2]}
+    assert [(keys, rows.num_rows) for keys, rows in _split_by_keys(data.slice(1, 1), ("m", "s"))] == [({"m": "b", "s": 1}, 1)]
+    assert [(keys, rows.num_rows) for keys, rows in _split_by_keys(data, ())] == [({}, 5)]
+    ones = _split_by_keys(data.filter(pa.array([True, False, True, False, False])), ("m",))
+    assert [(keys, rows.column("v").to_pylist()) for keys, rows in ones] == [({"m": "a"}, [0, 2])]
