@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -409,3 +410,53 @@ def test_a_batch_is_conformed_to_its_declared_schema_and_each_type_is_duckdbs_ow
         empty = pa.table({"v": pa.array([], arrow_type)})  # noqa: F841 - read by DuckDB by name
         assert con.execute("SELECT typeof(v) FROM (SELECT NULL::" + name + " AS v)").fetchone()[0] == name
         assert con.execute("DESCRIBE SELECT * FROM empty").fetchone()[1] == name
+
+
+def test_the_lake_is_attached_located_and_recorded_as_documented(tmp_path, monkeypatch):
+    """The ``ATTACH`` a DuckDB client runs (docs/store.md), where a store's catalog is found, and the
+    doubles the catalog keeps."""
+    import math
+
+    from quanta_db.errors import InputError, StoreError
+    from quanta_db.store import lake
+
+    monkeypatch.delenv(lake.CATALOG_ENV, raising=False)
+    local, remote = lake.Locator(tmp_path / "o'k"), lake.Locator(tmp_path, "postgresql://u@h:5/db", "quanta_ab")
+    root = (tmp_path / "o'k").as_posix().replace("'", "''")
+    assert lake.attach_sql(local) == (f"ATTACH 'ducklake:{root}/catalog.ducklake' AS lake "
+                                      f"(DATA_PATH '{root}/', OVERRIDE_DATA_PATH true, READ_ONLY)")
+    assert lake.attach_sql(local, read_only=False, metadata_file=Path("/m/x.ducklake"), snapshot=7) == (
+        f"ATTACH 'ducklake:/m/x.ducklake' AS lake (DATA_PATH '{root}/', OVERRIDE_DATA_PATH true, "
+        f"META_ROW_GROUP_SIZE {lake.METADATA_ROW_GROUP_ROWS}, SNAPSHOT_VERSION 7)")
+    assert lake.attach_sql(remote, read_only=False) == (
+        f"ATTACH 'ducklake:postgres:postgresql://u@h:5/db' AS lake (DATA_PATH '{tmp_path.as_posix()}/', "
+        "OVERRIDE_DATA_PATH true, METADATA_SCHEMA 'quanta_ab')")
+    assert lake.attach_sql(remote).endswith("METADATA_SCHEMA 'quanta_ab', READ_ONLY)")
+    assert (lake.metadata_schema(local), lake.metadata_schema(remote)) == (
+        '"__ducklake_metadata_lake"."main"', '"__ducklake_metadata_lake"."quanta_ab"')
+
+    assert lake.locate(tmp_path) is None  # neither file
+    lake.save(local)  # a local catalog records nothing beside its file
+    assert not (local.root / lake.REMOTE_FILE).exists()
+    lake.save(remote)
+    assert (tmp_path / lake.REMOTE_FILE).read_text() == (
+        '{\n  "catalog": "postgresql://u@h:5/db",\n  "schema": "quanta_ab"\n}\n')  # for people to read, too
+    assert lake.locate(tmp_path) == remote
+    (tmp_path / lake.REMOTE_FILE).write_text('{"catalog": "postgresql://u@h/db"}')
+    with pytest.raises(StoreError) as error:
+        lake.locate(tmp_path)
+    assert str(error.value) == f'{tmp_path / lake.REMOTE_FILE} is damaged: expected {{"catalog": URL, "schema": NAME}}'
+    local.root.mkdir()
+    (local.root / lake.LOCAL_FILE).write_bytes(b"")
+    assert lake.locate(local.root) == local
+
+    assert lake.new_locator(tmp_path, None) == lake.Locator(tmp_path)
+    made = lake.new_locator(tmp_path, "postgresql://u:secret@h/db")
+    assert made.root == tmp_path and made.url == "postgresql://u@h/db" and re.fullmatch(r"quanta_[0-9a-f]{12}", made.schema)
+    with pytest.raises(InputError) as error:
+        lake.new_locator(tmp_path, "mysql://u@h/db")
+    assert str(error.value) == "--catalog must be a postgresql://USER@HOST[:PORT]/DATABASE URL, got 'mysql://u@h/db'"
+
+    assert lake.storable(0.1 + 0.2) == 0.3 and lake.storable(1 / 3) == float(f"{1 / 3:.15g}") != 1 / 3
+    assert [lake.storable(v) for v in (7, "x", None, 1.5e308, -1.5e308, math.inf)] == [7, "x", None, 1.5e308, -1.5e308, math.inf]
+    assert math.isnan(lake.storable(math.nan)) and lake.storable(-2.0 / 3) == -float(f"{2 / 3:.15g}")
