@@ -292,3 +292,22 @@ def test_a_split_id_is_the_same_in_every_release():
     expected = "split-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
     assert expected == "split-387742f669a2"
     assert splits.split_id("losses", {"steps": [0, 1000], "model": "pythia-70m"}, ["pile", "dm_math"], 4) == expected
+
+
+def test_staged_splits_are_the_split_folders_with_a_plan_or_a_shard(tmp_path):
+    """Other staging folders (a run's, a job's resume state) and a split folder left empty are no
+    split; each split is read from its records, in its name's order."""
+    from pathlib import Path
+
+    assert splits.staged_splits(tmp_path) == []  # no staging folder at all
+    splits.record_shard(tmp_path, "split-b", (0, 2), "losses", ["r1"], COMMAND)
+    splits.plan_split(tmp_path, "split-a", "sae", 3, COMMAND)
+    (tmp_path / "staging" / "split-empty").mkdir()
+    (tmp_path / "staging" / "r2026-run").mkdir()
+    (tmp_path / "staging" / "split-file").write_text("not a folder")
+    assert splits.staged_splits(str(tmp_path)) == [
+        splits.SplitState("split-a", "sae", 3, {}, COMMAND), splits.SplitState("split-b", "losses", 2, {0: ["r1"]}, COMMAND)]
+    assert splits.listed_runs(Path(tmp_path)) == {"r1"}
+    assert splits.assign(["u"] * 7, 3) == [0, 1, 2, 0, 1, 2, 0] and splits.assign([], 2) == []
+    dated = splits.split_id("losses", {"day": Path("/d")}, [], 1)  # parameters JSON cannot hold, as text
+    assert dated == splits.split_id("losses", {"day": "/d"}, [], 1)

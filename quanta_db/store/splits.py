@@ -154,7 +154,7 @@ def state(root: Path, split: str) -> SplitState | None:
 def staged_splits(root: Path) -> list[SplitState]:
     """Every split with shards staged and not yet committed."""
     staging = Path(root) / STAGING_DIR
-    names = sorted(p.name for p in staging.glob(PREFIX + "*") if p.is_dir()) if staging.is_dir() else []
+    names = sorted(p.name for p in staging.glob(PREFIX + "*") if p.is_dir())  # none where staging is not
     return [s for s in (state(root, name) for name in names) if s is not None]
 
 
