@@ -603,3 +603,20 @@ def test_the_keys_text_test_looks_for_text_keys_compared_for_equality_with_verba
 def test_a_condition_is_exact_for_text_with_strings_and_integers_written_canonically_in_range(condition, kind, exact):
     """Only those comparisons may leave a file out: DuckDB compares them as written."""
     assert reach.exact(reach.Condition(*condition), kind) is exact
+
+
+def test_the_planner_of_a_state_reads_no_file_and_holds_the_memory_limit(suite_store):
+    """Planning folds constants of user SQL, so its connection is capped like every reader."""
+    import duckdb
+
+    reference = duckdb.connect()
+    reference.execute("SET memory_limit = '123MB'")
+    states = copies.Snapshots(suite_store.root, memory_limit="123MB")
+    try:
+        planner = states.current().catalog
+        assert planner.execute("SELECT current_setting('memory_limit')").fetchone() == \
+            reference.execute("SELECT current_setting('memory_limit')").fetchone()
+        with pytest.raises(duckdb.PermissionException):
+            planner.execute(f"SELECT * FROM read_parquet('{suite_store.committed_paths('token_losses')[0]}')").fetchall()
+    finally:
+        states.close()

@@ -197,11 +197,11 @@ def store_folder(root: Path) -> str:
     return Path(root).as_posix().rstrip("/") + "/"
 
 
-def restrict(con, root: Path, memory_limit: str | None = None, paths: list[str] | None = None,
+def restrict(con, root: Path | None, memory_limit: str | None = None, paths: list[str] | None = None,
              deletes: list[str] | None = None) -> None:
     """Confine ``con`` (a read-only DuckDB connection to a store's catalog, or to a copy of it) to
     reading the committed files of the store at ``root``, irreversibly: all of them, or only
-    ``paths`` (absolute; see :mod:`quanta_db.store.reach`) with the lake's delete files
+    ``paths`` (absolute; see :mod:`quanta_db.store.reach`; ``root`` is then not used) with the lake's delete files
     (``deletes``: listed now when not given); ``memory_limit`` (DuckDB syntax, e.g. ``'2GB'``)
     caps what its queries may hold, none spilling to disk."""
     deletes = lake.delete_files(con) if deletes is None else deletes

@@ -229,7 +229,8 @@ class Snapshot:
     def _planner_connection(self) -> duckdb.DuckDBPyConnection:
         connection = self._private.open()
         try:
-            sandbox.restrict(connection, self.root, self.memory_limit, paths=[], deletes=[])
+            # no file at all (so no store folder); the limit holds for what planning folds
+            sandbox.restrict(connection, None, self.memory_limit, paths=[], deletes=[])
             connection.execute(statement("load_catalog")).fetchall()  # loads the catalog now
         except BaseException:
             connection.close()
