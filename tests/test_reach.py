@@ -620,3 +620,16 @@ def test_the_planner_of_a_state_reads_no_file_and_holds_the_memory_limit(suite_s
             planner.execute(f"SELECT * FROM read_parquet('{suite_store.committed_paths('token_losses')[0]}')").fetchall()
     finally:
         states.close()
+
+
+def test_the_catalogs_conditions_are_the_exact_ones_each_with_its_parameters():
+    """``reach._conditions``: a condition DuckDB may not compare exactly is left out, and those
+    after it still count."""
+    types = {"model": "VARCHAR", "step": "BIGINT"}
+    usable = [reach.Condition("step", "=", ("1.5",), False), reach.Condition("model", "IN", ("a", "b")),
+              reach.Condition("model", "=", ("1",), False), reach.Condition("step", ">=", ("10",), False)]
+    sql, params = reach._conditions(usable, types)
+    assert sql == ("(TRY_CAST(json_extract_string(keys, ?) AS VARCHAR) IN (TRY_CAST(? AS VARCHAR), TRY_CAST(? AS VARCHAR)))"
+                   " IS NOT FALSE AND (TRY_CAST(json_extract_string(keys, ?) AS BIGINT) >= (TRY_CAST(? AS BIGINT))) IS NOT FALSE")
+    assert params == ['$."model"', "a", "b", '$."step"', "10"]
+    assert reach._conditions(usable[:1], types) == ("true", [])

@@ -103,6 +103,9 @@ def test_saved_query_header_parsing(tmp_path):
     noted_query = views.parse_saved_query(noted)
     assert (noted_query.description, noted_query.body) == (
         "", "SELECT 1 AS v -- why\n-- description: no header once the SQL began\nFROM range(1)")
+    upper = tmp_path / "upper.sql"
+    upper.write_text("SELECT 1 AS X;\n")
+    assert views.parse_saved_query(upper).body == "SELECT 1 AS X"
     empty = tmp_path / "empty_one.sql"
     empty.write_text("-- name: empty_one\n-- description: nothing follows\n\n;\n")
     with pytest.raises(QueryError) as error:
