@@ -255,3 +255,16 @@ def test_the_planner_reads_no_file_not_even_a_delete_file(suite_store):
     snapshot = copies.shared(suite_store.root).current()
     with pytest.raises(duckdb.Error, match="[Pp]ermission|not allowed|disabled"):
         snapshot._planning().connection.execute(f"SELECT count(*) FROM read_parquet('{delete_file}')").fetchall()
+
+
+def test_a_tree_is_compared_without_the_offsets_of_its_parts():
+    """``direct._located``: the text offsets of a serialised statement's parts are left out at any
+    depth, and nothing else is (the same statement after a prefix differs only in them)."""
+    tree = {"query_location": 7, "type": "SELECT_NODE", "from": [{"query_location": 21, "table": "t"}, 3],
+            "where": {"left": {"query_location": 40, "value": None}}}
+    assert direct._located(tree) == {"type": "SELECT_NODE", "from": [{"table": "t"}, 3], "where": {"left": {"value": None}}}
+    plain, prefixed = (sandbox.serialised(sql)["statements"][0]["node"]
+                       for sql in ("SELECT 1 FROM token_losses WHERE a = 1", "  SELECT 1 FROM token_losses WHERE a = 1"))
+    assert plain != prefixed and direct._located(plain) == direct._located(prefixed)
+    assert direct._located(plain) != direct._located(sandbox.serialised("SELECT 1 FROM token_losses WHERE a = 2")
+                                                      ["statements"][0]["node"])

@@ -43,6 +43,22 @@ def test_an_input_run_replaced_meanwhile_is_refused_by_the_input_check_alone(sto
     assert store_snapshot(store) == before
 
 
+def test_a_job_of_several_input_runs_commits_while_all_stand_and_names_the_one_replaced(store):
+    first, second = _commit(store, "source", {"v": "a"}, name="a"), _commit(store, "source", {"v": "b"}, name="b")
+    assert first != second
+    with store.begin_run("derived", {"from": [first, second]}, inputs=[first, second]) as job:
+        job.write("vocab", _vocab("derived"))
+        job.commit()
+    assert _status(store, job.run_id) == "committed"
+    job = store.begin_run("derived", {"from": [first, second], "again": 1}, inputs=[first, second])
+    job.write("vocab", _vocab("derived-again"))
+    _commit(store, "source", {"v": "b2"}, name="b", replace=True)
+    assert _status(store, first) == "committed" and _status(store, second) == "superseded"
+    with pytest.raises(ConflictError, match=f"input run {second} was replaced"):
+        job.commit()
+    job.abort()
+
+
 def test_rows_added_meanwhile_are_refused_by_the_added_check_alone(store):
     seen = store.observe("maker", {"tok": "new"})
     assert store.see(seen, "vocab", tokenizer="new") == frozenset()  # absent when the job decided

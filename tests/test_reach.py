@@ -633,3 +633,14 @@ def test_the_catalogs_conditions_are_the_exact_ones_each_with_its_parameters():
                    " IS NOT FALSE AND (TRY_CAST(json_extract_string(keys, ?) AS BIGINT) >= (TRY_CAST(? AS BIGINT))) IS NOT FALSE")
     assert params == ['$."model"', "a", "b", '$."step"', "10"]
     assert reach._conditions(usable[:1], types) == ("true", [])
+
+
+def test_plans_are_kept_for_the_statements_used_last():
+    """``reach.Plans``: a full cache drops the plan used least recently, not the one just put."""
+    plans = reach.Plans(size=2)
+    plans.put(("a", "None"), "plan a", True)
+    plans.put(("b", "None"), "plan b", False)
+    assert plans.get(("a", "None")) == ("plan a", True)  # a is now the more recent
+    plans.put(("c", "None"), "plan c", True)
+    assert plans.get(("b", "None")) is reach.UNPLANNED
+    assert plans.get(("a", "None")) == ("plan a", True) and plans.get(("c", "None")) == ("plan c", True)

@@ -807,6 +807,21 @@ def test_a_process_checks_the_schema_of_one_catalog_state_once(store, monkeypatc
         run.commit()
     Store.open(store.root)
     assert len(checks) == 2
+    # the same catalog state against other code (a newer release's migration, say) is checked again
+    import dataclasses
+
+    from quanta_db.errors import StoreError
+    from quanta_db.store import migrations
+
+    code = migrations.discover()
+    newer = [*code, dataclasses.replace(code[-1], version=code[-1].version + 1, name="newer", sql="SELECT 1;")]
+    monkeypatch.setattr(migrations, "discover", lambda *args: newer)
+    with pytest.raises(StoreError, match=f"this quanta-db expects {code[-1].version + 1}"):
+        Store.open(store.root)
+    assert len(checks) == 3
+    monkeypatch.setattr(migrations, "discover", lambda *args: code)
+    Store.open(store.root)
+    assert len(checks) == 3
 
 
 def test_opening_a_store_that_is_not_there_makes_nothing_unless_asked_to(tmp_path):
@@ -823,3 +838,120 @@ def test_opening_a_store_that_is_not_there_makes_nothing_unless_asked_to(tmp_pat
     assert not missing.exists() and list(empty.iterdir()) == []
     for folder in (missing, empty):  # create=True: a store, in a missing or an empty folder
         assert Store.open(folder, create=True).query_df("SELECT count(*) AS n FROM runs")["n"].tolist() == [0]
+
+
+def test_a_process_counts_each_writing_connection_once_and_keeps_one_set_of_copies_per_store(store, monkeypatch):
+    """``catalog.writes_in_process`` counts this process's closed writing connections (one each:
+    read-only ones are not writes), and ``copies.shared`` keeps one set of copies per store and
+    refresh mode in a process, made anew in a forked child (whose parent's connections it must
+    not use), closing the least recently used beyond ``MAX_SHARED_STORES``."""
+    from quanta_db.store import catalog, copies
+
+    before = catalog.writes_in_process()
+    with catalog.connect(store.root, read_only=False):
+        pass
+    with catalog.connect(store.root, read_only=True):
+        pass
+    assert catalog.writes_in_process() == before + 1
+    first = copies.shared(store.root)
+    assert copies.shared(store.root) is first and copies.shared(Path(str(store.root))) is first
+    assert copies.shared(store.root, background=True) is not first
+    monkeypatch.setattr(copies, "_shared_pid", -1)  # as a forked child finds it
+    child = copies.shared(store.root)
+    assert child is not first and copies.shared(store.root) is child
+    others = [copies.shared(store.root / f"other-{n}") for n in range(copies.MAX_SHARED_STORES - 1)]
+    assert copies.shared(store.root) is child  # now the most recently used
+    copies.shared(store.root / "one-more")
+    assert others[0]._closed and not any(o._closed for o in others[1:]) and not child._closed
+    copies.forget()
+
+
+def test_a_copy_plans_on_one_connection_and_refuses_to_once_closed(store, monkeypatch):
+    """``Snapshot._planning``: the planning connection a second thread made while the first was
+    kept is closed (one planner per copy), and a closed copy plans nothing."""
+    from quanta_db.errors import QuantaError
+    from quanta_db.store import snapshots
+
+    snapshot = snapshots.Snapshot(store.root)
+    made, real = [], snapshots.Snapshot._planner_connection
+
+    def racing(self):
+        connection = real(self)
+        made.append(connection)
+        if len(made) == 1:
+            self._planning()  # another thread, done first
+        return connection
+
+    monkeypatch.setattr(snapshots.Snapshot, "_planner_connection", racing)
+    planner = snapshot._planning()
+    assert len(made) == 2 and planner.connection is made[1] and snapshot._planning() is planner
+    with pytest.raises(duckdb.ConnectionException):
+        made[0].execute("SELECT 1")
+    assert planner.connection.execute("SELECT 1").fetchall() == [(1,)]
+    snapshot.close()
+    closing = snapshots.Snapshot(store.root)
+
+    def closed_meanwhile(self):
+        connection = real(self)
+        made.append(connection)
+        self.close()
+        return connection
+
+    monkeypatch.setattr(snapshots.Snapshot, "_planner_connection", closed_meanwhile)
+    with pytest.raises(QuantaError, match="^this copy of the catalog was closed$"):
+        closing._planning()
+    assert closing._planner is None
+    with pytest.raises(duckdb.ConnectionException):
+        made[2].execute("SELECT 1")
+
+
+def test_a_connection_that_found_a_statements_files_is_kept_for_the_next_when_a_reader_was_ready(store, monkeypatch):
+    """``Snapshot._reach`` finds a statement's files on the copy's unconfined connection, which
+    becomes the statement's reader; and (``_reader_for``) when a kept reader already answers a
+    statement, the connection its files were found on is given back to the copy (its next
+    catalog read or reader uses it) rather than dropped."""
+    from quanta_db.store import snapshots
+
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}))
+        run.commit()
+    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)  # the files are found on a connection
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)  # (on PostgreSQL too)
+    snapshot = snapshots.Snapshot(store.root)
+    try:
+        with snapshot.reader("SELECT count(*) FROM vocab WHERE tokenizer = 't'") as (first, narrowed, _):
+            assert narrowed and first.execute("SELECT count(*) FROM vocab WHERE tokenizer = 't'").fetchone() == (1,)
+        # its files were found on the connection the copy opened, which then became its reader:
+        # no second connection attached the lake (no planning one either: the plan is the tree's)
+        assert snapshot._planner is None and snapshot._spare is None and len(snapshot._readers) == 1
+        spare = snapshot._private.open()
+        snapshot._give_spare(spare)
+        with snapshot.reader("SELECT token FROM vocab WHERE tokenizer = 't'") as (second, _, _):
+            assert second is first
+        assert snapshot._spare is spare
+    finally:
+        snapshot.close()
+
+
+def test_a_direct_read_that_does_not_run_is_retried_through_the_lake_with_its_parameters(store, monkeypatch):
+    """``querying.run_on``: a statement given a reader with nothing attached (it reads its files
+    directly) whose direct read does not run goes through the lake on an attached reader
+    confined to the files found with its parameters."""
+    from quanta_db.store import copies, querying, snapshots
+
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]}))
+        run.commit()
+    monkeypatch.setattr(snapshots.Snapshot, "direct", lambda self, sql, params=None: "SELECT no_such_function()")
+    asked = []
+    reader = snapshots.Snapshot.reader
+
+    def recorded(self, sql, params=None, everything=False, attached=False):
+        asked.append((params, attached))
+        return reader(self, sql, params, everything, attached)
+
+    monkeypatch.setattr(snapshots.Snapshot, "reader", recorded)
+    snapshot = copies.shared(store.root).current()
+    sql = "SELECT token FROM vocab WHERE tokenizer = ?"
+    assert querying.run_on(snapshot, sql, ["u"]).table["token"].to_pylist() == ["b"]
+    assert asked == [(["u"], False), (["u"], True)]  # not every file: its own, found with its parameters

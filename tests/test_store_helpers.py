@@ -403,6 +403,13 @@ def test_a_batch_is_conformed_to_its_declared_schema_and_each_type_is_duckdbs_ow
     with pytest.raises(QuantaError) as error:
         conform(pa.table({"step": [1]}), fact_table("token_losses"))
     assert str(error.value) == "batch for token_losses lacks key column(s) model, corpus"
+    # a NULL key, first or later in the batch, would have no file to go to (it went nowhere, or
+    # into the first row's file under that file's key)
+    for corpus in (["c", None], [None, "c"]):
+        with pytest.raises(QuantaError) as error:
+            conform(batch.set_column(2, "corpus", pa.array(corpus, pa.string())), spec)
+        assert str(error.value) == "batch for documents has NULL in key column(s) corpus"
+    assert conform(batch.set_column(3, "n_tokens", pa.array([None, 4])), spec).column("n_tokens").null_count == 1
     con = duckdb.connect()
     for arrow_type, name in [*ARROW_TO_DUCKDB.items(), (pa.list_(pa.int32()), "INTEGER[]"),
                              (pa.list_(pa.list_(pa.string())), "VARCHAR[][]")]:
@@ -460,3 +467,22 @@ def test_the_lake_is_attached_located_and_recorded_as_documented(tmp_path, monke
     assert lake.storable(0.1 + 0.2) == 0.3 and lake.storable(1 / 3) == float(f"{1 / 3:.15g}") != 1 / 3
     assert [lake.storable(v) for v in (7, "x", None, 1.5e308, -1.5e308, math.inf)] == [7, "x", None, 1.5e308, -1.5e308, math.inf]
     assert math.isnan(lake.storable(math.nan)) and lake.storable(-2.0 / 3) == -float(f"{2 / 3:.15g}")
+
+
+@pytest.mark.parametrize("entries, expected", [
+    ("", (True, True)),
+    ("inlined_insert:7", (True, True)),  # files added, inlined
+    ("inserted_into_table:7", (True, False)),  # files added in a Parquet file of their own
+    ("inserted_into_table:9,inlined_insert:7", (True, True)),  # rows of another table, files inlined
+    ("inlined_insert:7,inserted_into_table:7", (True, False)),
+    ("inlined_insert:3", (False, False)),  # a saved analysis added: the macros change
+    ("inlined_insert:7,deleted_from_table:9", (False, False)),
+    ("inlined_delete:9", (False, False)),
+    ("altered_table:7", (False, False)),
+])
+def test_a_commit_is_told_apart_as_new_rows_alone_and_its_new_files_as_inlined(entries, expected):
+    """``lake.inserted_only`` reads DuckLake's ``ducklake_snapshot_changes`` entries: only inserts,
+    none into the saved analyses' table (id 3 here), and whether the files table's (id 7) were
+    inlined in the metadata, where a later state reads them alone."""
+    assert lake.inserted_only(entries, [3], [7]) == expected
+    assert lake.inserted_only(entries, None, None)[0] == (expected[0] or entries == "inlined_insert:3")

@@ -204,3 +204,25 @@ def test_a_saved_query_that_does_not_bind_is_named_and_recorded_nowhere(store, t
     assert str(refused.value).startswith("saved query broken_view.sql does not install: Binder Error")
     assert "broken_view" not in set(store.saved_queries().name)
     assert len(store.saved_queries()) == len(views.discover_saved_queries())
+
+
+def test_macros_calling_one_another_are_created_in_passes_whatever_their_order():
+    """``views.create_macros``: DuckDB binds a table macro when it is created, so one calling
+    another defined later fails the first pass and is created in the next; a macro that binds in
+    no pass is named with DuckDB's reason."""
+    from pathlib import Path
+
+    import duckdb
+
+    def macro(name, body, parameters="x"):
+        return views.SavedQuery(name, "", parameters, body, Path(f"{name}.sql"))
+
+    con = duckdb.connect()
+    outer, middle = macro("outer_one", "SELECT * FROM middle_one(x)"), macro("middle_one", "SELECT * FROM inner_one(x)")
+    views.create_macros(con, [outer, middle, macro("inner_one", "SELECT x AS v"), macro("a_view", "SELECT 1", "")])
+    assert con.execute("SELECT v FROM outer_one(41 + 1)").fetchall() == [(42,)]
+    assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'a_view'").fetchone() == (0,)
+    with pytest.raises(QueryError) as error:
+        views.create_macros(duckdb.connect(), [outer, middle])
+    assert str(error.value).startswith(
+        "saved query outer_one.sql does not install: Catalog Error: Table Function with name middle_one")

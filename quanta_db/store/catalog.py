@@ -157,7 +157,7 @@ def _make_next_writer(locator: lake.Locator) -> None:
         with contextlib.suppress(Exception):  # the next commit opens its own, and says why it cannot
             _next_writers.give(LOCAL_WRITERS, blank_connection(locator))
 
-    threading.Thread(target=make, name="quanta-db-next-writer").start()
+    threading.Thread(target=make, name="quanta-db-next-writer").start()  # pragma: no mutate  (a name for thread dumps)
 
 
 def _open(locator: lake.Locator, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -244,7 +244,8 @@ class Snapshot:
         connection = self._planner_connection()
         with self._lock:
             if self._planner is None and not self._closed:
-                self._planner = _Reader(connection, frozenset(), self.state[0], self._lock)
+                # never lent nor given back, so its guard is never taken (kept for the type)
+                self._planner = _Reader(connection, frozenset(), self.state[0], self._lock)  # pragma: no mutate
                 return self._planner
         connection.close()  # another thread planned first (or this snapshot was closed)
         if self._closed:

@@ -87,11 +87,15 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
 def conform(table: pa.Table, spec: FactTable) -> pa.Table:
     """Select and cast ``table`` to the declared schema.
 
-    A missing column is filled with NULL; the per-file key columns must be present.
+    A missing column is filled with NULL; the per-file key columns must be present and not NULL.
     """
     missing_keys = [k for k in spec.file_keys if k not in table.column_names]
     if missing_keys:
         raise QuantaError(f"batch for {spec.name} lacks key column(s) {', '.join(missing_keys)}")
+    # a file holds one value of each key, read from its rows at commit: a NULL key has no file
+    null_keys = [k for k in spec.file_keys if table.column(k).null_count]
+    if null_keys:
+        raise QuantaError(f"batch for {spec.name} has NULL in key column(s) {', '.join(null_keys)}")
     schema = spec.schema
     columns = [
         table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows)  # typed by the schema
