@@ -789,6 +789,13 @@ def test_init_makes_missing_folders_upgrades_a_store_and_refuses_what_is_not_one
     assert sorted(p.name for p in old.iterdir()) == [lake.LEGACY_FILE]
 
 
+def _commit_vocab(store, tokenizers: list[str], tokens: list[str]) -> None:
+    """One committed run of ``vocab`` rows, token id 0 of each tokenizer."""
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", pa.table({"tokenizer": tokenizers, "token_id": [0] * len(tokens), "token": tokens}))
+        run.commit()
+
+
 def test_a_process_checks_the_schema_of_one_catalog_state_once(store, monkeypatch):
     """Opening a store again checks its schema only when its catalog changed since this process
     checked it (the change stamp is far cheaper than the check)."""
@@ -802,9 +809,7 @@ def test_a_process_checks_the_schema_of_one_catalog_state_once(store, monkeypatc
     Store.open(store.root)
     Store.open(store.root)
     assert len(checks) == 1
-    with store.begin_run("test", {}) as run:
-        run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}))
-        run.commit()
+    _commit_vocab(store, ["t"], ["a"])
     Store.open(store.root)
     assert len(checks) == 2
     # the same catalog state against other code (a newer release's migration, say) is checked again
@@ -912,9 +917,7 @@ def test_a_connection_that_found_a_statements_files_is_kept_for_the_next_when_a_
     catalog read or reader uses it) rather than dropped."""
     from quanta_db.store import snapshots
 
-    with store.begin_run("test", {}) as run:
-        run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}))
-        run.commit()
+    _commit_vocab(store, ["t"], ["a"])
     monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)  # the files are found on a connection
     monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)  # (on PostgreSQL too)
     snapshot = snapshots.Snapshot(store.root)
@@ -939,9 +942,7 @@ def test_a_direct_read_that_does_not_run_is_retried_through_the_lake_with_its_pa
     confined to the files found with its parameters."""
     from quanta_db.store import copies, querying, snapshots
 
-    with store.begin_run("test", {}) as run:
-        run.write("vocab", pa.table({"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]}))
-        run.commit()
+    _commit_vocab(store, ["t", "u"], ["a", "b"])
     monkeypatch.setattr(snapshots.Snapshot, "direct", lambda self, sql, params=None: "SELECT no_such_function()")
     asked = []
     reader = snapshots.Snapshot.reader

@@ -141,16 +141,16 @@ def install_saved_queries(con: duckdb.DuckDBPyConnection, queries: list[SavedQue
     """
     obsolete = [name for name, parameters in con.execute(statement("saved_query_parameters")).fetchall()
                 if not parameters]
-    remaining = list(queries)
-    while remaining:
+
+    def install(remaining: list[SavedQuery]) -> list[tuple[SavedQuery, str]]:
+        nonlocal obsolete
         failed = _create_each(con, [query for query in remaining if query.parameters])
         views = [query for query in remaining if not query.parameters]
         failed += in_transaction(con, _replace_views, con, views, obsolete)
-        obsolete = []
-        if len(failed) == len(remaining):
-            query, message = failed[0]
-            raise QueryError(f"saved query {query.path.name} does not install: {message}")
-        remaining = [query for query, _ in failed]
+        obsolete = []  # dropped in the first pass
+        return failed
+
+    _in_passes(queries, install)
     in_transaction(con, _record_saved_queries, con, queries, store_root)
 
 
@@ -195,8 +195,7 @@ def analyses(rows: list[tuple[str, str, str]]) -> tuple[frozenset[str], list[Sav
 
 def session_macros(con: duckdb.DuckDBPyConnection) -> list[SavedQuery]:
     """The store's parameterised saved analyses (created in each session that runs queries)."""
-    rows = con.execute(statement("saved_macros")).fetchall()
-    return [SavedQuery(name, "", parameters, body, Path(f"{name}.sql")) for name, parameters, body in rows]
+    return analyses(con.execute(statement("saved_macros")).fetchall())[1]
 
 
 def called_macros(macros: list[SavedQuery], sql: str) -> list[SavedQuery]:
@@ -218,9 +217,16 @@ def create_macros(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> 
 
 def _create_all(con: duckdb.DuckDBPyConnection, queries: list[SavedQuery]) -> None:
     """Create every query (in passes, as they may reference one another)."""
+    _in_passes(queries, lambda remaining: _create_each(con, remaining))
+
+
+def _in_passes(queries: list[SavedQuery], create) -> None:
+    """``create`` (one pass over the queries given: those that did not bind, with DuckDB's
+    message) again over the failed ones until all bind, as DuckDB binds a query when it is
+    created and queries may reference one another; one that binds in no pass is named."""
     remaining = list(queries)
     while remaining:
-        failed = _create_each(con, remaining)
+        failed = create(remaining)
         if len(failed) == len(remaining):
             query, message = failed[0]
             raise QueryError(f"saved query {query.path.name} does not install: {message}")
