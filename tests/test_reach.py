@@ -23,8 +23,7 @@ def _losses(model: str, step: int, corpus: str, run_id: str, rng) -> pa.Table:
                      "loss_nats": rng.gamma(2.0, 1.5, ROWS).astype(np.float32), "run_id": pa.repeat(run_id, ROWS)})
 
 
-@pytest.fixture
-def suite_store(store):
+def _commit_suite(store):
     """One committed file per (model, step, corpus): 18 files of token_losses."""
     rng = np.random.default_rng(0)
     with store.begin_run("reach_test", {"n": 1}) as run:
@@ -33,8 +32,16 @@ def suite_store(store):
                 for corpus in CORPORA:
                     run.write("token_losses", _losses(model, step, corpus, run.run_id, rng))
         run.commit()
-    copies.forget(store.root)
     return store
+
+
+@pytest.fixture
+def suite_store(tmp_path, catalog_backend, _store_templates):
+    from quanta_db.store.store import Store
+    from tests.helpers import fresh_store
+
+    return fresh_store(_store_templates, "reach_suite", tmp_path / "store", catalog_backend,
+                       lambda root: _commit_suite(Store.init(root)))
 
 
 def _files_where(store, keep) -> frozenset[str]:

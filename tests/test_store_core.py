@@ -956,3 +956,24 @@ def test_a_direct_read_that_does_not_run_is_retried_through_the_lake_with_its_pa
     sql = "SELECT token FROM vocab WHERE tokenizer = ?"
     assert querying.run_on(snapshot, sql, ["u"]).table["token"].to_pylist() == ["b"]
     assert asked == [(["u"], False), (["u"], True)]  # not every file: its own, found with its parameters
+
+
+def test_every_attempt_of_a_statement_runs_under_its_time_and_row_limits(store, monkeypatch):
+    """``querying.run_on``: the retry through the lake after a direct read that does not run keeps
+    the caller's time limit and row limit (a retry without them could run for ever)."""
+    from quanta_db.store import copies, querying, snapshots
+
+    _commit_vocab(store, ["t", "u"], ["a", "b"])
+    monkeypatch.setattr(snapshots.Snapshot, "direct", lambda self, sql, params=None: "SELECT no_such_function()")
+    limits = []
+    execute = querying._execute
+
+    def recorded(connection, sql, params, time_limit_ms, max_rows, *rest, **flags):
+        limits.append((sql, time_limit_ms, max_rows))
+        return execute(connection, sql, params, time_limit_ms, max_rows, *rest, **flags)
+
+    monkeypatch.setattr(querying, "_execute", recorded)
+    sql = "SELECT token FROM vocab WHERE tokenizer = ?"
+    result = querying.run_on(copies.shared(store.root).current(), sql, ["t"], time_limit_ms=60_000, max_rows=1)
+    assert result.table["token"].to_pylist() == ["a"]
+    assert limits == [("SELECT no_such_function()", 60_000, 1), (sql, 60_000, 1)]
