@@ -16,6 +16,7 @@ import importlib.util
 import inspect
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -60,6 +61,7 @@ def _with_fixtures(test: Callable, values: dict) -> Callable[[], object]:
             return test(**values, **{name: made[name] for name in wanted})
         finally:
             patch.undo()
+            shutil.rmtree(made["tmp_path"], ignore_errors=True)
     return call
 
 
@@ -86,7 +88,16 @@ def unit_calls(test_file: Path) -> list[tuple[str, Callable[[], object]]]:
     return calls
 
 
+def _forget_results() -> None:
+    """What the store keeps across calls in a process (the statement check's answers) was
+    worked out under the previous mutant."""
+    sandbox = sys.modules.get("quanta_db.store.sandbox")
+    if sandbox is not None:
+        sandbox._CHECKED.clear()
+
+
 def _kills(calls) -> bool:
+    _forget_results()
     for _, call in calls:
         signal.alarm(SECONDS_PER_CALL)
         try:

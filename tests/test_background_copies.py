@@ -51,10 +51,12 @@ def another_process_commits(root, name: str = "other") -> None:
 
 
 def settled(snapshots: Snapshots) -> None:
-    """Wait for the copy being taken and the connection being made ahead, if any."""
-    for thread in (snapshots._taking, snapshots._making):
-        if thread is not None:
-            thread.join()
+    """Wait for the copy being taken and what copies left to do (the connection made ahead, the
+    retired copies closed), if any."""
+    if snapshots._taking is not None:
+        snapshots._taking.join()
+    if snapshots._after_work is not None:
+        snapshots._after_work.submit(lambda: None).result()  # one thread, in order: all before it is done
 
 
 @pytest.fixture
@@ -179,7 +181,7 @@ def test_what_a_querys_new_copy_leaves_to_do_starts_once_the_query_is_done(store
     snapshots = Snapshots(store.root)
     try:
         with snapshots.for_query() as first:
-            assert snapshots._making is None and snapshots._blank is None  # nothing made beside the query
+            assert not snapshots._making and snapshots._blank is None  # nothing made beside the query
         settled(snapshots)
         assert snapshots._blank is not None  # made once it was done
         for n in range(copies_module.KEEP):
@@ -189,5 +191,6 @@ def test_what_a_querys_new_copy_leaves_to_do_starts_once_the_query_is_done(store
                 assert not closed.is_set() and not first._closed  # retired (the last time), not yet closed
             settled(snapshots)
         assert closed.wait(60) and first._closed
+        assert len(snapshots._after_work._threads) == 1  # one thread did it all: no query waited for one to start
     finally:
         snapshots.close()

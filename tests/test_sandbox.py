@@ -288,3 +288,23 @@ def test_the_statement_check_passes_reads_and_names_what_it_refuses(sql, macros,
         check(sql)
     hint = "" if refused.startswith(("no SQL", "one SQL", "Parser")) else f"; {sandbox.OWNER_HINT}"
     assert str(error.value) == refused + hint
+
+
+def test_a_statement_checked_before_gets_the_same_answer_without_being_parsed_again(monkeypatch):
+    parsed = []
+    parse = sandbox._parse
+    monkeypatch.setattr(sandbox, "_parse", lambda sql: parsed.append(sql) or parse(sql))
+    monkeypatch.setattr(sandbox, "_CHECKED", {})
+    monkeypatch.setattr(sandbox, "MAX_CHECKED", 3)
+    passes, refused = "SELECT 41 + 1 AS answer", "SELECT * FROM token_pane_loss('c', 'm', 1)"
+    for _ in range(2):
+        sandbox.check_read_only(passes)
+        with pytest.raises(QueryError, match=r"table function token_pane_loss\(\)"):
+            sandbox.check_read_only(refused)
+        sandbox.check_read_only(refused, frozenset({"token_pane_loss"}))  # a saved analysis of this store
+    assert parsed == [passes, refused, refused]
+    sandbox.check_read_only("SELECT 2")  # past MAX_CHECKED: the answers kept are forgotten, none is wrong
+    assert len(sandbox._CHECKED) == 1
+    with pytest.raises(QueryError, match="token_pane_loss"):
+        sandbox.check_read_only(refused)
+    assert parsed[-2:] == ["SELECT 2", refused]

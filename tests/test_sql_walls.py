@@ -4,6 +4,7 @@ refuses to write into the store."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 
@@ -142,15 +143,30 @@ def http(walled_store):
         yield client
 
 
+@pytest.fixture(scope="module")
+def untouched(walled_store):
+    """The store's files and snapshot as made: no test of this module may change them, so each
+    compares with this (a change is caught by the test that made it)."""
+    return _hashes(walled_store.root)
+
+
+@functools.cache
+def _victim(root) -> str:
+    """A committed file of the store (the store never changes here, so it is looked up once)."""
+    return Store.open(root).committed_paths("documents")[0].as_posix()
+
+
 def _sql(store, template: str) -> list[str]:
-    victim = store.committed_paths("documents")[0].as_posix()
-    statement = template.format(root=store.root.as_posix(), victim=victim)
+    statement = template.format(root=store.root.as_posix(), victim=_victim(store.root))
     return [wrapper.format(statement) for wrapper in WRAPPERS.values()]
 
 
 @pytest.fixture(scope="module")
-def engine(walled_store):
-    return walled_store.engine()  # one connection per statement (NullPool), each confined anew
+def engine_connection(walled_store):
+    """One connection of the SQLAlchemy engine (confined when the engine opened it): each
+    statement is checked on its own all the same, and rolled back after its refusal."""
+    with walled_store.engine().connect() as connection:
+        yield connection
 
 
 def _refused_everywhere(store, http, connection, sql: str) -> None:
@@ -169,12 +185,11 @@ def _refused_everywhere(store, http, connection, sql: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(STATEMENTS))
-def test_no_statement_changes_the_store_through_any_entry_point(walled_store, http, engine, name):
-    before = _hashes(walled_store.root)
-    with engine.connect() as connection:  # each statement is checked on its own all the same
-        for sql in _sql(walled_store, STATEMENTS[name]):
-            _refused_everywhere(walled_store, http, connection, sql)
-    assert _hashes(walled_store.root) == before
+def test_no_statement_changes_the_store_through_any_entry_point(walled_store, untouched, http, engine_connection,
+                                                                name):
+    for sql in _sql(walled_store, STATEMENTS[name]):
+        _refused_everywhere(walled_store, http, engine_connection, sql)
+    assert _hashes(walled_store.root) == untouched
     assert not (walled_store.root / "tables" / "evil.parquet").exists()
 
 
@@ -222,14 +237,13 @@ CONNECTION_REFUSES = ["copy_new_file", "copy_rewrite", "copy_overwrite_folder", 
 
 
 @pytest.mark.parametrize("name", CONNECTION_REFUSES)
-def test_the_connection_alone_refuses_writes_and_foreign_reads(walled_store, monkeypatch, name):
+def test_the_connection_alone_refuses_writes_and_foreign_reads(walled_store, untouched, monkeypatch, name):
     monkeypatch.setattr(sandbox, "check_read_only", lambda sql, macros=frozenset(): None)
-    before = _hashes(walled_store.root)
     statement = _sql(walled_store, STATEMENTS[name])[0]
     for sql in (statement, f"EXPLAIN ANALYZE {statement}"):
         with pytest.raises(QueryError):
             walled_store.query_arrow(sql)
-    assert _hashes(walled_store.root) == before
+    assert _hashes(walled_store.root) == untouched
 
 
 @pytest.mark.xfail(strict=True, reason="DuckDB's allowed_paths cannot tell a read from a write: in a Python "
@@ -273,16 +287,15 @@ def _quanta_db_process(*args):
                           cwd=Path(__file__).resolve().parent.parent)
 
 
-def test_the_kernel_refuses_the_query_process_an_in_place_rewrite(walled_store, tmp_path):
+def test_the_kernel_refuses_the_query_process_an_in_place_rewrite(walled_store, untouched, tmp_path):
     from quanta_db.store.kernel_wall import landlock_abi
 
     if not landlock_abi():
         pytest.skip("Landlock is not available on this kernel")
-    before = _hashes(walled_store.root)
     sql = _sql(walled_store, STATEMENTS["copy_rewrite_in_place"])[0]
     done = _quanta_db_process("no-walls", "--store", walled_store.root, "query", sql)
     assert done.returncode != 0 and "Permission denied" in done.stdout + done.stderr, done.stdout + done.stderr
-    assert _hashes(walled_store.root) == before
+    assert _hashes(walled_store.root) == untouched
     out = tmp_path / "n.csv"  # the same process still writes its -o file, and only that
     done = _quanta_db_process("walls", "--store", walled_store.root, "query", "SELECT count(*) AS n FROM tokens",
                               "--format", "csv", "-o", out)

@@ -154,27 +154,48 @@ def table_macros(con) -> frozenset[str]:
     return frozenset(name.lower() for (name,) in con.execute(statement("saved_query_names")).fetchall())
 
 
+# Statements already checked in this process, with the refusal each got (None: passed): a
+# polling reader's statement is checked twice a query (before the catalog opens, then with the
+# store's saved analyses), about 3 ms each, for the same answer every time.
+_CHECKED: dict[tuple[str, frozenset[str] | None], str | None] = {}
+MAX_CHECKED = 1024
+
+
 def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> None:
     """Raise a one-line QueryError unless ``sql`` is exactly one statement that can only read:
     a SELECT, or an EXPLAIN [ANALYZE] of one; ``macros`` (see :func:`table_macros`) are the
     store's saved analyses, callable as table functions (None: any table function may be one)."""
+    key = (sql, macros)
+    if key not in _CHECKED:
+        if len(_CHECKED) >= MAX_CHECKED:
+            _CHECKED.clear()
+        _CHECKED[key] = _refusal(sql, macros)
+    refusal = _CHECKED[key]
+    if refusal is not None:
+        raise QueryError(refusal)
+
+
+def _refusal(sql: str, macros: frozenset[str] | None) -> str | None:
+    """Why :func:`check_read_only` refuses ``sql`` (None: it passes); a statement that does not
+    parse raises its parser's line."""
     statements = _parse(sql)
     if not statements:
-        raise QueryError("no SQL statement given")
+        return "no SQL statement given"
     if len(statements) != 1:
-        raise QueryError(f"one SQL statement at a time, got {len(statements)}")
+        return f"one SQL statement at a time, got {len(statements)}"
     statement_type = _type_name(statements[0])
     if statement_type == "EXPLAIN":
         inner = _explained(sql)
         what = _type_name(_parse(inner)[0])  # one statement: the text of the one the EXPLAIN parsed with
         if what != "SELECT":
-            raise QueryError(f"only a SELECT query can be explained here (this explains {what}); {OWNER_HINT}")
+            return f"only a SELECT query can be explained here (this explains {what}); {OWNER_HINT}"
         sql = inner
     elif statement_type != "SELECT":
-        raise QueryError(f"only SELECT queries run against the store (this is {statement_type}); {OWNER_HINT}")
+        return f"only SELECT queries run against the store (this is {statement_type}); {OWNER_HINT}"
     reason = _not_a_read(sql, macros)
     if reason:
-        raise QueryError(f"only queries that read run against the store (this has {reason}); {OWNER_HINT}")
+        return f"only queries that read run against the store (this has {reason}); {OWNER_HINT}"
+    return None
 
 
 def planned_statement(sql: str) -> str:
