@@ -250,6 +250,7 @@ def main() -> None:
             started = time.perf_counter()
             filler.fill_to(size, args.fill_run)
             fill_s = time.perf_counter() - started
+            os.sync()  # the fill's writes flushed first: the measurements below do not pay for them
             line = measure(root, filler, size, args.repeats, args.commits_under_readers, reader_cpus)
             backend = "postgresql" if args.catalog else "duckdb"
             print(json.dumps({**line, "catalog": backend, "fill_s": round(fill_s, 1), "reader_cpu": args.reader_cpu}),

@@ -1,4 +1,4 @@
-"""Export commands: LaTeX tables for papers."""
+"""Export commands: LaTeX tables for papers, file manifests and the SQL for other engines."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ def manifest(ref, table, fmt, output):
     from quanta_db.store.querying import Result
 
     write_result(Result(ref.open().manifest(table), False, 0.0), fmt, output)
+
+
+@export.command()
+@pass_store
+def attach(ref):
+    """The SQL that reads this store from any DuckDB client (the duckdb CLI, R, DBeaver, a
+    notebook): its extensions installed and loaded, the lake attached read-only and used."""
+    click.echo(ref.open().client_sql())
 
 
 @export.command()

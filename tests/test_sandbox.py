@@ -101,12 +101,8 @@ def test_the_owners_unsafe_engine_is_the_same_escape_hatch(corpus_store, attack_
 
 
 def _client_sql(root, query: str) -> str:
-    """What a plain DuckDB client runs to read the store (docs/store.md): the extensions from their
-    wheels' files, the store's ATTACH statement, then ``query``."""
-    locator = lake.locate(root)
-    names = ("ducklake", "postgres") if locator.on_postgres else ("ducklake",)
-    installs = "".join(f"INSTALL '{extensions.wheel_extension(name)}'; LOAD {name}; " for name in names)
-    return f"{installs}{lake.attach_sql(locator)}; USE lake; {query}"
+    """What a plain DuckDB client runs to read the store (`quanta-db export attach`), then ``query``."""
+    return f"{Store.open(root).client_sql()}\n{query}"
 
 
 def _plain_count(root) -> int:
@@ -308,3 +304,27 @@ def test_a_statement_checked_before_gets_the_same_answer_without_being_parsed_ag
     with pytest.raises(QueryError, match="token_pane_loss"):
         sandbox.check_read_only(refused)
     assert parsed[-2:] == ["SELECT 2", refused]
+
+
+def test_a_duckdb_client_holding_the_store_open_holds_no_commit_back(corpus_store, monkeypatch):
+    """`quanta-db export attach` gives any DuckDB client the readers' copy of a local catalog
+    (DuckDB locks the catalog file itself for each commit: a client holding that open made every
+    commit wait, then give up); a new attach shows each commit."""
+    import numpy as np
+
+    monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "2")
+    printed = CliRunner().invoke(cli, ["--store", str(corpus_store.root), "export", "attach"])
+    assert printed.exit_code == 0 and printed.output.strip() == corpus_store.client_sql(), printed.output
+    runs = "SELECT count(*) FROM runs WHERE status = 'committed'"
+    with duckdb.connect() as held:
+        held.execute(printed.output)
+        before = held.execute(runs).fetchone()[0]
+        with corpus_store.begin_run("test_held_client", {"n": 1}) as run:
+            run.write_artifact("values", np.arange(3, dtype=np.float32))
+            run.commit()  # raised CatalogLocked after the lock timeout with the catalog file held
+        # a local client keeps the state it attached; on PostgreSQL each query reads the newest
+        on_postgres = lake.locate(corpus_store.root).on_postgres
+        assert held.execute(runs).fetchone()[0] == before + on_postgres
+        with duckdb.connect() as fresh:
+            fresh.execute(printed.output)
+            assert fresh.execute(runs).fetchone()[0] == before + 1

@@ -27,6 +27,7 @@ import duckdb
 
 from quanta_db.errors import InputError, StoreError, first_line
 from quanta_db.store import extensions
+from quanta_db.store.published import READERS_FILE
 from quanta_db.store.sql import quote_ident, quote_literal, statement
 
 LAKE = "lake"
@@ -149,6 +150,20 @@ def attach_sql(locator: Locator, read_only: bool = True, metadata_file: Path | N
     if snapshot is not None:
         options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
     return f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(options)})"
+
+
+def client_sql(locator: Locator) -> str:
+    """What any other DuckDB client runs to read the store: the extensions installed from their
+    wheels' files and loaded, the lake attached read-only and used. On a local catalog it
+    attaches the readers' copy that each commit publishes (:mod:`quanta_db.store.published`),
+    not the catalog file: DuckDB locks that file for every commit, so a client attaching it
+    would fail while a commit runs, and one that kept it open would hold every commit back.
+    Such a client reads the state of its attach, and attaching again shows the commits since (on
+    PostgreSQL each of its queries reads the newest state)."""
+    names = ("ducklake", "postgres") if locator.on_postgres else ("ducklake",)
+    installs = [f"INSTALL {quote_literal(extensions.wheel_extension(name).as_posix())}; LOAD {name};" for name in names]
+    readers_copy = None if locator.on_postgres else locator.metadata_file.with_name(READERS_FILE)
+    return "\n".join([*installs, f"{attach_sql(locator, metadata_file=readers_copy)};", f"USE {LAKE};"])
 
 
 def use_lake(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -206,6 +206,10 @@ class Store:
                 rows = con.execute(statement("table_files"), [table]).fetchall()
         return [self.root / r[0] for r in rows]
 
+    def client_sql(self) -> str:
+        """The SQL any other DuckDB client runs to read this store (:func:`quanta_db.store.lake.client_sql`)."""
+        return lake.client_sql(catalog.locate(self.root))
+
     def manifest(self, table: str) -> pa.Table:
         """The committed files of fact table ``table``: absolute ``path``, the file's key columns
         (as the table declares them) and ``rows``, from the catalog. Other engines read exactly
