@@ -194,3 +194,34 @@ def test_what_a_querys_new_copy_leaves_to_do_starts_once_the_query_is_done(store
         assert len(snapshots._after_work._threads) == 1  # one thread did it all: no query waited for one to start
     finally:
         snapshots.close()
+
+
+EXITING_READER = """
+import sys, time
+from quanta_db.store.copies import Snapshots
+from quanta_db.store.store import Store
+
+take = Snapshots._take
+Snapshots._take = lambda self, *args: (time.sleep(1.0), take(self, *args))[1]  # still taking at exit
+store = Store.open(sys.argv[1], background_refresh=True)
+store.query_arrow("SELECT count(*) FROM runs")  # the first copy, taken by the query (its after-work thread made)
+print("ready", flush=True)
+sys.stdin.readline()  # another process committed
+store.query_arrow("SELECT count(*) FROM runs")  # answered at once; the new copy is taken in a thread
+"""
+
+
+def test_a_process_that_exits_while_a_copy_is_taken_in_the_background_exits_cleanly(store):
+    """Python shuts the after-work thread before it joins the thread taking a copy: what that
+    copy leaves to do is then done by the thread itself, not handed to the shut one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    child = subprocess.Popen([sys.executable, "-c", EXITING_READER, str(store.root)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+    assert child.stdout.readline().strip() == "ready", child.stderr.read()
+    another_process_commits(store.root)
+    out, err = child.communicate("go\n", timeout=120)
+    assert child.returncode == 0 and "Traceback" not in err, err

@@ -96,13 +96,17 @@ class Snapshots:
             _close_all(retired)
 
     def _in_background(self, work, *args) -> bool:
-        """Run ``work(*args)`` in this store's after-work thread; False once closed (nothing runs)."""
+        """Run ``work(*args)`` in this store's after-work thread; False once closed, or once the
+        interpreter is exiting (nothing runs: the caller does what must be done itself)."""
         with self._lock:
             if self._closed:
                 return False
             if self._after_work is None:
                 self._after_work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quanta-db-after-copy")
-            self._after_work.submit(work, *args)
+            try:
+                self._after_work.submit(work, *args)
+            except RuntimeError:  # exiting: the executors were shut before this thread was joined
+                return False
             return True
 
     def _take(self, stamp: tuple, blank: duckdb.DuckDBPyConnection | None, previous: Snapshot | None) -> Snapshot:
