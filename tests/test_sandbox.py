@@ -304,6 +304,10 @@ def test_a_statement_checked_before_gets_the_same_answer_without_being_parsed_ag
     with pytest.raises(QueryError, match="token_pane_loss"):
         sandbox.check_read_only(refused)
     assert parsed[-2:] == ["SELECT 2", refused]
+    long_read = "SELECT 1 AS x" + " " * sandbox.MAX_CHECKED_CHARS  # longer statements are not kept
+    for _ in range(2):
+        sandbox.check_read_only(long_read)
+    assert parsed[-2:] == [long_read, long_read] and (long_read, frozenset()) not in sandbox._CHECKED
 
 
 def test_a_duckdb_client_holding_the_store_open_holds_no_commit_back(corpus_store, monkeypatch):

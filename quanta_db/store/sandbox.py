@@ -156,9 +156,11 @@ def table_macros(con) -> frozenset[str]:
 
 # Statements already checked in this process, with the refusal each got (None: passed): a
 # polling reader's statement is checked twice a query (before the catalog opens, then with the
-# store's saved analyses), about 3 ms each, for the same answer every time.
+# store's saved analyses), about 3 ms each, for the same answer every time. Only statements up
+# to MAX_CHECKED_CHARS are kept, so what a hostile client sends can hold at most ~4 MB here.
 _CHECKED: dict[tuple[str, frozenset[str] | None], str | None] = {}
 MAX_CHECKED = 1024
+MAX_CHECKED_CHARS = 4096
 
 
 def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> None:
@@ -166,11 +168,11 @@ def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> No
     a SELECT, or an EXPLAIN [ANALYZE] of one; ``macros`` (see :func:`table_macros`) are the
     store's saved analyses, callable as table functions (None: any table function may be one)."""
     key = (sql, macros)
-    if key not in _CHECKED:
+    refusal = _CHECKED[key] if key in _CHECKED else _refusal(sql, macros)
+    if len(sql) <= MAX_CHECKED_CHARS and key not in _CHECKED:
         if len(_CHECKED) >= MAX_CHECKED:
             _CHECKED.clear()
-        _CHECKED[key] = _refusal(sql, macros)
-    refusal = _CHECKED[key]
+        _CHECKED[key] = refusal
     if refusal is not None:
         raise QueryError(refusal)
 
