@@ -225,3 +225,17 @@ def test_a_process_that_exits_while_a_copy_is_taken_in_the_background_exits_clea
     another_process_commits(store.root)
     out, err = child.communicate("go\n", timeout=120)
     assert child.returncode == 0 and "Traceback" not in err, err
+
+
+def test_what_a_copy_leaves_to_do_once_the_copies_are_closed_is_done_at_once(store):
+    """A query that took a copy may finish after its store's copies were closed (a forgotten
+    store, the process exiting): the copies it retired are closed by it, not handed to no one."""
+    from quanta_db.store.snapshots import Snapshot
+
+    snapshots = Snapshots(store.root)
+    newest = snapshots.current()
+    snapshots.close()
+    retired = Snapshot(store.root)
+    snapshots._settle(newest, [retired])
+    assert retired._closed
+    assert not snapshots._making and snapshots._blank is None  # nothing made ahead for a closed store

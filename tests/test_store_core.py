@@ -486,8 +486,9 @@ def test_pandas_asks_the_catalog_for_a_table_only_when_given_a_name(corpus_store
             assert len(pd.read_sql(sql, engine)) == 1
         assert asked == []
         inspector = sqlalchemy.inspect(engine)
-        assert inspector.has_table("documents") and not inspector.has_table("nowhere")
-        assert asked == ["documents", "nowhere"]
+        assert inspector.has_table("documents") and not inspector.has_table("Xnowhere")
+        assert not inspector.has_table("documents", schema="nowhere")  # the schema is passed on
+        assert asked == ["documents", "Xnowhere", "documents"]
 
 
 def test_read_fact_reads_the_partition_and_columns_asked_for(corpus_store):
