@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+import duckdb
 import pytest
 
 from quanta_db.store import catalog
@@ -239,3 +240,24 @@ def test_what_a_copy_leaves_to_do_once_the_copies_are_closed_is_done_at_once(sto
     snapshots._settle(newest, [retired])
     assert retired._closed
     assert not snapshots._making and snapshots._blank is None  # nothing made ahead for a closed store
+
+
+def test_closing_the_copies_waits_for_what_they_left_to_do(store, monkeypatch):
+    """``close`` returns once the after-work thread is done: no connection of this store's copies
+    is still being made (or left open) after it."""
+    import time
+
+    made, blank_connection = [], catalog.blank_connection
+
+    def slowly(locator):
+        time.sleep(0.5)
+        made.append(blank_connection(locator))
+        return made[-1]
+
+    monkeypatch.setattr(catalog, "blank_connection", slowly)
+    snapshots = Snapshots(store.root)
+    snapshots.current()  # hands the next copy's connection to the after-work thread
+    snapshots.close()
+    assert not snapshots._making and snapshots._blank is None and len(made) == 1
+    with pytest.raises(duckdb.ConnectionException):
+        made[0].execute("SELECT 1")  # made after close began, and closed by the thread that made it
