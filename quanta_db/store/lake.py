@@ -160,8 +160,8 @@ def client_sql(locator: Locator) -> str:
     would fail while a commit runs, and one that kept it open would hold every commit back.
     Such a client reads the state of its attach, and attaching again shows the commits since (on
     PostgreSQL each of its queries reads the newest state)."""
-    names = ("ducklake", "postgres") if locator.on_postgres else ("ducklake",)
-    installs = [f"INSTALL {quote_literal(extensions.wheel_extension(name).as_posix())}; LOAD {name};" for name in names]
+    installs = [f"INSTALL {quote_literal(extensions.wheel_extension(name).as_posix())}; LOAD {name};"
+                for name in extensions.names(locator.on_postgres)]
     readers_copy = None if locator.on_postgres else locator.metadata_file.with_name(READERS_FILE)
     return "\n".join([*installs, f"{attach_sql(locator, metadata_file=readers_copy)};", f"USE {LAKE};"])
 

@@ -161,6 +161,7 @@ def table_macros(con) -> frozenset[str]:
 _CHECKED: dict[tuple[str, frozenset[str] | None], str | None] = {}
 MAX_CHECKED = 1024
 MAX_CHECKED_CHARS = 4096
+_UNCHECKED = object()
 
 
 def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> None:
@@ -168,11 +169,13 @@ def check_read_only(sql: str, macros: frozenset[str] | None = frozenset()) -> No
     a SELECT, or an EXPLAIN [ANALYZE] of one; ``macros`` (see :func:`table_macros`) are the
     store's saved analyses, callable as table functions (None: any table function may be one)."""
     key = (sql, macros)
-    refusal = _CHECKED[key] if key in _CHECKED else _refusal(sql, macros)
-    if len(sql) <= MAX_CHECKED_CHARS and key not in _CHECKED:
-        if len(_CHECKED) >= MAX_CHECKED:
-            _CHECKED.clear()
-        _CHECKED[key] = refusal
+    refusal = _CHECKED.get(key, _UNCHECKED)  # one lookup: another thread may clear it meanwhile
+    if refusal is _UNCHECKED:
+        refusal = _refusal(sql, macros)
+        if len(sql) <= MAX_CHECKED_CHARS:
+            if len(_CHECKED) >= MAX_CHECKED:
+                _CHECKED.clear()
+            _CHECKED[key] = refusal
     if refusal is not None:
         raise QueryError(refusal)
 
