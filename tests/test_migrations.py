@@ -80,6 +80,36 @@ def test_an_upgraded_file_of_two_key_values_is_listed_and_replaced_without_keys(
     assert not (root / "tables/vocab/mixed.parquet").exists()
 
 
+def test_the_key_backfill_counts_the_files_it_filled_in(tmp_path):
+    """``backfill_file_keys`` fills in the files of one key value and counts them; a file of two
+    values stays without keys, so a second pass finds it again and fills in nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "store"
+    root.mkdir()
+    Store(root).migrate(_copy_migrations(tmp_path, upto=1))
+    (root / "tables/vocab").mkdir(parents=True)
+    pq.write_table(pa.table({"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]}),
+                   root / "tables/vocab/mixed.parquet")
+    pq.write_table(pa.table({"tokenizer": ["t"] * 3, "token_id": range(3), "token": list("abc")}),
+                   root / "tables/vocab/one.parquet")
+    with connect(root, read_only=False) as con:
+        con.execute("INSERT INTO runs VALUES ('r1', 'corpus', '{}', 'h', '0', 'host', 'cpu', now(), now(), 5, 'committed')")
+        for name, rows in (("mixed", 2), ("one", 3)):
+            con.execute(f"INSERT INTO files VALUES ('r1', 'vocab', 'tables/vocab/{name}.parquet', '', {rows}, 10, now())")
+    newest = tmp_path / "newest"
+    shutil.copytree(migrations_dir(), newest)
+    store = Store.open(root, check=False)
+    store.migrate(newest)  # a directory of its own: the migrations alone, no backfill
+    with store.write() as con:
+        assert migrations.backfill_file_keys(con, root) == 1
+        assert migrations.backfill_file_keys(con, root) == 0
+        keys = dict(con.execute("SELECT path, keys FROM files ORDER BY path").fetchall())
+    assert keys["tables/vocab/one.parquet"] == '{"tokenizer": "t"}'
+    assert keys["tables/vocab/mixed.parquet"] in (None, "")
+
+
 def test_changed_checksum_is_refused(tmp_path, store, store_snapshot):
     changed = _copy_migrations(tmp_path)
     first = sorted(changed.glob("*.sql"))[0]

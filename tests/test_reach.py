@@ -511,13 +511,26 @@ def test_an_unattached_reader_reads_only_its_files(suite_store):
 ODD_CORPORA = ('c/"q"', "ü-1", "c\\d", "c-1 ")
 
 
+@pytest.fixture
+def odd_store(tmp_path, catalog_backend, _store_templates):
+    """The suite and a second commit of corpora whose names need quoting or escaping (built once a session)."""
+    from quanta_db.store.store import Store
+    from tests.helpers import fresh_store
+
+    def build(root):
+        store = _commit_suite(Store.init(root))
+        _commit_losses(store, [("m-a", 1000, corpus) for corpus in ODD_CORPORA] + [("m-b", 0, "c-1")])
+
+    return fresh_store(_store_templates, "reach_odd", tmp_path / "store", catalog_backend, build)
+
+
 @pytest.mark.parametrize("condition", [
     "corpus = 'c-1'", "corpus IN ('c-0', 'ü-1')", "corpus = 'c/\"q\"'", "corpus = 'c\\d'", "corpus = 'c-1 '",
     "corpus > 'c-1'", "corpus <= 'c/'", "corpus LIKE 'c-%'", "step IN (0, 2000)", "step < 1000", "step >= 2000",
     "model = 'm-a' AND step = 1000 AND corpus = 'ü-1'", "step = 999.6", "model <> 'm-a'",
 ])
-def test_reached_files_read_off_the_metadata_are_those_the_lake_finds(suite_store, condition):
-    _commit_losses(suite_store, [("m-a", 1000, corpus) for corpus in ODD_CORPORA] + [("m-b", 0, "c-1")])
+def test_reached_files_read_off_the_metadata_are_those_the_lake_finds(odd_store, condition):
+    suite_store = odd_store
     sql = f"SELECT count(*) FROM token_losses WHERE {condition}"
     plans = reach.one_scan_plan(sandbox.serialised(sql))
     states = copies.Snapshots(suite_store.root)

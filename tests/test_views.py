@@ -186,6 +186,22 @@ def test_open_builds_the_views_of_result_tables_an_upgraded_quanta_db_adds(store
     assert reopened.query_df("SELECT count(*) AS n FROM head_scores")["n"][0] == 0
 
 
+def test_views_a_store_lacks_that_cannot_be_built_now_say_to_migrate(store, monkeypatch):
+    from quanta_db.errors import StoreError
+    from quanta_db.store.store import Store
+
+    with store.write() as con:
+        con.execute("DROP VIEW head_scores")
+
+    def locked(self):
+        raise StoreError("the catalog is locked by another process")
+
+    monkeypatch.setattr(Store, "refresh_views", locked)
+    with pytest.raises(StoreError) as refused:
+        Store.open(store.root)
+    assert str(refused.value) == "store views are out of date with this quanta-db; run `quanta-db migrate`"
+
+
 def test_the_saved_analyses_read_at_once_are_the_names_and_the_macros(store):
     from quanta_db.store import sandbox
 
