@@ -7,6 +7,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -144,6 +145,27 @@ def test_a_merge_decides_which_runs_commit_and_the_rest_are_discarded(store):
     done = store.commit_split(SPLIT)
     assert (done.runs, done.rows_written) == (ids[:1], 3) and _vocab_rows(store) == 3
     assert staging_entries(store) == []  # the discarded runs' staging is gone with the split's folder
+
+
+def stage_more_in_the_first_run(store, runs):
+    """A merge that adds rows to the first shard's run (as the jobs' merges do) beside what it staged."""
+    first = runs[0]
+    first.reopen()
+    first.write("vocab", pa.table({"tokenizer": ["tok0"] * 2, "token_id": [3, 4], "token": ["t3", "t4"]}))
+    return [first], runs[1:]
+
+
+def test_a_merge_stages_more_rows_beside_the_files_its_run_kept(store):
+    ids = [_stage_shard(store, i, shards=2, record=False) for i in range(2)]
+    for index, run_id in enumerate(ids):
+        splits.record_shard(store.root, SPLIT, (index, 2), "test", [run_id], COMMAND,
+                            merge="tests.test_splits:stage_more_in_the_first_run")
+    done = store.commit_split(SPLIT)
+    assert (done.runs, done.rows_written) == (ids[:1], 5)
+    tokens = store.query_df("SELECT token_id FROM vocab WHERE tokenizer = 'tok0' ORDER BY token_id")["token_id"]
+    assert tokens.tolist() == [0, 1, 2, 3, 4]
+    names = sorted(Path(path).name for path in store.manifest("vocab").column("path").to_pylist())
+    assert len(set(names)) == 2 and sum("-more1" in name for name in names) == 1, names
 
 
 def test_gc_keeps_listed_shards_and_removes_a_crashed_attempt(store):

@@ -292,8 +292,9 @@ def reached_new_files(con, folder: str, plans: tuple[ScanPlan, ...], new_files: 
     inlined table in a new connection, about 40 ms)."""
     paths: set[str] = set()
     for scan in plans:
-        conditions, params = _conditions(list(scan.conditions), key_types(scan.table))
-        needles = verbatim_needles(scan.conditions, key_types(scan.table))
+        types = key_types(scan.table)
+        conditions, params = _conditions(list(scan.conditions), types)
+        needles = verbatim_needles(scan.conditions, types)
         # a test of the keys' text first (see verbatim_needles): 15-25 ms → 6-12 ms at 25,000 files
         prefilter = " AND ".join(f"(NOT contains(keys::VARCHAR, ?) OR {' OR '.join(['contains(keys::VARCHAR, ?)'] * len(pairs))})"
                                  for _, pairs in needles) or "true"  # pragma: no mutate  (SQL: any case)
