@@ -179,6 +179,25 @@ def test_locked_catalog_fails_after_bounded_wait(store, monkeypatch):
 
 
 @pytest.mark.slow
+def test_a_commit_locked_out_names_the_run_it_keeps_staged(store, monkeypatch):
+    from quanta_db.store.catalog import CatalogLocked
+
+    monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "0.5")
+    child = _hold_lock(store, 5)
+    try:
+        run = store.begin_run("test", {})
+        run.write("vocab", _vocab())
+        with pytest.raises(CatalogLocked) as locked:
+            run.commit()
+    finally:
+        child.kill()
+        child.wait()
+    assert str(locked.value).endswith(
+        f"; run {run.run_id} is kept staged, and running the same command again commits it"), str(locked.value)
+    assert (store.root / "staging" / run.run_id).is_dir()
+
+
+@pytest.mark.slow
 def test_locked_catalog_is_retried_until_free(store, monkeypatch):
     monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "30")
     child = _hold_lock(store, 1.5)
