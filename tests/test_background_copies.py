@@ -173,6 +173,21 @@ def test_a_copy_keeps_one_spare_connection_and_closes_those_it_cannot_keep(store
             closed.execute("SELECT 1")
 
 
+def test_a_confined_reader_is_made_on_the_connection_it_is_given(store):
+    """The spare connection (or the one a statement's files were found on) becomes the reader:
+    none is opened beside it and left open."""
+    copies = Snapshots(store.root)
+    try:
+        snapshot = copies.current()
+        given = snapshot._private.open()
+        reader = snapshot._confined(None, given)
+        assert reader.connection is given
+        assert reader.connection.execute("SELECT count(*) FROM tokens").fetchone() == (0,)
+        reader.connection.close()
+    finally:
+        copies.close()
+
+
 def test_what_a_querys_new_copy_leaves_to_do_starts_once_the_query_is_done(store, monkeypatch):
     from quanta_db.store import copies as copies_module
 

@@ -197,6 +197,19 @@ def test_a_commit_locked_out_names_the_run_it_keeps_staged(store, monkeypatch):
     assert (store.root / "staging" / run.run_id).is_dir()
 
 
+def test_a_run_whose_staging_was_removed_says_so_in_one_line(store):
+    import shutil
+
+    run = store.begin_run("test", {})
+    run.write("vocab", _vocab())
+    shutil.rmtree(run.staging)
+    with pytest.raises(StoreError) as removed:
+        run.commit()
+    assert str(removed.value) == (f"the staged files of run {run.run_id} were removed while the job ran (by "
+                                  "`quanta-db gc` on a host that judged it dead?); nothing was committed, "
+                                  "re-run the command")
+
+
 @pytest.mark.slow
 def test_locked_catalog_is_retried_until_free(store, monkeypatch):
     monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "30")
