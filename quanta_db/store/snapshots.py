@@ -264,7 +264,7 @@ class Snapshot:
         if reader is None and not everything:
             reader = self._reader_for(sql, params, unattached=not attached)
         if reader is None:
-            reader = self._held(None) or self._keep(self._confined(None, self._take_spare()), held=True)
+            reader = self._held(None) or self._keep(self._confined(None, self._take_spare()))
         try:
             if reader.attached:
                 self._make_macros(reader, sql)
@@ -390,8 +390,8 @@ class Snapshot:
                 self._give_spare(spare)
             return held
         if unattached and spare is None and self._metadata is not None:
-            return self._keep(self._unattached(paths), held=True)
-        return self._keep(self._confined(paths, spare if spare is not None else self._take_spare()), held=True)
+            return self._keep(self._unattached(paths))
+        return self._keep(self._confined(paths, spare if spare is not None else self._take_spare()))
 
     def _reads_directly(self, sql: str, params: list | None) -> bool:
         """Whether ``sql`` reads its files directly (:meth:`direct`) and calls no saved analysis."""
@@ -505,9 +505,10 @@ class Snapshot:
                     return reader
         return None
 
-    def _keep(self, reader: _Reader, held: bool = False) -> _Reader:
+    def _keep(self, reader: _Reader) -> _Reader:
+        """``reader`` kept for later statements, marked in use (its maker answers with it first)."""
         with self._lock:
-            reader.users += held
+            reader.users += 1
             self._readers[id(reader)] = reader
             idle = [key for key, kept in self._readers.items() if kept.users == 0 and kept.paths is not None]
             for key in idle[:max(0, len(self._readers) - MAX_READERS)]:
