@@ -998,3 +998,9 @@ def test_every_attempt_of_a_statement_runs_under_its_time_and_row_limits(store, 
     result = querying.run_on(copies.shared(store.root).current(), sql, ["t"], time_limit_ms=60_000, max_rows=1)
     assert result.table["token"].to_pylist() == ["a"]
     assert limits == [("SELECT no_such_function()", 60_000, 1), (sql, 60_000, 1)]
+
+
+def test_an_owner_statement_that_returns_no_rows_is_an_empty_result(store):
+    """``--unsafe`` lets the owner run statements that return nothing (a SET): an empty result."""
+    result = store.query("SET VARIABLE answer = 42", unsafe=True)
+    assert (result.table.num_columns, result.table.num_rows, result.truncated, result.elapsed_ms) == (0, 0, False, 0.0)
