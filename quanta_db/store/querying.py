@@ -100,4 +100,4 @@ def _execute(connection: duckdb.DuckDBPyConnection, sql: str, params: list | Non
         con.close()
     elapsed_ms = (time.perf_counter() - start) * 1000
     truncated = max_rows is not None and table.num_rows > max_rows
-    return Result(table.slice(0, max_rows) if truncated else table, truncated, elapsed_ms)
+    return Result(table.slice(0, max_rows), truncated, elapsed_ms)  # zero-copy; all rows when max_rows is None
