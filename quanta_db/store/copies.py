@@ -35,7 +35,7 @@ class Snapshots:
         self.memory_limit = memory_limit
         self.background = background
         self._lock = threading.Lock()
-        self._stamp = None
+        self._stamp = None  # pragma: no mutate  (compared only once a copy was kept, which sets it)
         self._own_writes = None
         self._generation = 0
         self._snapshots: dict[int, Snapshot] = {}

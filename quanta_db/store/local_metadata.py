@@ -27,9 +27,10 @@ def state(con: duckdb.DuckDBPyConnection, locator: lake.Locator) -> State | None
     it must be read through the lake (see the module's text)."""
     metadata = lake.metadata_schema(locator)
     snapshot = lake.snapshot_identity(con, locator)
+    # The copy's newest snapshot: no later one is in its file, so any larger id reads the same.
     deletes, catalog_files, views, inlined = con.execute(
         statement("local_lake_state").format(metadata=metadata),
-        {"snapshot": snapshot[0], "tables": list(READ_TABLES)}).fetchall()[0]
+        {"snapshot": snapshot[0], "tables": list(READ_TABLES)}).fetchall()[0]  # pragma: no mutate
     if deletes or catalog_files:
         return None
     parts: dict[str, list[str]] = {table: [] for table in READ_TABLES}
