@@ -486,3 +486,19 @@ def test_a_commit_is_told_apart_as_new_rows_alone_and_its_new_files_as_inlined(e
     inlined in the metadata, where a later state reads them alone."""
     assert lake.inserted_only(entries, [3], [7]) == expected
     assert lake.inserted_only(entries, None, None)[0] == (expected[0] or entries == "inlined_insert:3")
+
+
+def test_a_blank_connection_checks_signatures_until_every_extension_its_catalog_needs_was_checked(tmp_path, monkeypatch):
+    """A connection made ahead for a catalog on PostgreSQL loads DuckLake and postgres: with only
+    DuckLake's file checked before, it still checks signatures (postgres's is checked on load)."""
+    catalog.blank_connection(lake.Locator(tmp_path)).close()  # DuckLake's file checked, and recorded
+    checked_file = extensions._checked_file
+    assert checked_file("ducklake") is not None
+    monkeypatch.setattr(extensions, "_checked_file", lambda name: None if name == "postgres" else checked_file(name))
+    for locator, checking in ((lake.Locator(tmp_path), False),
+                              (lake.Locator(tmp_path, "postgresql://u@127.0.0.1/db", "quanta_x"), True)):
+        con = catalog.blank_connection(locator)
+        try:
+            assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is not checking
+        finally:
+            con.close()
