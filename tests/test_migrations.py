@@ -54,9 +54,13 @@ def test_old_store_upgrades_without_losing_rows(tmp_path):
     assert reopened.query_df("SELECT keys FROM files")["keys"][0] == '{"tokenizer": "t"}'
 
 
-def test_an_upgraded_file_of_two_key_values_is_listed_and_replaced_without_keys(tmp_path):
-    """A file written before per-file keys whose rows hold two tokenizers has no one key value to
-    record: the manifest lists it with none, and replacing the whole table drops it."""
+VOCAB_FILES = {"mixed": {"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]},  # two key values
+               "one": {"tokenizer": ["t"] * 3, "token_id": [0, 1, 2], "token": ["a", "b", "c"]}}
+
+
+def _version_one_store(tmp_path, *names: str):
+    """A store at schema version 1 (before per-file keys) with the vocab files ``names`` of
+    ``VOCAB_FILES`` committed by one run, their keys unrecorded."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -64,11 +68,20 @@ def test_an_upgraded_file_of_two_key_values_is_listed_and_replaced_without_keys(
     root.mkdir()
     Store(root).migrate(_copy_migrations(tmp_path, upto=1))
     (root / "tables/vocab").mkdir(parents=True)
-    pq.write_table(pa.table({"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]}),
-                   root / "tables/vocab/mixed.parquet")
+    rows = {name: len(VOCAB_FILES[name]["token"]) for name in names}
     with connect(root, read_only=False) as con:
-        con.execute("INSERT INTO runs VALUES ('r1', 'corpus', '{}', 'h', '0', 'host', 'cpu', now(), now(), 2, 'committed')")
-        con.execute("INSERT INTO files VALUES ('r1', 'vocab', 'tables/vocab/mixed.parquet', '', 2, 10, now())")
+        con.execute(f"INSERT INTO runs VALUES ('r1', 'corpus', '{{}}', 'h', '0', 'host', 'cpu', now(), now(), "
+                    f"{sum(rows.values())}, 'committed')")
+        for name in names:
+            pq.write_table(pa.table(VOCAB_FILES[name]), root / f"tables/vocab/{name}.parquet")
+            con.execute(f"INSERT INTO files VALUES ('r1', 'vocab', 'tables/vocab/{name}.parquet', '', {rows[name]}, 10, now())")
+    return root
+
+
+def test_an_upgraded_file_of_two_key_values_is_listed_and_replaced_without_keys(tmp_path):
+    """A file written before per-file keys whose rows hold two tokenizers has no one key value to
+    record: the manifest lists it with none, and replacing the whole table drops it."""
+    root = _version_one_store(tmp_path, "mixed")
     Store.open(root, check=False).migrate()
     store = Store.open(root)
     assert store.manifest("vocab").to_pylist() == [
@@ -83,21 +96,7 @@ def test_an_upgraded_file_of_two_key_values_is_listed_and_replaced_without_keys(
 def test_the_key_backfill_counts_the_files_it_filled_in(tmp_path):
     """``backfill_file_keys`` fills in the files of one key value and counts them; a file of two
     values stays without keys, so a second pass finds it again and fills in nothing."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    root = tmp_path / "store"
-    root.mkdir()
-    Store(root).migrate(_copy_migrations(tmp_path, upto=1))
-    (root / "tables/vocab").mkdir(parents=True)
-    pq.write_table(pa.table({"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]}),
-                   root / "tables/vocab/mixed.parquet")
-    pq.write_table(pa.table({"tokenizer": ["t"] * 3, "token_id": range(3), "token": list("abc")}),
-                   root / "tables/vocab/one.parquet")
-    with connect(root, read_only=False) as con:
-        con.execute("INSERT INTO runs VALUES ('r1', 'corpus', '{}', 'h', '0', 'host', 'cpu', now(), now(), 5, 'committed')")
-        for name, rows in (("mixed", 2), ("one", 3)):
-            con.execute(f"INSERT INTO files VALUES ('r1', 'vocab', 'tables/vocab/{name}.parquet', '', {rows}, 10, now())")
+    root = _version_one_store(tmp_path, "mixed", "one")
     newest = tmp_path / "newest"
     shutil.copytree(migrations_dir(), newest)
     store = Store.open(root, check=False)

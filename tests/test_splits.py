@@ -137,12 +137,16 @@ def keep_the_first_run(store, runs):
     return runs[:1], runs[1:]
 
 
-def test_a_merge_decides_which_runs_commit_and_the_rest_are_discarded(store):
-    ids = [_stage_shard(store, i, shards=3, record=False) for i in range(3)]
+def _commit_merged(store, shards: int, merge: str):
+    """Stage ``shards`` shards whose records name ``merge``, and commit the split: (run ids, its commit)."""
+    ids = [_stage_shard(store, i, shards=shards, record=False) for i in range(shards)]
     for index, run_id in enumerate(ids):
-        splits.record_shard(store.root, SPLIT, (index, 3), "test", [run_id], COMMAND,
-                            merge="tests.test_splits:keep_the_first_run")
-    done = store.commit_split(SPLIT)
+        splits.record_shard(store.root, SPLIT, (index, shards), "test", [run_id], COMMAND, merge=f"tests.test_splits:{merge}")
+    return ids, store.commit_split(SPLIT)
+
+
+def test_a_merge_decides_which_runs_commit_and_the_rest_are_discarded(store):
+    ids, done = _commit_merged(store, 3, "keep_the_first_run")
     assert (done.runs, done.rows_written) == (ids[:1], 3) and _vocab_rows(store) == 3
     assert staging_entries(store) == []  # the discarded runs' staging is gone with the split's folder
 
@@ -156,11 +160,7 @@ def stage_more_in_the_first_run(store, runs):
 
 
 def test_a_merge_stages_more_rows_beside_the_files_its_run_kept(store):
-    ids = [_stage_shard(store, i, shards=2, record=False) for i in range(2)]
-    for index, run_id in enumerate(ids):
-        splits.record_shard(store.root, SPLIT, (index, 2), "test", [run_id], COMMAND,
-                            merge="tests.test_splits:stage_more_in_the_first_run")
-    done = store.commit_split(SPLIT)
+    ids, done = _commit_merged(store, 2, "stage_more_in_the_first_run")
     assert (done.runs, done.rows_written) == (ids[:1], 5)
     tokens = store.query_df("SELECT token_id FROM vocab WHERE tokenizer = 'tok0' ORDER BY token_id")["token_id"]
     assert tokens.tolist() == [0, 1, 2, 3, 4]
@@ -265,11 +265,7 @@ def test_a_merge_is_given_the_store(store):
     with store.begin_run("test", {"part": 1, "of": 1}) as run:
         run.write("vocab", _vocab("tok1"))
         run.commit()
-    ids = [_stage_shard(store, i, shards=3, record=False) for i in range(3)]
-    for index, run_id in enumerate(ids):
-        splits.record_shard(store.root, SPLIT, (index, 3), "test", [run_id], COMMAND,
-                            merge="tests.test_splits:keep_runs_of_new_tokenizers")
-    done = store.commit_split(SPLIT)
+    ids, done = _commit_merged(store, 3, "keep_runs_of_new_tokenizers")
     assert (done.runs, done.rows_written) == ([ids[0], ids[2]], 6) and _vocab_rows(store) == 9
 
 
