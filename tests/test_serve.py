@@ -222,7 +222,7 @@ def test_concurrent_clients_while_an_ingest_commits(losses_store, toy_model):  #
                         if checkpoint.startswith("third@"):
                             seen_new.add((checkpoint, n))
 
-        threads = [threading.Thread(target=client) for _ in range(4)]  # more only take the ingest's cores
+        threads = [threading.Thread(target=client) for _ in range(8)]
         for thread in threads:
             thread.start()
         ingest = subprocess.run([sys.executable, "-c", "from quanta_db.cli.main import main; main()", "--store",
