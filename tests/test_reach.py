@@ -530,10 +530,9 @@ def odd_store(tmp_path, catalog_backend, _store_templates):
     "model = 'm-a' AND step = 1000 AND corpus = 'ü-1'", "step = 999.6", "model <> 'm-a'",
 ])
 def test_reached_files_read_off_the_metadata_are_those_the_lake_finds(odd_store, condition):
-    suite_store = odd_store
     sql = f"SELECT count(*) FROM token_losses WHERE {condition}"
     plans = reach.one_scan_plan(sandbox.serialised(sql))
-    states = copies.Snapshots(suite_store.root)
+    states = copies.Snapshots(odd_store.root)
     try:
         snapshot = states.current()
         read_off = _read_off(snapshot, plans)
@@ -541,7 +540,7 @@ def test_reached_files_read_off_the_metadata_are_those_the_lake_finds(odd_store,
             assert read_off == reach.reached_files(cursor, snapshot._folder, plans)
     finally:
         states.close()
-    assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+    assert odd_store.query(sql).table.equals(odd_store.query(sql, unsafe=True).table)
 
 
 def test_a_catalog_table_altered_by_a_migration_is_read_across_its_schema_versions(suite_store):
