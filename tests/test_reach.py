@@ -314,8 +314,8 @@ def test_a_state_after_anything_but_new_rows_finds_everything_anew(suite_store):
 
     first, _ = state_and_changes((0, ""))
     _commit_losses(suite_store, [("m-c", 0, "c-0")])
-    second, changes = state_and_changes(first)
-    assert changes.only_inserts and changes.new_files is not None
+    second, changes_to_second = state_and_changes(first)
+    assert changes_to_second.only_inserts and changes_to_second.new_files is not None
     assert not state_and_changes((first[0], "another lake's time"))[1].only_inserts
     with suite_store.write() as con:  # a new saved analysis: rows inserted, into the saved analyses' table
         con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')")
@@ -326,6 +326,8 @@ def test_a_state_after_anything_but_new_rows_finds_everything_anew(suite_store):
         con.execute("DELETE FROM saved_queries WHERE name = 'other'")
     assert state_and_changes(third)[1] == lake.Changes(False, None)
     assert "other" not in copies.shared(suite_store.root).current().macros
+    with suite_store.read() as con:  # the changes up to a state end there: the commits after it are not counted
+        assert lake.changes(con, locator, first, second) == changes_to_second
 
 
 def _answered_by(snapshot, sql: str, params) -> int:

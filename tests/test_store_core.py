@@ -587,6 +587,28 @@ def test_a_registration_raced_by_another_run_drops_only_its_own_facts(store):
         ["t1", other.run_id], ["t2", first.run_id]]
 
 
+def test_a_registration_raced_by_a_different_one_commits_nothing_and_names_it(store, store_snapshot):
+    """Run B registers tokenizer t1 with another vocabulary and commits first: A's commit is refused
+    in one line naming the entity and the column that differs, and leaves the store as B left it."""
+    from quanta_db.store.expectations import ConflictError
+
+    def register(run, vocab_hash: str) -> None:
+        run.register("tokenizers", {"tokenizer": "t1", "source": "test", "vocab_hash": vocab_hash, "vocab_size": 1,
+                                    "run_id": run.run_id}, key=["tokenizer"], same=["vocab_hash"], facts={})
+
+    first = store.begin_run("registrations", {"run": "a"})
+    register(first, "h-a")
+    with store.begin_run("registrations", {"run": "b"}) as other:
+        register(other, "h-b")
+        other.commit()
+    before = store_snapshot(store)
+    with pytest.raises(ConflictError) as refused:
+        first.commit()
+    assert str(refused.value) == ("tokenizers tokenizer='t1' was registered with a different vocab_hash while this "
+                                  "job ran; nothing was committed")
+    assert store_snapshot(store) == before
+
+
 def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store, monkeypatch):
     import numpy as np
 
@@ -662,6 +684,7 @@ def test_a_store_opened_for_polling_shows_another_processs_commit_without_waitin
     from quanta_db.store.store import Store
 
     polling = Store.open(store.root, background_refresh=True)
+    strict = Store.open(store.root)
     saved = "SELECT count(*) AS n FROM saved_queries WHERE name = 'other'"
     runs = "SELECT count(*) AS n FROM runs WHERE status = 'committed'"
 
@@ -671,7 +694,7 @@ def test_a_store_opened_for_polling_shows_another_processs_commit_without_waitin
     assert answer(polling, saved) == 0
     subprocess.run([sys.executable, "-c", OTHER_PROCESS_WRITES, str(store.root)], check=True)
     assert answer(polling, saved) == 0  # answered from the state before while the next copy is taken
-    assert answer(store, saved) == 1  # a strict reader waits for its copy: it sees the commit at once
+    assert answer(strict, saved) == 1  # a strict reader (the default) waits for its copy: it sees the commit at once
     deadline = time.monotonic() + 60
     while answer(polling, saved) == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -859,8 +882,9 @@ def test_opening_a_store_that_is_not_there_makes_nothing_unless_asked_to(tmp_pat
     with pytest.raises(StoreError) as error:
         Store.open(missing)
     assert str(error.value) == f"store {missing} does not exist; create it with `quanta-db init`"
-    with pytest.raises(StoreError, match="is not a quanta-db store"):
-        Store.open(empty)
+    for check in (True, False):  # unchecked (as `migrate` opens a store of 0.1) it must still be a store
+        with pytest.raises(StoreError, match="is not a quanta-db store"):
+            Store.open(empty, check=check)
     assert not missing.exists() and list(empty.iterdir()) == []
     for folder in (missing, empty):  # create=True: a store, in a missing or an empty folder
         assert Store.open(folder, create=True).query_df("SELECT count(*) AS n FROM runs")["n"].tolist() == [0]
@@ -1022,3 +1046,65 @@ def test_a_copy_on_postgres_is_pinned_to_the_snapshot_its_stamp_read(store, monk
         assert len(asked) == 1
     finally:
         snapshots.close()
+
+
+def test_a_snapshot_keeps_its_most_recent_idle_readers_up_to_the_limit(store, monkeypatch):
+    """Each statement reaching other files gets a reader of its own, its files found on a reader
+    already open (``_catalog_reader``: no planning connection is opened while one is); a snapshot
+    keeps the ``MAX_READERS`` most recent for later statements and closes the least recent idle one beyond."""
+    from quanta_db.store import snapshots
+
+    names = [f"t{i}" for i in range(snapshots.MAX_READERS + 3)]
+    _commit_vocab(store, names, names)
+    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)
+    snapshot = snapshots.Snapshot(store.root)
+    try:
+        used = []
+        for name in names:
+            with snapshot.reader(f"SELECT count(*) FROM vocab WHERE tokenizer = '{name}'") as (reader, narrowed, _):
+                assert narrowed and reader.execute(f"SELECT token FROM vocab WHERE tokenizer = '{name}'").fetchall() == [(name,)]
+                used.append(reader)
+        assert len(set(map(id, used))) == len(names)  # one reader a statement
+        assert snapshot._planner is None  # the later statements' files were found on a kept reader
+        kept = [reader.connection for reader in snapshot._readers.values()]
+        assert kept == used[-snapshots.MAX_READERS:]
+        with pytest.raises(duckdb.ConnectionException):  # the least recent were closed
+            used[0].execute("SELECT 1")
+    finally:
+        snapshot.close()
+
+
+def test_a_staging_marker_names_its_run_and_a_reloaded_kept_run_takes_the_folder_over(store):
+    """``run.json`` names the run, its job and its parameters' hash beside the owning process; a kept
+    run loaded again (``Run.load_ready``, as the job's next command does) marks the folder as this
+    process's, no longer ready, with the same names and the split it was kept for."""
+    from quanta_db.store.runs import Run
+
+    run = store.begin_run("test_kept", {"n": 1})
+    named = {"run_id": run.run_id, "kind": "test_kept", "params_hash": run.params_hash}
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    assert liveness.read_marker(run.staging) == {**named, **owner}
+    run.write("vocab", pa.table({"tokenizer": ["tok"], "token_id": [0], "token": ["t0"]}))
+    run.keep_for_split("s-1", (1, 3))
+    assert liveness.read_marker(run.staging)["ready"]
+    reloaded = Run.load_ready(run.staging)
+    assert liveness.read_marker(run.staging) == {**named, "split": "s-1", "shard": [1, 3], **owner}
+    assert reloaded.run_id == run.run_id
+    reloaded.abort()
+    assert not run.staging.exists()
+
+
+def test_a_reader_in_use_when_its_snapshot_closes_answers_on_and_is_closed_by_its_last_user(store, monkeypatch):
+    from quanta_db.store import snapshots
+
+    _commit_vocab(store, ["t"], ["a"])
+    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)  # a reader with the lake attached
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)
+    snapshot = snapshots.Snapshot(store.root)
+    sql = "SELECT token FROM vocab WHERE tokenizer = 't'"
+    with snapshot.reader(sql) as (reader, _, _):
+        snapshot.close()
+        assert reader.execute(sql).fetchall() == [("a",)]
+    with pytest.raises(duckdb.ConnectionException):
+        reader.execute("SELECT 1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import duckdb
@@ -502,3 +503,67 @@ def test_a_blank_connection_checks_signatures_until_every_extension_its_catalog_
             assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is not checking
         finally:
             con.close()
+
+
+def test_a_catalog_keeping_a_write_ahead_log_or_absent_is_left_unpublished(tmp_path):
+    """A copy of a catalog whose changes still sit in its ``.wal`` would miss them, so readers stay
+    on the catalog itself (``catalog.writing`` kept); a closed catalog is copied whole, nothing left beside."""
+    metadata = tmp_path / lake.LOCAL_FILE
+    readers, writing = tmp_path / published.READERS_FILE, tmp_path / published.WRITING_FILE
+    assert published.publish(metadata) is False and not readers.exists()
+    metadata.write_bytes(b"closed catalog")
+    writing.touch()
+    log = metadata.with_name(metadata.name + ".wal")
+    log.write_bytes(b"changes not yet in the file")
+    assert published.publish(metadata) is False
+    assert not readers.exists() and writing.exists()
+    log.unlink()
+    assert published.publish(metadata) is True
+    assert readers.read_bytes() == b"closed catalog"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([lake.LOCAL_FILE, published.READERS_FILE])
+
+
+class _StoppedCursor:
+    """A cursor whose statement raises an error of its own after ``wait_s``, as DuckDB may when
+    interrupted inside an operator rather than with ``InterruptException``."""
+
+    def __init__(self, wait_s: float):
+        self.wait_s = wait_s
+
+    def cursor(self):
+        return self
+
+    def sql(self, sql, params=None):
+        time.sleep(self.wait_s)
+        raise duckdb.InvalidInputException("stopped mid-scan\nits second line")
+
+    def interrupt(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_an_error_raised_after_the_time_limit_is_the_time_limit_and_one_before_it_is_itself():
+    from quanta_db.store import querying
+
+    with pytest.raises(QueryError, match=r"^query stopped by the time limit \(50 ms\)$"):
+        querying._execute(_StoppedCursor(0.3), "SELECT 1", None, 50, None, attached=False)
+    with pytest.raises(QueryError, match=r"^stopped mid-scan$"):
+        querying._execute(_StoppedCursor(0), "SELECT 1", None, 60_000, None, attached=False)
+
+
+def test_an_extension_not_yet_installed_is_installed_from_its_wheel_checked_and_recorded(tmp_path, extension_record):
+    """A DuckDB extension folder without DuckLake (a fresh machine's): ``load`` installs the file
+    inside its wheel there, loads it with its signature checked, and records the installed file."""
+    folder = tmp_path / "extensions"
+    con = duckdb.connect(config={"extension_directory": str(folder), **extensions.connection_config(False)})
+    try:
+        extensions.load(con, postgres=False)
+        loaded, installed = con.execute("SELECT loaded, install_path FROM duckdb_extensions() "
+                                        "WHERE extension_name = 'ducklake'").fetchone()
+    finally:
+        con.close()
+    assert loaded and Path(installed).is_relative_to(folder)
+    assert Path(installed).read_bytes() == extensions.wheel_extension("ducklake").read_bytes()
+    assert extensions._checked_file("ducklake") == Path(installed)

@@ -409,22 +409,20 @@ def owner_connection(root: Path, macros: bool = True) -> duckdb.DuckDBPyConnecti
 
 
 @contextmanager
-def connect(root: Path, *, read_only: bool, user_sql: bool = False, owner_sql: bool = False,
+def connect(root: Path, *, read_only: bool, user_sql: bool = False,
             locator: lake.Locator | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived connection to the store's catalog; closed on exit. A writing connection
     holds the store's write lock until then.
 
-    ``user_sql``: confined to the store's committed files (``user_sql_connection``);
-    ``owner_sql``: read-only for the owner's unchecked SQL (``owner_connection``). Neither
-    creates the saved analyses' macros: the caller does, for its statement.
+    ``user_sql``: confined to the store's committed files (``user_sql_connection``), without the
+    saved analyses' macros: the caller creates those its statement calls (as it does on a
+    ``read_only`` connection for the owner's unchecked SQL).
     ``locator``: the catalog of a store being created (default: the one ``root`` holds).
     """
     locator = locator or locate(root)
     with contextlib.ExitStack() as stack:
         if user_sql:
             con = user_sql_connection(Path(root), macros=False)
-        elif owner_sql:
-            con = owner_connection(Path(root), macros=False)
         elif read_only:
             con = _open(locator, read_only=True)
         else:
@@ -434,7 +432,7 @@ def connect(root: Path, *, read_only: bool, user_sql: bool = False, owner_sql: b
             stack.enter_context(_postgres_lock(locator) if locator.on_postgres else _local_write_lock(locator))
             con = _postgres_writer(locator) if locator.on_postgres else _local_writer(locator)
         # a writer on PostgreSQL is kept for this process's next commit unless something failed while it was used
-        keeps = locator.on_postgres and not (read_only or user_sql or owner_sql)
+        keeps = locator.on_postgres and not (read_only or user_sql)
         stack.push(lambda failed, *_: _writers.give(kept.key(locator), con) if keeps and failed is None else con.close())
         yield con
 

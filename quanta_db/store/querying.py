@@ -25,8 +25,8 @@ class Result:
 def run_unchecked(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = None,
                   time_limit_ms: int | None = None, max_rows: int | None = None) -> Result:
     """One statement of the store's owner (``--unsafe``: no statement check) on a new cursor of
-    ``connection`` (:func:`quanta_db.store.catalog.connect` with ``owner_sql``, which opens the
-    catalog read-only). Interrupted after ``time_limit_ms`` (None: no limit); at most ``max_rows``
+    ``connection`` (:func:`quanta_db.store.catalog.connect`, read-only: the catalog itself is
+    never written through it). Interrupted after ``time_limit_ms`` (None: no limit); at most ``max_rows``
     rows (None: all), ``truncated`` saying whether there were more."""
     return _execute(connection, sql, params, time_limit_ms, max_rows)
 

@@ -261,7 +261,7 @@ class Store:
         wanted = columns or spec.schema.names
         if not paths:
             return spec.schema.empty_table().select(wanted)
-        dataset = ds.dataset([str(p) for p in paths], format="parquet", schema=spec.schema)
+        dataset = ds.dataset([str(p) for p in paths], schema=spec.schema)  # Parquet: pyarrow's default format
         return dataset.to_table(columns=wanted, filter=where)
 
     def migration_list(self) -> list[dict]:
@@ -318,7 +318,7 @@ class Store:
         for it (commits of this process are seen at once either way).
         """
         if unsafe:
-            with catalog.connect(self.root, read_only=True, owner_sql=True) as con:
+            with catalog.connect(self.root, read_only=True) as con:
                 views.install_session_macros(con, sql)
                 return querying.run_unchecked(con, sql, params, time_limit_ms, max_rows)
         sandbox.precheck(sql)  # hostile SQL is refused before the catalog is opened
