@@ -955,7 +955,18 @@ def test_a_copy_plans_on_one_connection_and_refuses_to_once_closed(store, monkey
         made[2].execute("SELECT 1")
 
 
-def test_a_connection_that_found_a_statements_files_is_kept_for_the_next_when_a_reader_was_ready(store, monkeypatch):
+@pytest.fixture
+def files_found_on_a_connection(monkeypatch):
+    """A statement's files are found on a connection with the lake attached, which becomes its
+    reader, rather than read off the catalog's metadata (on PostgreSQL too)."""
+    from quanta_db.store import snapshots
+
+    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)
+
+
+@pytest.mark.usefixtures("files_found_on_a_connection")
+def test_a_connection_that_found_a_statements_files_is_kept_for_the_next_when_a_reader_was_ready(store):
     """``Snapshot._reach`` finds a statement's files on the copy's unconfined connection, which
     becomes the statement's reader; and (``_reader_for``) when a kept reader already answers a
     statement, the connection its files were found on is given back to the copy (its next
@@ -963,8 +974,6 @@ def test_a_connection_that_found_a_statements_files_is_kept_for_the_next_when_a_
     from quanta_db.store import snapshots
 
     _commit_vocab(store, ["t"], ["a"])
-    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)  # the files are found on a connection
-    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)  # (on PostgreSQL too)
     snapshot = snapshots.Snapshot(store.root)
     try:
         with snapshot.reader("SELECT count(*) FROM vocab WHERE tokenizer = 't'") as (first, narrowed, _):
@@ -1048,7 +1057,8 @@ def test_a_copy_on_postgres_is_pinned_to_the_snapshot_its_stamp_read(store, monk
         snapshots.close()
 
 
-def test_a_snapshot_keeps_its_most_recent_idle_readers_up_to_the_limit(store, monkeypatch):
+@pytest.mark.usefixtures("files_found_on_a_connection")
+def test_a_snapshot_keeps_its_most_recent_idle_readers_up_to_the_limit(store):
     """Each statement reaching other files gets a reader of its own, its files found on a reader
     already open (``_catalog_reader``: no planning connection is opened while one is); a snapshot
     keeps the ``MAX_READERS`` most recent for later statements and closes the least recent idle one beyond."""
@@ -1056,8 +1066,6 @@ def test_a_snapshot_keeps_its_most_recent_idle_readers_up_to_the_limit(store, mo
 
     names = [f"t{i}" for i in range(snapshots.MAX_READERS + 3)]
     _commit_vocab(store, names, names)
-    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)
-    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)
     snapshot = snapshots.Snapshot(store.root)
     try:
         used = []
@@ -1095,12 +1103,11 @@ def test_a_staging_marker_names_its_run_and_a_reloaded_kept_run_takes_the_folder
     assert not run.staging.exists()
 
 
-def test_a_reader_in_use_when_its_snapshot_closes_answers_on_and_is_closed_by_its_last_user(store, monkeypatch):
+@pytest.mark.usefixtures("files_found_on_a_connection")
+def test_a_reader_in_use_when_its_snapshot_closes_answers_on_and_is_closed_by_its_last_user(store):
     from quanta_db.store import snapshots
 
     _commit_vocab(store, ["t"], ["a"])
-    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)  # a reader with the lake attached
-    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)
     snapshot = snapshots.Snapshot(store.root)
     sql = "SELECT token FROM vocab WHERE tokenizer = 't'"
     with snapshot.reader(sql) as (reader, _, _):

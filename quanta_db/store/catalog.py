@@ -395,13 +395,12 @@ def user_sql_connection(root: Path, memory_limit: str | None = None, macros: boo
     return con
 
 
-def owner_connection(root: Path, macros: bool = True) -> duckdb.DuckDBPyConnection:
+def owner_connection(root: Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection for the owner's unchecked SQL (``--unsafe``), with the saved
-    analyses' table macros unless not ``macros``."""
+    analyses' table macros."""
     con = _open(locate(root), read_only=True)
     try:
-        if macros:
-            views.install_session_macros(con)
+        views.install_session_macros(con)
     except BaseException:
         con.close()
         raise
