@@ -627,18 +627,26 @@ def test_a_condition_is_exact_for_text_with_strings_and_integers_written_canonic
 
 
 def test_the_planner_of_a_state_reads_no_file_and_holds_the_memory_limit(suite_store):
-    """Planning folds constants of user SQL, so its connection is capped like every reader."""
+    """Planning folds constants of user SQL, so its connection is capped like every reader: the
+    readers with nothing attached (a first state's direct reads) and the attached ones too."""
     import duckdb
 
     reference = duckdb.connect()
     reference.execute("SET memory_limit = '123MB'")
+    limit = reference.execute("SELECT current_setting('memory_limit')").fetchone()
     states = copies.Snapshots(suite_store.root, memory_limit="123MB")
     try:
-        planner = states.current().catalog
-        assert planner.execute("SELECT current_setting('memory_limit')").fetchone() == \
-            reference.execute("SELECT current_setting('memory_limit')").fetchone()
+        snapshot = states.current()
+        querying.run_on(snapshot, NARROWED[0][0])  # read directly, on a reader with nothing attached
+        querying.run_on(snapshot, NARROWED[4][0])  # a join: on an attached reader
+        planner = snapshot.catalog
+        assert planner.execute("SELECT current_setting('memory_limit')").fetchone() == limit
         with pytest.raises(duckdb.PermissionException):
             planner.execute(f"SELECT * FROM read_parquet('{suite_store.committed_paths('token_losses')[0]}')").fetchall()
+        readers = list(snapshot._readers.values())
+        assert sorted(reader.attached for reader in readers) == [False, True]
+        for reader in readers:
+            assert reader.connection.execute("SELECT current_setting('memory_limit')").fetchone() == limit
     finally:
         states.close()
 

@@ -751,3 +751,20 @@ def test_a_statement_runs_on_a_cursor_that_resolves_names_in_the_lake_when_attac
         querying._execute(con, "SELECT 1", None, None, None)
         querying._execute(con, "SELECT 1", None, None, None, attached=False)
     assert used == ["lake"]
+
+
+def test_a_retired_reader_is_lent_only_while_its_users_keep_it_open():
+    """``_Reader.borrow``: a reader in use is lent to one more user, retired or not; a retired one
+    no query uses any more is closed (by its last user), so it is never lent again."""
+    import threading
+
+    from quanta_db.store import snapshots
+
+    reader = snapshots._Reader(None, None, 1, threading.Lock())
+    assert reader.borrow() and reader.users == 1
+    reader.retired = True
+    assert reader.borrow() and reader.users == 2
+    reader.users = 1
+    assert reader.borrow() and reader.users == 2
+    reader.users = 0
+    assert not reader.borrow() and reader.users == 0

@@ -374,7 +374,7 @@ def _copy_descriptor(source: int, target: int) -> None:
         offset += os.pwrite(target, chunk, offset)
 
 
-def user_sql_connection(root: Path, memory_limit: str | None = None, macros: bool = True) -> duckdb.DuckDBPyConnection:
+def user_sql_connection(root: Path, macros: bool = True) -> duckdb.DuckDBPyConnection:
     """A connection for user SQL: read-only, confined to reading the store's committed files
     (``sandbox.restrict``), on a private copy of the catalog (:class:`PrivateCatalog`) that shows
     one committed state for as long as it is open. ``macros``: create the saved analyses' table
@@ -388,7 +388,7 @@ def user_sql_connection(root: Path, memory_limit: str | None = None, macros: boo
     try:
         if macros:
             views.install_session_macros(con)
-        sandbox.restrict(con, Path(root), memory_limit)
+        sandbox.restrict(con, Path(root))
     except BaseException:
         con.close()
         raise
