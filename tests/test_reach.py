@@ -328,6 +328,8 @@ def test_a_state_after_anything_but_new_rows_finds_everything_anew(suite_store):
     assert "other" not in copies.shared(suite_store.root).current().macros
     with suite_store.read() as con:  # the changes up to a state end there: the commits after it are not counted
         assert lake.changes(con, locator, first, second) == changes_to_second
+        # from a state to itself nothing changed: a copy of it carries every statement's files over
+        assert lake.changes(con, locator, second, second) == lake.Changes(True, changes_to_second.new_files)
 
 
 def _answered_by(snapshot, sql: str, params) -> int:

@@ -768,3 +768,17 @@ def test_a_retired_reader_is_lent_only_while_its_users_keep_it_open():
     assert reader.borrow() and reader.users == 2
     reader.users = 0
     assert not reader.borrow() and reader.users == 0
+
+
+def test_a_dataframe_answer_has_nullable_integers_and_keeps_parameters_and_unsafe(store):
+    """``Store.query_df``: ``query_arrow``'s answer with its parameters (and ``unsafe``), as pandas
+    whose integer and boolean columns stay integral with a NULL (pandas' nullable types)."""
+    import pandas as pd
+
+    frame = store.query_df("SELECT i, nullif(i, 1)::TINYINT AS a, nullif(i, 1)::SMALLINT AS b, nullif(i, 1)::INTEGER AS c, "
+                           "nullif(i, 1) AS d, nullif(i > 0, false) AS e FROM range(?) t(i) ORDER BY i", [3])
+    assert [str(frame[c].dtype) for c in "abcde"] == ["Int8", "Int16", "Int32", "Int64", "boolean"]
+    assert frame["d"].tolist() == [0, pd.NA, 2] and frame["e"].tolist() == [pd.NA, True, True]
+    with pytest.raises(QueryError):
+        store.query_df("SET VARIABLE answer = 42")
+    assert store.query_df("SET VARIABLE answer = 42", unsafe=True).empty

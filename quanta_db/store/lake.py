@@ -311,9 +311,9 @@ def changes(con: duckdb.DuckDBPyConnection, locator: Locator, since: tuple[int, 
                        [since[0], until[0], since[0], since[1]]).fetchall()
     found = {kind: value for kind, value, _, _ in rows}
     table_ids = {name: [value for kind, value, _, _ in rows if kind == name] for name in ("saved_queries", "files")}
-    same_lake = found["same_lake"] != "0"
-    only_inserts, files_inlined = (inserted_only(found["changes"], table_ids["saved_queries"], table_ids["files"])
-                                   if same_lake else (False, False))
+    if found["same_lake"] == "0":
+        return unchanged
+    only_inserts, files_inlined = inserted_only(found["changes"], table_ids["saved_queries"], table_ids["files"])
     if not only_inserts:
         return unchanged
     # Rows are inlined into the table of the files table's newest schema (a schema change would
