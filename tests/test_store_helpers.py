@@ -782,3 +782,45 @@ def test_a_dataframe_answer_has_nullable_integers_and_keeps_parameters_and_unsaf
     with pytest.raises(QueryError):
         store.query_df("SET VARIABLE answer = 42")
     assert store.query_df("SET VARIABLE answer = 42", unsafe=True).empty
+
+
+def test_the_owners_statement_gets_only_the_saved_analyses_it_calls(store, monkeypatch):
+    """``--unsafe`` statements run on a connection made for each: creating every saved analysis
+    there binds each against the lake, so only those the statement calls are made."""
+    from quanta_db.store import views
+
+    made = []
+    create = views.create_macros
+    monkeypatch.setattr(views, "create_macros",
+                        lambda con, queries: made.append({q.name for q in queries}) or create(con, queries))
+    store.query("SELECT 1 AS one", unsafe=True)
+    store.query("SELECT count(*) AS n FROM token_pane_loss('c', 'm', 0)", unsafe=True)
+    with store.read() as con:
+        every = {q.name for q in views.session_macros(con)}
+    assert made[0] == set() and "token_pane_loss" in made[1] and len(made[1]) < len(every)
+
+
+def test_a_snapshot_lends_its_newest_readers_then_those_it_was_lent_up_to_the_bound():
+    """``Snapshot._lend``: the next state gets this one's readers newest first, then the earlier
+    states' readers this one was lent, at most ``MAX_READERS`` in all, each marked in use once;
+    a retired reader nobody uses (closed) is never lent."""
+    import threading
+    from collections import OrderedDict
+
+    from quanta_db.store import snapshots
+
+    guard = threading.Lock()
+    own = [snapshots._Reader(f"own {i}", None, 2, guard) for i in range(3)]
+    earlier = [snapshots._Reader(f"earlier {i}", None, 1, guard) for i in range(snapshots.MAX_READERS)]
+    own[1].retired = True  # closed: its last user is gone
+    snapshot = snapshots.Snapshot.__new__(snapshots.Snapshot)
+    snapshot._readers = OrderedDict((id(reader), reader) for reader in own)
+    snapshot._earlier = earlier
+    lent = snapshot._lend()
+    expected = [own[2], own[0], *earlier[:snapshots.MAX_READERS - 2]]
+    assert [reader.connection for reader in lent] == [reader.connection for reader in expected]
+    assert all(reader.users == 1 for reader in expected) and own[1].users == 0 and earlier[-2].users == 0
+    snapshot._readers = OrderedDict((i, snapshots._Reader(f"new {i}", None, 3, guard))
+                                    for i in range(snapshots.MAX_READERS + 2))
+    assert [reader.connection for reader in snapshot._lend()] == [
+        f"new {i}" for i in reversed(range(2, snapshots.MAX_READERS + 2))]
