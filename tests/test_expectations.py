@@ -169,3 +169,17 @@ def test_artifacts_of_a_superseded_run_leave_the_disk(store):
     _commit(store, "replacer", {}, name="art", n=2, replace=True)
     assert not [p for p in (store.root / "artifacts").rglob("*") if p.is_file()]  # the .npy and anything beside it
     assert store.query_df("SELECT count(*) AS n FROM files WHERE table_name = 'artifact'")["n"][0] == 0
+
+
+def test_the_runs_behind_rows_are_those_of_a_fact_or_catalog_table_and_an_unknown_table_is_named(store):
+    """``expectations.current_runs``: the runs holding a fact table's matching files, or a catalog
+    table's matching rows; a table the store does not have is a KeyError naming it."""
+    from quanta_db.store import expectations
+
+    run_id = _commit(store, "vocab", {"v": 1}, name="tok")
+    with store.read() as con:
+        assert expectations.current_runs(con, "vocab", {"tokenizer": "tok"}) == {run_id}
+        assert expectations.current_runs(con, "vocab", {"tokenizer": "other"}) == frozenset()
+        assert expectations.current_runs(con, "runs", {"run_id": run_id}) == {run_id}
+        with pytest.raises(KeyError, match="unknown table 'no_such_table'"):
+            expectations.current_runs(con, "no_such_table", {})

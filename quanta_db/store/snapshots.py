@@ -191,7 +191,7 @@ class Snapshot:
         and a reader of ``previous`` may answer it (:meth:`_earlier_reader`)."""
         with previous._lock:
             self._carried = {key: (paths, since) for key, (paths, _, _, since) in previous._reached.items()}
-            self._earlier = previous._lend() if not previous._closed else []
+            self._earlier = previous._lend()  # none once closed: closing empties both lists it lends from
         self._since = previous.state[0]
 
     # -- the catalog ---------------------------------------------------------------------------
@@ -486,7 +486,7 @@ class Snapshot:
         """A reader of ``paths`` with nothing attached, for statements that read them directly."""
         connection = duckdb.connect(config=UNATTACHED)
         try:
-            sandbox.restrict(connection, self.root, self.memory_limit, paths=sorted(paths), deletes=[])
+            sandbox.restrict(connection, None, self.memory_limit, paths=sorted(paths), deletes=[])  # paths: no root
         except BaseException:
             connection.close()
             raise
