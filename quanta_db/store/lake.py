@@ -227,6 +227,9 @@ def inlined_catalog_tables(con: duckdb.DuckDBPyConnection, locator: Locator) -> 
     return [(name, bool(stale)) for name, stale in con.execute(query).fetchall()]
 
 
+NOT_NULL = " NOT NULL"
+
+
 def _make_anew(con: duckdb.DuckDBPyConnection, name: str) -> None:
     columns = con.execute(statement("lake_catalog_table_columns"), [name]).fetchall()
     table, new = (f"main.{quote_ident(n)}" for n in (name, name + REBASED_SUFFIX))
@@ -234,7 +237,7 @@ def _make_anew(con: duckdb.DuckDBPyConnection, name: str) -> None:
     definitions = ", ".join(
         f"{quote_ident(column)} {data_type}"
         + (f" DEFAULT {default}" if default is not None else "")  # "NULL" too: the same as none
-        + ("" if nullable else " NOT NULL")  # pragma: no mutate  (SQL: any case)
+        + ("" if nullable else NOT_NULL)
         for column, data_type, default, nullable in columns)
     con.execute(f"CREATE TABLE {new} ({definitions})")
     con.execute(f"INSERT INTO {new} ({names}) SELECT {names} FROM {table}")

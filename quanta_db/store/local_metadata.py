@@ -28,9 +28,9 @@ def state(con: duckdb.DuckDBPyConnection, locator: lake.Locator) -> State | None
     metadata = lake.metadata_schema(locator)
     snapshot = lake.snapshot_identity(con, locator)
     # The copy's newest snapshot: no later one is in its file, so any larger id reads the same.
+    parameters = {"snapshot": snapshot[0], "tables": list(READ_TABLES)}  # pragma: no mutate  (a later id: the same)
     deletes, catalog_files, views, inlined = con.execute(
-        statement("local_lake_state").format(metadata=metadata),
-        {"snapshot": snapshot[0], "tables": list(READ_TABLES)}).fetchall()[0]  # pragma: no mutate
+        statement("local_lake_state").format(metadata=metadata), parameters).fetchall()[0]
     if deletes or catalog_files:
         return None
     parts: dict[str, list[str]] = {table: [] for table in READ_TABLES}

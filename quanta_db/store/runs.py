@@ -354,11 +354,9 @@ class Run:
             _upsert(con, catalog_table, rows, key)
         for f in staged:
             rel = _relative_dest(f.table, f.partition, f.path)
-            con.execute(
-                statement("add_file"),
-                [self.run_id, f.table, rel, f.partition, f.rows, (self.root / rel).stat().st_size, now,
-                 None if f.keys is None else json.dumps(f.keys, sort_keys=True, default=str)],  # pragma: no mutate
-            )
+            keys = None if f.keys is None else json.dumps(f.keys, sort_keys=True, default=str)  # pragma: no mutate
+            con.execute(statement("add_file"),
+                        [self.run_id, f.table, rel, f.partition, f.rows, (self.root / rel).stat().st_size, now, keys])
             if f.table != ARTIFACT_TABLE:
                 con.execute(statement("register_file"), [f.table, (self.root / rel).as_posix()])
         summary = dropped.summary()

@@ -490,8 +490,7 @@ class Snapshot:
         except BaseException:
             connection.close()
             raise
-        return _Reader(connection, paths, self.state[0], self._lock,
-                       attached=False)  # pragma: no mutate  (None is only ever truth-tested too)
+        return _Reader(connection, paths, self.state[0], self._lock, attached=False)  # pragma: no mutate  (None: falsy too)
 
     def _held(self, paths: frozenset[str] | None, unattached: bool = False) -> _Reader | None:
         """A kept reader covering ``paths`` (None: only one confined to every file), marked in
