@@ -824,3 +824,39 @@ def test_a_snapshot_lends_its_newest_readers_then_those_it_was_lent_up_to_the_bo
                                     for i in range(snapshots.MAX_READERS + 2))
     assert [reader.connection for reader in snapshot._lend()] == [
         f"new {i}" for i in reversed(range(2, snapshots.MAX_READERS + 2))]
+
+
+class _MetadataRows:
+    """A connection whose every statement answers ``rows`` (what ``lake_changes.sql`` reads)."""
+
+    def __init__(self, rows):
+        self.rows, self.asked = rows, []
+
+    def execute(self, sql, params=None):
+        self.asked.append(params)
+        return self
+
+    def fetchall(self):
+        return self.rows
+
+
+@pytest.mark.parametrize(("changes", "same_lake", "expected"), [
+    ("inlined_insert:7,inserted_into_table:9", "1", (True, True)),  # new files inlined, data elsewhere
+    ("inserted_into_table:7", "1", (True, False)),  # files' rows in a data file: not readable off the metadata
+    ("inlined_insert:3", "1", (False, False)),  # a saved analysis added
+    ("inlined_delete:7", "1", (False, False)),
+    ("", "1", (True, True)),
+    ("inlined_insert:7", "0", (False, False)),  # another lake made at the same place
+])
+def test_a_lakes_changes_are_told_from_its_metadata_rows(tmp_path, changes, same_lake, expected):
+    """``lake.changes``: only inserts, none into the saved analyses' table, in the same lake; the
+    new files' relation (the files table's newest inlined table) only when each was inlined."""
+    locator = lake.Locator(tmp_path)
+    con = _MetadataRows([("changes", changes, None, None), ("same_lake", same_lake, None, None),
+                         ("saved_queries", "3", "inlined_3_9", 9), ("files", "7", "inlined_7_1", 1),
+                         ("files", "7", "inlined_7_4", 4)])
+    found = lake.changes(con, locator, (5, "t5"), (8, "t8"))
+    newest = f'{lake.metadata_schema(locator)}."inlined_7_4"'
+    assert found == lake.Changes(expected[0], newest if all(expected) else None)
+    assert con.asked == [[5, 8, 5, "t5"]]
+    assert lake.changes(con, locator, (8, "t8"), (5, "t5")) == lake.Changes(False, None) and len(con.asked) == 1
