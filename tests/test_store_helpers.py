@@ -476,6 +476,8 @@ def test_the_lake_is_attached_located_and_recorded_as_documented(tmp_path, monke
     ("inserted_into_table:7", (True, False)),  # files added in a Parquet file of their own
     ("inserted_into_table:9,inlined_insert:7", (True, True)),  # rows of another table, files inlined
     ("inlined_insert:7,inserted_into_table:7", (True, False)),
+    ("inserted_into_table:7,inlined_insert:7", (True, False)),  # one not inlined is enough, first or last
+    ("inserted_into_table:7,inserted_into_table:9", (True, False)),
     ("inlined_insert:3", (False, False)),  # a saved analysis added: the macros change
     ("inlined_insert:7,deleted_from_table:9", (False, False)),
     ("inlined_delete:9", (False, False)),
