@@ -675,3 +675,37 @@ def test_plans_are_kept_for_the_statements_used_last():
     plans.put(("c", "None"), "plan c", True)
     assert plans.get(("b", "None")) is reach.UNPLANNED
     assert plans.get(("a", "None")) == ("plan a", True) and plans.get(("c", "None")) == ("plan c", True)
+
+
+def test_a_state_read_through_the_lake_opens_its_first_connection_on_the_blank_one_it_was_given(suite_store, monkeypatch):
+    """``Snapshot._read_state``: a first state read through the lake opens the lake itself (no
+    probe of the metadata first), a later state that may only have added files probes its
+    metadata first; each on the connection made ahead for it (``blank``), none made anew."""
+    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)
+    opened = []
+
+    def recording(name):
+        real = getattr(catalog.PrivateCatalog, name)
+
+        def recorded(self, blank=None):
+            opened.append((name, blank))
+            return real(self, blank)
+        return recorded
+
+    for name in ("open", "open_metadata"):
+        monkeypatch.setattr(catalog.PrivateCatalog, name, recording(name))
+    locator = catalog.locate(suite_store.root)
+    blank = catalog.blank_connection(locator)
+    first = snapshots.Snapshot(suite_store.root, blank=blank)
+    try:
+        assert opened == [("open", blank)] and first._blank is None
+        _commit_losses(suite_store, [("m-c", 0, "c-0")])
+        opened.clear()
+        blank = catalog.blank_connection(locator)
+        later = snapshots.Snapshot(suite_store.root, blank=blank, previous=first)
+        later.close()
+        if not locator.on_postgres:  # there, a later state is read on a reader of the previous one
+            assert opened[:1] == [("open_metadata", blank)]
+    finally:
+        first.close()
