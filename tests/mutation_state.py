@@ -6,6 +6,7 @@ full mutation run — hours on 2 CPU cores — can go on across fresh machines (
     python -m tests.mutation_state summary   # the figure, by file, and the sample's estimate
     python -m tests.mutation_state sample SIZE SEED  # draw unchecked mutants, for ``mutmut run NAME ...``
     python -m tests.mutation_state to-run-again  # survivors and unreached ones, for ``mutmut run NAME ...``
+    python -m tests.mutation_state unchecked     # the mutants no run checked yet, likewise
     python -m tests.mutation_state tests-added   # after adding test modules to the selection
 
 mutmut keeps a mutant's result while the source of its function is unchanged (a function's hash
@@ -125,30 +126,50 @@ def draw_sample(size: int, seed: int, folder: Path = KEPT) -> list[str]:
 
 def sample_estimate(folder: Path = KEPT) -> str:
     """The sample's killed share over its covered, checked mutants with its 95% Clopper-Pearson
-    interval (scipy), and the whole store's share estimated from it: the covered mutants checked
-    outside the sample as they are, the unchecked ones at the sample's share."""
+    interval (scipy), and the whole store's share estimated from it: every covered mutant checked
+    as it is, the unchecked ones at the share of the sample's mutants in the functions that still
+    have unchecked mutants. Post-stratified so: the full run checks the cheapest functions first,
+    so the sample's mutants in the functions it finished are no sample of what is left."""
     from scipy.stats import binomtest
 
     if not (folder / SAMPLE).is_file():
         return "no sample drawn"
     drawn = set((folder / SAMPLE).read_text().split())
     every = {name: status for meta in folder.glob("*.py.meta") for name, status in _mutant_statuses(meta).items()}
+    unchecked = [name for name, status in every.items() if status == "not checked"]
+    still_open = {name.rpartition("__mutmut_")[0] for name in unchecked}
     in_sample = Counter(every[name] for name in drawn if name in every)
-    rest = Counter(status for name, status in every.items() if name not in drawn)
-    covered = in_sample["killed"] + in_sample["survived"] + in_sample["timeout"]
+    in_stratum = Counter(every[name] for name in drawn
+                         if name in every and name.rpartition("__mutmut_")[0] in still_open)
+    lines = [_share_line(f"sample of {len(drawn)} (tests/data/mutation/{SAMPLE})", in_sample)]
+    covered = in_stratum["killed"] + in_stratum["survived"] + in_stratum["timeout"]
     if not covered:
-        return f"sample of {len(drawn)}: none checked yet"
-    interval = binomtest(in_sample["killed"], covered).proportion_ci(0.95)
-    share = in_sample["killed"] / covered
-    # mutants of the sample and of the unchecked rest that tests cover, at the sample's rate
-    checked = sum(in_sample.values()) - in_sample["not checked"]
-    covered_rate = covered / checked
-    unknown = in_sample["not checked"] + rest["not checked"]
-    killed = rest["killed"] + in_sample["killed"] + unknown * covered_rate * share
-    all_covered = rest["killed"] + rest["survived"] + rest["timeout"] + covered + unknown * covered_rate
-    return (f"sample of {len(drawn)} (tests/data/mutation/{SAMPLE}): {checked} checked, {covered} covered, "
-            f"{in_sample['killed']} killed: {share:.1%} of the covered (95% CI {interval.low:.1%}-{interval.high:.1%}); "
-            f"the whole store estimated at {killed / all_covered:.1%} of {all_covered:.0f} covered mutants")
+        return lines[0]
+    lines.append(_share_line("  of it, in the functions with unchecked mutants", in_stratum))
+    share = in_stratum["killed"] / covered
+    covered_rate = covered / (sum(in_stratum.values()) - in_stratum["not checked"])
+    checked = Counter(status for status in every.values() if status != "not checked")
+    exact_covered = checked["killed"] + checked["survived"] + checked["timeout"]
+    all_covered = exact_covered + len(unchecked) * covered_rate
+    interval = binomtest(in_stratum["killed"], covered).proportion_ci(0.95)
+    estimates = [(checked["killed"] + len(unchecked) * covered_rate * rate) / all_covered
+                 for rate in (share, interval.low, interval.high)]
+    lines.append(f"the whole store estimated at {estimates[0]:.1%} ({estimates[1]:.1%}-{estimates[2]:.1%}) of "
+                 f"{all_covered:.0f} covered mutants: {exact_covered} checked, {len(unchecked)} not yet")
+    return "\n".join(lines)
+
+
+def _share_line(what: str, counts: Counter) -> str:
+    """``counts``' killed share of its covered mutants, with its 95% Clopper-Pearson interval."""
+    from scipy.stats import binomtest
+
+    covered = counts["killed"] + counts["survived"] + counts["timeout"]
+    checked = sum(counts.values()) - counts["not checked"]
+    if not covered:
+        return f"{what}: none checked yet"
+    interval = binomtest(counts["killed"], covered).proportion_ci(0.95)
+    return (f"{what}: {checked} checked, {covered} covered, {counts['killed']} killed: "
+            f"{counts['killed'] / covered:.1%} of the covered (95% CI {interval.low:.1%}-{interval.high:.1%})")
 
 
 def to_run_again(folder: Path = KEPT) -> list[str]:
@@ -157,6 +178,13 @@ def to_run_again(folder: Path = KEPT) -> list[str]:
     tests changed; a killed mutant stays killed with more tests)."""
     return [name for meta in sorted(folder.glob("*.py.meta"))
             for name, status in _mutant_statuses(meta).items() if status in ("survived", "no tests")]
+
+
+def unchecked(folder: Path = KEPT) -> list[str]:
+    """The mutants no run has checked yet, by mutmut's name (with :func:`to_run_again`'s, one run
+    that goes on with the full run and checks the kept survivors again)."""
+    return [name for meta in sorted(folder.glob("*.py.meta"))
+            for name, status in _mutant_statuses(meta).items() if status == "not checked"]
 
 
 def keep_results_for_added_tests() -> None:
@@ -184,8 +212,10 @@ if __name__ == "__main__":
         print("\n".join(draw_sample(int(command[1]), int(command[2]))))
     elif command == ["to-run-again"]:
         print("\n".join(to_run_again()))
+    elif command == ["unchecked"]:
+        print("\n".join(unchecked()))
     elif command == ["tests-added"]:
         keep_results_for_added_tests()
     else:
         sys.exit("usage: python -m tests.mutation_state "
-                 "[save | restore | summary | sample SIZE SEED | to-run-again | tests-added]")
+                 "[save | restore | summary | sample SIZE SEED | to-run-again | unchecked | tests-added]")

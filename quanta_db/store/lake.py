@@ -302,23 +302,25 @@ class Changes(NamedTuple):
     # PostgreSQL), each row with its ``begin_snapshot``
 
 
+ANEW = Changes(False, None)  # anything may have changed: a state read anew
+
+
 def changes(con: duckdb.DuckDBPyConnection, locator: Locator, since: tuple[int, str], until: tuple[int, str]) -> Changes:
     """How the lake ``con`` attached went from snapshot ``since`` to ``until`` (see
     :func:`snapshot_identity`), per the DuckLake specification's ``ducklake_snapshot_changes``
     (any entry but an insert is a change) and its inlined data tables."""
-    unchanged = Changes(False, None)
     if until[0] < since[0]:
-        return unchanged
+        return ANEW
     metadata = metadata_schema(locator)
     rows = con.execute(statement("lake_changes").format(metadata=metadata),
                        [since[0], until[0], since[0], since[1]]).fetchall()
     found = {kind: value for kind, value, _, _ in rows}
     table_ids = {name: [value for kind, value, _, _ in rows if kind == name] for name in ("saved_queries", "files")}
     if found["same_lake"] == "0":
-        return unchanged
+        return ANEW
     only_inserts, files_inlined = inserted_only(found["changes"], table_ids["saved_queries"], table_ids["files"])
     if not only_inserts:
-        return unchanged
+        return ANEW
     # Rows are inlined into the table of the files table's newest schema (a schema change would
     # have been an entry of its own).
     inlined = sorted((version, holder) for kind, _, holder, version in rows if kind == "files" and holder is not None)

@@ -167,7 +167,7 @@ class Snapshot:
             opened = self._spare = self._private.open(self._pop_blank())
         self.state = lake.snapshot_identity(opened, self.locator, self._private.pinned)
         changes = (lake.changes(opened, self.locator, previous.state, self.state) if follows
-                   else lake.Changes(False, None))
+                   else lake.ANEW)
         if lazy and changes.new_files is None:  # what follows reads the lake itself
             self._probe = None
             opened.close()
