@@ -173,6 +173,20 @@ def test_a_copy_keeps_one_spare_connection_and_closes_those_it_cannot_keep(store
             closed.execute("SELECT 1")
 
 
+def test_every_copy_of_a_store_plans_statements_with_one_cache(store, own_writes):
+    """A statement's plan holds for every state (``reach.Plans``): the copies a process takes of
+    one store share the cache, so a plan made for one copy is not made again for the next."""
+    copies = Snapshots(store.root)
+    try:
+        first = copies.current()
+        first.reach("SELECT count(*) FROM runs")
+        another_process_commits(store.root, "other")
+        second = copies.current()
+        assert second is not first and first._plans is second._plans is copies._plans
+    finally:
+        copies.close()
+
+
 def test_a_confined_reader_is_made_on_the_connection_it_is_given(store):
     """The spare connection (or the one a statement's files were found on) becomes the reader:
     none is opened beside it and left open."""

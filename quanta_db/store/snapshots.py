@@ -106,7 +106,7 @@ class Snapshot:
         # (inlined in the metadata table _new_files, or read off PostgreSQL's)
         self._carried: dict[tuple, tuple[frozenset[str], int]] = {}
         self._new_files: str | None = None
-        self._since = 0
+        self._since = 0  # pragma: no mutate  (read only once _carry set it)
         self._earlier: list[_Reader] = []  # readers of earlier states, lent by the previous snapshot
         try:
             self._private = catalog.PrivateCatalog(self.root, stamp)
