@@ -5,6 +5,7 @@ connection; and the owner's unchecked queries, as Arrow and as pandas."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import duckdb
@@ -73,14 +74,10 @@ class _RoutingSnapshot:
         self.rewritten, self.attached, self.macros = rewritten, attached, macros
         self.lent: list[tuple] = []
 
+    @contextlib.contextmanager
     def reader(self, sql, params=None, everything=False, attached=False):
-        import contextlib
-
-        @contextlib.contextmanager
-        def lent():
-            self.lent.append((sql, params, everything, attached))
-            yield f"reader {len(self.lent)}", not everything, everything or attached or self.attached
-        return lent()
+        self.lent.append((sql, params, everything, attached))
+        yield f"reader {len(self.lent)}", not everything, everything or attached or self.attached
 
     def direct(self, sql, params=None):
         return self.rewritten if (sql, params) == (ROUTED_SQL, [7]) else None
