@@ -95,18 +95,29 @@ def test_an_upgraded_file_of_two_key_values_is_listed_and_replaced_without_keys(
 
 def test_the_key_backfill_counts_the_files_it_filled_in(tmp_path):
     """``backfill_file_keys`` fills in the files of one key value and counts them; a file of two
-    values stays without keys, so a second pass finds it again and fills in nothing."""
+    values stays without keys, so a second pass finds it again and fills in nothing; a file of a
+    table no longer known is passed over."""
     root = _version_one_store(tmp_path, "mixed", "one")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "tables/token_filters").mkdir(parents=True)  # a table of two key columns
+    pq.write_table(pa.table({"corpus": ["c", "c"], "filter": ["induction"] * 2, "doc_id": [0, 0], "pos": [1, 2]}),
+                   root / "tables/token_filters/f.parquet")
+    with connect(root, read_only=False) as con:  # a file of a table this quanta-db no longer knows, listed first
+        con.execute("INSERT INTO files VALUES ('r1', 'retired', 'tables/a-retired/x.parquet', '', 1, 10, now())")
+        con.execute("INSERT INTO files VALUES ('r1', 'token_filters', 'tables/token_filters/f.parquet', '', 2, 10, now())")
     newest = tmp_path / "newest"
     shutil.copytree(migrations_dir(), newest)
     store = Store.open(root, check=False)
     store.migrate(newest)  # a directory of its own: the migrations alone, no backfill
     with store.write() as con:
-        assert migrations.backfill_file_keys(con, root) == 1
+        assert migrations.backfill_file_keys(con, root) == 2
         assert migrations.backfill_file_keys(con, root) == 0
         keys = dict(con.execute("SELECT path, keys FROM files ORDER BY path").fetchall())
     assert keys["tables/vocab/one.parquet"] == '{"tokenizer": "t"}'
-    assert keys["tables/vocab/mixed.parquet"] in (None, "")
+    assert keys["tables/token_filters/f.parquet"] == '{"corpus": "c", "filter": "induction"}'
+    assert keys["tables/vocab/mixed.parquet"] in (None, "") and keys["tables/a-retired/x.parquet"] is None
 
 
 def test_changed_checksum_is_refused(tmp_path, store, store_snapshot):
@@ -209,3 +220,82 @@ def test_a_store_with_migrations_and_code_with_none_is_newer():
 def test_the_lake_runs_a_migration_without_key_constraints():
     assert migrations.lake_sql("CREATE TABLE t (a INT PRIMARY   KEY, b TEXT unique, uniqueness INT)") == \
         "CREATE TABLE t (a INT, b TEXT, uniqueness INT)"
+
+
+def test_init_refuses_a_catalog_that_is_not_postgresql_and_leaves_nothing(tmp_path, monkeypatch):
+    """Given or from ``QUANTA_DB_CATALOG``, a catalog URL of another database is refused before
+    any catalog exists: a folder ``init`` made is removed, an empty one it was given stays empty."""
+    from quanta_db.errors import InputError
+    from quanta_db.store import lake
+
+    monkeypatch.delenv(lake.CATALOG_ENV, raising=False)
+    new = tmp_path / "new"
+    with pytest.raises(InputError, match=r"^--catalog must be a postgresql://USER@HOST\[:PORT\]/DATABASE URL, "
+                                         r"got 'mysql://h/db'$"):
+        Store.init(new, "mysql://h/db")
+    assert not new.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv(lake.CATALOG_ENV, "sqlite:///x")
+    with pytest.raises(InputError, match=r"got 'sqlite:///x'$"):
+        Store.init(empty)
+    assert empty.is_dir() and not any(empty.iterdir())
+
+
+def test_the_schema_is_checked_against_the_code_queries_connection_and_facts_given(store, monkeypatch):
+    """``check_schema``'s arguments replace what it would discover or read; views are refreshed
+    only when a result table lacks its view or the installed saved queries differ."""
+    from quanta_db.store import views
+    from quanta_db.store.registry import fact_tables
+    from quanta_db.store.sql import statement
+
+    code, saved = migrations.discover(), views.discover_saved_queries()
+    latest = code[-1].version
+    refreshed = []
+    monkeypatch.setattr(Store, "refresh_views", lambda self: refreshed.append(1))
+    assert store.check_schema() == latest and refreshed == []  # up to date: nothing refreshed
+    with pytest.raises(StoreError, match=rf"^store schema is at version {latest}, newer than this quanta-db "
+                                         rf"\(knows up to {code[-2].version}\); upgrade quanta-db$"):
+        store.check_schema(code[:-1])
+    assert store.check_schema(code, saved[:-1]) == latest and refreshed == [1]  # one more installed than shipped
+    with store.read() as con:
+        monkeypatch.setattr(Store, "read", lambda self: pytest.fail("opened a connection of its own"))
+        assert store.check_schema(code, saved, con) == latest and refreshed == [1]
+        done = migrations.applied(con)
+        present = {row[0] for row in con.execute(statement("user_views")).fetchall()}
+        installed = dict(con.execute(statement("saved_query_hashes")).fetchall())
+    assert store.check_schema(code, saved, facts=(done, present, installed)) == latest and refreshed == [1]
+    with pytest.raises(StoreError, match=rf"^store schema is at version {latest - 1}, this quanta-db expects {latest}; "
+                                         r"run `quanta-db migrate`$"):
+        store.check_schema(code, saved, facts=(done[:-1], present, installed))
+    one_view_missing = present - {sorted(fact_tables())[0]}
+    assert store.check_schema(code, saved, facts=(done, one_view_missing, installed)) == latest and refreshed == [1, 1]
+
+
+def test_migrate_writes_through_the_catalog_given_else_a_new_local_one(tmp_path, monkeypatch):
+    """``migrate(locator=...)`` (a store's first migration, PostgreSQL's too) writes through that
+    catalog; a folder without any gets a local one; an existing store's is located as it opens."""
+    from quanta_db.store import lake
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def write(self, locator=None):
+        seen.append(locator)
+        raise Stop
+
+    monkeypatch.setattr(Store, "write", write)
+    given = lake.Locator(tmp_path, "postgresql://alice@db.example/quanta", "quanta_0123456789ab")
+    with pytest.raises(Stop):
+        Store(tmp_path).migrate(locator=given)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Stop):
+        Store(empty).migrate()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / lake.LOCAL_FILE).write_bytes(b"")
+    with pytest.raises(Stop):
+        Store(tmp_path / "local").migrate()
+    assert seen == [given, lake.Locator(empty), None]

@@ -389,6 +389,10 @@ def test_a_batch_is_conformed_to_its_declared_schema_and_each_type_is_duckdbs_ow
         with pytest.raises(QuantaError) as error:
             conform(batch.set_column(2, "corpus", pa.array(corpus, pa.string())), spec)
         assert str(error.value) == "batch for documents has NULL in key column(s) corpus"
+    with pytest.raises(QuantaError) as error:
+        conform(pa.table({"model": pa.array([None], pa.string()), "step": [1], "corpus": pa.array([None], pa.string())}),
+                fact_table("token_losses"))
+    assert str(error.value) == "batch for token_losses has NULL in key column(s) model, corpus"
     assert conform(batch.set_column(3, "n_tokens", pa.array([None, 4])), spec).column("n_tokens").null_count == 1
     con = duckdb.connect()
     for arrow_type, name in [*ARROW_TO_DUCKDB.items(), (pa.list_(pa.int32()), "INTEGER[]"),
@@ -597,3 +601,17 @@ def test_a_lakes_changes_are_told_from_its_metadata_rows(tmp_path, changes, same
     assert found == lake.Changes(expected[0], newest if all(expected) else None)
     assert con.asked == [[5, 8, 5, "t5"]]
     assert lake.changes(con, locator, (8, "t8"), (5, "t5")) == lake.Changes(False, None) and len(con.asked) == 1
+
+
+def test_a_new_postgresql_catalog_gets_its_own_schema_recorded_without_the_password(tmp_path):
+    url = "postgres://alice@db.example:5433/quanta"
+    remote = lake.new_locator(str(tmp_path), "postgres://alice:s3cret@db.example:5433/quanta")
+    assert (remote.root, remote.url) == (tmp_path, url) and re.fullmatch(r"quanta_[0-9a-f]{12}", remote.schema)
+    assert lake.new_locator(tmp_path, url).schema != remote.schema  # one schema per store in a shared database
+    lake.save(remote)
+    assert (tmp_path / lake.REMOTE_FILE).read_text() == f'{{\n  "catalog": "{url}",\n  "schema": "{remote.schema}"\n}}\n'
+    assert lake.locate(tmp_path) == remote
+    local = lake.new_locator(str(tmp_path / "here"), None)
+    assert local == lake.Locator(tmp_path / "here") and not local.on_postgres
+    lake.save(local)  # a local catalog needs no record
+    assert not (tmp_path / "here").exists()

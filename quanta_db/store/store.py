@@ -73,7 +73,7 @@ class Store:
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} exists and is not a directory")
-        existing = lake.locate(root) if root.is_dir() else None
+        existing = lake.locate(root)  # None for a folder that does not exist yet
         if existing is None and root.is_dir() and any(root.iterdir()):
             if legacy.is_legacy(root):
                 raise StoreError(f"{root} is a store of quanta-db 0.1; upgrade it with `quanta-db migrate`")
@@ -92,7 +92,8 @@ class Store:
             (root / TABLES_DIR).mkdir(exist_ok=True)  # pragma: no mutate  (the folder was empty or new)
             store = cls(root)
             store.migrate(locator=locator)  # pragma: no mutate  (None: located again from what save wrote, the same)
-            with store.write(locator) as con:  # while the catalog holds next to no rows (see the function)
+            # written while the catalog holds next to no rows (see the function)
+            with store.write(locator) as con:  # pragma: no mutate  (None: located again, the same)
                 in_transaction(con, lake.rebase_catalog_tables, con, locator)
         except BaseException:
             _undo_init(root, created)
@@ -144,7 +145,7 @@ class Store:
                 f"store schema is at version {version}, this quanta-db expects {code[-1].version}; "
                 "run `quanta-db migrate`"
             )
-        if not set(fact_tables()) <= present:
+        if set(fact_tables()) - present:  # a result table without its view
             try:
                 self.refresh_views()
             except StoreError:

@@ -1,1 +1,1 @@
-SELECT path, table_name FROM files WHERE keys IS NULL
+SELECT path, table_name FROM files WHERE keys IS NULL ORDER BY path

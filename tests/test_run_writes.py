@@ -1,0 +1,134 @@
+"""How a run stages rows: a partition's writer buffers rows into row groups and rolls files at a
+size (small sizes set here), and a run names each file by its run, its group of per-file keys and
+its writer, each written out by hand."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from quanta_db.store import runs
+
+
+def _rows(start: int, count: int) -> pa.Table:
+    return pa.table({"x": pa.array(range(start, start + count), pa.int64())})
+
+
+def test_a_partition_writer_buffers_row_groups_and_rolls_its_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "ROW_GROUP_ROWS", 4)
+    monkeypatch.setattr(runs, "FILE_ROWS", 8)
+    folder = tmp_path / "vocab" / "tokenizer=t"  # made, parents too, when the first row group is written
+    writer = runs._PartitionWriter("vocab", "tokenizer=t", {"tokenizer": "t"}, folder, "part-r1")
+    writer.append(_rows(0, 3))
+    assert (writer.buffered_rows, writer.writer, writer.finished) == (3, None, []) and not folder.parent.exists()
+    writer.append(_rows(3, 1))  # a whole row group: written to a new file, kept open
+    assert (writer.buffered, writer.buffered_rows, writer.file_rows) == ([], 0, 4) and writer.writer is not None
+    writer.append(_rows(4, 10))  # past the file's size: closed
+    first = (folder / "part-r1-00000.parquet", 14)
+    assert (writer.writer, writer.file_rows, writer.finished) == (None, 0, [first])
+    writer.append(_rows(14, 8))  # exactly the file's size: closed too
+    second = (folder / "part-r1-00001.parquet", 8)
+    assert (writer.writer, writer.finished) == (None, [first, second])
+    writer.append(_rows(22, 2))
+    assert writer.finish() == [first, second, (folder / "part-r1-00002.parquet", 2)]
+    assert writer.finish() == [first, second, (folder / "part-r1-00002.parquet", 2)]  # nothing more to write
+    written = pq.ParquetFile(first[0])
+    assert [written.metadata.row_group(i).num_rows for i in range(written.metadata.num_row_groups)] == [4, 4, 4, 2]
+    assert written.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert written.read()["x"].to_pylist() == list(range(14))
+    assert pq.read_table(folder / "part-r1-00002.parquet")["x"].to_pylist() == [22, 23]
+
+
+def test_a_run_names_its_files_by_run_key_group_and_writer(store):
+    vocab = {"tokenizer": pa.string(), "token_id": pa.int64(), "token": pa.string()}
+    with store.begin_run("test", {}) as run:
+        assert run.write("vocab", pa.table({k: pa.array([], t) for k, t in vocab.items()})) == 0
+        assert run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}).to_batches()[0]) == 1
+        assert run.write("vocab", pa.table({"tokenizer": ["u", "u"], "token_id": [0, 1], "token": ["a", "b"]})) == 2
+        assert run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [1], "token": ["b"]})) == 1  # same writer
+        labels = pa.table({"clustering": ["c"] * 3, "corpus": ["x", "y", "x"], "doc_id": [0, 0, 1], "pos": [1, 1, 1],
+                           "cluster": [0, 1, 2]})
+        assert run.write("cluster_labels", labels) == 3  # split by corpus: one writer each, numbered
+        run.commit()
+    root, part = store.root / "tables", f"part-{run.run_id}"
+    assert store.manifest("vocab").to_pylist() == [
+        {"path": str(root / f"vocab/tokenizer=t/{part}-00000.parquet"), "tokenizer": "t", "rows": 2},
+        {"path": str(root / f"vocab/tokenizer=u/{part}-00000.parquet"), "tokenizer": "u", "rows": 2}]
+    assert sorted(store.manifest("cluster_labels").to_pylist(), key=lambda f: f["path"]) == [
+        {"path": str(root / f"cluster_labels/clustering=c/{part}-002-00000.parquet"), "clustering": "c", "corpus": "x",
+         "rows": 2},
+        {"path": str(root / f"cluster_labels/clustering=c/{part}-003-00000.parquet"), "clustering": "c", "corpus": "y",
+         "rows": 1}]
+
+
+def _split(data: pa.Table, keys: tuple[str, ...]) -> list[tuple[dict, list[int]]]:
+    return sorted(((found, part["v"].to_pylist()) for found, part in runs._split_by_keys(data, keys)),
+                  key=lambda pair: sorted(pair[0].items()))
+
+
+def test_rows_are_split_into_one_part_per_group_of_key_values():
+    data = pa.table({"a": ["x", "y", "x", "y", "x"], "b": [1, 1, 1, 2, 1], "v": [0, 1, 2, 3, 4]})
+    assert _split(data, ()) == [({}, [0, 1, 2, 3, 4])]
+    assert _split(data, ("a", "b")) == [({"a": "x", "b": 1}, [0, 2, 4]), ({"a": "y", "b": 1}, [1]), ({"a": "y", "b": 2}, [3])]
+    assert _split(data, ("b",)) == [({"b": 1}, [0, 1, 2, 4]), ({"b": 2}, [3])]
+    assert _split(data.slice(2, 1), ("a", "b")) == [({"a": "x", "b": 1}, [2])]  # one row, one group
+    assert _split(data.filter(pa.array([True, False, True, False, True])), ("a",)) == [({"a": "x"}, [0, 2, 4])]
+
+
+def test_a_registration_is_named_by_its_key_columns_in_order():
+    assert runs.where_text({"model": "m", "step": 2, "other": 0}, ["step", "model"]) == "step=2, model='m'"
+
+
+def test_a_new_run_stages_in_its_own_folder_marked_with_who_it_is(store, monkeypatch):
+    import datetime as dt
+    import time
+
+    from quanta_db.store import expectations, liveness
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # started_at is UTC whatever the machine's zone
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        with runs.Run(store.root, "probe", {"n": 1}, device="cpu", inputs=["run-b", "run-a", "run-b"]) as run:
+            wanted = runs.params_hash("probe", {"n": 1})
+            assert run.observation == expectations.Observation("probe", wanted, [])
+            assert (run.root, run.job, run.params_hash, run.device, run.inputs) == (store.root, "probe", wanted, "cpu",
+                                                                                     ["run-a", "run-b"])
+            assert run.params["n"] == 1 and run.duplicate_of is None and run.dropped == {}
+            assert before <= run.started_at <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            assert run.staging == store.root / runs.STAGING_DIR / run.run_id and run.staging.is_dir()
+            marker = liveness.read_marker(run.staging)
+            assert {k: marker[k] for k in ("run_id", "kind", "params_hash")} == {
+                "run_id": run.run_id, "kind": "probe", "params_hash": wanted}
+            assert re.fullmatch(r"r[0-9]{14}-[0-9a-f]{8}", run.run_id)  # its start in UTC, then 32 random bits
+            started = dt.datetime.strptime(run.run_id[1:15], "%Y%m%d%H%M%S")
+            assert before.replace(microsecond=0) <= started <= run.started_at
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_staged_file_removed_under_a_run_is_named_and_nothing_is_committed(store):
+    vocab = pa.table({"tokenizer": ["t", "u"], "token_id": [0, 0], "token": ["a", "b"]})
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", vocab)
+        for writer in run._writers.values():
+            writer.finish()  # the files closed now, as the commit would
+        gone = run.staging / "vocab" / "tokenizer=u" / f"part-{run.run_id}-00000.parquet"
+        gone.unlink()
+        with pytest.raises(FileNotFoundError) as missing:
+            run.commit()
+        assert str(missing.value) == str(gone)
+    assert store.manifest("vocab").num_rows == 0
+
+
+def test_a_begun_run_carries_what_the_job_saw_and_said(store):
+    with store.begin_run("probe", {"n": 2}) as first:
+        first.commit()
+    with store.begin_run("probe", {"n": 2}, device="cuda:0", inputs=["run-x"]) as run:
+        assert (run.root, run.job, run.params["n"], run.device, run.inputs) == (store.root, "probe", 2, "cuda:0", ["run-x"])
+        assert (run.observation.job, run.observation.params_hash) == ("probe", runs.params_hash("probe", {"n": 2}))
+        assert run.observation.identical == [first.run_id]  # observed when it began
