@@ -8,6 +8,7 @@ full mutation run — hours on 2 CPU cores — can go on across fresh machines (
     python -m tests.mutation_state to-run-again  # survivors and unreached ones, for ``mutmut run NAME ...``
     python -m tests.mutation_state unchecked     # the mutants no run checked yet, likewise
     python -m tests.mutation_state tests-added   # after adding test modules to the selection
+    python -m tests.mutation_state recollect [FILE ...]  # before a run, after changing tests (none: all)
 
 mutmut keeps a mutant's result while the source of its function is unchanged (a function's hash
 is kept beside its results), so restored results of edited functions are checked again."""
@@ -199,6 +200,23 @@ def keep_results_for_added_tests() -> None:
     path.write_text(json.dumps(stats, indent=4))
 
 
+def recollect(files: list[str], folder: Path = KEPT) -> int:
+    """Forget the kept statistics of the tests in ``files`` (default: every test), so that the
+    next ``mutmut run`` collects them again as new tests; how many were forgotten. mutmut collects
+    a test's statistics (which store functions it calls) only once, under its name: a test that
+    was changed afterwards keeps the functions its old text called, and a mutant that only the new
+    text kills is reported as surviving. New statistics are added to the kept ones; no result is
+    reset."""
+    path = folder / STATS
+    stats = json.loads(path.read_text())
+    durations = stats["duration_by_test"]
+    forgotten = [name for name in durations if not files or name.split("::")[0] in files]
+    for name in forgotten:
+        del durations[name]
+    path.write_text(json.dumps(stats, indent=4))
+    return len(forgotten)
+
+
 if __name__ == "__main__":
     command = sys.argv[1:] or ["summary"]
     if command == ["save"]:
@@ -216,6 +234,8 @@ if __name__ == "__main__":
         print("\n".join(unchecked()))
     elif command == ["tests-added"]:
         keep_results_for_added_tests()
+    elif command[:1] == ["recollect"]:
+        print(f"{recollect(command[1:])} tests' statistics forgotten: the next run collects them again")
     else:
         sys.exit("usage: python -m tests.mutation_state "
-                 "[save | restore | summary | sample SIZE SEED | to-run-again | unchecked | tests-added]")
+                 "[save | restore | summary | sample SIZE SEED | to-run-again | unchecked | tests-added | recollect [FILE ...]]")

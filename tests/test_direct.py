@@ -179,6 +179,7 @@ def test_a_statement_reaching_many_files_reads_through_the_lake(suite_store, mon
     ("SELECT 1 FROM token_losses WHERE 'token_losses' <> ''", True),
     ("SELECT 1 FROM token_losses; SELECT 2", False),
     ("SELEC 1 FROM token_losses", False),  # neither text parses
+    (", more AS (SELECT 2) SELECT 1 FROM token_losses", False),  # parses only behind the expression
 ])
 def test_a_statement_reads_directly_only_when_the_expression_keeps_its_meaning(sql, keeps):
     assert direct.keeps_meaning(sql, "token_losses") is keeps

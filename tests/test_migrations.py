@@ -299,3 +299,30 @@ def test_migrate_writes_through_the_catalog_given_else_a_new_local_one(tmp_path,
     with pytest.raises(Stop):
         Store(tmp_path / "local").migrate()
     assert seen == [given, lake.Locator(empty), None]
+
+
+def test_open_creates_a_store_only_where_there_is_none_and_refreshes_in_the_background_only_if_asked(
+        tmp_path, store, monkeypatch):
+    from quanta_db.store import lake
+
+    assert Store.open(store.root).background_refresh is False
+    assert Store.open(store.root, background_refresh=True).background_refresh is True
+    missing, empty, full = tmp_path / "missing", tmp_path / "empty", tmp_path / "full"
+    with pytest.raises(StoreError, match=rf"^store {missing} does not exist; create it with `quanta-db init`$"):
+        Store.open(missing)
+    assert Store.open(missing, create=True).root == missing and (missing / lake.LOCAL_FILE).is_file()
+    empty.mkdir()
+    assert Store.open(empty, create=True).root == empty and (empty / lake.LOCAL_FILE).is_file()
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    monkeypatch.setattr(Store, "init", lambda *args: pytest.fail("a folder with files, or a store, is not made anew"))
+    assert Store.open(store.root, create=True).root == store.root
+    for opening in (lambda: Store.open(full, create=True), lambda: Store.open(full, check=False)):
+        with pytest.raises(StoreError) as refused:
+            opening()
+        assert str(refused.value) == (f"{full} is not a quanta-db store (no {lake.LOCAL_FILE} or {lake.REMOTE_FILE}); "
+                                      "run `quanta-db init`")
+    old = tmp_path / "old"  # a store of quanta-db 0.1 opens unchecked, for `migrate` to convert
+    old.mkdir()
+    (old / lake.LEGACY_FILE).write_bytes(b"")
+    assert Store.open(old, check=False).root == old

@@ -273,3 +273,38 @@ def test_the_owners_statement_gets_only_the_saved_analyses_it_calls(store, monke
     with store.read() as con:
         every = {q.name for q in views.session_macros(con)}
     assert made[0] == set() and "token_pane_loss" in made[1] and len(made[1]) < len(every)
+
+
+def test_a_store_query_reaches_its_runner_with_everything_it_was_given(store, monkeypatch):
+    """``Store.query``: the owner's statement on a read-only connection with the saved analyses it
+    calls, user SQL prechecked before any copy of the catalog is taken, then run on this process's
+    copies (refreshed in the background only for a store opened so), each with every argument."""
+    from quanta_db.store import copies, querying, views
+    from quanta_db.store.store import Store
+
+    seen = []
+
+    def unchecked(con, *args):
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("CREATE TABLE main.probe (a INTEGER)")
+        seen.append(("unchecked", *args))
+        return "owner's"
+
+    monkeypatch.setattr(querying, "run_unchecked", unchecked)
+    monkeypatch.setattr(querying, "run_on", lambda snapshot, *args: seen.append((snapshot.root, *args)) or "user's")
+    real_macros, real_shared = views.install_session_macros, copies.shared
+    monkeypatch.setattr(views, "install_session_macros", lambda con, sql=None: seen.append(("macros", sql))
+                        or real_macros(con, sql))
+    monkeypatch.setattr(copies, "shared", lambda root, background=False: seen.append(("copies", root, background))
+                        or real_shared(root, background))
+    assert store.query("SELECT * FROM cluster_sizes", [1], unsafe=True, time_limit_ms=30, max_rows=4) == "owner's"
+    assert seen == [("macros", "SELECT * FROM cluster_sizes"), ("unchecked", "SELECT * FROM cluster_sizes", [1], 30, 4)]
+    polling = Store.open(store.root, background_refresh=True)
+    seen.clear()
+    with pytest.raises(QueryError):
+        store.query("COPY (SELECT 1) TO 'x.csv'")
+    assert seen == []  # refused before a copy of the catalog was asked for
+    assert store.query("SELECT ?", [2], time_limit_ms=40, max_rows=5) == "user's"
+    assert polling.query("SELECT 3") == "user's"
+    assert seen == [("copies", store.root, False), (store.root, "SELECT ?", [2], 40, 5),
+                    ("copies", store.root, True), (store.root, "SELECT 3", None, None, None)]

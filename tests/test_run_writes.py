@@ -13,6 +13,18 @@ import pytest
 from quanta_db.store import runs
 
 
+@pytest.fixture
+def tokyo(monkeypatch):
+    """The machine's zone far from UTC: a time recorded in local time instead shows."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
 def _rows(start: int, count: int) -> pa.Table:
     return pa.table({"x": pa.array(range(start, start + count), pa.int64())})
 
@@ -82,33 +94,26 @@ def test_a_registration_is_named_by_its_key_columns_in_order():
     assert runs.where_text({"model": "m", "step": 2, "other": 0}, ["step", "model"]) == "step=2, model='m'"
 
 
-def test_a_new_run_stages_in_its_own_folder_marked_with_who_it_is(store, monkeypatch):
+def test_a_new_run_stages_in_its_own_folder_marked_with_who_it_is(store, tokyo):
     import datetime as dt
-    import time
 
     from quanta_db.store import expectations, liveness
 
-    monkeypatch.setenv("TZ", "Asia/Tokyo")  # started_at is UTC whatever the machine's zone
-    time.tzset()
-    try:
-        before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        with runs.Run(store.root, "probe", {"n": 1}, device="cpu", inputs=["run-b", "run-a", "run-b"]) as run:
-            wanted = runs.params_hash("probe", {"n": 1})
-            assert run.observation == expectations.Observation("probe", wanted, [])
-            assert (run.root, run.job, run.params_hash, run.device, run.inputs) == (store.root, "probe", wanted, "cpu",
-                                                                                     ["run-a", "run-b"])
-            assert run.params["n"] == 1 and run.duplicate_of is None and run.dropped == {}
-            assert before <= run.started_at <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-            assert run.staging == store.root / runs.STAGING_DIR / run.run_id and run.staging.is_dir()
-            marker = liveness.read_marker(run.staging)
-            assert {k: marker[k] for k in ("run_id", "kind", "params_hash")} == {
-                "run_id": run.run_id, "kind": "probe", "params_hash": wanted}
-            assert re.fullmatch(r"r[0-9]{14}-[0-9a-f]{8}", run.run_id)  # its start in UTC, then 32 random bits
-            started = dt.datetime.strptime(run.run_id[1:15], "%Y%m%d%H%M%S")
-            assert before.replace(microsecond=0) <= started <= run.started_at
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+    before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with runs.Run(store.root, "probe", {"n": 1}, device="cpu", inputs=["run-b", "run-a", "run-b"]) as run:
+        wanted = runs.params_hash("probe", {"n": 1})
+        assert run.observation == expectations.Observation("probe", wanted, [])
+        assert (run.root, run.job, run.params_hash, run.device, run.inputs) == (store.root, "probe", wanted, "cpu",
+                                                                                 ["run-a", "run-b"])
+        assert run.params["n"] == 1 and run.duplicate_of is None and run.dropped == {}
+        assert before <= run.started_at <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        assert run.staging == store.root / runs.STAGING_DIR / run.run_id and run.staging.is_dir()
+        marker = liveness.read_marker(run.staging)
+        assert {k: marker[k] for k in ("run_id", "kind", "params_hash")} == {
+            "run_id": run.run_id, "kind": "probe", "params_hash": wanted}
+        assert re.fullmatch(r"r[0-9]{14}-[0-9a-f]{8}", run.run_id)  # its start in UTC, then 32 random bits
+        started = dt.datetime.strptime(run.run_id[1:15], "%Y%m%d%H%M%S")
+        assert before.replace(microsecond=0) <= started <= run.started_at
 
 
 def test_a_staged_file_removed_under_a_run_is_named_and_nothing_is_committed(store):
@@ -132,3 +137,55 @@ def test_a_begun_run_carries_what_the_job_saw_and_said(store):
         assert (run.root, run.job, run.params["n"], run.device, run.inputs) == (store.root, "probe", 2, "cuda:0", ["run-x"])
         assert (run.observation.job, run.observation.params_hash) == ("probe", runs.params_hash("probe", {"n": 2}))
         assert run.observation.identical == [first.run_id]  # observed when it began
+
+
+def test_a_commit_records_its_files_and_itself_in_the_catalog(store, tokyo):
+    """The ``files`` and ``runs`` rows of two commits, the second replacing all the first wrote."""
+    import datetime as dt
+    import json
+
+    import numpy as np
+
+    from quanta_db import __version__
+
+    def rows_of(run_id):
+        with store.read() as con:
+            files = con.execute("SELECT table_name, path, partition, rows, bytes, keys FROM files WHERE run_id = ? "
+                                "ORDER BY path", [run_id]).fetchall()
+            run = con.execute("SELECT kind, params, params_hash, code_version, device, started_at, ended_at, "
+                              "rows_written, status, dropped, inputs FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return files, run
+
+    from pathlib import Path
+
+    with store.begin_run("probe", {"n": 3, "folder": Path("/data")}) as first:
+        first.write("vocab", pa.table({"tokenizer": ["t"] * 2, "token_id": [0, 1], "token": ["a", "b"]}))
+        first.write_artifact("weights", np.zeros((3, 2)))
+        first.commit()
+    files, run = rows_of(first.run_id)
+    vocab_path = f"tables/vocab/tokenizer=t/part-{first.run_id}-00000.parquet"
+    artifact_path = f"artifacts/{first.run_id}/weights.npy"
+    sizes = {path: (store.root / path).stat().st_size for path in (vocab_path, artifact_path)}
+    assert files == [("artifact", artifact_path, first.run_id, 3, sizes[artifact_path], None),
+                     ("vocab", vocab_path, "tokenizer=t", 2, sizes[vocab_path], '{"tokenizer": "t"}')]
+    kind, params, params_hash, version, device, started, ended, written, status, dropped, inputs = run
+    assert (kind, params_hash, version, device, written, status, dropped, inputs) == (
+        "probe", runs.params_hash("probe", {"n": 3, "folder": Path("/data")}), __version__, None, 2, "committed", None, None)
+    assert params == json.dumps(first.params, sort_keys=True, default=str)
+    assert params.index('"folder": "/data"') < params.index('"n": 3')  # sorted: not the order given
+    assert started == first.started_at <= ended
+    assert ended <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert store.query_df("SELECT count(*) AS n FROM vocab")["n"][0] == 2  # registered as the lake's
+
+    with store.begin_run("probe", {"n": 4}, device="cpu", inputs=[first.run_id]) as second:
+        second.replace("vocab", tokenizer="t")
+        second.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["z"]}))
+        second.commit()
+    files, run = rows_of(second.run_id)
+    assert [row[:4] for row in files] == [("vocab", f"tables/vocab/tokenizer=t/part-{second.run_id}-00000.parquet",
+                                           "tokenizer=t", 1)]
+    assert (run[4], run[7], run[8], json.loads(run[9]), json.loads(run[10])) == (
+        "cpu", 1, "committed", {"vocab": 2}, [first.run_id])
+    assert rows_of(first.run_id)[1][8] == "superseded"  # left without a table file; its artifact went too
+    assert rows_of(first.run_id)[0] == [] and not (store.root / artifact_path).exists()
+    assert store.query_df("SELECT token FROM vocab")["token"].tolist() == ["z"]

@@ -332,3 +332,35 @@ def test_a_duckdb_client_holding_the_store_open_holds_no_commit_back(corpus_stor
         with duckdb.connect() as fresh:
             fresh.execute(printed.output)
             assert fresh.execute(runs).fetchone()[0] == before + 1
+
+
+def test_the_tree_walk_names_the_first_part_of_a_statement_that_is_not_a_read():
+    """``sandbox._write_in_tree`` over trees written by hand in the shape DuckDB serialises."""
+    walk, mine = sandbox._write_in_tree, frozenset({"my_analysis"})
+
+    def table(catalog="", schema="main"):
+        return {"type": "BASE_TABLE", "catalog_name": catalog, "schema_name": schema, "table_name": "t"}
+
+    def function(name):
+        return {"type": "TABLE_FUNCTION", "function": {"class": "FUNCTION", "function_name": name}}
+
+    def select(*parts):
+        return {"type": "SELECT_NODE", "from_table": {"type": "JOIN", "left": parts[0], "right": list(parts[1:])}}
+
+    reads = [table(), table("lake"), function("Range"), function("read_parquet"), function("parquet_metadata"),
+             function("my_analysis")]
+    assert walk({"statements": [{"node": select(*reads)}], "error": False}, mine) is None
+    assert walk([{"no_type": [select(table())]}, "text", 3, None], mine) is None
+    union = {"type": "SET_OPERATION_NODE", "children": [select(table()), {"type": "CTE_NODE"}]}
+    assert walk({"statements": [{"node": union}]}, mine) is None
+    writes = [{"type": "DELETE_NODE"}, {"type": "UPDATE_QUERY_NODE"}]
+    assert walk([select(table()), {"nested": [{"type": "INSERT_QUERY_NODE"}, *writes]}], mine) == "INSERT inside the query"
+    assert walk({"statements": [{"node": select(table(), *writes)}]}, mine) == "DELETE inside the query"
+    for metadata in (table("__ducklake_metadata_lake"), table("lake", "__DuckLake_Metadata_lake")):
+        assert walk([select(table(), metadata)], mine) == "a table of the catalog's metadata database"
+    assert walk([select(table(), function("Query"))], mine) == "table function query()"
+    assert walk({"node": select(function("not_mine"))}, mine) == "table function not_mine()"  # not one of the store's
+    assert walk([select({"type": "TABLE_FUNCTION"})], mine) == "table function none()"
+    # with no list of the store's analyses, any table function but DuckDB's own may be one
+    assert walk({"node": select(function("not_mine"))}, None) is None
+    assert walk([select(function("not_mine"), function("query"))], None) == "table function query()"

@@ -100,12 +100,12 @@ class Snapshot:
         # the lake itself is attached only once a statement needs this state
         self._probe: duckdb.DuckDBPyConnection | None = None
         self._planner: _Reader | None = None
-        self._closed = False
+        self._closed = False  # pragma: no mutate  (None: falsy too, only ever truth-tested)
         # (statement, parameters) -> the files it reached in the previous state and since when its
         # answer was the same, when this state only added files to that one after snapshot _since
         # (inlined in the metadata table _new_files, or read off PostgreSQL's)
         self._carried: dict[tuple, tuple[frozenset[str], int]] = {}
-        self._new_files: str | None = None
+        self._new_files: str | None = None  # pragma: no mutate  (read only once _carry set it)
         self._since = 0  # pragma: no mutate  (read only once _carry set it)
         self._earlier: list[_Reader] = []  # readers of earlier states, lent by the previous snapshot
         try:
