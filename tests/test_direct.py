@@ -253,8 +253,10 @@ def test_the_planner_reads_no_file_not_even_a_delete_file(suite_store):
 
     with suite_store.write() as con:
         con.execute("DELETE FROM tables.token_losses WHERE pos = 1")
-        (delete_file, *_) = lake.delete_files(con)
+        deletes = lake.delete_files(con)
+    (delete_file, *_) = deletes
     snapshot = copies.shared(suite_store.root).current()
+    assert sorted(snapshot.deletes) == sorted(deletes) and snapshot.deleted == frozenset({"token_losses"})
     with pytest.raises(duckdb.Error, match="[Pp]ermission|not allowed|disabled"):
         snapshot._planning().connection.execute(f"SELECT count(*) FROM read_parquet('{delete_file}')").fetchall()
 

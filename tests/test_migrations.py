@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import pytest
@@ -175,8 +176,10 @@ def test_failing_migration_rolls_back(tmp_path, store, store_snapshot):
     n = len(list(folder.glob("*.sql")))
     (folder / f"{n + 1:04d}_broken.sql").write_text("CREATE TABLE half (a INT);\nSELECT * FROM no_such_table;")
     before = store_snapshot(store)
-    with pytest.raises(StoreError, match="broken failed"):
+    with pytest.raises(StoreError) as failed:
         store.migrate(folder)
+    assert str(failed.value) == (f"migration {n + 1:04d}_broken failed: Catalog Error: Table with name no_such_table "
+                                 "does not exist!")
     assert store_snapshot(store) == before
     assert not store.relation_exists("half")
 
@@ -326,3 +329,18 @@ def test_open_creates_a_store_only_where_there_is_none_and_refreshes_in_the_back
     old.mkdir()
     (old / lake.LEGACY_FILE).write_bytes(b"")
     assert Store.open(old, check=False).root == old
+
+def test_a_new_postgresql_catalog_gets_its_own_schema_recorded_without_the_password(tmp_path):
+    from quanta_db.store import lake
+
+    url = "postgres://alice@db.example:5433/quanta"
+    remote = lake.new_locator(str(tmp_path), "postgres://alice:s3cret@db.example:5433/quanta")
+    assert (remote.root, remote.url) == (tmp_path, url) and re.fullmatch(r"quanta_[0-9a-f]{12}", remote.schema)
+    assert lake.new_locator(tmp_path, url).schema != remote.schema  # one schema per store in a shared database
+    lake.save(remote)
+    assert (tmp_path / lake.REMOTE_FILE).read_text() == f'{{\n  "catalog": "{url}",\n  "schema": "{remote.schema}"\n}}\n'
+    assert lake.locate(tmp_path) == remote
+    local = lake.new_locator(str(tmp_path / "here"), None)
+    assert local == lake.Locator(tmp_path / "here") and not local.on_postgres
+    lake.save(local)  # a local catalog needs no record
+    assert not (tmp_path / "here").exists()

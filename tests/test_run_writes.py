@@ -189,3 +189,21 @@ def test_a_commit_records_its_files_and_itself_in_the_catalog(store, tokyo):
     assert rows_of(first.run_id)[1][8] == "superseded"  # left without a table file; its artifact went too
     assert rows_of(first.run_id)[0] == [] and not (store.root / artifact_path).exists()
     assert store.query_df("SELECT token FROM vocab")["token"].tolist() == ["z"]
+
+
+def test_a_staging_marker_names_its_owner_and_is_kept_alive_until_let_go(tmp_path):
+    import json
+    import os
+    import socket
+
+    from quanta_db.store import liveness
+
+    folder = tmp_path / "staging" / "r1"  # its parent made too
+    for _ in range(2):  # marking a marked folder again rewrites its marker
+        liveness.write_marker(folder, run_id="r1", kind="probe")
+    assert json.loads((folder / liveness.MARKER).read_text()) == {
+        "run_id": "r1", "kind": "probe", "pid": os.getpid(), "host": socket.gethostname()}
+    assert liveness.read_marker(folder)["pid"] == os.getpid()
+    assert folder in liveness._registered  # its heartbeat goes on
+    liveness.let_go(str(folder))
+    assert folder not in liveness._registered

@@ -601,17 +601,3 @@ def test_a_lakes_changes_are_told_from_its_metadata_rows(tmp_path, changes, same
     assert found == lake.Changes(expected[0], newest if all(expected) else None)
     assert con.asked == [[5, 8, 5, "t5"]]
     assert lake.changes(con, locator, (8, "t8"), (5, "t5")) == lake.Changes(False, None) and len(con.asked) == 1
-
-
-def test_a_new_postgresql_catalog_gets_its_own_schema_recorded_without_the_password(tmp_path):
-    url = "postgres://alice@db.example:5433/quanta"
-    remote = lake.new_locator(str(tmp_path), "postgres://alice:s3cret@db.example:5433/quanta")
-    assert (remote.root, remote.url) == (tmp_path, url) and re.fullmatch(r"quanta_[0-9a-f]{12}", remote.schema)
-    assert lake.new_locator(tmp_path, url).schema != remote.schema  # one schema per store in a shared database
-    lake.save(remote)
-    assert (tmp_path / lake.REMOTE_FILE).read_text() == f'{{\n  "catalog": "{url}",\n  "schema": "{remote.schema}"\n}}\n'
-    assert lake.locate(tmp_path) == remote
-    local = lake.new_locator(str(tmp_path / "here"), None)
-    assert local == lake.Locator(tmp_path / "here") and not local.on_postgres
-    lake.save(local)  # a local catalog needs no record
-    assert not (tmp_path / "here").exists()

@@ -171,7 +171,7 @@ class Snapshot:
         if lazy and changes.new_files is None:  # what follows reads the lake itself
             self._probe = None
             opened.close()
-            opened = self._spare = self._private.open(self._pop_blank())
+            opened = self._spare = self._private.open(self._pop_blank())  # pragma: no mutate  (None: a new one, the same state)
         if changes.only_inserts:
             # Commits of new rows (as every ingest's are) change neither: 2 catalog queries saved.
             self.deleted, self.deletes = previous.deleted, previous.deletes
