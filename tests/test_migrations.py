@@ -305,17 +305,18 @@ def test_migrate_writes_through_the_catalog_given_else_a_new_local_one(tmp_path,
 
 
 def test_open_creates_a_store_only_where_there_is_none_and_refreshes_in_the_background_only_if_asked(
-        tmp_path, store, monkeypatch):
+        tmp_path, store, monkeypatch, catalog_backend):
     from quanta_db.store import lake
 
+    made = lake.REMOTE_FILE if catalog_backend == "postgresql" else lake.LOCAL_FILE  # QUANTA_DB_CATALOG decides
     assert Store.open(store.root).background_refresh is False
     assert Store.open(store.root, background_refresh=True).background_refresh is True
     missing, empty, full = tmp_path / "missing", tmp_path / "empty", tmp_path / "full"
     with pytest.raises(StoreError, match=rf"^store {missing} does not exist; create it with `quanta-db init`$"):
         Store.open(missing)
-    assert Store.open(missing, create=True).root == missing and (missing / lake.LOCAL_FILE).is_file()
+    assert Store.open(missing, create=True).root == missing and (missing / made).is_file()
     empty.mkdir()
-    assert Store.open(empty, create=True).root == empty and (empty / lake.LOCAL_FILE).is_file()
+    assert Store.open(empty, create=True).root == empty and (empty / made).is_file()
     full.mkdir()
     (full / "notes.txt").write_text("mine")
     monkeypatch.setattr(Store, "init", lambda *args: pytest.fail("a folder with files, or a store, is not made anew"))
