@@ -33,6 +33,7 @@ STORE_FIXTURES = {"store", "tmp_path"}
 OWN_BACKEND_FIXTURES = {"walled_store"}  # module-scoped stores parametrized by backend themselves
 MUTANT_MARK = "__mutmut_"  # in MUTANT_UNDER_TEST while mutmut runs one mutant's tests
 MUTMUT_STATS = "mutmut-stats.json"  # its per-test durations, in the folder it runs the tests from
+MUTMUT_KILLERS = "mutmut-killers.tsv"  # beside it: function, test that killed one of its mutants
 
 
 def pytest_configure(config) -> None:
@@ -117,19 +118,73 @@ def pytest_collection_modifyitems(items) -> None:
         if "headless_page" in getattr(item.function, "__code__", None).co_names:
             item.add_marker(pytest.mark.browser)
     if MUTANT_MARK in os.environ.get("MUTANT_UNDER_TEST", ""):
-        items.sort(key=_recorded_seconds())
+        items.sort(key=_mutant_test_order(os.environ["MUTANT_UNDER_TEST"]))
 
 
-def _recorded_seconds():
+def _mutant_test_order(mutant: str):
     """Under mutmut, a mutant's covering tests run until the first failure (``-x``) in the order
-    they come, and most mutants are killed by some test: the tests it recorded as fastest go
-    first, so a killed mutant costs its quickest killing test rather than whatever came before it
-    (unknown tests last, then in their collected order: ``sort`` is stable)."""
+    they come, and most mutants are killed by some test, often the one that killed the other
+    mutants of the same function: the tests that killed most of them (``MUTMUT_KILLERS``) go first,
+    then the quick tests that name the mutated function (or, for ``__init__``, its class), then the
+    rest by recorded duration. A killed mutant then costs its likeliest killing test rather than
+    every quicker test before it (unknown tests last, in their collected order: ``sort`` is stable).
+    The order only changes what a killed mutant costs, never whether it is killed: a survivor runs
+    every covering test either way."""
     try:
         seconds = json.loads(Path(MUTMUT_STATS).read_text())["duration_by_test"]
     except (OSError, ValueError, KeyError):
         seconds = {}
-    return lambda item: seconds.get(item.nodeid, float("inf"))
+    kills = _kills_by_test(_mutated_function(mutant))
+    named = _mutated_name(mutant)
+
+    def order(item) -> tuple[int, bool, float]:
+        took = seconds.get(item.nodeid, float("inf"))
+        names = getattr(getattr(item, "function", None), "__code__", None)
+        naming = took < QUICK_NAMING_TEST_SECONDS and names is not None and named in names.co_names
+        return -kills.get(item.nodeid, 0), not naming, took
+
+    return order
+
+
+def _mutated_function(mutant: str) -> str:
+    """``quanta_db.store.runs.xǁRunǁwrite__mutmut_34`` → ``quanta_db.store.runs.xǁRunǁwrite``."""
+    return mutant.rpartition(MUTANT_MARK)[0]
+
+
+def _kills_by_test(function: str) -> dict[str, int]:
+    """How many mutants of ``function`` each test killed so far (``MUTMUT_KILLERS``)."""
+    kills: dict[str, int] = {}
+    try:
+        lines = Path(MUTMUT_KILLERS).read_text().splitlines()
+    except OSError:
+        return kills
+    for line in lines:
+        killed, _, test = line.partition("\t")
+        if killed == function and test:
+            kills[test] = kills.get(test, 0) + 1
+    return kills
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Under mutmut, the test that failed (killed the mutant) is added to ``MUTMUT_KILLERS``: one
+    short line appended, whole, so the two runners writing at once never mix their lines."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if report.failed and MUTANT_MARK in mutant:
+        with open(MUTMUT_KILLERS, "a") as killers:
+            killers.write(f"{_mutated_function(mutant)}\t{report.nodeid}\n")
+
+
+QUICK_NAMING_TEST_SECONDS = 10.0
+
+
+def _mutated_name(mutant: str) -> str:
+    """``quanta_db.store.querying.x__execute__mutmut_47`` → ``_execute``;
+    ``...store.xǁStoreǁquery__mutmut_3`` → ``query``; ``...xǁRunǁ__init____mutmut_1`` → ``Run``."""
+    function = mutant.rpartition(".")[2].rpartition(MUTANT_MARK)[0]
+    if function.startswith("x\u01c1"):
+        _, owner, method = function.split("\u01c1")
+        return owner if method == "__init__" else method
+    return function.removeprefix("x_")
 
 
 def _built(tmp_path_factory, name: str, build) -> Path:

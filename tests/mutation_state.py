@@ -25,6 +25,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 KEPT = REPOSITORY / "tests" / "data" / "mutation"
 MUTANTS = REPOSITORY / "mutants"
 STATS = "mutmut-stats.json"  # which tests reach which function, and their durations
+KILLERS = "mutmut-killers.tsv"  # which test killed a mutant of which function (tests/conftest.py)
 MUTATED = Path("quanta_db") / "store"
 
 
@@ -40,8 +41,9 @@ def save() -> None:
             shutil.copy2(meta, kept)
         else:
             kept.write_text(json.dumps(merged, indent=4))
-    if (MUTANTS / STATS).is_file():
-        shutil.copy2(MUTANTS / STATS, KEPT / STATS)
+    for kept_whole in (STATS, KILLERS):
+        if (MUTANTS / kept_whole).is_file():
+            shutil.copy2(MUTANTS / kept_whole, KEPT / kept_whole)
 
 
 def merge(kept: dict, run: dict) -> dict:
@@ -72,8 +74,9 @@ def restore() -> None:
     (MUTANTS / MUTATED).mkdir(parents=True, exist_ok=True)
     for meta in sorted(KEPT.glob("*.py.meta")):
         shutil.copy2(meta, MUTANTS / MUTATED / meta.name)
-    if (KEPT / STATS).is_file():
-        shutil.copy2(KEPT / STATS, MUTANTS / STATS)
+    for kept_whole in (STATS, KILLERS):
+        if (KEPT / kept_whole).is_file():
+            shutil.copy2(KEPT / kept_whole, MUTANTS / kept_whole)
 
 
 def _mutant_statuses(meta: Path) -> dict[str, str]:

@@ -130,6 +130,18 @@ def test_a_staged_file_removed_under_a_run_is_named_and_nothing_is_committed(sto
     assert store.manifest("vocab").num_rows == 0
 
 
+def test_a_committed_run_says_so_when_used_again(store):
+    from quanta_db.errors import QuantaError
+
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}))
+        assert run.commit() == 1
+        with pytest.raises(QuantaError) as used:
+            run.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [1], "token": ["b"]}))
+        assert str(used.value) == f"run {run.run_id} is already committed"
+    assert store.manifest("vocab").num_rows == 1
+
+
 def test_a_begun_run_carries_what_the_job_saw_and_said(store):
     with store.begin_run("probe", {"n": 2}) as first:
         first.commit()

@@ -208,6 +208,8 @@ def test_a_run_whose_staging_was_removed_says_so_in_one_line(store):
     assert str(removed.value) == (f"the staged files of run {run.run_id} were removed while the job ran (by "
                                   "`quanta-db gc` on a host that judged it dead?); nothing was committed, "
                                   "re-run the command")
+    run.abort()  # its staging is gone already: forgetting it is no error
+    assert run._state == "aborted" and not run.staging.exists()
 
 
 @pytest.mark.slow

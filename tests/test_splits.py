@@ -165,7 +165,8 @@ def test_a_merge_stages_more_rows_beside_the_files_its_run_kept(store):
     tokens = store.query_df("SELECT token_id FROM vocab WHERE tokenizer = 'tok0' ORDER BY token_id")["token_id"]
     assert tokens.tolist() == [0, 1, 2, 3, 4]
     names = sorted(Path(path).name for path in store.manifest("vocab").column("path").to_pylist())
-    assert len(set(names)) == 2 and sum("-more1" in name for name in names) == 1, names
+    assert len(set(names)) == 2 and sum(name.startswith(f"part-{ids[0]}-more1") for name in names) == 1, names
+    assert all(name.startswith(f"part-{ids[0]}") for name in names), names
 
 
 def test_gc_keeps_listed_shards_and_removes_a_crashed_attempt(store):

@@ -565,8 +565,9 @@ def test_the_manifest_lists_exactly_the_committed_files(corpus_store, tmp_path):
 
 
 def test_a_registration_raced_by_another_run_drops_only_its_own_facts(store):
-    """Run A registers tokenizers t1 and t2; run B registers t1 identically and commits first. A's
-    commit keeps B's t1 (its vocabulary not doubled) and adds t2 with its own vocabulary."""
+    """Run A registers tokenizers t2 and t1; run B registers t1 identically and commits first. A's
+    commit keeps B's t1 (its vocabulary not doubled) and adds t2 with its own vocabulary (each
+    registration is looked up, whether the one before it was new or not)."""
     import pyarrow as pa
 
     def register(run, name: str, tokens: list[str]) -> None:
@@ -574,11 +575,11 @@ def test_a_registration_raced_by_another_run_drops_only_its_own_facts(store):
                           "token": tokens})
         run.register("tokenizers", {"tokenizer": name, "source": "test", "vocab_hash": f"h-{name}",
                                     "vocab_size": len(tokens), "run_id": run.run_id},
-                     key=["tokenizer"], same=["vocab_hash"], facts={"vocab": vocab})
+                     key=["tokenizer"], same=["vocab_hash", "vocab_size"], facts={"vocab": vocab})
 
     first = store.begin_run("registrations", {"run": "a"})
-    register(first, "t1", ["a", "b", "c"])
     register(first, "t2", ["x", "y"])
+    register(first, "t1", ["a", "b", "c"])
     with store.begin_run("registrations", {"run": "b"}) as other:
         register(other, "t1", ["a", "b", "c"])
         other.commit()
@@ -598,7 +599,8 @@ def test_a_registration_raced_by_a_different_one_commits_nothing_and_names_it(st
 
     def register(run, vocab_hash: str) -> None:
         run.register("tokenizers", {"tokenizer": "t1", "source": "test", "vocab_hash": vocab_hash, "vocab_size": 1,
-                                    "run_id": run.run_id}, key=["tokenizer"], same=["vocab_hash"], facts={})
+                                    "run_id": run.run_id}, key=["tokenizer"], same=["vocab_hash", "vocab_size"],
+                     facts={})
 
     first = store.begin_run("registrations", {"run": "a"})
     register(first, "h-a")
@@ -608,9 +610,12 @@ def test_a_registration_raced_by_a_different_one_commits_nothing_and_names_it(st
     before = store_snapshot(store)
     with pytest.raises(ConflictError) as refused:
         first.commit()
-    assert str(refused.value) == ("tokenizers tokenizer='t1' was registered with a different vocab_hash while this "
-                                  "job ran; nothing was committed")
+    assert str(refused.value) == ("tokenizers tokenizer='t1' was registered with a different vocab_hash, "
+                                  "vocab_size while this job ran; nothing was committed")
     assert store_snapshot(store) == before
+    with store.begin_run("registrations", {"run": "c"}) as later:  # the refused transaction left nothing open
+        register(later, "h-b")
+        assert later.commit() == 0
 
 
 def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store, monkeypatch):
