@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from quanta_db.demo import toy_corpus as toy
 from quanta_db.demo import toy_models
 from quanta_db.store.store import Store
 from tests.helpers import POSTGRES_ENV, catalog_backends, drop_postgres_stores, fresh_store, ingest_toy_corpus
+from tests.mutation_state import KILLERS, MUTANT_MARK, STATS, mutated_function
 
 # Whole modules that start processes, servers or whole demo builds.
 SLOW_MODULES = {"test_concurrency", "test_reproducible", "test_run_identities", "test_packaging", "test_serve",
@@ -31,9 +33,9 @@ MODEL_FIXTURES = {"toy_model", "losses_store", "hostile_fit", "sae_store", "clus
 # their own backend parameter, see tests/test_sql_walls.py.)
 STORE_FIXTURES = {"store", "tmp_path"}
 OWN_BACKEND_FIXTURES = {"walled_store"}  # module-scoped stores parametrized by backend themselves
-MUTANT_MARK = "__mutmut_"  # in MUTANT_UNDER_TEST while mutmut runs one mutant's tests
-MUTMUT_STATS = "mutmut-stats.json"  # its per-test durations, in the folder it runs the tests from
-MUTMUT_KILLERS = "mutmut-killers.tsv"  # beside it: function, test that killed one of its mutants
+# Under mutmut, MUTANT_UNDER_TEST names the mutant (MUTANT_MARK in it) and the tests run from the
+# folder that holds its statistics (STATS: per-test durations) and KILLERS (tests that killed).
+QUICK_NAMING_TEST_SECONDS = 10.0  # a test naming the mutated function goes early only if quick
 
 
 def pytest_configure(config) -> None:
@@ -124,17 +126,17 @@ def pytest_collection_modifyitems(items) -> None:
 def _mutant_test_order(mutant: str):
     """Under mutmut, a mutant's covering tests run until the first failure (``-x``) in the order
     they come, and most mutants are killed by some test, often the one that killed the other
-    mutants of the same function: the tests that killed most of them (``MUTMUT_KILLERS``) go first,
+    mutants of the same function: the tests that killed most of them (``KILLERS``) go first,
     then the quick tests that name the mutated function (or, for ``__init__``, its class), then the
     rest by recorded duration. A killed mutant then costs its likeliest killing test rather than
     every quicker test before it (unknown tests last, in their collected order: ``sort`` is stable).
     The order only changes what a killed mutant costs, never whether it is killed: a survivor runs
     every covering test either way."""
     try:
-        seconds = json.loads(Path(MUTMUT_STATS).read_text())["duration_by_test"]
+        seconds = json.loads(Path(STATS).read_text())["duration_by_test"]
     except (OSError, ValueError, KeyError):
         seconds = {}
-    kills = _kills_by_test(_mutated_function(mutant))
+    kills = _kills_by_test(mutated_function(mutant))
     named = _mutated_name(mutant)
 
     def order(item) -> tuple[int, bool, float]:
@@ -146,41 +148,29 @@ def _mutant_test_order(mutant: str):
     return order
 
 
-def _mutated_function(mutant: str) -> str:
-    """``quanta_db.store.runs.xǁRunǁwrite__mutmut_34`` → ``quanta_db.store.runs.xǁRunǁwrite``."""
-    return mutant.rpartition(MUTANT_MARK)[0]
-
-
-def _kills_by_test(function: str) -> dict[str, int]:
-    """How many mutants of ``function`` each test killed so far (``MUTMUT_KILLERS``)."""
-    kills: dict[str, int] = {}
+def _kills_by_test(function: str) -> Counter:
+    """How many mutants of ``function`` each test killed so far (``KILLERS``)."""
     try:
-        lines = Path(MUTMUT_KILLERS).read_text().splitlines()
+        lines = Path(KILLERS).read_text().splitlines()
     except OSError:
-        return kills
-    for line in lines:
-        killed, _, test = line.partition("\t")
-        if killed == function and test:
-            kills[test] = kills.get(test, 0) + 1
-    return kills
+        return Counter()
+    pairs = (line.partition("\t") for line in lines)
+    return Counter(test for killed, _, test in pairs if killed == function and test)
 
 
 def pytest_runtest_logreport(report) -> None:
-    """Under mutmut, the test that failed (killed the mutant) is added to ``MUTMUT_KILLERS``: one
+    """Under mutmut, the test that failed (killed the mutant) is added to ``KILLERS``: one
     short line appended, whole, so the two runners writing at once never mix their lines."""
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
     if report.failed and MUTANT_MARK in mutant:
-        with open(MUTMUT_KILLERS, "a") as killers:
-            killers.write(f"{_mutated_function(mutant)}\t{report.nodeid}\n")
-
-
-QUICK_NAMING_TEST_SECONDS = 10.0
+        with open(KILLERS, "a") as killers:
+            killers.write(f"{mutated_function(mutant)}\t{report.nodeid}\n")
 
 
 def _mutated_name(mutant: str) -> str:
     """``quanta_db.store.querying.x__execute__mutmut_47`` → ``_execute``;
     ``...store.xǁStoreǁquery__mutmut_3`` → ``query``; ``...xǁRunǁ__init____mutmut_1`` → ``Run``."""
-    function = mutant.rpartition(".")[2].rpartition(MUTANT_MARK)[0]
+    function = mutated_function(mutant).rpartition(".")[2]
     if function.startswith("x\u01c1"):
         _, owner, method = function.split("\u01c1")
         return owner if method == "__init__" else method

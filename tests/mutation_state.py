@@ -27,6 +27,7 @@ MUTANTS = REPOSITORY / "mutants"
 STATS = "mutmut-stats.json"  # which tests reach which function, and their durations
 KILLERS = "mutmut-killers.tsv"  # which test killed a mutant of which function (tests/conftest.py)
 MUTATED = Path("quanta_db") / "store"
+MUTANT_MARK = "__mutmut_"  # a mutant's name: <module>.<function>__mutmut_<number>
 
 
 def save() -> None:
@@ -61,9 +62,14 @@ def merge(kept: dict, run: dict) -> dict:
     return merged
 
 
+def mutated_function(mutant: str) -> str:
+    """A mutant's function with its module: ``pkg.mod.x_name__mutmut_3`` → ``pkg.mod.x_name``."""
+    return mutant.rpartition(MUTANT_MARK)[0]
+
+
 def _function(mutant: str) -> str:
     """A mutant's function as mutmut's records name it: ``pkg.mod.x_name__mutmut_3`` → ``x_name``."""
-    return mutant.rpartition("__mutmut_")[0].rpartition(".")[2]
+    return mutated_function(mutant).rpartition(".")[2]
 
 
 def restore() -> None:

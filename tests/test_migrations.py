@@ -334,6 +334,7 @@ def test_open_creates_a_store_only_where_there_is_none_and_refreshes_in_the_back
     (old / lake.LEGACY_FILE).write_bytes(b"")
     assert Store.open(old, check=False).root == old
 
+
 def test_a_new_postgresql_catalog_gets_its_own_schema_recorded_without_the_password(tmp_path):
     from quanta_db.store import lake
 
