@@ -207,3 +207,12 @@ def snapshot_count(snapshot, sql: str) -> int:
     from quanta_db.store.querying import run_on
 
     return run_on(snapshot, sql).table.column(0)[0].as_py()
+
+
+def commit_vocab(store: Store, tokenizers: list[str], tokens: list[str]) -> None:
+    """One committed run of ``vocab`` rows, token id 0 of each tokenizer."""
+    import pyarrow as pa
+
+    with store.begin_run("test", {}) as run:
+        run.write("vocab", pa.table({"tokenizer": tokenizers, "token_id": [0] * len(tokens), "token": tokens}))
+        run.commit()

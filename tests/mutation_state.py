@@ -9,6 +9,7 @@ full mutation run — hours on 2 CPU cores — can go on across fresh machines (
     python -m tests.mutation_state unchecked     # the mutants no run checked yet, likewise
     python -m tests.mutation_state tests-added   # after adding test modules to the selection
     python -m tests.mutation_state recollect [FILE ...]  # before a run, after changing tests (none: all)
+    python -m tests.mutation_state tests-moved FROM TO ...  # after moving tests from module FROM into TOs
 
 mutmut keeps a mutant's result while the source of its function is unchanged (a function's hash
 is kept beside its results), so restored results of edited functions are checked again."""
@@ -209,6 +210,40 @@ def keep_results_for_added_tests() -> None:
     path.write_text(json.dumps(stats, indent=4))
 
 
+def move_tests(source: str, targets: list[str], folder: Path = KEPT) -> int:
+    """Rename, in the kept statistics and killers, the tests of module ``source`` that were moved
+    into the modules ``targets`` (found by their function's name), and record the test selection
+    that lists the new modules as the one the results were found with: a moved test is the same
+    test, and mutmut would otherwise collect it again as new and reset every result for the
+    changed selection. How many tests were renamed."""
+    import ast
+
+    from mutmut.configuration import config
+
+    moved = {node.name: target for target in targets
+             for node in ast.parse((REPOSITORY / target).read_text()).body if isinstance(node, ast.FunctionDef)}
+
+    def renamed(test: str) -> str:
+        module, _, rest = test.partition("::")
+        target = moved.get(rest.partition("[")[0]) if module == source else None
+        return f"{target}::{rest}" if target else test
+
+    path = folder / STATS
+    stats = json.loads(path.read_text())
+    durations = stats["duration_by_test"]
+    count = sum(renamed(test) != test for test in durations)
+    stats["duration_by_test"] = {renamed(test): seconds for test, seconds in durations.items()}
+    stats["tests_by_mangled_function_name"] = {function: [renamed(test) for test in tests]
+                                               for function, tests in stats["tests_by_mangled_function_name"].items()}
+    stats["config_fingerprint"]["test_selection"] = config().config_fingerprint()["test_selection"]
+    path.write_text(json.dumps(stats, indent=4))
+    killers = folder / KILLERS
+    if killers.is_file():
+        rows = [line.split("\t") for line in killers.read_text().splitlines()]
+        killers.write_text("".join(f"{function}\t{renamed(test)}\n" for function, test in rows))
+    return count
+
+
 def recollect(files: list[str], folder: Path = KEPT) -> int:
     """Forget the kept statistics of the tests in ``files`` (default: every test), so that the
     next ``mutmut run`` collects them again as new tests; how many were forgotten. mutmut collects
@@ -245,6 +280,8 @@ if __name__ == "__main__":
         keep_results_for_added_tests()
     elif command[:1] == ["recollect"]:
         print(f"{recollect(command[1:])} tests' statistics forgotten: the next run collects them again")
+    elif command[:1] == ["tests-moved"] and len(command) >= 3:
+        print(f"{move_tests(command[1], command[2:])} tests renamed in the kept statistics")
     else:
-        sys.exit("usage: python -m tests.mutation_state "
-                 "[save | restore | summary | sample SIZE SEED | to-run-again | unchecked | tests-added | recollect [FILE ...]]")
+        sys.exit("usage: python -m tests.mutation_state [save | restore | summary | sample SIZE SEED | to-run-again"
+                 " | unchecked | tests-added | recollect [FILE ...] | tests-moved FROM TO ...]")

@@ -1,27 +1,22 @@
 """The store's small pieces, each against what it reports checked independently: ``status``
-against the Parquet files themselves, ``relation_exists`` against DuckDB's own catalog, and the
-heartbeat that keeps a live job's staging folder from being collected."""
+against the Parquet files themselves, ``relation_exists`` against DuckDB's own catalog, kept and
+aborted runs, artifacts, ``gc``, the manifest, registrations raced by other runs, and opening a
+store (the heartbeat is in test_liveness.py, the catalog states queries read in test_snapshots.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
 import socket
-import tempfile
-import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from quanta_db.store import liveness
 from quanta_db.store.registry import catalog_tables, fact_table, fact_tables
-from tests.helpers import snapshot_count
+from tests.helpers import commit_vocab
 
 
 @pytest.mark.slow
@@ -51,115 +46,6 @@ def test_relation_exists_for_views_and_tables_only(corpus_store):
     assert corpus_store.relation_exists("runs")  # a table
     assert not corpus_store.relation_exists("no_such_relation")
     assert not corpus_store.relation_exists("duckdb_tables")  # DuckDB's own (internal) views are not the store's
-
-
-@pytest.fixture
-def fast_heartbeat(monkeypatch):
-    monkeypatch.setenv(liveness.HEARTBEAT_ENV, "0.05")
-    monkeypatch.setattr(liveness, "_thread", None)  # a fresh beating thread that reads the fast interval
-    monkeypatch.setattr(liveness, "_registered", set())
-
-
-def test_the_heartbeat_refreshes_a_registered_marker_and_lets_a_removed_one_go(tmp_path, fast_heartbeat):
-    live, gone = tmp_path / "live", tmp_path / "gone"
-    liveness.write_marker(live, run_id="a")
-    liveness.write_marker(gone, run_id="b")
-    assert liveness.read_marker(live) == {"run_id": "a", "pid": os.getpid(), "host": socket.gethostname()}
-    old = time.time() - 3600
-    os.utime(live / liveness.MARKER, (old, old))
-    (gone / liveness.MARKER).unlink()
-    gone.rmdir()
-    deadline = time.monotonic() + 5
-    while (liveness.heartbeat_age_s(live) > 60 or gone in liveness._registered) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert liveness.heartbeat_age_s(live) < 60
-    assert gone not in liveness._registered and live in liveness._registered
-    assert liveness.heartbeat_age_s(gone) == float("inf")
-    liveness.let_go(live)
-    assert live not in liveness._registered
-
-
-def test_one_heartbeat_thread_beats_for_every_folder_and_a_dead_one_is_replaced(tmp_path, fast_heartbeat):
-    """A process running many jobs keeps one beating thread, not one per staging folder; a thread
-    that stopped (an exception in a beat) is started again by the next folder registered."""
-    liveness.write_marker(tmp_path / "first", run_id="a")
-    beating = liveness._thread
-    liveness.write_marker(tmp_path / "second", run_id="b")
-    assert liveness._thread is beating and beating.is_alive()
-    stopped = threading.Thread(target=lambda: None)
-    stopped.start()
-    stopped.join()
-    liveness._thread = stopped
-    liveness.keep_alive(tmp_path / "third")
-    assert liveness._thread is not stopped and liveness._thread.is_alive()
-    for name in ("first", "second", "third"):
-        liveness.let_go(tmp_path / name)
-
-
-def test_owner_alive_by_process_and_by_heartbeat(tmp_path, fast_heartbeat, monkeypatch):
-    mine = tmp_path / "mine"
-    liveness.write_marker(mine)
-    assert liveness.owner_alive(mine)
-    liveness.let_go(mine)
-    assert not liveness.owner_alive(mine)  # this process, no longer keeping it
-    assert not liveness.owner_alive(tmp_path / "no_marker")
-    dead = tmp_path / "dead"
-    dead.mkdir()
-    child = os.fork() if hasattr(os, "fork") else None
-    if child == 0:
-        os._exit(0)
-    os.waitpid(child, 0)  # a pid of this host that no longer runs
-    (dead / liveness.MARKER).write_text(f'{{"pid": {child}, "host": "{socket.gethostname()}"}}')
-    assert not liveness.owner_alive(dead)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / liveness.MARKER).write_text('{"pid": 1, "host": "another-host"}')
-    monkeypatch.setenv(liveness.STALE_AFTER_ENV, "100")
-    assert liveness.owner_alive(elsewhere)  # fresh heartbeat on another host: alive
-    old = time.time() - 101
-    os.utime(elsewhere / liveness.MARKER, (old, old))
-    assert not liveness.owner_alive(elsewhere)  # stale: dead, whatever host
-    (elsewhere / liveness.MARKER).write_text("not json")
-    assert liveness.read_marker(elsewhere) is None and not liveness.owner_alive(elsewhere)
-    unnamed = tmp_path / "unnamed"  # a marker of this host that names no process: its heartbeat decides
-    unnamed.mkdir()
-    (unnamed / liveness.MARKER).write_text(f'{{"host": "{socket.gethostname()}"}}')
-    assert liveness.owner_alive(unnamed)
-    os.utime(unnamed / liveness.MARKER, (old, old))
-    assert not liveness.owner_alive(unnamed)
-
-
-def test_only_a_pid_that_names_a_running_process_exists():
-    child = os.fork()
-    if child == 0:
-        os._exit(0)
-    os.waitpid(child, 0)
-    assert liveness.process_exists(os.getpid()) and liveness.process_exists(1)  # init, whoever runs this
-    assert not liveness.process_exists(child)  # ended
-    assert not any(liveness.process_exists(pid) for pid in (0, -1, -os.getpid(), 2**40))  # groups, out of range
-
-
-def test_another_users_running_job_is_alive():
-    """A store shared by several users: a job of another user on this host refuses the pid check
-    (EPERM), and its heartbeat decides, as for a job on another host."""
-    assert liveness.process_exists(os.getppid())
-    if os.geteuid() != 0:
-        if os.stat("/proc/1").st_uid == os.geteuid():
-            pytest.skip("needs a process of another user")
-        assert liveness.process_exists(1)
-        return
-    child = os.fork()
-    if child == 0:  # root: judge this process's job from a process of another user (nobody)
-        code = 2
-        try:
-            os.setuid(65534)
-            folder = Path(tempfile.mkdtemp())
-            (folder / liveness.MARKER).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
-            code = 0 if liveness.process_exists(os.getppid()) and liveness.owner_alive(folder) else 1
-            shutil.rmtree(folder)
-        finally:
-            os._exit(code)
-    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
 
 
 @pytest.mark.parametrize("job", ["corpus", "losses"])
@@ -302,15 +188,6 @@ def test_a_failed_commit_rolls_its_transaction_back(store):
         _rollback_quietly(con)  # no transaction open: nothing to say
 
 
-def test_the_heartbeat_runs_at_its_default_interval_without_the_setting(tmp_path, monkeypatch):
-    monkeypatch.delenv(liveness.HEARTBEAT_ENV, raising=False)
-    monkeypatch.setattr(liveness, "_thread", None)
-    monkeypatch.setattr(liveness, "_registered", set())
-    liveness.keep_alive(tmp_path)
-    time.sleep(0.3)
-    assert liveness._thread.is_alive()  # sleeping its 10 s, not failed on a missing setting
-
-
 def test_resume_folders_are_named_by_the_job_and_its_identity_hash(store):
     from quanta_db.store.runs import params_hash
 
@@ -411,32 +288,6 @@ def test_gc_keeps_committed_artifacts_and_the_stores_own_folders(store):
     assert store.gc().orphans_removed == ["tables/tokens/corpus=x/part-orphan.parquet"]
     assert artifacts and all(path.is_file() for path in artifacts)  # listed by the catalog, not by the lake
     assert (store.root / "tables").is_dir() and not (store.root / "tables" / "tokens").exists()
-
-
-def test_owner_alive_leaves_a_live_process_alone_and_reads_defaults(tmp_path, monkeypatch):
-    import subprocess
-    import sys
-
-    monkeypatch.delenv(liveness.STALE_AFTER_ENV, raising=False)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        folder = tmp_path / "other"
-        folder.mkdir()
-        (folder / liveness.MARKER).write_text(f'{{"pid": {sleeper.pid}, "host": "{socket.gethostname()}"}}')
-        assert liveness.owner_alive(folder)
-        time.sleep(0.2)
-        assert sleeper.poll() is None  # asked whether it lives (signal 0), not signalled
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    no_pid = tmp_path / "no_pid"
-    no_pid.mkdir()
-    (no_pid / liveness.MARKER).write_text(f'{{"host": "{socket.gethostname()}"}}')
-    liveness.owner_alive(no_pid)  # judged without a pid, never a TypeError
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / liveness.MARKER).write_text('{"pid": 1, "host": "another-host"}')
-    assert liveness.owner_alive(elsewhere)  # fresh against the default five minutes
 
 
 def test_has_files_by_per_file_keys(corpus_store):
@@ -618,196 +469,6 @@ def test_a_registration_raced_by_a_different_one_commits_nothing_and_names_it(st
         assert later.commit() == 0
 
 
-def test_queries_of_one_process_reuse_a_confined_copy_until_a_commit_lands(store, monkeypatch):
-    import numpy as np
-
-    from quanta_db.errors import QueryError
-    from quanta_db.store import catalog, copies
-    from quanta_db.store.store import Store
-
-    opened = []
-
-    class Counted(catalog.PrivateCatalog):
-        def __init__(self, *args, **kwargs):
-            opened.append(1)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(catalog, "PrivateCatalog", Counted)
-    copies.forget(store.root)
-    runs = "SELECT count(*) AS n FROM runs WHERE status = 'committed'"
-    assert store.query_arrow(runs)["n"][0].as_py() == store.query_arrow(runs)["n"][0].as_py() == 0
-    assert len(opened) == 1
-    with store.begin_run("test_copy", {"n": 1}) as run:
-        run.write_artifact("x", np.zeros(1))
-        run.commit()
-    assert store.query_arrow(runs)["n"][0].as_py() == 1  # the commit is seen at once
-    assert len(opened) == 2
-    with pytest.raises(QueryError, match="Permission|not allowed"):  # the new copy is confined too
-        store.query_arrow("SELECT * FROM read_text('/etc/hostname')")
-    for index in range(copies.MAX_SHARED_STORES + 1):  # copies of the least recent stores are closed
-        other = Store.init(store.root.parent / f"other-{index}")
-        other.query_arrow("SELECT 1")
-    assert (store.root, False) not in copies._shared and len(copies._shared) == copies.MAX_SHARED_STORES
-
-
-OTHER_PROCESS_WRITES = ("import sys; from quanta_db.store.catalog import connect\n"
-                        "with connect(sys.argv[1], read_only=False) as con:\n"
-                        "    con.execute(\"INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')\")")
-
-
-def test_background_copies_answer_from_the_last_state_until_the_next_is_taken(store):
-    import subprocess
-    import sys
-
-    import numpy as np
-
-    from quanta_db.store.copies import Snapshots
-
-    saved = "SELECT count(*) FROM saved_queries WHERE name = 'other'"
-    runs = "SELECT count(*) FROM runs WHERE status = 'committed'"
-    snapshots = Snapshots(store.root, background=True)
-    try:
-        first = snapshots.current()
-        subprocess.run([sys.executable, "-c", OTHER_PROCESS_WRITES, str(store.root)], check=True)
-        answered = snapshots.current()  # another process's commit: not waited for
-        assert answered.generation == first.generation
-        assert snapshot_count(answered, saved) == 0
-        deadline = time.monotonic() + 60
-        while snapshots.current().generation == first.generation and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert snapshot_count(snapshots.current(), saved) == 1
-        with store.begin_run("test_copy", {"n": 1}) as run:  # a commit of this process: seen at once
-            run.write_artifact("x", np.zeros(1))
-            run.commit()
-        assert snapshot_count(snapshots.current(), runs) == 1
-    finally:
-        snapshots.close()
-
-
-def test_a_store_opened_for_polling_shows_another_processs_commit_without_waiting_for_it(store):
-    import subprocess
-    import sys
-
-    import numpy as np
-
-    from quanta_db.store.store import Store
-
-    polling = Store.open(store.root, background_refresh=True)
-    strict = Store.open(store.root)
-    saved = "SELECT count(*) AS n FROM saved_queries WHERE name = 'other'"
-    runs = "SELECT count(*) AS n FROM runs WHERE status = 'committed'"
-
-    def answer(reader, sql):
-        return reader.query_arrow(sql)["n"][0].as_py()
-
-    assert answer(polling, saved) == 0
-    subprocess.run([sys.executable, "-c", OTHER_PROCESS_WRITES, str(store.root)], check=True)
-    assert answer(polling, saved) == 0  # answered from the state before while the next copy is taken
-    assert answer(strict, saved) == 1  # a strict reader (the default) waits for its copy: it sees the commit at once
-    deadline = time.monotonic() + 60
-    while answer(polling, saved) == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert answer(polling, saved) == 1
-    with polling.begin_run("test_copy", {"n": 1}) as run:  # a commit of this process: seen at once
-        run.write_artifact("x", np.zeros(1))
-        run.commit()
-    assert answer(polling, runs) == 1
-
-
-def test_a_private_catalog_shows_one_state_to_every_connection_it_opens(store):
-    import numpy as np
-
-    from quanta_db.store import catalog
-
-    runs = "SELECT count(*) FROM runs WHERE status = 'committed'"
-    private = catalog.PrivateCatalog(store.root)
-    try:
-        first = private.open()
-        with store.begin_run("test_copy", {"n": 1}) as run:  # replaces the readers' copy meanwhile
-            run.write_artifact("x", np.zeros(1))
-            run.commit()
-        second = private.open()
-        assert first.execute(runs).fetchone()[0] == second.execute(runs).fetchone()[0] == 0
-        first.close()
-        second.close()
-    finally:
-        private.close()
-    later = catalog.PrivateCatalog(store.root)
-    try:
-        with contextlib.closing(later.open()) as con:
-            assert con.execute(runs).fetchone()[0] == 1
-    finally:
-        later.close()
-
-
-def test_the_stores_own_reads_attach_the_held_state_and_a_state_with_a_log_is_copied(store, catalog_backend, tmp_path):
-    import numpy as np
-
-    from quanta_db.store import catalog, lake
-
-    if catalog_backend != "duckdb":
-        pytest.skip("a catalog on PostgreSQL has no metadata file")
-    attached = "SELECT path FROM duckdb_databases() WHERE database_name = ?"
-    private = catalog.PrivateCatalog(store.root)
-    try:
-        with contextlib.closing(private.open_metadata()) as con:
-            held = con.execute(attached, [lake.METADATA_CATALOG]).fetchone()[0]
-            assert "quanta-db-sql-" not in held and Path(held).exists()  # the held file (DuckDB shows where the link points)
-            before = lake.snapshot_identity(con, private.locator)
-        with store.begin_run("test_held", {"n": 1}) as run:  # replaces the readers' copy meanwhile
-            run.write_artifact("x", np.zeros(1))
-            run.commit()
-        with contextlib.closing(private.open_metadata()) as con:
-            assert lake.snapshot_identity(con, private.locator) == before
-        (tmp_path / "empty.wal").write_bytes(b"")
-        private._keep_copy(tmp_path / "empty.wal", lake.LOCAL_FILE + ".wal")  # as a dead writer's log is kept
-        with contextlib.closing(private.open_metadata()) as con:
-            path = con.execute(attached, [lake.METADATA_CATALOG]).fetchone()[0]
-            assert "quanta-db-sql-" in path and not Path(path).exists()  # a copy, removed once attached
-            assert lake.snapshot_identity(con, private.locator) == before
-    finally:
-        private.close()
-
-
-def test_the_next_copys_first_connection_is_made_ahead_and_closed_with_the_copies(store):
-    import numpy as np
-
-    from quanta_db.store.copies import Snapshots
-
-    copies = Snapshots(store.root)
-    try:
-        copies.current()
-        deadline = time.monotonic() + 60
-        while copies._blank is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        ahead = copies._blank
-        assert ahead is not None
-        with store.begin_run("test_copy", {"n": 1}) as run:
-            run.write_artifact("x", np.zeros(1))
-            run.commit()
-        assert snapshot_count(copies.current(), "SELECT count(*) FROM runs WHERE status = 'committed'") == 1
-        assert copies._blank is not ahead  # taken by the new copy
-    finally:
-        copies.close()
-    assert copies._blank is None and not copies._making
-    with pytest.raises(duckdb.ConnectionException):
-        ahead.execute("SELECT 1")  # the new copy's first connection was closed with it
-
-
-def test_user_sql_reads_no_catalog_file_through_the_descriptors_the_process_holds(store, catalog_backend):
-    from quanta_db.errors import QueryError
-
-    if catalog_backend != "duckdb":
-        pytest.skip("a catalog on PostgreSQL has no file here")
-    store.query_arrow("SELECT count(*) FROM runs")  # this process now holds its state of the catalog open
-    held = [fd for fd in os.listdir("/proc/self/fd")
-            if "catalog" in (os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else "")]
-    assert held
-    for fd in held:
-        with pytest.raises(QueryError, match="Permission|not allowed"):
-            store.query_arrow(f"SELECT size FROM read_blob('/proc/self/fd/{fd}')")
-
-
 def test_init_makes_missing_folders_upgrades_a_store_and_refuses_what_is_not_one(tmp_path, monkeypatch):
     from quanta_db.errors import StoreError
     from quanta_db.store import lake
@@ -842,13 +503,6 @@ def test_init_makes_missing_folders_upgrades_a_store_and_refuses_what_is_not_one
     assert sorted(p.name for p in old.iterdir()) == [lake.LEGACY_FILE]
 
 
-def _commit_vocab(store, tokenizers: list[str], tokens: list[str]) -> None:
-    """One committed run of ``vocab`` rows, token id 0 of each tokenizer."""
-    with store.begin_run("test", {}) as run:
-        run.write("vocab", pa.table({"tokenizer": tokenizers, "token_id": [0] * len(tokens), "token": tokens}))
-        run.commit()
-
-
 def test_a_process_checks_the_schema_of_one_catalog_state_once(store, monkeypatch):
     """Opening a store again checks its schema only when its catalog changed since this process
     checked it (the change stamp is far cheaper than the check)."""
@@ -862,7 +516,7 @@ def test_a_process_checks_the_schema_of_one_catalog_state_once(store, monkeypatc
     Store.open(store.root)
     Store.open(store.root)
     assert len(checks) == 1
-    _commit_vocab(store, ["t"], ["a"])
+    commit_vocab(store, ["t"], ["a"])
     Store.open(store.root)
     assert len(checks) == 2
     # the same catalog state against other code (a newer release's migration, say) is checked again
@@ -899,199 +553,6 @@ def test_opening_a_store_that_is_not_there_makes_nothing_unless_asked_to(tmp_pat
         assert Store.open(folder, create=True).query_df("SELECT count(*) AS n FROM runs")["n"].tolist() == [0]
 
 
-def test_a_process_counts_each_writing_connection_once_and_keeps_one_set_of_copies_per_store(store, monkeypatch):
-    """``catalog.writes_in_process`` counts this process's closed writing connections (one each:
-    read-only ones are not writes), and ``copies.shared`` keeps one set of copies per store and
-    refresh mode in a process, made anew in a forked child (whose parent's connections it must
-    not use), closing the least recently used beyond ``MAX_SHARED_STORES``."""
-    from quanta_db.store import catalog, copies
-
-    before = catalog.writes_in_process()
-    with catalog.connect(store.root, read_only=False):
-        pass
-    with catalog.connect(store.root, read_only=True):
-        pass
-    assert catalog.writes_in_process() == before + 1
-    first = copies.shared(store.root)
-    assert copies.shared(store.root) is first and copies.shared(Path(str(store.root))) is first
-    assert copies.shared(store.root, background=True) is not first
-    monkeypatch.setattr(copies, "_shared_pid", -1)  # as a forked child finds it
-    child = copies.shared(store.root)
-    assert child is not first and copies.shared(store.root) is child
-    others = [copies.shared(store.root / f"other-{n}") for n in range(copies.MAX_SHARED_STORES - 1)]
-    assert copies.shared(store.root) is child  # now the most recently used
-    copies.shared(store.root / "one-more")
-    assert others[0]._closed and not any(o._closed for o in others[1:]) and not child._closed
-    copies.forget()
-
-
-def test_a_copy_plans_on_one_connection_and_refuses_to_once_closed(store, monkeypatch):
-    """``Snapshot._planning``: the planning connection a second thread made while the first was
-    kept is closed (one planner per copy), and a closed copy plans nothing."""
-    from quanta_db.errors import QuantaError
-    from quanta_db.store import snapshots
-
-    snapshot = snapshots.Snapshot(store.root)
-    made, real = [], snapshots.Snapshot._planner_connection
-
-    def racing(self):
-        connection = real(self)
-        made.append(connection)
-        if len(made) == 1:
-            self._planning()  # another thread, done first
-        return connection
-
-    monkeypatch.setattr(snapshots.Snapshot, "_planner_connection", racing)
-    planner = snapshot._planning()
-    assert len(made) == 2 and planner.connection is made[1] and snapshot._planning() is planner
-    with pytest.raises(duckdb.ConnectionException):
-        made[0].execute("SELECT 1")
-    assert planner.connection.execute("SELECT 1").fetchall() == [(1,)]
-    snapshot.close()
-    closing = snapshots.Snapshot(store.root)
-
-    def closed_meanwhile(self):
-        connection = real(self)
-        made.append(connection)
-        self.close()
-        return connection
-
-    monkeypatch.setattr(snapshots.Snapshot, "_planner_connection", closed_meanwhile)
-    with pytest.raises(QuantaError, match="^this copy of the catalog was closed$"):
-        closing._planning()
-    assert closing._planner is None
-    with pytest.raises(duckdb.ConnectionException):
-        made[2].execute("SELECT 1")
-
-
-@pytest.fixture
-def files_found_on_a_connection(monkeypatch):
-    """A statement's files are found on a connection with the lake attached, which becomes its
-    reader, rather than read off the catalog's metadata (on PostgreSQL too)."""
-    from quanta_db.store import snapshots
-
-    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", False)
-    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", False)
-
-
-@pytest.mark.usefixtures("files_found_on_a_connection")
-def test_a_connection_that_found_a_statements_files_is_kept_for_the_next_when_a_reader_was_ready(store):
-    """``Snapshot._reach`` finds a statement's files on the copy's unconfined connection, which
-    becomes the statement's reader; and (``_reader_for``) when a kept reader already answers a
-    statement, the connection its files were found on is given back to the copy (its next
-    catalog read or reader uses it) rather than dropped."""
-    from quanta_db.store import snapshots
-
-    _commit_vocab(store, ["t"], ["a"])
-    snapshot = snapshots.Snapshot(store.root)
-    try:
-        with snapshot.reader("SELECT count(*) FROM vocab WHERE tokenizer = 't'") as (first, narrowed, _):
-            assert narrowed and first.execute("SELECT count(*) FROM vocab WHERE tokenizer = 't'").fetchone() == (1,)
-        # its files were found on the connection the copy opened, which then became its reader:
-        # no second connection attached the lake (no planning one either: the plan is the tree's)
-        assert snapshot._planner is None and snapshot._spare is None and len(snapshot._readers) == 1
-        spare = snapshot._private.open()
-        snapshot._give_spare(spare)
-        with snapshot.reader("SELECT token FROM vocab WHERE tokenizer = 't'") as (second, _, _):
-            assert second is first
-        assert snapshot._spare is spare
-    finally:
-        snapshot.close()
-
-
-def test_a_direct_read_that_does_not_run_is_retried_through_the_lake_with_its_parameters(store, monkeypatch):
-    """``querying.run_on``: a statement given a reader with nothing attached (it reads its files
-    directly) whose direct read does not run goes through the lake on an attached reader
-    confined to the files found with its parameters."""
-    from quanta_db.store import copies, querying, snapshots
-
-    _commit_vocab(store, ["t", "u"], ["a", "b"])
-    monkeypatch.setattr(snapshots.Snapshot, "direct", lambda self, sql, params=None: "SELECT no_such_function()")
-    asked = []
-    reader = snapshots.Snapshot.reader
-
-    def recorded(self, sql, params=None, everything=False, attached=False):
-        asked.append((params, attached))
-        return reader(self, sql, params, everything, attached)
-
-    monkeypatch.setattr(snapshots.Snapshot, "reader", recorded)
-    snapshot = copies.shared(store.root).current()
-    sql = "SELECT token FROM vocab WHERE tokenizer = ?"
-    assert querying.run_on(snapshot, sql, ["u"]).table["token"].to_pylist() == ["b"]
-    assert asked == [(["u"], False), (["u"], True)]  # not every file: its own, found with its parameters
-
-
-def test_every_attempt_of_a_statement_runs_under_its_time_and_row_limits(store, monkeypatch):
-    """``querying.run_on``: the retry through the lake after a direct read that does not run keeps
-    the caller's time limit and row limit (a retry without them could run for ever)."""
-    from quanta_db.store import copies, querying, snapshots
-
-    _commit_vocab(store, ["t", "u"], ["a", "b"])
-    monkeypatch.setattr(snapshots.Snapshot, "direct", lambda self, sql, params=None: "SELECT no_such_function()")
-    limits = []
-    execute = querying._execute
-
-    def recorded(connection, sql, params, time_limit_ms, max_rows, *rest, **flags):
-        limits.append((sql, time_limit_ms, max_rows))
-        return execute(connection, sql, params, time_limit_ms, max_rows, *rest, **flags)
-
-    monkeypatch.setattr(querying, "_execute", recorded)
-    sql = "SELECT token FROM vocab WHERE tokenizer = ?"
-    result = querying.run_on(copies.shared(store.root).current(), sql, ["t"], time_limit_ms=60_000, max_rows=1)
-    assert result.table["token"].to_pylist() == ["a"]
-    assert limits == [("SELECT no_such_function()", 60_000, 1), (sql, 60_000, 1)]
-
-
-def test_an_owner_statement_that_returns_no_rows_is_an_empty_result(store):
-    """``--unsafe`` lets the owner run statements that return nothing (a SET): an empty result."""
-    result = store.query("SET VARIABLE answer = 42", unsafe=True)
-    assert (result.table.num_columns, result.table.num_rows, result.truncated, result.elapsed_ms) == (0, 0, False, 0.0)
-
-
-def test_a_copy_on_postgres_is_pinned_to_the_snapshot_its_stamp_read(store, monkeypatch):
-    """The newest snapshot is asked once a new copy (the change stamp's, which the copy is then
-    pinned to), not a second time by the copy: one server round trip less for every new state."""
-    from quanta_db.store import catalog, copies
-
-    if not catalog.locate(store.root).on_postgres:
-        pytest.skip("a local copy holds its state in its file: no snapshot is asked")
-    asked, latest = [], catalog._latest_snapshot
-    monkeypatch.setattr(catalog, "_latest_snapshot", lambda locator: asked.append(locator) or latest(locator))
-    snapshots = copies.Snapshots(store.root)
-    try:
-        with snapshots.for_query() as snapshot:
-            assert snapshot.state[0] == latest(catalog.locate(store.root))
-        assert len(asked) == 1
-    finally:
-        snapshots.close()
-
-
-@pytest.mark.usefixtures("files_found_on_a_connection")
-def test_a_snapshot_keeps_its_most_recent_idle_readers_up_to_the_limit(store):
-    """Each statement reaching other files gets a reader of its own, its files found on a reader
-    already open (``_catalog_reader``: no planning connection is opened while one is); a snapshot
-    keeps the ``MAX_READERS`` most recent for later statements and closes the least recent idle one beyond."""
-    from quanta_db.store import snapshots
-
-    names = [f"t{i}" for i in range(snapshots.MAX_READERS + 3)]
-    _commit_vocab(store, names, names)
-    snapshot = snapshots.Snapshot(store.root)
-    try:
-        used = []
-        for name in names:
-            with snapshot.reader(f"SELECT count(*) FROM vocab WHERE tokenizer = '{name}'") as (reader, narrowed, _):
-                assert narrowed and reader.execute(f"SELECT token FROM vocab WHERE tokenizer = '{name}'").fetchall() == [(name,)]
-                used.append(reader)
-        assert len(set(map(id, used))) == len(names)  # one reader a statement
-        assert snapshot._planner is None  # the later statements' files were found on a kept reader
-        kept = [reader.connection for reader in snapshot._readers.values()]
-        assert kept == used[-snapshots.MAX_READERS:]
-        with pytest.raises(duckdb.ConnectionException):  # the least recent were closed
-            used[0].execute("SELECT 1")
-    finally:
-        snapshot.close()
-
-
 def test_a_staging_marker_names_its_run_and_a_reloaded_kept_run_takes_the_folder_over(store):
     """``run.json`` names the run, its job and its parameters' hash beside the owning process; a kept
     run loaded again (``Run.load_ready``, as the job's next command does) marks the folder as this
@@ -1110,17 +571,3 @@ def test_a_staging_marker_names_its_run_and_a_reloaded_kept_run_takes_the_folder
     assert reloaded.run_id == run.run_id
     reloaded.abort()
     assert not run.staging.exists()
-
-
-@pytest.mark.usefixtures("files_found_on_a_connection")
-def test_a_reader_in_use_when_its_snapshot_closes_answers_on_and_is_closed_by_its_last_user(store):
-    from quanta_db.store import snapshots
-
-    _commit_vocab(store, ["t"], ["a"])
-    snapshot = snapshots.Snapshot(store.root)
-    sql = "SELECT token FROM vocab WHERE tokenizer = 't'"
-    with snapshot.reader(sql) as (reader, _, _):
-        snapshot.close()
-        assert reader.execute(sql).fetchall() == [("a",)]
-    with pytest.raises(duckdb.ConnectionException):
-        reader.execute("SELECT 1")
