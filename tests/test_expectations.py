@@ -37,8 +37,10 @@ def test_an_input_run_replaced_meanwhile_is_refused_by_the_input_check_alone(sto
     _commit(store, "source", {"v": 2}, replace=True)  # the source's rows are replaced: it is superseded
     assert _status(store, source) == "superseded"
     before = store_snapshot(store)
-    with pytest.raises(ConflictError, match=f"input run {source} was replaced"):
+    with pytest.raises(ConflictError) as refused:
         job.commit()
+    assert str(refused.value) == (f"input run {source} was replaced while this job ran; nothing was committed, "
+                                  "re-run the command to compute from the current data")
     job.abort()
     assert store_snapshot(store) == before
 

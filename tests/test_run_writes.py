@@ -203,6 +203,27 @@ def test_a_commit_records_its_files_and_itself_in_the_catalog(store, tokyo):
     assert store.query_df("SELECT token FROM vocab")["token"].tolist() == ["z"]
 
 
+def test_a_replacement_commits_when_a_file_it_drops_is_already_gone(store):
+    """A replacement removes the files it drops once its commit landed; one already missing (an
+    artifact of the replaced run removed by hand) is nothing left to remove, not a failure of a
+    job that committed."""
+    import numpy as np
+
+    with store.begin_run("probe", {"n": 1}) as first:
+        first.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["a"]}))
+        first.write_artifact("weights", np.zeros(3))
+        first.commit()
+    (store.root / "artifacts" / first.run_id / "weights.npy").unlink()
+    with store.begin_run("probe", {"n": 2}, inputs=[first.run_id]) as second:
+        second.replace("vocab", tokenizer="t")
+        second.write("vocab", pa.table({"tokenizer": ["t"], "token_id": [0], "token": ["b"]}))
+        second.commit()
+    assert second.dropped == {"vocab": 1}
+    assert store.query_df("SELECT token FROM vocab")["token"].tolist() == ["b"]
+    assert [path.name for path in store.committed_paths("vocab")] == [f"part-{second.run_id}-00000.parquet"]
+    assert not (store.root / "tables" / "vocab" / "tokenizer=t" / f"part-{first.run_id}-00000.parquet").exists()
+
+
 def test_a_staging_marker_names_its_owner_and_is_kept_alive_until_let_go(tmp_path):
     import json
     import os

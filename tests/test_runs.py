@@ -179,22 +179,29 @@ def test_locked_catalog_fails_after_bounded_wait(store, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_commit_locked_out_names_the_run_it_keeps_staged(store, monkeypatch):
+def test_a_commit_locked_out_names_the_runs_it_keeps_staged(store, monkeypatch):
+    """One run, and the runs of one split committed together (``commit_runs``), each named."""
     from quanta_db.store.catalog import CatalogLocked
+    from quanta_db.store.runs import commit_runs
 
     monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "0.5")
     child = _hold_lock(store, 5)
     try:
-        run = store.begin_run("test", {})
-        run.write("vocab", _vocab())
+        run, *split = (store.begin_run("test", {"n": n}) for n in range(3))
+        for staged in (run, *split):
+            staged.write("vocab", _vocab())
         with pytest.raises(CatalogLocked) as locked:
             run.commit()
+        with pytest.raises(CatalogLocked) as split_locked:
+            commit_runs(split, retry_hint="the split's next job commits them")
     finally:
         child.kill()
         child.wait()
     assert str(locked.value).endswith(
         f"; run {run.run_id} is kept staged, and running the same command again commits it"), str(locked.value)
-    assert (store.root / "staging" / run.run_id).is_dir()
+    assert str(split_locked.value).endswith(
+        f"; run {split[0].run_id}, {split[1].run_id} is kept staged, and the split's next job commits them")
+    assert all((store.root / "staging" / staged.run_id).is_dir() for staged in (run, *split))
 
 
 def test_a_run_whose_staging_was_removed_says_so_in_one_line(store):

@@ -410,3 +410,32 @@ def test_a_reader_in_use_when_its_snapshot_closes_answers_on_and_is_closed_by_it
         assert reader.execute(sql).fetchall() == [("a",)]
     with pytest.raises(duckdb.ConnectionException):
         reader.execute("SELECT 1")
+
+
+def test_a_confined_reader_is_made_on_the_connection_given_or_else_on_the_blank_made_ahead(store, monkeypatch):
+    """``Snapshot._confined``: a reader takes the connection it is given (the state's spare) and
+    opens none; given none, it opens the state on the connection made ahead for it (``blank``).
+    Either is confined to the delete files the state listed once, not listed again per reader."""
+    from quanta_db.store import catalog, lake, snapshots
+
+    real, real_deletes = catalog.PrivateCatalog.open, lake.delete_files
+    opened, listed = [], []
+    monkeypatch.setattr(catalog.PrivateCatalog, "open",
+                        lambda self, blank=None: opened.append(blank) or real(self, blank))
+    monkeypatch.setattr(lake, "delete_files", lambda con: listed.append(con) or real_deletes(con))
+    snapshot = snapshots.Snapshot(store.root)
+    readers = []
+    try:
+        given = real(snapshot._private)
+        opened.clear()
+        listed.clear()
+        readers.append(snapshot._confined(None, given))
+        assert readers[0].connection is given and opened == []
+        snapshot._blank = blank = catalog.blank_connection(catalog.locate(store.root))
+        readers.append(snapshot._confined(None, None))
+        assert opened == [blank] and snapshot._blank is None and readers[1].connection is blank and listed == []
+        assert [reader.connection.execute("SELECT count(*) FROM runs").fetchone() for reader in readers] == [(0,), (0,)]
+    finally:
+        for reader in readers:
+            reader.connection.close()
+        snapshot.close()
