@@ -7,6 +7,8 @@ full mutation run — hours on 2 CPU cores — can go on across fresh machines (
     python -m tests.mutation_state sample SIZE SEED  # draw unchecked mutants, for ``mutmut run NAME ...``
     python -m tests.mutation_state to-run-again  # survivors and unreached ones, for ``mutmut run NAME ...``
     python -m tests.mutation_state unchecked     # the mutants no run checked yet, likewise
+    python -m tests.mutation_state unreached DATA_FILE  # mutants on lines no test runs (tests/mutation_reach.py)
+    python -m tests.mutation_state unchecked-unreached  # those (left out of ``unchecked``), for a PostgreSQL run
     python -m tests.mutation_state tests-added   # after adding test modules to the selection
     python -m tests.mutation_state recollect [FILE ...]  # before a run, after changing tests (none: all)
     python -m tests.mutation_state tests-moved FROM TO ...  # after moving tests from module FROM into TOs
@@ -191,11 +193,16 @@ def to_run_again(folder: Path = KEPT) -> list[str]:
             for name, status in _mutant_statuses(meta).items() if status in ("survived", "no tests")]
 
 
-def unchecked(folder: Path = KEPT) -> list[str]:
-    """The mutants no run has checked yet, by mutmut's name (with :func:`to_run_again`'s, one run
-    that goes on with the full run and checks the kept survivors again)."""
+def unchecked(folder: Path = KEPT, reached: bool | None = True) -> list[str]:
+    """The mutants no run has checked yet, by mutmut's name: by default those the run's tests
+    reach on the local catalog (``reached=False``: those they do not, listed by ``unreached``,
+    for a run on PostgreSQL; None: all)."""
+    from tests.mutation_reach import still_unreached
+
+    unreached = still_unreached(folder) if reached is not None else set()
     return [name for meta in sorted(folder.glob("*.py.meta"))
-            for name, status in _mutant_statuses(meta).items() if status == "not checked"]
+            for name, status in _mutant_statuses(meta).items()
+            if status == "not checked" and (reached is None or (name in unreached) != reached)]
 
 
 def keep_results_for_added_tests() -> None:
@@ -276,6 +283,12 @@ if __name__ == "__main__":
         print("\n".join(to_run_again()))
     elif command == ["unchecked"]:
         print("\n".join(unchecked()))
+    elif command == ["unchecked-unreached"]:
+        print("\n".join(unchecked(reached=False)))
+    elif command[:1] == ["unreached"] and len(command) == 2:
+        from tests.mutation_reach import record
+
+        print(f"{record(Path(command[1]), REPOSITORY, KEPT)} mutants on lines the tests never run, listed")
     elif command == ["tests-added"]:
         keep_results_for_added_tests()
     elif command[:1] == ["recollect"]:
@@ -284,4 +297,5 @@ if __name__ == "__main__":
         print(f"{move_tests(command[1], command[2:])} tests renamed in the kept statistics")
     else:
         sys.exit("usage: python -m tests.mutation_state [save | restore | summary | sample SIZE SEED | to-run-again"
-                 " | unchecked | tests-added | recollect [FILE ...] | tests-moved FROM TO ...]")
+                 " | unchecked | unchecked-unreached | unreached DATA_FILE | tests-added | recollect [FILE ...]"
+                 " | tests-moved FROM TO ...]")
