@@ -22,6 +22,8 @@ import difflib
 import json
 from pathlib import Path
 
+from tests.mutation_state import MUTANT_MARK, MUTATED, _function, mutated_function
+
 UNREACHED = "unreached.json"  # mutant → its function's hash when it was found unreached
 
 
@@ -65,9 +67,8 @@ def _definitions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
 def unreached_mutants(source_file: Path, mutants_file: Path, executed: set[int]) -> list[str]:
     """The mutants in ``mutants_file`` (mutmut's copy of ``source_file``) whose changed lines are
     in no statement of ``source_file`` that ran (``executed``: its lines coverage.py recorded)."""
-    source = source_file.read_text()
-    definitions = _definitions(ast.parse(source))
-    spans = statement_lines(ast.parse(source))
+    tree = ast.parse(source_file.read_text())
+    definitions, spans = _definitions(tree), statement_lines(tree)
     mutated = mutants_file.read_text()
     mutated_lines = mutated.splitlines()
     texts = {node.name: "\n".join(mutated_lines[node.lineno - 1:node.end_lineno]) for node in ast.walk(ast.parse(mutated))
@@ -75,12 +76,13 @@ def unreached_mutants(source_file: Path, mutants_file: Path, executed: set[int])
     module = ".".join(source_file.with_suffix("").parts[-3:])
     unreached = []
     for name, text in texts.items():
-        function, mark, number = name.rpartition("__mutmut_")
-        if not mark or not number.isdigit() or function not in definitions or f"{function}__mutmut_orig" not in texts:
+        function, mark, number = name.rpartition(MUTANT_MARK)
+        original = f"{function}{MUTANT_MARK}orig"
+        if not mark or not number.isdigit() or function not in definitions or original not in texts:
             continue
         first = definitions[function].lineno
-        renamed = text.replace(name, f"{function}__mutmut_orig", 1)  # the def lines differ by name only
-        lines = {first + offset for offset in changed_lines(texts[f"{function}__mutmut_orig"], renamed)}
+        renamed = text.replace(name, original, 1)  # the def lines differ by name only
+        lines = {first + offset for offset in changed_lines(texts[original], renamed)}
         if lines and not any(executed & set(_innermost(spans, line)) for line in lines):
             unreached.append(f"{module}.{name}")
     return unreached
@@ -100,12 +102,11 @@ def record(data_file: Path, repository: Path, kept: Path) -> int:
     data.read()
     listed = {}
     for meta in sorted(kept.glob("*.py.meta")):
-        relative = Path("quanta_db") / "store" / meta.name.removesuffix(".meta")
+        relative = MUTATED / meta.name.removesuffix(".meta")
         hashes = json.loads(meta.read_text())["hash_by_function_name"]
         executed = set(data.lines(str((repository / relative).resolve())) or [])
         for mutant in unreached_mutants(repository / relative, repository / "mutants" / relative, executed):
-            function = mutant.rpartition("__mutmut_")[0].rpartition(".")[2]
-            listed[mutant] = hashes.get(function)
+            listed[mutant] = hashes.get(_function(mutant))
     (kept / UNREACHED).write_text(json.dumps(listed, indent=1, sort_keys=True) + "\n")
     return len(listed)
 
@@ -121,4 +122,4 @@ def still_unreached(kept: Path) -> set[str]:
         for function, digest in json.loads(meta.read_text())["hash_by_function_name"].items():
             hashes[f"{module}.{function}"] = digest
     return {mutant for mutant, digest in json.loads(path.read_text()).items()
-            if hashes.get(mutant.rpartition("__mutmut_")[0]) == digest}
+            if hashes.get(mutated_function(mutant)) == digest}

@@ -130,9 +130,8 @@ def draw_sample(size: int, seed: int, folder: Path = KEPT) -> list[str]:
     (cheapest first, so its checked mutants are no fair sample) takes many more hours to give."""
     import random
 
-    unchecked = sorted(name for meta in folder.glob("*.py.meta")
-                       for name, status in _mutant_statuses(meta).items() if status == "not checked")
-    drawn = sorted(random.Random(seed).sample(unchecked, min(size, len(unchecked))))
+    candidates = sorted(unchecked(folder, reached=None))
+    drawn = sorted(random.Random(seed).sample(candidates, min(size, len(candidates))))
     (folder / SAMPLE).write_text("\n".join(drawn) + "\n")
     return drawn
 
@@ -150,10 +149,10 @@ def sample_estimate(folder: Path = KEPT) -> str:
     drawn = set((folder / SAMPLE).read_text().split())
     every = {name: status for meta in folder.glob("*.py.meta") for name, status in _mutant_statuses(meta).items()}
     unchecked = [name for name, status in every.items() if status == "not checked"]
-    still_open = {name.rpartition("__mutmut_")[0] for name in unchecked}
+    still_open = {mutated_function(name) for name in unchecked}
     in_sample = Counter(every[name] for name in drawn if name in every)
     in_stratum = Counter(every[name] for name in drawn
-                         if name in every and name.rpartition("__mutmut_")[0] in still_open)
+                         if name in every and mutated_function(name) in still_open)
     lines = [_share_line(f"sample of {len(drawn)} (tests/data/mutation/{SAMPLE})", in_sample)]
     covered = in_stratum["killed"] + in_stratum["survived"] + in_stratum["timeout"]
     if not covered:
