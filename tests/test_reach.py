@@ -253,6 +253,7 @@ def test_a_reader_of_an_earlier_state_answers_only_what_the_commits_since_left_u
     runs = ("SELECT count(*) AS v FROM runs", None)  # a catalog table: every commit adds a row
     joined = NARROWED[4][:2]  # planned by DuckDB (as is NARROWED[1], with a parameter): not one plain scan
     statements = [sql_params[:2] for sql_params in NARROWED[:4]] + [runs, joined]
+    statements[2] = (NARROWED[2][0], [])  # an empty parameter list (as a client may send): the same statement
 
     def answers_and_states():
         snapshot = shared.current()
@@ -363,6 +364,11 @@ def test_a_first_state_is_read_off_its_metadata_without_attaching_the_lake(suite
         assert not reader.attached and reader.paths == _files_where(suite_store, NARROWED[0][2])
         querying.run_on(snapshot, sql)  # the same statement again: the same unattached reader answers it
         assert list(snapshot._readers.values()) == [reader]
+        # given an empty parameter list (as a client may send), a statement is read directly all the same
+        sql, _, where = NARROWED[2]
+        assert querying.run_on(snapshot, sql, []).table.equals(suite_store.query(sql, unsafe=True).table)
+        assert [(r.attached, r.paths) for r in snapshot._readers.values()][1:] == [
+            (False, _files_where(suite_store, where))]
         assert snapshot._spare is None and snapshot._planner is None  # the lake was never attached
         # a statement that is not one plain scan attaches it, and answers the same
         joined = NARROWED[4][0]

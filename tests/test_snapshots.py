@@ -291,7 +291,9 @@ def test_a_connection_that_found_a_statements_files_is_kept_for_the_next_when_a_
     commit_vocab(store, ["t"], ["a"])
     snapshot = snapshots.Snapshot(store.root)
     try:
+        found_on = snapshot._spare  # the connection the copy opened, with the lake attached
         with snapshot.reader("SELECT count(*) FROM vocab WHERE tokenizer = 't'") as (first, narrowed, _):
+            assert first is found_on is not None
             assert narrowed and first.execute("SELECT count(*) FROM vocab WHERE tokenizer = 't'").fetchone() == (1,)
         # its files were found on the connection the copy opened, which then became its reader:
         # no second connection attached the lake (no planning one either: the plan is the tree's)
@@ -394,6 +396,16 @@ def test_a_snapshot_keeps_its_most_recent_idle_readers_up_to_the_limit(store):
         assert kept == used[-snapshots.MAX_READERS:]
         with pytest.raises(duckdb.ConnectionException):  # the least recent were closed
             used[0].execute("SELECT 1")
+        spare = snapshot._private.open()
+        snapshot._give_spare(spare)
+        with snapshot.reader(f"SELECT count(*) FROM vocab WHERE tokenizer = '{names[0]}'") as (again, _, _):
+            assert again is spare  # its files known, its reader gone: a new one on the copy's spare connection
+        # a reader in use is never closed to make room, however many readers come after it
+        with snapshot.reader(f"SELECT token FROM vocab WHERE tokenizer = '{names[0]}'") as (busy, _, _):
+            for name in names[1:]:
+                with snapshot.reader(f"SELECT token FROM vocab WHERE tokenizer = '{name}' AND token IS NOT NULL"):
+                    pass
+            assert busy.execute(f"SELECT token FROM vocab WHERE tokenizer = '{names[0]}'").fetchall() == [(names[0],)]
     finally:
         snapshot.close()
 
@@ -438,4 +450,43 @@ def test_a_confined_reader_is_made_on_the_connection_given_or_else_on_the_blank_
     finally:
         for reader in readers:
             reader.connection.close()
+        snapshot.close()
+
+
+def test_a_statement_whose_files_a_state_does_not_know_has_no_earlier_reader(store):
+    """``Snapshot._earlier_reader`` lends a reader of an earlier state only for a statement whose
+    files this state found (and when): none for one it never reached or once it is closed (its
+    statements are then forgotten), rather than failing."""
+    from quanta_db.store import snapshots
+
+    commit_vocab(store, ["t"], ["a"])
+    sql = "SELECT token FROM vocab WHERE tokenizer = 't'"
+    snapshot = snapshots.Snapshot(store.root)
+    try:
+        paths = snapshot.reach(sql)
+        assert paths and snapshot._earlier_reader("SELECT token FROM vocab", None, paths) is None
+    finally:
+        snapshot.close()
+    assert snapshot._earlier_reader(sql, None, paths) is None
+
+
+def test_a_state_remembers_the_files_of_its_latest_statements_up_to_the_limit(store, monkeypatch):
+    """``Snapshot._remember``: the files of at most ``reach.MAX_REACHES`` statements, the oldest
+    forgotten first; ``recent`` gives the latest, newest first."""
+    from quanta_db.store import reach, snapshots
+
+    monkeypatch.setattr(reach, "MAX_REACHES", 3)
+    commit_vocab(store, ["t"], ["a"])
+    statements = [(f"SELECT token FROM vocab WHERE tokenizer = '{name}'", None) for name in "tuvw"]
+    snapshot = snapshots.Snapshot(store.root)
+    try:
+        for sql, params in statements:
+            snapshot.reach(sql, params)
+        remembered = []
+        monkeypatch.setattr(snapshot, "_remember", lambda *args: remembered.append(args))
+        snapshot.reach(*statements[-1])  # known: its files are not looked for again
+        assert remembered == []
+        assert snapshot.recent(10) == statements[:0:-1]
+        assert [key[0] for key in snapshot._reached] == [sql for sql, _ in statements[1:]]
+    finally:
         snapshot.close()

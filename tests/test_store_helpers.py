@@ -334,14 +334,24 @@ def test_a_catalog_file_is_copied_whole_by_the_kernel_or_else_by_positioned_read
     kernel = getattr(os, "copy_file_range", None)
     calls = []
 
+    reads = []  # (offset, size) of each positioned read; both lists bounded: a copy that stops advancing fails
+    positioned_read = os.pread
+
     def piecewise(source, target, count, offset_src, offset_dst):
         calls.append((count, offset_src, offset_dst))
+        assert len(calls) <= 3, "the kernel's copy does not advance"
         return kernel(source, target, min(count, 40_000), offset_src, offset_dst)
+
+    def counted_read(source, size, offset):
+        reads.append((offset, size))
+        assert len(reads) <= 15, "the positioned reads do not advance"
+        return positioned_read(source, size, offset)
 
     def failing(*args):
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(catalog, "COPY_CHUNK_BYTES", 30_000)
+    monkeypatch.setattr(os, "pread", counted_read)
     for name, replacement in (("kernel", piecewise), ("failing", failing), ("missing", None)):
         if replacement is None:
             monkeypatch.delattr(os, "copy_file_range", raising=False)
@@ -359,6 +369,8 @@ def test_a_catalog_file_is_copied_whole_by_the_kernel_or_else_by_positioned_read
         assert (tmp_path / name).read_bytes() == data, name
     if kernel is not None:
         assert calls == [(100_003, 0, 0), (60_003, 40_000, 40_000), (20_003, 80_000, 80_000)]
+    by_reads = [(offset, 30_000) for offset in (0, 30_000, 60_000, 90_000, 100_003)]
+    assert reads == ([(100_003, 30_000)] + by_reads * 2 if kernel is not None else by_reads * 3)
 
 
 def test_a_batch_is_conformed_to_its_declared_schema_and_each_type_is_duckdbs_own():
