@@ -472,7 +472,8 @@ def test_a_statement_whose_files_a_state_does_not_know_has_no_earlier_reader(sto
 
 def test_a_state_remembers_the_files_of_its_latest_statements_up_to_the_limit(store, monkeypatch):
     """``Snapshot._remember``: the files of at most ``reach.MAX_REACHES`` statements, the oldest
-    forgotten first; ``recent`` gives the latest, newest first."""
+    forgotten first, a remembered statement's not looked for again (``_reach``); ``recent`` gives
+    the latest, newest first."""
     from quanta_db.store import reach, snapshots
 
     monkeypatch.setattr(reach, "MAX_REACHES", 3)

@@ -333,7 +333,6 @@ def test_a_catalog_file_is_copied_whole_by_the_kernel_or_else_by_positioned_read
     (tmp_path / "source").write_bytes(data)
     kernel = getattr(os, "copy_file_range", None)
     calls = []
-
     reads = []  # (offset, size) of each positioned read; both lists bounded: a copy that stops advancing fails
     positioned_read = os.pread
 
