@@ -469,6 +469,9 @@ def test_a_state_read_off_postgresql_keeps_the_readers_of_partitions_no_commit_t
     assert second is not first and second._metadata.only_new_files
     assert _answered_by(second, sql, None) == first.state[0]  # by the first state's reader
     assert suite_store.query(sql).table.equals(suite_store.query(sql, unsafe=True).table)
+    # a statement first asked in this state reaches its files of every commit, not the new ones alone
+    first_asked, params, first_asked_keep = NARROWED[2]
+    assert second.reach(first_asked, params) == _files_where(suite_store, first_asked_keep) != frozenset()
     _commit_losses(suite_store, [("m-a", 1000, "c-1")])  # a second file of its partition
     third = shared.current()
     assert third.reach(sql) == _files_where(suite_store, keep) and len(third.reach(sql)) == 2

@@ -1,8 +1,7 @@
 """The store's pure helpers, each against the value it must give written out by hand: the catalog
 URL without its password (what ``catalog.json`` records), the password taken back from
 ``QUANTA_DB_CATALOG`` only for the same catalog, the record of checked extension files, what a
-failed ``init`` removes, the lake's changes told from its metadata, and which readers a state
-lends the next one."""
+failed ``init`` removes and the lake's changes told from its metadata."""
 
 from __future__ import annotations
 
@@ -219,7 +218,6 @@ def test_a_transaction_that_raises_is_rolled_back_and_its_connection_goes_on():
 
 def test_a_writer_is_at_work_exactly_while_it_holds_the_lock(tmp_path):
     import fcntl
-    import os
 
     metadata_file = tmp_path / lake.LOCAL_FILE
     assert not published.writer_at_work(metadata_file)  # no lock file yet
@@ -265,37 +263,6 @@ def test_the_c_library_keeps_errno_for_the_walls_error_messages():
     assert ctypes.get_errno() != 0  # EBADF (or ENOSYS without Landlock): what _check reports
 
 
-class _Connection:
-    """Stands for a kept connection: what Idle does with it is take, give and close it."""
-
-    def __init__(self):
-        self.closed = False
-
-    def close(self):
-        self.closed = True
-
-
-def test_idle_connections_are_lent_one_at_a_time_and_bounded_per_process():
-    from quanta_db.store import kept
-
-    idle = kept.Idle()
-    assert idle.take(("a",)) is None
-    first, second = _Connection(), _Connection()
-    idle.give(("a",), first)
-    idle.give(("a",), second)  # one is kept for a key already: the other is closed
-    assert second.closed and not first.closed
-    assert idle.take(("a",)) is first and idle.take(("a",)) is None  # lent to one user at a time
-    others = [_Connection() for _ in range(kept.MAX_IDLE + 1)]
-    for index, connection in enumerate(others):
-        idle.give((index,), connection)
-    assert [c.closed for c in others] == [True] + [False] * kept.MAX_IDLE  # the least recent key's closed
-    child = os.fork()
-    if child == 0:  # a forked child shares its parent's sockets: it neither uses nor closes them
-        os._exit(0 if idle.take((1,)) is None and not any(c.closed for c in others[1:]) else 1)
-    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
-    assert idle.take((1,)) is others[1]
-
-
 def test_sql_quoting_round_trips_through_duckdb_and_conditions_select_what_they_say():
     """The few statements built in Python, checked against DuckDB itself: a quoted literal reads
     back as the text, a quoted name names the column, and an equality condition keeps exactly the
@@ -325,8 +292,6 @@ def test_a_catalog_file_is_copied_whole_by_the_kernel_or_else_by_positioned_read
     """``catalog._copy_descriptor``: the kernel's copy_file_range from offset 0 for the whole
     size where it works (in whatever pieces it gives), positioned reads where it fails or is
     missing; the source's own offset never moves (threads share it)."""
-    import os
-
     from quanta_db.store import catalog
 
     data = os.urandom(100_003)
@@ -533,49 +498,6 @@ def test_an_extension_not_yet_installed_is_installed_from_its_wheel_checked_and_
     assert loaded and Path(installed).is_relative_to(folder)
     assert Path(installed).read_bytes() == extensions.wheel_extension("ducklake").read_bytes()
     assert extensions._checked_file("ducklake") == Path(installed)
-
-
-def test_a_retired_reader_is_lent_only_while_its_users_keep_it_open():
-    """``_Reader.borrow``: a reader in use is lent to one more user, retired or not; a retired one
-    no query uses any more is closed (by its last user), so it is never lent again."""
-    import threading
-
-    from quanta_db.store import snapshots
-
-    reader = snapshots._Reader(None, None, 1, threading.Lock())
-    assert reader.borrow() and reader.users == 1
-    reader.retired = True
-    assert reader.borrow() and reader.users == 2
-    reader.users = 1
-    assert reader.borrow() and reader.users == 2
-    reader.users = 0
-    assert not reader.borrow() and reader.users == 0
-
-
-def test_a_snapshot_lends_its_newest_readers_then_those_it_was_lent_up_to_the_bound():
-    """``Snapshot._lend``: the next state gets this one's readers newest first, then the earlier
-    states' readers this one was lent, at most ``MAX_READERS`` in all, each marked in use once;
-    a retired reader nobody uses (closed) is never lent."""
-    import threading
-    from collections import OrderedDict
-
-    from quanta_db.store import snapshots
-
-    guard = threading.Lock()
-    own = [snapshots._Reader(f"own {i}", None, 2, guard) for i in range(3)]
-    earlier = [snapshots._Reader(f"earlier {i}", None, 1, guard) for i in range(snapshots.MAX_READERS)]
-    own[1].retired = True  # closed: its last user is gone
-    snapshot = snapshots.Snapshot.__new__(snapshots.Snapshot)
-    snapshot._readers = OrderedDict((id(reader), reader) for reader in own)
-    snapshot._earlier = earlier
-    lent = snapshot._lend()
-    expected = [own[2], own[0], *earlier[:snapshots.MAX_READERS - 2]]
-    assert [reader.connection for reader in lent] == [reader.connection for reader in expected]
-    assert all(reader.users == 1 for reader in expected) and own[1].users == 0 and earlier[-2].users == 0
-    snapshot._readers = OrderedDict((i, snapshots._Reader(f"new {i}", None, 3, guard))
-                                    for i in range(snapshots.MAX_READERS + 2))
-    assert [reader.connection for reader in snapshot._lend()] == [
-        f"new {i}" for i in reversed(range(2, snapshots.MAX_READERS + 2))]
 
 
 class _MetadataRows:
