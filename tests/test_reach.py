@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -206,6 +207,10 @@ def test_a_later_state_reaches_what_it_reached_before_and_the_new_files(suite_st
     assert after is not before and after._new_files is not None
     assert after.deletes == before.deletes and after.macros == before.macros
     monkeypatch.setattr(reach, "reached_files", lambda *args, **kwargs: pytest.fail("evaluated over every file"))
+    sql, params, keep = NARROWED[0]  # one plain scan: its new files read where the state was read
+    assert after.reach(sql, params) == _files_where(suite_store, keep)
+    # locally off the metadata file alone (its probe), the lake not attached; on PostgreSQL on the spare
+    assert after._planner is None and after._readers == {} and (after._spare is None) == (after._probe is not None)
     for sql, params, keep in NARROWED[:4]:
         assert after.reach(sql, params) == _files_where(suite_store, keep), sql
         assert suite_store.query(sql, params).table.equals(suite_store.query(sql, params, unsafe=True).table)
@@ -294,7 +299,17 @@ def test_finding_a_statements_files_gives_the_spare_connection_back(suite_store,
         spare = snapshot._spare
         assert spare is not None
         assert snapshot.reach("SELECT count(*) FROM token_losses WHERE model = 'none of them'") == frozenset()
-        assert snapshot._spare is spare  # kept for the next reader
+        assert snapshot._spare is spare and snapshot._planner is None  # kept for the next reader, the only one opened
+
+        def fails(*args):
+            raise RuntimeError("the metadata could not be read")
+
+        monkeypatch.setattr(reach, "reached_files", fails)  # the spare is closed, the error raised as it is
+        with pytest.raises(RuntimeError, match="^the metadata could not be read$"):
+            snapshot.reach("SELECT count(*) FROM token_losses WHERE model = 'm-a'")
+        assert snapshot._spare is None
+        with pytest.raises(duckdb.ConnectionException):
+            spare.execute("SELECT 1")
     finally:
         states.close()
 
@@ -379,8 +394,6 @@ def test_a_first_state_is_read_off_its_metadata_without_attaching_the_lake(suite
 
 
 def test_an_unattached_reader_reads_only_its_files(suite_store):
-    import duckdb
-
     states = copies.Snapshots(suite_store.root)
     try:
         snapshot = states.current()
@@ -488,8 +501,6 @@ def test_a_state_read_off_postgresql_keeps_the_readers_of_partitions_no_commit_t
 def test_the_planner_of_a_state_reads_no_file_and_holds_the_memory_limit(suite_store):
     """Planning folds constants of user SQL, so its connection is capped like every reader: the
     readers with nothing attached (a first state's direct reads) and the attached ones too."""
-    import duckdb
-
     reference = duckdb.connect()
     reference.execute("SET memory_limit = '123MB'")
     limit = reference.execute("SELECT current_setting('memory_limit')").fetchone()
