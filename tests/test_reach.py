@@ -177,6 +177,7 @@ def test_a_commit_landing_while_a_state_is_read_is_left_to_the_next_state(suite_
     states = copies.Snapshots(suite_store.root)
     try:
         querying.run_on(states.current(), NARROWED[4][0])  # a reader with the lake attached, lent to the next state
+        querying.run_on(states.current(), sql)  # no file yet: the next state carries it over
         _commit_losses(suite_store, [("m-race", 0, "c-0")])
         real = lake.snapshot_identity
 
@@ -189,6 +190,7 @@ def test_a_commit_landing_while_a_state_is_read_is_left_to_the_next_state(suite_
         second = states.current()
         assert lake.snapshot_identity is real  # the commit landed while the second state was read
         assert querying.run_on(second, sql).table["v"].to_pylist() == [ROWS]
+        assert second.reach(sql) == _files_where(suite_store, lambda k: (k["model"], k["step"]) == ("m-race", 0))
         assert querying.run_on(states.current(), sql).table["v"].to_pylist() == [2 * ROWS]
     finally:
         states.close()
@@ -280,6 +282,9 @@ def test_a_reader_of_an_earlier_state_answers_only_what_the_commits_since_left_u
     _commit_losses(suite_store, [("m-a", 1000, "c-1")])  # a second file of the first statement's partition
     third, states = answers_and_states()
     assert states == [third.state[0], third.state[0], second.state[0], second.state[0]] + [third.state[0]] * 2
+    _commit_losses(suite_store, [("m-c", 0, "c-6")])  # again a file none reaches: the newest answers are kept
+    later, states = answers_and_states()
+    assert states == [third.state[0], later.state[0], second.state[0], second.state[0]] + [later.state[0]] * 2
     before = suite_store.query(*runs).table
     with suite_store.write() as con:  # not only new rows: nothing of an earlier state is kept
         con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('other', 'SELECT 1', 'x')")

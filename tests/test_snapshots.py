@@ -470,15 +470,19 @@ def test_a_statement_whose_files_a_state_does_not_know_has_no_earlier_reader(sto
     assert snapshot._earlier_reader(sql, None, paths) is None
 
 
-def test_a_state_remembers_the_files_of_its_latest_statements_up_to_the_limit(store, monkeypatch):
+@pytest.mark.parametrize("read_off_metadata", [True, False])
+def test_a_state_remembers_the_files_of_its_latest_statements_up_to_the_limit(store, monkeypatch, read_off_metadata):
     """``Snapshot._remember``: the files of at most ``reach.MAX_REACHES`` statements, the oldest
     forgotten first, a remembered statement's not looked for again (``_reach``); ``recent`` gives
-    the latest, newest first."""
+    the latest with their parameters, newest first (found off the metadata or through the lake)."""
     from quanta_db.store import reach, snapshots
 
     monkeypatch.setattr(reach, "MAX_REACHES", 3)
+    monkeypatch.setattr(snapshots, "READ_OFF_METADATA", read_off_metadata)
+    monkeypatch.setattr(snapshots, "READ_OFF_POSTGRES", read_off_metadata)
     commit_vocab(store, ["t"], ["a"])
-    statements = [(f"SELECT token FROM vocab WHERE tokenizer = '{name}'", None) for name in "tuvw"]
+    statements = [(f"SELECT token FROM vocab WHERE tokenizer = '{name}'", None) for name in "tu"]
+    statements += [("SELECT token FROM vocab WHERE tokenizer = ?", [name]) for name in "vw"]
     snapshot = snapshots.Snapshot(store.root)
     try:
         for sql, params in statements:
@@ -488,6 +492,6 @@ def test_a_state_remembers_the_files_of_its_latest_statements_up_to_the_limit(st
         snapshot.reach(*statements[-1])  # known: its files are not looked for again
         assert remembered == []
         assert snapshot.recent(10) == statements[:0:-1]
-        assert [key[0] for key in snapshot._reached] == [sql for sql, _ in statements[1:]]
+        assert list(snapshot._reached) == [(sql, repr(params)) for sql, params in statements[1:]]
     finally:
         snapshot.close()
