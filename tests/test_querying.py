@@ -6,6 +6,7 @@ connection; and the owner's unchecked queries, as Arrow and as pandas."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import duckdb
@@ -56,11 +57,30 @@ class _StoppedCursor:
         pass
 
 
+class _SlowlyInterruptedCursor(_StoppedCursor):
+    """A cursor whose statement raises its own error as soon as it is interrupted, while the
+    timer's call to ``interrupt`` has not returned yet (its thread still running)."""
+
+    def __init__(self):
+        super().__init__(0)
+        self.interrupted = threading.Event()
+
+    def sql(self, sql, params=None):
+        assert self.interrupted.wait(10)
+        return super().sql(sql, params)
+
+    def interrupt(self):
+        self.interrupted.set()
+        time.sleep(0.5)
+
+
 def test_an_error_raised_after_the_time_limit_is_the_time_limit_and_one_before_it_is_itself():
     from quanta_db.store import querying
 
     with pytest.raises(QueryError, match=r"^query stopped by the time limit \(50 ms\)$"):
         querying._execute(_StoppedCursor(0.3), "SELECT 1", None, 50, None, attached=False)
+    with pytest.raises(QueryError, match=r"^query stopped by the time limit \(50 ms\)$"):
+        querying._execute(_SlowlyInterruptedCursor(), "SELECT 1", None, 50, None, attached=False)
     with pytest.raises(QueryError, match=r"^stopped mid-scan$"):
         querying._execute(_StoppedCursor(0), "SELECT 1", None, 60_000, None, attached=False)
 
@@ -169,6 +189,19 @@ def test_a_result_keeps_at_most_its_row_limit_and_says_whether_there_were_more(r
     assert (result.table.column("i").to_pylist(), result.truncated) == (kept, truncated)
 
 
+def test_a_row_limit_stops_the_statement_past_it():
+    """The statement itself is limited (to one row more than kept, to tell whether there were
+    more), not read whole and cut: rows far past the limit are never computed."""
+    from quanta_db.store import querying
+
+    sql = "SELECT CASE WHEN i > 5000000 THEN error('read past the limit') ELSE i END AS i FROM range(10000000) t(i)"
+    with duckdb.connect() as con:
+        result = querying._execute(con, sql, None, None, 3, attached=False)
+        with pytest.raises(QueryError, match="read past the limit"):
+            querying._execute(con, sql, None, None, None, attached=False)
+    assert (result.table.column("i").to_pylist(), result.truncated) == ([0, 1, 2], True)
+
+
 def test_the_time_limit_interrupts_the_statements_own_cursor_after_that_many_seconds(monkeypatch):
     """The timer is set to ``time_limit_ms`` in seconds and interrupts the cursor the statement runs
     on; it is started before the statement and cancelled after it, and none is set without a limit."""
@@ -190,13 +223,39 @@ def test_the_time_limit_interrupts_the_statements_own_cursor_after_that_many_sec
         def cancel(self):
             self.events.append("cancel")
 
+    class Cursor:  # a real cursor, its interrupts counted
+        def __init__(self, real):
+            self.real, self.interrupts = real, 0
+
+        def sql(self, sql, params=None):
+            return self.real.sql(sql, params=params)
+
+        def interrupt(self):
+            self.interrupts += 1
+
+        def close(self):
+            self.real.close()
+
+    class Connection:
+        def __init__(self, real):
+            self.real, self.cursors = real, []
+
+        def cursor(self):
+            self.cursors.append(Cursor(self.real.cursor()))
+            return self.cursors[-1]
+
+        def interrupt(self):
+            pytest.fail("the connection itself interrupted")
+
     monkeypatch.setattr(querying.threading, "Timer", Timer)
-    with duckdb.connect() as con:
+    with duckdb.connect() as real:
+        con = Connection(real)
         assert querying._execute(con, "SELECT 1 AS v", None, 250, None, attached=False).table.num_rows == 1
         assert querying._execute(con, "SELECT 1 AS v", None, None, None, attached=False).table.num_rows == 1
     [timer] = timers
     assert timer.interval == 0.25 and timer.events == ["start", "cancel"]
-    assert timer.function.__name__ == "interrupt" and timer.function.__self__ is not con  # the statement's cursor
+    timer.function()
+    assert [cursor.interrupts for cursor in con.cursors] == [1, 0]  # the statement's own cursor
 
 
 @pytest.mark.parametrize(("narrowed", "direct", "outcome"), [

@@ -73,7 +73,13 @@ class _NarrowedOut(Exception):
 def _execute(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None, time_limit_ms: int | None,
              max_rows: int | None, narrowed: bool = False, direct: bool = False, attached: bool = True) -> Result:
     con = lake.cursor(connection) if attached else connection.cursor()
-    timer = threading.Timer(time_limit_ms / 1000, con.interrupt) if time_limit_ms else None
+    stopped = threading.Event()
+
+    def stop() -> None:
+        stopped.set()  # before the interrupt: any error it causes finds it set
+        con.interrupt()
+
+    timer = threading.Timer(time_limit_ms / 1000, stop) if time_limit_ms else None
     start = time.perf_counter()
     try:
         if timer:
@@ -89,7 +95,7 @@ def _execute(connection: duckdb.DuckDBPyConnection, sql: str, params: list | Non
             raise _NarrowedOut() from None
         raise QueryError(first_line(error)) from None
     except duckdb.Error as error:
-        if timer and not timer.is_alive() and time.perf_counter() - start >= time_limit_ms / 1000:
+        if stopped.is_set():  # an error of its own in an interrupted operator (the timer may still be running)
             raise QueryError(f"query stopped by the time limit ({time_limit_ms} ms)") from None
         if direct:
             raise _NarrowedOut() from None
