@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -498,6 +501,64 @@ def test_an_extension_not_yet_installed_is_installed_from_its_wheel_checked_and_
     assert loaded and Path(installed).is_relative_to(folder)
     assert Path(installed).read_bytes() == extensions.wheel_extension("ducklake").read_bytes()
     assert extensions._checked_file("ducklake") == Path(installed)
+
+
+def test_a_temporary_file_of_another_install_is_neither_loaded_nor_recorded(tmp_path, extension_record, monkeypatch):
+    """An install killed (or under way in another process) leaves ``<name>.duckdb_extension.tmp-
+    <uuid>.duckdb_extension`` in the extension folder, and DuckDB then reports that file as the
+    extension's install path: the file installed beside it is the one loaded and recorded."""
+    folder = tmp_path / "extensions"
+
+    def load_once() -> None:
+        with duckdb.connect(config={"extension_directory": str(folder), **extensions.connection_config(False)}) as con:
+            extensions.load(con, postgres=False)
+            assert con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'ducklake'").fetchone()[0]
+
+    load_once()
+    installed = extensions._checked_file("ducklake")
+    leftover = installed.with_name(installed.name + ".tmp-killed.duckdb_extension")
+    leftover.write_bytes(b"half an extension")
+    leftover.with_name(leftover.name + ".info").write_bytes(installed.with_name(installed.name + ".info").read_bytes())
+    installed.unlink()  # the killed install was the first
+    extension_record.unlink()
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    load_once()  # installed anew, checked, recorded
+    assert installed.read_bytes() == extensions.wheel_extension("ducklake").read_bytes()
+    assert extensions._checked_file("ducklake") == installed
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    assert extensions.connection_config(False)["allow_unsigned_extensions"] is True
+    load_once()  # by the recorded path
+
+
+REPO = Path(__file__).resolve().parent.parent
+LOADS_EXTENSIONS = """
+import sys, time
+from pathlib import Path
+import duckdb
+from quanta_db.store import extensions
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+for _ in range(2):
+    config = {"extension_directory": sys.argv[1], **extensions.connection_config(True)}
+    with duckdb.connect(config=config) as con:
+        extensions.load(con, postgres=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_installing_the_extensions_at_once_all_load_them(tmp_path):
+    """On a fresh machine every worker installs the extensions at once; DuckDB lists an install
+    under way by its temporary file (which vanishes), so each process installs in turn."""
+    for round_ in range(3):
+        folder, go = tmp_path / f"extensions{round_}", tmp_path / f"go{round_}"
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / f"cache{round_}")}
+        loaders = [subprocess.Popen([sys.executable, "-c", LOADS_EXTENSIONS, str(folder), str(go)], cwd=REPO, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+        time.sleep(1.0)  # every one imported and waiting
+        go.touch()
+        outputs = [loader.communicate(timeout=120)[0] for loader in loaders]
+        assert [loader.returncode for loader in loaders] == [0] * 4, outputs
 
 
 class _MetadataRows:

@@ -28,7 +28,7 @@ import duckdb
 from quanta_db.errors import StoreError
 from quanta_db.store import extensions, kept, lake, published, sandbox, views
 from quanta_db.store.settings import env_seconds
-from quanta_db.store.sql import quote_ident, quote_literal
+from quanta_db.store.sql import quote_ident, quote_literal, statement
 
 LOCK_TIMEOUT_ENV = "QUANTA_DB_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
@@ -434,6 +434,56 @@ def connect(root: Path, *, read_only: bool, user_sql: bool = False,
         keeps = locator.on_postgres and not (read_only or user_sql)
         stack.push(lambda failed, *_: _writers.give(kept.key(locator), con) if keeps and failed is None else con.close())
         yield con
+
+
+class _KeptReader:
+    """A read-only connection kept idle, with the change stamp taken before it was opened."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, stamp: tuple):
+        self.connection, self.stamp = connection, stamp
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+_own_readers = kept.Idle()  # the store's own reads: a connection kept until a commit lands
+
+
+@contextmanager
+def reading(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection for the store's own reads, as :func:`connect` opens, kept for this
+    process's next read until a commit lands (the store's :func:`change_stamp` moves): attaching
+    the lake costs 60-110 ms, and a job deciding what to compute reads the catalog dozens of
+    times (the demo's re-run, every job already ingested, took 95 s, half of it attaching).
+
+    Kept only where an idle connection holds no one back: on PostgreSQL, and locally on the
+    readers' copy, which no one writes (the catalog itself would hold commits back with its
+    shared lock). The stamp is taken before opening, so a commit landing meanwhile makes the
+    next read open anew. One that failed while used is closed, never kept; one kept has ended
+    its transaction."""
+    locator = locate(root)
+    copy = None if locator.on_postgres else published.readers_file(locator.metadata_file)
+    if not locator.on_postgres and copy is None:
+        with connect(root, read_only=True, locator=locator) as con:
+            yield con
+        return
+    key = (locator.root, locator.url, locator.schema)
+    stamp = change_stamp(root)
+    held = _own_readers.take(key)
+    if held is not None and held.stamp != stamp:
+        held.close()
+        held = None
+    if held is None:
+        held = _KeptReader(_retrying(locator, lambda: _attached(locator, True, metadata_file=copy)), stamp)
+    try:
+        yield held.connection
+        # A result left open (a fetchone) keeps its transaction, which on PostgreSQL holds the
+        # metadata tables' locks: a DROP SCHEMA of the store would wait on the idle connection.
+        held.connection.execute(statement("end_read")).fetchall()
+    except BaseException:
+        held.close()
+        raise
+    _own_readers.give(key, held)
 
 
 _writes_in_process = 0

@@ -10,17 +10,21 @@ is recorded in the user's cache folder (``<cache>/quanta-db/verified-extensions.
 later connection — of this process or another — whose installed file still has that identity
 loads exactly that file, by path, without checking again. Replacing or editing the file changes
 its identity (its change time at least, which no process can set back), so such a file is
-checked again. No user connection can load any other file (they load nothing at all once
-confined: :mod:`quanta_db.store.sandbox`).
+checked again. Processes install (and check) one at a time, under a lock file beside the
+record: DuckDB reports another process's install under way by its temporary file. No user
+connection can load any other file (they load nothing at all once confined:
+:mod:`quanta_db.store.sandbox`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -29,6 +33,7 @@ from quanta_db.errors import StoreError
 from quanta_db.store.sql import quote_literal, statement
 
 RECORD_FILE = "verified-extensions.json"
+INSTALL_LOCK_FILE = "extensions.lock"
 _VERIFIED: dict[str, Path] = {}  # extension name → its installed file, checked (now or recorded)
 
 
@@ -52,13 +57,51 @@ def load(con: duckdb.DuckDBPyConnection, postgres: bool) -> None:
         if checked is not None:
             con.execute(f"LOAD {quote_literal(str(checked))}")  # the very file whose identity was compared
             continue
-        installed = con.execute(statement("extension_installed"), [name, name]).fetchone()
-        if not (installed and installed[0]):
-            con.execute(f"INSTALL {quote_literal(str(wheel_extension(name)))}")
-        con.execute(f"LOAD {name}")
-        if checking:
-            path = con.execute(statement("extension_installed"), [name, name]).fetchone()[1]
-            _record(name, Path(path))
+        with _installing():
+            _install_and_load(con, name, record=checking)
+
+
+def _install_and_load(con: duckdb.DuckDBPyConnection, name: str, record: bool) -> None:
+    installed = _installed_file(con, name)
+    if installed is None or not installed.is_file():
+        con.execute(f"INSTALL {quote_literal(str(wheel_extension(name)))}")
+        installed = _installed_file(con, name)
+    before = None if installed is None else _identity(installed)
+    con.execute(f"LOAD {name}")
+    # recorded only when the file loaded (and so checked) is the one whose identity is recorded
+    if record and before is not None and _identity(installed) == before:
+        _record(name, installed)
+
+
+def _installed_file(con: duckdb.DuckDBPyConnection, name: str) -> Path | None:
+    """The file ``LOAD <name>`` opens: ``<extension folder>/<canonical name>.duckdb_extension``.
+
+    Not simply the install path DuckDB reports: while another install of the extension is
+    under way, or one was killed, its temporary file (``<name>.duckdb_extension.tmp-<uuid>.
+    duckdb_extension``) is in the folder, and ``duckdb_extensions()`` reports that file."""
+    row = con.execute(statement("extension_installed"), [name, name]).fetchone()
+    if not (row and row[0] and row[1]):
+        return None
+    return Path(row[1]).with_name(f"{row[2]}.duckdb_extension")
+
+
+@contextlib.contextmanager
+def _installing() -> Iterator[None]:
+    """Install and check extensions one process at a time (the user's lock file beside the
+    record): DuckDB lists another process's install under way by its temporary file, and may
+    fail on that file's lock. A cache folder that cannot be written means no lock."""
+    path = _record_path().with_name(INSTALL_LOCK_FILE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def wheel_extension(name: str) -> Path:

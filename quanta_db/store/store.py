@@ -160,7 +160,8 @@ class Store:
     # -- connections ---------------------------------------------------------------------------
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with catalog.connect(self.root, read_only=True) as con:
+        """A read-only connection to the catalog, for the store's own reads (:func:`catalog.reading`)."""
+        with catalog.reading(self.root) as con:
             yield con
 
     @contextmanager
