@@ -82,6 +82,15 @@ def test_parameters_are_bound_through_the_lake_and_an_empty_list_is_no_parameter
     assert taken[0] is True
 
 
+def test_a_statement_with_parameters_is_planned_once_with_them(suite_store, monkeypatch):
+    planned = []
+    real = reach.plan
+    monkeypatch.setattr(reach, "plan", lambda connection, sql, params: planned.append(params) or real(connection, sql, params))
+    sql = "SELECT count(*) AS planned_once FROM token_losses WHERE model = ? AND step = ?"
+    assert suite_store.query(sql, ["m-a", 1000]).table["planned_once"].to_pylist() == [ROWS * len(CORPORA)]
+    assert planned == [["m-a", 1000]]  # asked whether it reads directly, it is the same plan
+
+
 @pytest.mark.parametrize("sql", THROUGH_THE_LAKE)
 def test_other_statements_read_through_the_lake(suite_store, monkeypatch, sql):
     taken = _runs(monkeypatch)

@@ -118,3 +118,25 @@ def test_a_catalog_read_directly_is_not_kept_open(store, catalog_backend, attach
     env = dict(os.environ, **{catalog.LOCK_TIMEOUT_ENV: "2"})
     subprocess.run([sys.executable, "-c", WRITES_ONCE, str(store.root)], check=True, env=env, cwd=os.getcwd())
     assert count(store) == 2
+
+
+class _Connection:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_kept_reader_of_an_earlier_stamp_is_closed_and_replaced(monkeypatch):
+    from quanta_db.store import kept
+
+    monkeypatch.setattr(catalog, "_own_readers", kept.Idle())
+    first = catalog._kept_reader(("store",), (1,), _Connection)
+    assert first.stamp == (1,)
+    catalog._own_readers.give(("store",), first)
+    assert catalog._kept_reader(("store",), (1,), _Connection) is first
+    catalog._own_readers.give(("store",), first)
+    assert catalog._kept_reader(("other",), (1,), _Connection) is not first  # kept by store
+    second = catalog._kept_reader(("store",), (2,), _Connection)
+    assert second is not first and second.stamp == (2,)
+    assert first.connection.closed and not second.connection.closed

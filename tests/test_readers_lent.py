@@ -72,3 +72,24 @@ def test_a_snapshot_lends_its_newest_readers_then_those_it_was_lent_up_to_the_bo
                                     for i in range(snapshots.MAX_READERS + 2))
     assert [reader.connection for reader in snapshot._lend()] == [
         f"new {i}" for i in reversed(range(2, snapshots.MAX_READERS + 2))]
+
+
+def test_a_kept_reader_lent_to_two_users_is_closed_only_once_both_are_done():
+    """``Snapshot._held`` marks each user of a kept reader (``_keep`` closes the least recent idle
+    ones past ``MAX_READERS``): one in use, by one user or two, is never closed under them."""
+    guard = threading.Lock()
+    snapshot = snapshots.Snapshot.__new__(snapshots.Snapshot)
+    snapshot._lock, snapshot._readers = guard, OrderedDict()
+    shared = snapshot._keep(snapshots._Reader(_Connection(), frozenset({"a"}), 1, guard))
+    assert snapshot._held(frozenset({"a"})) is shared and shared.users == 2  # its maker and one more
+    snapshot._release(shared)
+    others = [snapshot._keep(snapshots._Reader(_Connection(), frozenset({str(i)}), 1, guard))
+              for i in range(snapshots.MAX_READERS)]
+    assert not shared.connection.closed  # still in use by one
+    for other in others:
+        snapshot._release(other)
+    snapshot._release(shared)
+    assert shared.users == 0
+    snapshot._keep(snapshots._Reader(_Connection(), frozenset({"new"}), 1, guard))
+    assert shared.connection.closed  # idle now, the least recent: closed
+    assert snapshot._held(frozenset({"a"})) is None

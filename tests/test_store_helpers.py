@@ -546,6 +546,26 @@ for _ in range(2):
 """
 
 
+def test_a_file_changed_since_the_connection_was_configured_is_refused_not_loaded_unchecked(tmp_path, extension_record,
+                                                                                          monkeypatch):
+    """A connection configured without signature checks (every file it loads was checked) whose
+    file then changes would load an unchecked file: it is one line instead, and nothing recorded."""
+    folder = tmp_path / "extensions"
+    with duckdb.connect(config={"extension_directory": str(folder), **extensions.connection_config(False)}) as con:
+        extensions.load(con, postgres=False)  # installed and checked
+    config = {"extension_directory": str(folder), **extensions.connection_config(False)}
+    assert config["allow_unsigned_extensions"] is True
+    installed = extensions._checked_file("ducklake")
+    os.utime(installed)  # a new change time: the file as if replaced
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    with duckdb.connect(config=config) as con, pytest.raises(StoreError, match="ducklake extension file changed"):
+        extensions.load(con, postgres=False)
+    assert extensions._checked_file("ducklake") is None
+    with duckdb.connect(config={"extension_directory": str(folder), **extensions.connection_config(False)}) as con:
+        extensions.load(con, postgres=False)  # checked again
+    assert extensions._checked_file("ducklake") == installed
+
+
 @pytest.mark.slow
 def test_processes_installing_the_extensions_at_once_all_load_them(tmp_path):
     """On a fresh machine every worker installs the extensions at once; DuckDB lists an install

@@ -449,6 +449,17 @@ class _KeptReader:
 _own_readers = kept.Idle()  # the store's own reads: a connection kept until a commit lands
 
 
+def _kept_reader(key: tuple, stamp: tuple, open_new) -> _KeptReader:
+    """The reader kept for ``key`` if it was opened at ``stamp``, else ``open_new()``'s (the
+    one kept, of an earlier stamp, closed). (A plain function: mutmut mutates no decorated one.)"""
+    held = _own_readers.take(key)
+    if held is not None and held.stamp == stamp:
+        return held
+    if held is not None:
+        held.close()
+    return _KeptReader(open_new(), stamp)
+
+
 @contextmanager
 def reading(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection for the store's own reads, as :func:`connect` opens, kept for this
@@ -468,13 +479,7 @@ def reading(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             yield con
         return
     key = (locator.root, locator.url, locator.schema)
-    stamp = change_stamp(root)
-    held = _own_readers.take(key)
-    if held is not None and held.stamp != stamp:
-        held.close()
-        held = None
-    if held is None:
-        held = _KeptReader(_retrying(locator, lambda: _attached(locator, True, metadata_file=copy)), stamp)
+    held = _kept_reader(key, change_stamp(root), lambda: _retrying(locator, lambda: _attached(locator, True, metadata_file=copy)))
     try:
         yield held.connection
         # A result left open (a fetchone) keeps its transaction, which on PostgreSQL holds the

@@ -53,36 +53,34 @@ def load(con: duckdb.DuckDBPyConnection, postgres: bool) -> None:
     installing each from its wheel the first time."""
     checking = not con.execute(statement("unsigned_extensions_allowed")).fetchone()[0]
     for name in names(postgres):
-        checked = None if checking else _checked_file(name)
-        if checked is not None:
-            con.execute(f"LOAD {quote_literal(str(checked))}")  # the very file whose identity was compared
+        if checking:
+            with _installing():
+                _install_and_load(con, name)
             continue
-        with _installing():
-            _install_and_load(con, name, record=checking)
+        checked = _checked_file(name)
+        if checked is None:  # changed since con was configured: DuckDB would not check it
+            raise StoreError(f"DuckDB's {name} extension file changed while a connection was made; try again")
+        con.execute(f"LOAD {quote_literal(str(checked))}")  # the very file whose identity was compared
 
 
-def _install_and_load(con: duckdb.DuckDBPyConnection, name: str, record: bool) -> None:
+def _install_and_load(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Install ``name`` from its wheel where it is missing (DuckDB leaves an installed file as it
+    is), load it with its signature checked, and record the file checked."""
+    con.execute(f"INSTALL {quote_literal(str(wheel_extension(name)))}")
     installed = _installed_file(con, name)
-    if installed is None or not installed.is_file():
-        con.execute(f"INSTALL {quote_literal(str(wheel_extension(name)))}")
-        installed = _installed_file(con, name)
-    before = None if installed is None else _identity(installed)
+    before = _identity(installed)
     con.execute(f"LOAD {name}")
-    # recorded only when the file loaded (and so checked) is the one whose identity is recorded
-    if record and before is not None and _identity(installed) == before:
+    if _identity(installed) == before:  # the file loaded is the one recorded
         _record(name, installed)
 
 
-def _installed_file(con: duckdb.DuckDBPyConnection, name: str) -> Path | None:
-    """The file ``LOAD <name>`` opens: ``<extension folder>/<canonical name>.duckdb_extension``.
-
-    Not simply the install path DuckDB reports: while another install of the extension is
-    under way, or one was killed, its temporary file (``<name>.duckdb_extension.tmp-<uuid>.
-    duckdb_extension``) is in the folder, and ``duckdb_extensions()`` reports that file."""
-    row = con.execute(statement("extension_installed"), [name, name]).fetchone()
-    if not (row and row[0] and row[1]):
-        return None
-    return Path(row[1]).with_name(f"{row[2]}.duckdb_extension")
+def _installed_file(con: duckdb.DuckDBPyConnection, name: str) -> Path:
+    """The file ``LOAD <name>`` opens, once installed: ``<extension folder>/<canonical
+    name>.duckdb_extension``. Not simply the install path DuckDB reports: while another install
+    of the extension is under way, or one was killed, its temporary file (``<name>.duckdb_extension
+    .tmp-<uuid>.duckdb_extension``) is in the folder, and ``duckdb_extensions()`` reports that."""
+    path, canonical = con.execute(statement("extension_installed"), [name, name]).fetchone()
+    return Path(path).with_name(f"{canonical}.duckdb_extension")
 
 
 @contextlib.contextmanager

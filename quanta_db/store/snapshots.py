@@ -497,8 +497,7 @@ class Snapshot:
         use; with the lake attached unless ``unattached``."""
         with self._lock:
             for key, reader in reversed(self._readers.items()):
-                if (reader.covers(paths) and (paths is not None or reader.paths is None)
-                        and (reader.attached or unattached)):
+                if reader.covers(paths) and (reader.attached or unattached):  # covers(None): every file
                     self._readers.move_to_end(key)
                     reader.users += 1
                     return reader

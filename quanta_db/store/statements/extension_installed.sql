@@ -1,1 +1,1 @@
-SELECT installed, install_path, extension_name FROM duckdb_extensions() WHERE extension_name = ? OR ? = ANY(aliases)
+SELECT install_path, extension_name FROM duckdb_extensions() WHERE extension_name = ? OR ? = ANY(aliases)
