@@ -51,11 +51,11 @@ def statement(sql: str, scan: reach.ScanPlan, paths: frozenset[str], deleted: fr
     return f"WITH {quote_ident(scan.table)} AS ({_select(scan.table, sorted(paths))}) {sql}"
 
 
-def keeps_meaning(sql: str, table: str, tree: dict | None = None) -> bool:
-    """Whether ``sql`` with an expression named ``table`` in front is the same statement with that
-    expression: the same serialised tree, less the expression and the text's offsets (``tree``:
-    ``sql``'s own, when the caller has it already)."""
-    before = tree if tree is not None else sandbox.serialised(sql)  # pragma: no mutate  (the same tree, again)
+def keeps_meaning(sql: str, table: str, tree: dict) -> bool:
+    """Whether ``sql`` (serialised: ``tree``) with an expression named ``table`` in front is the
+    same statement with that expression: the same serialised tree, less the expression and the
+    text's offsets."""
+    before = tree
     after = sandbox.serialised(f"WITH {quote_ident(table)} AS ({PLACEHOLDER}) {sql}")
     # a text that does not parse serialises to an error with no statements (so does the first,
     # whose error tree then equals no statement's)
