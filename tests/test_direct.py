@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quanta_db.store import copies, direct, lake, querying, reach, sandbox
+from quanta_db.store import catalog, copies, direct, lake, querying, reach, sandbox
 from tests.test_reach import CORPORA, MODELS, ROWS, STEPS, _files_where
 
 pytest_plugins = ["tests.test_reach"]  # its suite_store fixture: one file per (model, step, corpus)
@@ -163,6 +163,8 @@ def test_a_table_with_a_delete_file_is_read_through_the_lake(suite_store, monkey
     taken = _runs(monkeypatch)
     assert _same_as_the_lake(suite_store, sql)["v"].to_pylist() == [ROWS - ROWS // 5]
     assert taken == [False, False]
+    with catalog.connect(suite_store.root, read_only=True, user_sql=True) as con:  # the SQLAlchemy engine's
+        assert con.execute(sql).fetchone()[0] == ROWS - ROWS // 5  # confined to the delete file too
 
 
 def test_a_statement_that_does_not_bind_directly_runs_through_the_lake(suite_store, monkeypatch):

@@ -495,3 +495,22 @@ def test_a_state_remembers_the_files_of_its_latest_statements_up_to_the_limit(st
         assert list(snapshot._reached) == [(sql, repr(params)) for sql, params in statements[1:]]
     finally:
         snapshot.close()
+
+
+def test_a_state_on_postgresql_pins_the_snapshot_its_change_stamp_read(store, catalog_backend, monkeypatch):
+    """Taking a state asks PostgreSQL for the newest snapshot once (the change stamp) and pins
+    that one: no second session's question, and no later snapshot than the stamp it is kept under."""
+    if catalog_backend != "postgresql":
+        pytest.skip("a local state is a copy of the catalog's file: nothing is pinned")
+    from quanta_db.store import catalog
+    from quanta_db.store.copies import Snapshots
+
+    asked = []
+    real = catalog._latest_snapshot
+    monkeypatch.setattr(catalog, "_latest_snapshot", lambda locator: asked.append(locator) or real(locator))
+    snapshots = Snapshots(store.root)
+    try:
+        state = snapshots.current()
+        assert len(asked) == 1 and state._private.pinned == real(catalog.locate(store.root))
+    finally:
+        snapshots.close()
