@@ -290,4 +290,4 @@ def test_closing_the_copies_waits_for_what_they_left_to_do(store, monkeypatch):
     snapshots.close()
     assert not snapshots._making and snapshots._blank is None and len(made) == 1
     with pytest.raises(duckdb.ConnectionException):
-        made[0].execute("SELECT 1")  # made after close began, and closed by the thread that made it
+        made[0].execute("SELECT 1")  # made after close began, and closed once the thread that made it was done

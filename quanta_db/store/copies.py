@@ -126,12 +126,11 @@ class Snapshots:
                 blank = catalog.blank_connection(locator)
             except Exception:  # noqa: BLE001 - the next copy opens its own, and says why it cannot
                 blank = None
+            # None was kept meanwhile (one maker at a time, and only one kept), and close() waits
+            # for this thread before it closes the one kept
             with self._lock:
-                self._making = False
-                if blank is not None and self._blank is None and not self._closed:
-                    self._blank, blank = blank, None
-            if blank is not None:
-                blank.close()
+                self._making = False  # pragma: no mutate  (only ever truth-tested)
+                self._blank = blank
 
         with self._lock:
             if self._making or self._blank is not None or self._closed:
@@ -139,7 +138,7 @@ class Snapshots:
             self._making = True
         if not self._in_background(make):
             with self._lock:
-                self._making = False
+                self._making = False  # pragma: no mutate  (only ever truth-tested)
 
     def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
         retired: list[Snapshot] = []
