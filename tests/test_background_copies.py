@@ -291,3 +291,29 @@ def test_closing_the_copies_waits_for_what_they_left_to_do(store, monkeypatch):
     assert not snapshots._making and snapshots._blank is None and len(made) == 1
     with pytest.raises(duckdb.ConnectionException):
         made[0].execute("SELECT 1")  # made after close began, and closed once the thread that made it was done
+
+
+def test_one_connection_is_made_ahead_at_a_time_and_one_kept(store, monkeypatch):
+    """``Snapshots._make_blank``: while one is being made, or one is kept, no other is made (it
+    would replace the one kept, left open)."""
+    made, blank_connection, go = [], catalog.blank_connection, threading.Event()
+
+    def when_told(locator):
+        go.wait(10)
+        made.append(blank_connection(locator))
+        return made[-1]
+
+    monkeypatch.setattr(catalog, "blank_connection", when_told)
+    snapshots = Snapshots(store.root)
+    try:
+        locator = catalog.locate(store.root)
+        snapshots._make_blank(locator)
+        snapshots._make_blank(locator)  # one is being made
+        go.set()
+        snapshots._after_work.submit(lambda: None).result()  # what the after-work thread had to do is done
+        assert len(made) == 1 and snapshots._blank is made[0] and not snapshots._making
+        snapshots._make_blank(locator)  # one is kept
+        snapshots._after_work.submit(lambda: None).result()
+        assert len(made) == 1
+    finally:
+        snapshots.close()
