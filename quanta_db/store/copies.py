@@ -37,7 +37,7 @@ class Snapshots:
         self._lock = threading.Lock()
         self._stamp = None  # pragma: no mutate  (compared only once a copy was kept, which sets it)
         self._own_writes = None
-        self._generation = 0
+        self._generation = 0  # pragma: no mutate  (any start: generations are only compared with each other)
         self._snapshots: dict[int, Snapshot] = {}
         self._taking: threading.Thread | None = None
         self._closed = False
@@ -129,7 +129,7 @@ class Snapshots:
             # None was kept meanwhile (one maker at a time, and only one kept), and close() waits
             # for this thread before it closes the one kept
             with self._lock:
-                self._making = False  # pragma: no mutate  (only ever truth-tested)
+                self._making = False
                 self._blank = blank
 
         with self._lock:
@@ -138,7 +138,7 @@ class Snapshots:
             self._making = True
         if not self._in_background(make):
             with self._lock:
-                self._making = False  # pragma: no mutate  (only ever truth-tested)
+                self._making = False
 
     def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
         retired: list[Snapshot] = []
