@@ -540,9 +540,7 @@ class Snapshot:
             if connection is not None:
                 connection.close()
         with self._lock:
-            if planner is not None:
-                self._readers[id(planner)] = planner
-            for reader in self._readers.values():
+            for reader in [*self._readers.values(), *([planner] if planner is not None else [])]:
                 if reader.users:
                     reader.retired = True  # closed by its last user
                 else:
