@@ -272,19 +272,25 @@ def test_what_a_copy_leaves_to_do_once_the_copies_are_closed_is_done_at_once(sto
     assert not snapshots._making and snapshots._blank is None  # nothing made ahead for a closed store
 
 
+def _made_after(monkeypatch, wait) -> list:
+    """The connections made ahead for copies from now on, each once ``wait()`` returned."""
+    made, blank_connection = [], catalog.blank_connection
+
+    def made_after_waiting(locator):
+        wait()
+        made.append(blank_connection(locator))
+        return made[-1]
+
+    monkeypatch.setattr(catalog, "blank_connection", made_after_waiting)
+    return made
+
+
 def test_closing_the_copies_waits_for_what_they_left_to_do(store, monkeypatch):
     """``close`` returns once the after-work thread is done: no connection of this store's copies
     is still being made (or left open) after it."""
     import time
 
-    made, blank_connection = [], catalog.blank_connection
-
-    def slowly(locator):
-        time.sleep(0.5)
-        made.append(blank_connection(locator))
-        return made[-1]
-
-    monkeypatch.setattr(catalog, "blank_connection", slowly)
+    made = _made_after(monkeypatch, lambda: time.sleep(0.5))
     snapshots = Snapshots(store.root)
     snapshots.current()  # hands the next copy's connection to the after-work thread
     snapshots.close()
@@ -296,14 +302,8 @@ def test_closing_the_copies_waits_for_what_they_left_to_do(store, monkeypatch):
 def test_one_connection_is_made_ahead_at_a_time_and_one_kept(store, monkeypatch):
     """``Snapshots._make_blank``: while one is being made, or one is kept, no other is made (it
     would replace the one kept, left open)."""
-    made, blank_connection, go = [], catalog.blank_connection, threading.Event()
-
-    def when_told(locator):
-        go.wait(10)
-        made.append(blank_connection(locator))
-        return made[-1]
-
-    monkeypatch.setattr(catalog, "blank_connection", when_told)
+    go = threading.Event()
+    made = _made_after(monkeypatch, lambda: go.wait(10))
     snapshots = Snapshots(store.root)
     try:
         locator = catalog.locate(store.root)
