@@ -16,14 +16,18 @@ from tests.test_reach import CORPORA, MODELS, ROWS, STEPS, _files_where
 pytest_plugins = ["tests.test_reach"]  # its suite_store fixture: one file per (model, step, corpus)
 
 
-def _runs(monkeypatch) -> list[bool]:
-    """Whether each statement run for user SQL from now on read its files directly."""
+def _runs(monkeypatch, attempts: bool = False) -> list[bool]:
+    """Whether each statement run for user SQL from now on read its files directly (``attempts``:
+    each one tried, whether it answered or not)."""
     taken = []
     real = querying._execute
 
     def execute(connection, sql, params, time_limit_ms, max_rows, narrowed=False, direct=False, attached=True):
+        if attempts:
+            taken.append(direct)
         result = real(connection, sql, params, time_limit_ms, max_rows, narrowed, direct, attached)
-        taken.append(direct)
+        if not attempts:
+            taken.append(direct)
         return result
 
     monkeypatch.setattr(querying, "_execute", execute)
@@ -95,14 +99,7 @@ def test_a_statement_with_parameters_is_planned_once_with_them(suite_store, monk
 
 
 def test_a_statement_a_named_expression_would_change_is_not_tried_directly(suite_store, monkeypatch):
-    tried = []
-    real = querying._execute
-
-    def execute(connection, sql, params, time_limit_ms, max_rows, narrowed=False, direct=False, attached=True):
-        tried.append(direct)
-        return real(connection, sql, params, time_limit_ms, max_rows, narrowed, direct, attached)
-
-    monkeypatch.setattr(querying, "_execute", execute)
+    tried = _runs(monkeypatch, attempts=True)
     _same_as_the_lake(suite_store, "WITH a AS (SELECT 1) SELECT count(*) AS v FROM token_losses "
                                    "WHERE model = 'm-a' AND step = 0 AND corpus = 'c-1'")
     assert tried == [False, False]  # confined, then the owner's through the lake

@@ -160,11 +160,17 @@ def _make_next_writer(locator: lake.Locator) -> None:
     threading.Thread(target=make, name="quanta-db-next-writer").start()  # pragma: no mutate  (a name for thread dumps)
 
 
-def _open(locator: lake.Locator, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Open with bounded retry while another process holds the write lock; a local reader opens
-    the readers' copy (:mod:`quanta_db.store.published`) when it is current, and never waits."""
-    copy = None if locator.on_postgres or not read_only else published.readers_file(locator.metadata_file)
-    return _retrying(locator, lambda: _attached(locator, read_only, metadata_file=copy))
+def _readers_copy(locator: lake.Locator) -> Path | None:
+    """The file a local reader opens instead of the catalog: the readers' copy
+    (:mod:`quanta_db.store.published`) when it is current, and then it never waits; None on
+    PostgreSQL, or when the catalog itself must be read."""
+    return None if locator.on_postgres else published.readers_file(locator.metadata_file)
+
+
+def _open(locator: lake.Locator, read_only: bool, metadata_file: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Open with bounded retry while another process holds the write lock; ``metadata_file``: the
+    readers' copy a reader found (:func:`_readers_copy`), None for the catalog itself."""
+    return _retrying(locator, lambda: _attached(locator, read_only, metadata_file=metadata_file))
 
 
 @contextmanager
@@ -398,7 +404,8 @@ def user_sql_connection(root: Path, macros: bool = True) -> duckdb.DuckDBPyConne
 def owner_connection(root: Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection for the owner's unchecked SQL (``--unsafe``), with the saved
     analyses' table macros."""
-    con = _open(locate(root), read_only=True)
+    locator = locate(root)
+    con = _open(locator, True, _readers_copy(locator))
     try:
         views.install_session_macros(con)
     except BaseException:
@@ -423,7 +430,7 @@ def connect(root: Path, *, read_only: bool, user_sql: bool = False,
         if user_sql:
             con = user_sql_connection(Path(root), macros=False)
         elif read_only:
-            con = _open(locator, read_only=True)
+            con = _open(locator, True, _readers_copy(locator))
         else:
             stack.callback(_count_write)
             if not locator.on_postgres:
@@ -473,13 +480,13 @@ def reading(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     next read open anew. One that failed while used is closed, never kept; one kept has ended
     its transaction."""
     locator = locate(root)
-    copy = None if locator.on_postgres else published.readers_file(locator.metadata_file)
+    copy = _readers_copy(locator)
     if not locator.on_postgres and copy is None:
         with connect(root, read_only=True, locator=locator) as con:
             yield con
         return
     key = (locator.root, locator.url, locator.schema)
-    held = _kept_reader(key, change_stamp(root), lambda: _retrying(locator, lambda: _attached(locator, True, metadata_file=copy)))
+    held = _kept_reader(key, _change_stamp(locator), lambda: _open(locator, True, copy))
     try:
         yield held.connection
         # A result left open (a fetchone) keeps its transaction, which on PostgreSQL holds the
@@ -511,7 +518,10 @@ def change_stamp(root: Path) -> tuple:
     """Something that changes whenever a commit lands: the identity, mtime and size of the file
     a local reader opens (the readers' copy, or the catalog file and its WAL), or the latest
     snapshot of a catalog on PostgreSQL."""
-    locator = locate(root)
+    return _change_stamp(locate(root))
+
+
+def _change_stamp(locator: lake.Locator) -> tuple:
     if not locator.on_postgres:
         readers = published.readers_file(locator.metadata_file)
         if readers is not None:

@@ -367,7 +367,7 @@ class Plans:
         with self._lock:
             self._plans[key] = (plan, one_scan)
             while len(self._plans) > self._size:
-                del self._plans[next(iter(self._plans))]  # the least recent
+                self._plans.popitem(last=False)
 
 
 UNPLANNED = object()
