@@ -140,3 +140,53 @@ def test_a_kept_reader_of_an_earlier_stamp_is_closed_and_replaced(monkeypatch):
     second = catalog._kept_reader(("store",), (2,), _Connection)
     assert second is not first and second.stamp == (2,)
     assert first.connection.closed and not second.connection.closed
+
+
+def test_a_read_before_a_closed_writer_publishes_is_replaced_once_it_has(store, catalog_backend, monkeypatch):
+    """A read between a writer closing the catalog and publishing the readers' copy opens the old
+    copy; the stamp it keeps must be the copy's (which publishing changes), not the catalog
+    file's (which stopped changing at the close), or that reader stays on the old state."""
+    if catalog_backend != "duckdb":
+        pytest.skip("a local catalog's readers' copy only")
+    commit_vocab(store, ["t"], ["a"])
+    real = published.publish
+    seen: list[int] = []
+
+    def read_then_publish(metadata_file):
+        if not seen:
+            seen.append(count(store))  # the writer has closed; its copy is not yet published
+        return real(metadata_file)
+
+    monkeypatch.setattr(published, "publish", read_then_publish)
+    commit_vocab(store, ["u"], ["b"])
+    assert seen == [1]
+    assert count(store) == 2
+
+
+def test_the_change_stamp_of_a_catalog_read_directly_covers_its_write_ahead_log(store, catalog_backend):
+    """Read without a readers' copy, the catalog's state is its file and its ``.wal`` (a writer
+    killed before its checkpoint leaves its commits there alone)."""
+    if catalog_backend != "duckdb":
+        pytest.skip("a local catalog's files only")
+    commit_vocab(store, ["t"], ["a"])
+    metadata_file = catalog.locate(store.root).metadata_file
+    metadata_file.with_name(published.WRITING_FILE).touch()
+    before = catalog.change_stamp(store.root)
+    metadata_file.with_name(metadata_file.name + ".wal").write_bytes(b"a commit not yet checkpointed")
+    assert catalog.change_stamp(store.root) != before
+
+
+def test_the_owners_unchecked_connection_does_not_hold_a_commit_back(store, catalog_backend):
+    """``--unsafe`` SQL reads the readers' copy too: left open (a notebook's engine), a
+    connection on the catalog file itself would keep another process's commit waiting."""
+    if catalog_backend != "duckdb":
+        pytest.skip("a local catalog's file lock only")
+    commit_vocab(store, ["t"], ["a"])
+    con = catalog.owner_connection(store.root)
+    try:
+        assert con.execute(VOCAB).fetchone()[0] == 1
+        env = dict(os.environ, **{catalog.LOCK_TIMEOUT_ENV: "2"})
+        subprocess.run([sys.executable, "-c", WRITES_ONCE, str(store.root)], check=True, env=env, cwd=os.getcwd())
+    finally:
+        con.close()
+    assert count(store) == 2
