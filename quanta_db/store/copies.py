@@ -136,9 +136,8 @@ class Snapshots:
             if self._making or self._blank is not None or self._closed:
                 return
             self._making = True
-        if not self._in_background(make):
-            with self._lock:
-                self._making = False
+        # not run once the copies are closed (or the interpreter exits): then none is made again
+        self._in_background(make)
 
     def _take_meanwhile(self, stamp: tuple, own_writes: int) -> None:
         retired: list[Snapshot] = []
