@@ -279,6 +279,32 @@ def test_a_commit_whose_writer_died_before_publishing_is_read_and_published_by_t
             assert con.execute(late).fetchone()[0] == 1
 
 
+DIES_BEFORE_PUBLISHING = textwrap.dedent("""
+    import os, sys
+    from quanta_db.store import published
+    from quanta_db.store.catalog import connect
+    published.publish = lambda metadata_file: os._exit(9)  # killed after closing the catalog, before publishing
+    with connect(sys.argv[1], read_only=False) as con:
+        con.execute("INSERT INTO saved_queries (name, sql, sha256) VALUES ('late', 'SELECT 1', 'x')")
+""")
+
+
+def test_a_commit_whose_writer_died_after_closing_the_catalog_is_read_from_the_catalog(store, catalog_backend):
+    """The catalog closed (no write-ahead log left) but the readers' copy not yet published: a
+    query copies the catalog file alone."""
+    from quanta_db.store import lake, published
+
+    if catalog_backend != "duckdb":
+        pytest.skip("a local catalog's readers' copy only")
+    late = "SELECT count(*) AS n FROM saved_queries WHERE name = 'late'"
+    assert store.query_df(late)["n"][0] == 0
+    child = subprocess.run([sys.executable, "-c", DIES_BEFORE_PUBLISHING, str(store.root)])
+    assert child.returncode == 9
+    assert store.root.joinpath(published.WRITING_FILE).exists()
+    assert not store.root.joinpath(lake.LOCAL_FILE + ".wal").exists()
+    assert store.query_df(late)["n"][0] == 1
+
+
 def test_params_hash_is_order_independent():
     assert runs.params_hash("k", {"a": 1, "b": 2}) == runs.params_hash("k", {"b": 2, "a": 1})
     assert runs.params_hash("k", {"a": 1}) != runs.params_hash("j", {"a": 1})
