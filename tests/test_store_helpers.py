@@ -422,6 +422,25 @@ def test_a_replaced_copys_second_name_already_gone_is_no_error(tmp_path, monkeyp
     assert errors == [] and (tmp_path / published.READERS_FILE).read_bytes() == b"closed catalog"
 
 
+def test_second_names_left_by_dead_processes_go_and_a_live_ones_stay(tmp_path):
+    """``_keep_name``: a replaced copy's second name is ``<readers>.<pid>.<thread>.replaced``;
+    one whose process is gone is removed by the next commit, one of a live process (its thread
+    about to free it) is left to it."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    readers = tmp_path / published.READERS_FILE
+    readers.write_bytes(b"copy")
+    left = {pid: tmp_path / f"{published.READERS_FILE}.{pid}.1{published.REPLACED_SUFFIX}"
+            for pid in (gone.stdout.strip(), os.getpid())}
+    for path in left.values():
+        path.write_bytes(b"replaced")
+    kept = published._keep_name(readers)
+    assert kept is not None and kept.read_bytes() == b"copy"
+    assert not left[gone.stdout.strip()].exists() and left[os.getpid()].exists()
+
+
 class _MetadataRows:
     """A connection whose every statement answers ``rows`` (what ``lake_changes.sql`` reads)."""
 
