@@ -308,6 +308,9 @@ def test_a_statement_checked_before_gets_the_same_answer_without_being_parsed_ag
     for _ in range(2):
         sandbox.check_read_only(long_read)
     assert parsed[-2:] == [long_read, long_read] and (long_read, frozenset()) not in sandbox._CHECKED
+    at_the_bound = "SELECT 3 AS x".ljust(sandbox.MAX_CHECKED_CHARS)  # the longest statement kept
+    sandbox.check_read_only(at_the_bound)
+    assert (at_the_bound, frozenset()) in sandbox._CHECKED
 
 
 def test_a_duckdb_client_holding_the_store_open_holds_no_commit_back(corpus_store, monkeypatch):

@@ -441,6 +441,48 @@ def test_second_names_left_by_dead_processes_go_and_a_live_ones_stay(tmp_path):
     assert not left[gone.stdout.strip()].exists() and left[os.getpid()].exists()
 
 
+def test_the_write_lock_is_refused_while_another_open_file_holds_it(tmp_path):
+    """``published._try_lock``: flock excludes across open files (processes alike), so a second
+    writer is told to wait rather than let in beside the first."""
+    lock_file = tmp_path / "catalog.lock"
+    first, second = (os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644) for _ in range(2))
+    try:
+        assert published._try_lock(first) is True
+        assert published._try_lock(second) is False
+        os.close(first)
+        first = None
+        assert published._try_lock(second) is True  # let go with its file
+    finally:
+        for fd in (first, second):
+            if fd is not None:
+                os.close(fd)
+
+
+def test_a_connection_made_ahead_for_the_next_commit_that_fails_is_no_error(store, catalog_backend, monkeypatch):
+    """The next local commit's connection is made in a thread after each commit; when that
+    fails, the next commit opens its own (and says why it cannot) -- nothing is printed meanwhile."""
+    import threading
+
+    from tests.helpers import commit_vocab
+
+    if catalog_backend != "duckdb":
+        pytest.skip("made ahead for a local catalog only")
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
+
+    def fails(locator):
+        raise duckdb.IOException("no memory for a new database")
+
+    monkeypatch.setattr(catalog, "blank_connection", fails)
+    commit_vocab(store, ["t"], ["a"])
+    for thread in [t for t in threading.enumerate() if t.name == "quanta-db-next-writer"]:
+        thread.join()
+    assert errors == []
+    commit_vocab(store, ["u"], ["b"])  # opened its own
+    with store.read() as con:
+        assert con.execute("SELECT count(*) FROM vocab").fetchone()[0] == 2
+
+
 class _MetadataRows:
     """A connection whose every statement answers ``rows`` (what ``lake_changes.sql`` reads)."""
 
