@@ -102,6 +102,12 @@ WRITES_ONCE = ("import sys; from tests.helpers import commit_vocab; from quanta_
                "commit_vocab(Store.open(sys.argv[1]), ['other'], ['x'])")
 
 
+def commit_elsewhere_within_2_s(store) -> None:
+    """Another process commits to ``store``, failing if it waits over 2 s for the write lock."""
+    env = dict(os.environ, **{catalog.LOCK_TIMEOUT_ENV: "2"})
+    subprocess.run([sys.executable, "-c", WRITES_ONCE, str(store.root)], check=True, env=env, cwd=os.getcwd())
+
+
 def test_a_catalog_read_directly_is_not_kept_open(store, catalog_backend, attaches):
     """Without a readers' copy (a killed writer's marker left, its lock free) a read opens the
     catalog file itself, whose shared lock would hold another process's commit back."""
@@ -115,8 +121,7 @@ def test_a_catalog_read_directly_is_not_kept_open(store, catalog_backend, attach
     assert count(store) == 1
     assert count(store) == 1
     assert len(attaches) == 2  # none kept
-    env = dict(os.environ, **{catalog.LOCK_TIMEOUT_ENV: "2"})
-    subprocess.run([sys.executable, "-c", WRITES_ONCE, str(store.root)], check=True, env=env, cwd=os.getcwd())
+    commit_elsewhere_within_2_s(store)
     assert count(store) == 2
 
 
@@ -185,8 +190,7 @@ def test_the_owners_unchecked_connection_does_not_hold_a_commit_back(store, cata
     con = catalog.owner_connection(store.root)
     try:
         assert con.execute(VOCAB).fetchone()[0] == 1
-        env = dict(os.environ, **{catalog.LOCK_TIMEOUT_ENV: "2"})
-        subprocess.run([sys.executable, "-c", WRITES_ONCE, str(store.root)], check=True, env=env, cwd=os.getcwd())
+        commit_elsewhere_within_2_s(store)
     finally:
         con.close()
     assert count(store) == 2

@@ -404,22 +404,33 @@ def test_a_catalog_keeping_a_write_ahead_log_or_absent_is_left_unpublished(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([lake.LOCAL_FILE, published.READERS_FILE])
 
 
-def test_a_replaced_copys_second_name_already_gone_is_no_error(tmp_path, monkeypatch):
+@pytest.fixture
+def thread_errors(monkeypatch) -> list:
+    """What threads raise from now on (``threading.excepthook``'s arguments), instead of printing it."""
+    import threading
+
+    errors: list = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
+    return errors
+
+
+def _join(thread_name: str) -> None:
+    import threading
+
+    for thread in [t for t in threading.enumerate() if t.name == thread_name]:
+        thread.join()
+
+
+def test_a_replaced_copys_second_name_already_gone_is_no_error(tmp_path, monkeypatch, thread_errors):
     """The replaced readers' copy is freed in a thread named for thread dumps; its second name
     may already be gone (this thread's next commit removes a name left from its last), which is
     no error printed to the user."""
-    import threading
-
-    errors = []
-    monkeypatch.setattr(threading, "excepthook", errors.append)
     metadata = tmp_path / lake.LOCAL_FILE
     metadata.write_bytes(b"closed catalog")
     monkeypatch.setattr(published, "_keep_name", lambda readers: tmp_path / "removed meanwhile")
     assert published.publish(metadata) is True
-    freeing = [t for t in threading.enumerate() if t.name == "quanta-db-replaced-copy"]
-    for thread in freeing:
-        thread.join()
-    assert errors == [] and (tmp_path / published.READERS_FILE).read_bytes() == b"closed catalog"
+    _join("quanta-db-replaced-copy")
+    assert thread_errors == [] and (tmp_path / published.READERS_FILE).read_bytes() == b"closed catalog"
 
 
 def test_second_names_left_by_dead_processes_go_and_a_live_ones_stay(tmp_path):
@@ -458,26 +469,22 @@ def test_the_write_lock_is_refused_while_another_open_file_holds_it(tmp_path):
                 os.close(fd)
 
 
-def test_a_connection_made_ahead_for_the_next_commit_that_fails_is_no_error(store, catalog_backend, monkeypatch):
+def test_a_connection_made_ahead_for_the_next_commit_that_fails_is_no_error(store, catalog_backend, monkeypatch,
+                                                                             thread_errors):
     """The next local commit's connection is made in a thread after each commit; when that
     fails, the next commit opens its own (and says why it cannot) -- nothing is printed meanwhile."""
-    import threading
-
     from tests.helpers import commit_vocab
 
     if catalog_backend != "duckdb":
         pytest.skip("made ahead for a local catalog only")
-    errors = []
-    monkeypatch.setattr(threading, "excepthook", errors.append)
 
     def fails(locator):
         raise duckdb.IOException("no memory for a new database")
 
     monkeypatch.setattr(catalog, "blank_connection", fails)
     commit_vocab(store, ["t"], ["a"])
-    for thread in [t for t in threading.enumerate() if t.name == "quanta-db-next-writer"]:
-        thread.join()
-    assert errors == []
+    _join("quanta-db-next-writer")
+    assert thread_errors == []
     commit_vocab(store, ["u"], ["b"])  # opened its own
     with store.read() as con:
         assert con.execute("SELECT count(*) FROM vocab").fetchone()[0] == 2
