@@ -317,3 +317,29 @@ def test_one_connection_is_made_ahead_at_a_time_and_one_kept(store, monkeypatch)
         assert len(made) == 1
     finally:
         snapshots.close()
+
+
+def test_a_connection_that_could_not_be_made_ahead_is_made_again_next_time(store, monkeypatch):
+    """``Snapshots._make_blank``: when making the connection ahead fails, none is kept (the next
+    copy opens its own), and the next call makes one again."""
+    attempts = []
+
+    def fails_once(locator):
+        attempts.append(locator)
+        if len(attempts) == 1:
+            raise duckdb.IOException("no room")
+        return blank_connection(locator)
+
+    blank_connection = catalog.blank_connection
+    monkeypatch.setattr(catalog, "blank_connection", fails_once)
+    snapshots = Snapshots(store.root)
+    try:
+        locator = catalog.locate(store.root)
+        snapshots._make_blank(locator)
+        snapshots._after_work.submit(lambda: None).result()
+        assert snapshots._blank is None and not snapshots._making
+        snapshots._make_blank(locator)
+        snapshots._after_work.submit(lambda: None).result()
+        assert len(attempts) == 2 and isinstance(snapshots._blank, duckdb.DuckDBPyConnection)
+    finally:
+        snapshots.close()
