@@ -137,6 +137,21 @@ def test_a_private_catalog_shows_one_state_to_every_connection_it_opens(store):
         later.close()
 
 
+def test_a_private_catalogs_connections_are_attached_read_only(store):
+    """Every connection a private catalog opens refuses writes: the readers' second wall, under
+    the user-SQL sandbox, and a pinned state is never written to."""
+    from quanta_db.store import catalog, lake
+
+    private = catalog.PrivateCatalog(store.root)
+    try:
+        with contextlib.closing(private.open()) as con:
+            with pytest.raises(duckdb.Error, match="read-only"):
+                con.execute(f"CREATE TABLE {lake.LAKE}.written AS SELECT 1 AS x")
+    finally:
+        private.close()
+    assert not store.relation_exists("written")
+
+
 def test_the_stores_own_reads_attach_the_held_state_and_a_state_with_a_log_is_copied(store, catalog_backend, tmp_path):
     import numpy as np
 
