@@ -178,6 +178,41 @@ def test_locked_catalog_fails_after_bounded_wait(store, monkeypatch):
         child.wait()
 
 
+FOREIGN_HOLDER = textwrap.dedent("""
+    import sys, time
+    import duckdb
+    with duckdb.connect(sys.argv[1]):  # a researcher's DuckDB shell left open on the catalog file
+        print("locked", flush=True)
+        time.sleep(float(sys.argv[2]))
+""")
+
+
+@pytest.mark.slow
+def test_a_commit_waits_for_another_duckdb_holding_the_catalog_file_then_names_it(store, monkeypatch):
+    """Not a quanta-db process (no write lock of ours held): DuckDB's own file lock refuses the
+    writer's attach, which is retried until the lock timeout and then named, the store as before."""
+    from quanta_db.store.catalog import CatalogLocked
+
+    if store.catalog().startswith("postgresql"):
+        pytest.skip("a local catalog file only")
+    monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "0.5")
+    catalog_file = store.root / "catalog.ducklake"
+    child = subprocess.Popen([sys.executable, "-c", FOREIGN_HOLDER, str(catalog_file), "5"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        run = store.begin_run("test", {"n": 1})
+        run.write("vocab", _vocab())
+        started = time.monotonic()
+        with pytest.raises(CatalogLocked, match=f"^catalog {catalog_file} is locked by another process"):
+            run.commit()
+        assert 0.5 <= time.monotonic() - started < 4
+    finally:
+        child.kill()
+        child.wait()
+    assert store.query_df("SELECT count(*) AS n FROM runs WHERE status = 'committed'")["n"].tolist() == [0]
+
+
 @pytest.mark.slow
 def test_a_commit_locked_out_names_the_runs_it_keeps_staged(store, monkeypatch):
     """One run, and the runs of one split committed together (``commit_runs``), each named."""
