@@ -97,6 +97,17 @@ def test_a_blank_connection_checks_signatures_until_every_extension_its_catalog_
             con.close()
 
 
+def test_a_blank_connection_has_loaded_every_extension_its_catalog_needs_before_anything_is_attached(tmp_path):
+    """postgres too for a catalog on PostgreSQL: left to DuckDB's autoloading at the attach, it
+    would be loaded from whatever file is installed, without the identity compared (signatures
+    are not checked on a connection whose extensions were all checked before)."""
+    loaded = "SELECT extension_name FROM duckdb_extensions() WHERE loaded AND extension_name IN ('ducklake', 'postgres_scanner')"
+    on_postgres = lake.Locator(tmp_path, "postgresql://u@127.0.0.1/db", "quanta_x")
+    for locator, expected in ((lake.Locator(tmp_path), {"ducklake"}), (on_postgres, {"ducklake", "postgres_scanner"})):
+        with catalog.blank_connection(locator) as con:
+            assert {name for (name,) in con.execute(loaded).fetchall()} == expected
+
+
 def test_an_extension_not_yet_installed_is_installed_from_its_wheel_checked_and_recorded(tmp_path, extension_record):
     """A DuckDB extension folder without DuckLake (a fresh machine's): ``load`` installs the file
     inside its wheel there, loads it with its signature checked, and records the installed file."""
