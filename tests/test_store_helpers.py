@@ -524,3 +524,20 @@ def test_a_lakes_changes_are_told_from_its_metadata_rows(tmp_path, changes, same
     assert found == lake.Changes(expected[0], newest if all(expected) else None)
     assert con.asked == [[5, 8, 5, "t5"]]
     assert lake.changes(con, locator, (8, "t8"), (5, "t5")) == lake.Changes(False, None) and len(con.asked) == 1
+
+
+def test_a_number_of_seconds_from_the_environment(monkeypatch):
+    """``settings.env_seconds``: the default when unset or empty, a negative number as 0, and
+    anything else that is not a number refused in one line naming the variable."""
+    from quanta_db.store.settings import env_seconds
+
+    name = "QUANTA_DB_TEST_SECONDS"
+    monkeypatch.delenv(name, raising=False)
+    assert env_seconds(name, 7.5) == 7.5
+    for raw, seconds in (("", 7.5), ("0.25", 0.25), ("0", 0.0), ("-3", 0.0), ("1e1", 10.0)):
+        monkeypatch.setenv(name, raw)
+        assert env_seconds(name, 7.5) == seconds
+    monkeypatch.setenv(name, "soon")
+    with pytest.raises(StoreError) as refused:
+        env_seconds(name, 7.5)
+    assert str(refused.value) == "QUANTA_DB_TEST_SECONDS='soon' is not a number of seconds"
