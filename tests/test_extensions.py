@@ -54,6 +54,25 @@ def test_the_record_is_under_home_without_xdg_and_a_damaged_one_is_ignored(tmp_p
         assert extensions._recorded() == {}
 
 
+def test_a_damaged_entry_of_the_record_checks_the_extension_again(tmp_path, extension_record, monkeypatch):
+    """Only an entry naming a file whose identity is recorded and still the file's is trusted:
+    any other shape (a hand edit, another version's layout) means the signature is checked again."""
+    installed = tmp_path / "ducklake.duckdb_extension"
+    installed.write_bytes(b"one")
+    identity = extensions._identity(installed)
+    key = f"{duckdb.__version__}/ducklake"
+    extension_record.parent.mkdir(parents=True)
+    for entry in ([str(installed), identity], {"path": 3, "identity": identity}, {"path": str(installed)},
+                  {"path": str(tmp_path / "missing"), "identity": None}, {"identity": identity},
+                  {"path": str(installed), "identity": [*identity[:-1], identity[-1] + 1]}):
+        extension_record.write_text(json.dumps({key: entry}))
+        monkeypatch.setattr(extensions, "_VERIFIED", {})
+        assert extensions._checked_file("ducklake") is None, entry
+    extension_record.write_text(json.dumps({key: {"path": str(installed), "identity": identity}}))
+    monkeypatch.setattr(extensions, "_VERIFIED", {})
+    assert extensions._checked_file("ducklake") == installed
+
+
 def test_an_unwritable_cache_folder_only_means_checking_again(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
