@@ -117,14 +117,29 @@ def test_a_blank_connection_checks_signatures_until_every_extension_its_catalog_
 
 
 def test_a_blank_connection_has_loaded_every_extension_its_catalog_needs_before_anything_is_attached(tmp_path):
-    """postgres too for a catalog on PostgreSQL: left to DuckDB's autoloading at the attach, it
-    would be loaded from whatever file is installed, without the identity compared (signatures
-    are not checked on a connection whose extensions were all checked before)."""
+    """postgres too for a catalog on PostgreSQL, and DuckDB's autoloading is off: left to it at the
+    attach, postgres would be loaded from whatever file is installed, without the identity
+    compared (signatures are not checked on a connection whose extensions were all checked)."""
     loaded = "SELECT extension_name FROM duckdb_extensions() WHERE loaded AND extension_name IN ('ducklake', 'postgres_scanner')"
     on_postgres = lake.Locator(tmp_path, "postgresql://u@127.0.0.1/db", "quanta_x")
     for locator, expected in ((lake.Locator(tmp_path), {"ducklake"}), (on_postgres, {"ducklake", "postgres_scanner"})):
         with catalog.blank_connection(locator) as con:
             assert {name for (name,) in con.execute(loaded).fetchall()} == expected
+            assert con.execute("SELECT current_setting('autoload_known_extensions')").fetchone()[0] is False
+
+
+def test_attaching_a_lake_on_postgresql_loads_the_checked_postgres_file_first(tmp_path, monkeypatch):
+    """DuckLake loads postgres itself at an attach on PostgreSQL (autoloading or not), from
+    whatever file is installed: the lake's attach has loaded it through ``load`` first, from
+    the file whose identity was compared."""
+    loading, load = [], extensions.load
+    monkeypatch.setattr(extensions, "load", lambda con, postgres: (loading.append(postgres), load(con, postgres))[1])
+    unreachable = lake.Locator(tmp_path, "postgresql://u@127.0.0.1:1/db", "quanta_x")
+    with duckdb.connect(config=extensions.connection_config(True)) as con:
+        with pytest.raises(duckdb.Error):
+            lake.attach(con, unreachable, read_only=True)
+        assert loading == [True]
+        assert con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'postgres_scanner'").fetchone()[0]
 
 
 def test_an_extension_not_yet_installed_is_installed_from_its_wheel_checked_and_recorded(tmp_path, extension_record):

@@ -43,9 +43,13 @@ def names(postgres: bool) -> tuple[str, ...]:
 
 def connection_config(postgres: bool) -> dict:
     """DuckDB settings for a new connection that will attach a lake: signatures are checked
-    unless every extension it loads was checked before."""
+    unless every extension it loads was checked before. DuckDB's autoloading is off: it would
+    load an installed file whatever it is now, unchecked on a connection that allows unsigned
+    files. (DuckLake loads postgres itself at an attach on PostgreSQL, autoloading or not:
+    :func:`load` must have loaded the checked file before.)"""
     checked = all(_checked_file(name) is not None for name in names(postgres))
-    return {"autoinstall_known_extensions": False, "allow_unsigned_extensions": checked}
+    return {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+            "allow_unsigned_extensions": checked}
 
 
 def load(con: duckdb.DuckDBPyConnection, postgres: bool) -> None:
