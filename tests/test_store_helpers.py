@@ -75,6 +75,26 @@ def test_lock_retries_back_off_by_doubling_short_at_first_then_up_to_a_second(de
     assert catalog._next_delay_s(delay_s, waited_s) == pytest.approx(expected_s)
 
 
+def test_a_held_lock_is_tried_again_after_each_backoff_until_the_timeout(tmp_path, monkeypatch):
+    """``_with_backoff`` on a clock of its own: the delays from the first try on, the answer of
+    the first try that does not find the lock held, and once the timeout has passed, the lock
+    named in one line, tried no more."""
+    now = [100.0]
+    slept = []
+    monkeypatch.setattr(catalog.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(catalog.time, "sleep", lambda s: (slept.append(s), now.__setitem__(0, now[0] + s)))
+    monkeypatch.setenv(catalog.LOCK_TIMEOUT_ENV, "1.2")
+    answers = iter([catalog._HELD] * 4 + ["opened"])
+    assert catalog._with_backoff(lake.Locator(tmp_path), lambda: next(answers)) == "opened"
+    assert slept == pytest.approx([0.01, 0.02, 0.03, 0.03])
+    slept.clear()
+    tries = []
+    with pytest.raises(catalog.CatalogLocked, match=r"is locked by another process.*gave up after 1s"):
+        catalog._with_backoff(lake.Locator(tmp_path), lambda: tries.append(now[0]) or catalog._HELD)
+    assert slept[:4] == pytest.approx([0.01, 0.02, 0.03, 0.03]) and slept[-2:] == pytest.approx([0.06, 0.12])
+    assert tries[-1] - tries[0] >= 1.2 > tries[-2] - tries[0] and len(tries) == len(slept) + 1
+
+
 def test_the_lock_timeout_is_a_minute_unless_set(monkeypatch):
     monkeypatch.delenv(catalog.LOCK_TIMEOUT_ENV, raising=False)
     assert catalog.lock_timeout_s() == 60.0
