@@ -142,6 +142,18 @@ def test_attaching_a_lake_on_postgresql_loads_the_checked_postgres_file_first(tm
         assert con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'postgres_scanner'").fetchone()[0]
 
 
+def test_a_new_connection_to_a_lake_on_postgresql_checks_signatures_while_postgres_is_unchecked(tmp_path, extension_record):
+    """``_attached`` without a connection made ahead configures its own for the extensions its
+    catalog needs: DuckLake's file checked before but postgres's not, it checks signatures and
+    loads postgres (configured for DuckLake alone, it would refuse postgres as a changed file)."""
+    catalog.blank_connection(lake.Locator(tmp_path)).close()  # DuckLake's file checked, and recorded
+    assert extensions._checked_file("ducklake") is not None and extensions._checked_file("postgres") is None
+    unreachable = lake.Locator(tmp_path, "postgresql://u@127.0.0.1:1/db", "quanta_x")
+    with pytest.raises(duckdb.Error, match="127.0.0.1"):  # the server's absence, not the extension
+        catalog._attached(unreachable, True)
+    assert extensions._checked_file("postgres") is not None  # checked on its load, and recorded
+
+
 def test_an_extension_not_yet_installed_is_installed_from_its_wheel_checked_and_recorded(tmp_path, extension_record):
     """A DuckDB extension folder without DuckLake (a fresh machine's): ``load`` installs the file
     inside its wheel there, loads it with its signature checked, and records the installed file."""
