@@ -125,21 +125,27 @@ def test_a_blank_connection_has_loaded_every_extension_its_catalog_needs_before_
     for locator, expected in ((lake.Locator(tmp_path), {"ducklake"}), (on_postgres, {"ducklake", "postgres_scanner"})):
         with catalog.blank_connection(locator) as con:
             assert {name for (name,) in con.execute(loaded).fetchall()} == expected
-            assert con.execute("SELECT current_setting('autoload_known_extensions')").fetchone()[0] is False
+            for setting in ("autoload_known_extensions", "autoinstall_known_extensions"):  # nothing fetched either
+                assert con.execute(f"SELECT current_setting('{setting}')").fetchone()[0] is False
 
 
 def test_attaching_a_lake_on_postgresql_loads_the_checked_postgres_file_first(tmp_path, monkeypatch):
     """DuckLake loads postgres itself at an attach on PostgreSQL (autoloading or not), from
     whatever file is installed: the lake's attach has loaded it through ``load`` first, from
     the file whose identity was compared."""
-    loading, load = [], extensions.load
-    monkeypatch.setattr(extensions, "load", lambda con, postgres: (loading.append(postgres), load(con, postgres))[1])
+    postgres_loaded = "SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'postgres_scanner'"
+    loaded_before_attach, load = [], extensions.load
+
+    def load_then_look(con, postgres):
+        load(con, postgres)
+        loaded_before_attach.append(con.execute(postgres_loaded).fetchone()[0])
+
+    monkeypatch.setattr(extensions, "load", load_then_look)
     unreachable = lake.Locator(tmp_path, "postgresql://u@127.0.0.1:1/db", "quanta_x")
     with duckdb.connect(config=extensions.connection_config(True)) as con:
         with pytest.raises(duckdb.Error):
             lake.attach(con, unreachable, read_only=True)
-        assert loading == [True]
-        assert con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'postgres_scanner'").fetchone()[0]
+    assert loaded_before_attach == [True]
 
 
 def test_a_new_connection_to_a_lake_on_postgresql_checks_signatures_while_postgres_is_unchecked(tmp_path, extension_record):
