@@ -18,6 +18,11 @@ from quanta_db.errors import StoreError
 from quanta_db.store import catalog, extensions, lake
 
 
+def _on_postgres(root: Path) -> lake.Locator:
+    """A catalog on a PostgreSQL server that is not there (nothing listens on port 1)."""
+    return lake.Locator(root, "postgresql://u@127.0.0.1:1/db", "quanta_x")
+
+
 @pytest.fixture
 def extension_record(tmp_path, monkeypatch) -> Path:
     """A cache folder of its own (two levels that do not exist yet) and nothing checked in this process."""
@@ -108,7 +113,7 @@ def test_a_blank_connection_checks_signatures_until_every_extension_its_catalog_
     assert checked_file("ducklake") is not None
     monkeypatch.setattr(extensions, "_checked_file", lambda name: None if name == "postgres" else checked_file(name))
     for locator, checking in ((lake.Locator(tmp_path), False),
-                              (lake.Locator(tmp_path, "postgresql://u@127.0.0.1/db", "quanta_x"), True)):
+                              (_on_postgres(tmp_path), True)):
         con = catalog.blank_connection(locator)
         try:
             assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is not checking
@@ -121,7 +126,7 @@ def test_a_blank_connection_has_loaded_every_extension_its_catalog_needs_before_
     attach, postgres would be loaded from whatever file is installed, without the identity
     compared (signatures are not checked on a connection whose extensions were all checked)."""
     loaded = "SELECT extension_name FROM duckdb_extensions() WHERE loaded AND extension_name IN ('ducklake', 'postgres_scanner')"
-    on_postgres = lake.Locator(tmp_path, "postgresql://u@127.0.0.1/db", "quanta_x")
+    on_postgres = _on_postgres(tmp_path)
     for locator, expected in ((lake.Locator(tmp_path), {"ducklake"}), (on_postgres, {"ducklake", "postgres_scanner"})):
         with catalog.blank_connection(locator) as con:
             assert {name for (name,) in con.execute(loaded).fetchall()} == expected
@@ -141,7 +146,7 @@ def test_attaching_a_lake_on_postgresql_loads_the_checked_postgres_file_first(tm
         loaded_before_attach.append(con.execute(postgres_loaded).fetchone()[0])
 
     monkeypatch.setattr(extensions, "load", load_then_look)
-    unreachable = lake.Locator(tmp_path, "postgresql://u@127.0.0.1:1/db", "quanta_x")
+    unreachable = _on_postgres(tmp_path)
     with duckdb.connect(config=extensions.connection_config(True)) as con:
         with pytest.raises(duckdb.Error):
             lake.attach(con, unreachable, read_only=True)
@@ -154,7 +159,7 @@ def test_a_new_connection_to_a_lake_on_postgresql_checks_signatures_while_postgr
     loads postgres (configured for DuckLake alone, it would refuse postgres as a changed file)."""
     catalog.blank_connection(lake.Locator(tmp_path)).close()  # DuckLake's file checked, and recorded
     assert extensions._checked_file("ducklake") is not None and extensions._checked_file("postgres") is None
-    unreachable = lake.Locator(tmp_path, "postgresql://u@127.0.0.1:1/db", "quanta_x")
+    unreachable = _on_postgres(tmp_path)
     with pytest.raises(duckdb.Error, match="127.0.0.1"):  # the server's absence, not the extension
         catalog._attached(unreachable, True)
     assert extensions._checked_file("postgres") is not None  # checked on its load, and recorded
