@@ -157,8 +157,10 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def _hold_lock(store, seconds):
-    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.root), str(seconds)],
+def _hold_lock(store, seconds, holder=HOLDER, held=None):
+    """A child process running ``holder`` on ``held`` (default: the store) for ``seconds``,
+    once it says it holds it."""
+    child = subprocess.Popen([sys.executable, "-c", holder, str(held or store.root), str(seconds)],
                              stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "locked"
     return child
@@ -197,10 +199,8 @@ def test_a_commit_waits_for_another_duckdb_holding_the_catalog_file_then_names_i
         pytest.skip("a local catalog file only")
     monkeypatch.setenv("QUANTA_DB_LOCK_TIMEOUT", "0.5")
     catalog_file = store.root / "catalog.ducklake"
-    child = subprocess.Popen([sys.executable, "-c", FOREIGN_HOLDER, str(catalog_file), "5"],
-                             stdout=subprocess.PIPE, text=True)
+    child = _hold_lock(store, 5, FOREIGN_HOLDER, catalog_file)
     try:
-        assert child.stdout.readline().strip() == "locked"
         run = store.begin_run("test", {"n": 1})
         run.write("vocab", _vocab())
         started = time.monotonic()
