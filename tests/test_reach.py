@@ -478,6 +478,19 @@ def test_a_file_whose_keys_another_writer_wrote_is_reached_as_the_lake_finds_it(
             states.close()
 
 
+def test_a_state_read_off_its_metadata_reaches_its_own_files_not_later_ones(suite_store):
+    sql, _, keep = NARROWED[0]
+    plans = reach.one_scan_plan(sandbox.serialised(sql))
+    states = copies.Snapshots(suite_store.root)
+    try:
+        snapshot = states.current()
+        shown = _files_where(suite_store, keep)
+        _commit_losses(suite_store, [("m-a", 1000, "c-1")])  # a second file of its partition, after the state
+        assert _read_off(snapshot, plans) == shown and len(shown) == 1 and len(_files_where(suite_store, keep)) == 2
+    finally:
+        states.close()
+
+
 def test_a_catalog_table_altered_by_a_migration_is_read_across_its_schema_versions(suite_store):
     """DuckLake keeps the rows inlined before a table's schema changed in the metadata table of the
     old schema version: both are read (and a state whose tables cannot be read so is read through the lake)."""
