@@ -503,6 +503,7 @@ def test_a_catalog_table_altered_by_a_migration_is_read_across_its_schema_versio
         assert snapshot._metadata is not None
         sql = "SELECT count(*) AS v FROM token_losses WHERE model = 'm-a' AND step = 1000"
         assert snapshot.reach(sql) == _files_where(suite_store, lambda k: (k["model"], k["step"]) == ("m-a", 1000))
+        assert snapshot.reach(sql) == _read_off(snapshot, reach.one_scan_plan(sandbox.serialised(sql)))  # not the lake's
         assert len(snapshot.reach(sql)) == len(CORPORA) + 1
         assert querying.run_on(snapshot, sql).table.equals(suite_store.query(sql, unsafe=True).table)
     finally:
