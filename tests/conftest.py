@@ -75,8 +75,9 @@ def pytest_report_header() -> str:
 # too with QUANTA_DB_TEST_POSTGRES_ALL=1 (they pass; CI leaves them to the local catalog for time).
 STORE_MODULES = {"test_api", "test_bad_inputs", "test_catalog_doubles", "test_catalog_rebase", "test_cli",
                  "test_concurrency", "test_corpus", "test_direct", "test_expectations", "test_kinds", "test_lineage",
-                 "test_migrations", "test_own_reads", "test_reach", "test_runs", "test_sandbox", "test_serve",
-                 "test_snapshots", "test_splits", "test_sql_walls", "test_store_core", "test_views"}
+                 "test_migrations", "test_own_reads", "test_reach", "test_reach_metadata", "test_runs",
+                 "test_sandbox", "test_serve", "test_snapshots", "test_splits", "test_sql_walls", "test_store_core",
+                 "test_views"}
 
 
 def _on_postgres(module: str, fixturenames) -> bool:
