@@ -229,3 +229,15 @@ def test_a_state_read_off_postgresql_since_itself_has_only_new_files(suite_store
     first = _state_read_off(suite_store)
     again = postgres_metadata.state(catalog.locate(suite_store.root), first.snapshot[0], since=first.snapshot)
     assert again.only_new_files and again._replace(only_new_files=False) == first
+
+
+def test_a_state_read_off_postgresql_since_a_snapshot_of_another_lake_keeps_nothing(suite_store):
+    """An earlier state whose snapshot was taken at another time is of another lake (one made
+    again under the same name): only rows added since or not, nothing of it is kept."""
+    if not _on_postgres(suite_store):
+        pytest.skip("a local catalog's later state is read through the lake")
+    first = _state_read_off(suite_store)
+    _commit_losses(suite_store, [("m-c", 0, "c-5")])  # only new rows
+    locator, newest = catalog.locate(suite_store.root), catalog.change_stamp(suite_store.root)[0]
+    assert postgres_metadata.state(locator, newest, since=first.snapshot).only_new_files
+    assert not postgres_metadata.state(locator, newest, since=(first.snapshot[0], "0")).only_new_files
