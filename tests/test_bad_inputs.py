@@ -174,6 +174,29 @@ def test_a_change_stamp_session_the_server_ended_is_opened_again(store):
         catalog._latest_snapshot(unreachable)
 
 
+def test_a_metadata_read_the_server_keeps_ending_is_tried_once_more_then_one_line(store):
+    """A read whose session the server ends is tried once more on a new session, then given up
+    in one line (not retried for ever); the next read opens a session again."""
+    import psycopg
+
+    from quanta_db.errors import StoreError
+    from quanta_db.store import catalog, kept
+
+    if not store.catalog().startswith("postgresql"):
+        pytest.skip("a catalog on PostgreSQL only")
+    locator = catalog.locate(store.root)
+    sessions = []
+
+    def ended(session):
+        sessions.append(session)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    with pytest.raises(StoreError, match="cannot open the catalog .*: server closed the connection"):
+        kept.read(locator, ended)
+    assert len(sessions) == 2 and sessions[0] is not sessions[1] and all(s.closed for s in sessions)
+    assert kept.read(locator, lambda session: session.execute("SELECT 1").fetchone()[0]) == 1
+
+
 def test_a_catalog_url_that_is_not_postgresql_is_refused(tmp_path):
     result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s"), "init", "--catalog", "mysql://x@y/z"])
     assert result.exit_code != 0 and "postgresql://" in result.output and not (tmp_path / "s").exists()
