@@ -111,6 +111,20 @@ def test_a_store_opened_for_polling_shows_another_processs_commit_without_waitin
     assert answer(polling, runs) == 1
 
 
+def test_a_private_catalog_on_postgresql_has_no_metadata_file_to_open(store):
+    """The store's reads off a metadata file are for local catalogs: asked on PostgreSQL, it says why."""
+    from quanta_db.store import catalog
+
+    if not catalog.locate(store.root).on_postgres:
+        pytest.skip("a local catalog's metadata file is opened (tests/test_reach_metadata.py)")
+    private = catalog.PrivateCatalog(store.root)
+    try:
+        with pytest.raises(ValueError, match="^a catalog on PostgreSQL has no metadata file$"):
+            private.open_metadata()
+    finally:
+        private.close()
+
+
 def test_a_private_catalog_shows_one_state_to_every_connection_it_opens(store):
     import numpy as np
 
