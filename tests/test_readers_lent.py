@@ -35,7 +35,10 @@ def test_idle_connections_are_lent_one_at_a_time_and_bounded_per_process():
     assert [c.closed for c in others] == [True] + [False] * kept.MAX_IDLE  # the least recent key's closed
     child = os.fork()
     if child == 0:  # a forked child shares its parent's sockets: it neither uses nor closes them
-        os._exit(0 if idle.take((1,)) is None and not any(c.closed for c in others[1:]) else 1)
+        own = _Connection()  # but keeps its own from then on
+        inherited = idle.take((1,)) is None and not any(c.closed for c in others[1:])
+        idle.give(("child",), own)
+        os._exit(0 if inherited and idle.take(("child",)) is own else 1)
     assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
     assert idle.take((1,)) is others[1]
 

@@ -461,6 +461,24 @@ def test_a_reader_in_use_when_its_snapshot_closes_answers_on_and_is_closed_by_it
         reader.execute("SELECT 1")
 
 
+def test_a_state_whose_catalog_cannot_be_opened_closes_the_connection_made_for_it(store, monkeypatch):
+    """A state that fails at its first step (the catalog unreachable) raises that error and closes
+    the connection made ahead for it (``blank``) rather than leaking it; with none, the same error."""
+    from quanta_db.errors import StoreError
+    from quanta_db.store import catalog, snapshots
+
+    def unreachable(*args, **kwargs):
+        raise StoreError("cannot open the catalog: unreachable")
+
+    blank = catalog.blank_connection(catalog.locate(store.root))
+    monkeypatch.setattr(catalog, "PrivateCatalog", unreachable)
+    for given in (blank, None):
+        with pytest.raises(StoreError, match="unreachable"):
+            snapshots.Snapshot(store.root, blank=given)
+    with pytest.raises(duckdb.ConnectionException):
+        blank.execute("SELECT 1")
+
+
 def test_a_confined_reader_is_made_on_the_connection_given_or_else_on_the_blank_made_ahead(store, monkeypatch):
     """``Snapshot._confined``: a reader takes the connection it is given (the state's spare) and
     opens none; given none, it opens the state on the connection made ahead for it (``blank``).
