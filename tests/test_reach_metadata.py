@@ -27,6 +27,18 @@ def _read_off(snapshot, plans) -> frozenset[str]:
         return reach.reached_new_files(cursor, snapshot._folder, plans, snapshot._metadata.files, -1, snapshot.state[0])
 
 
+def _reached_both_ways(store, sql: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The files ``sql`` reaches in the store's newest state: read off its metadata, and as the lake finds them."""
+    plans = reach.one_scan_plan(sandbox.serialised(sql))
+    states = copies.Snapshots(store.root)
+    try:
+        snapshot = states.current()
+        with snapshot.catalog_cursor() as cursor:
+            return _read_off(snapshot, plans), reach.reached_files(cursor, snapshot._folder, plans)
+    finally:
+        states.close()
+
+
 def _state_read_off(store):
     """The store's newest state read off its metadata (None: it must be read through the lake)."""
     locator = catalog.locate(store.root)
@@ -121,15 +133,8 @@ def odd_store(tmp_path, catalog_backend, _store_templates):
 ])
 def test_reached_files_read_off_the_metadata_are_those_the_lake_finds(odd_store, condition):
     sql = f"SELECT count(*) FROM token_losses WHERE {condition}"
-    plans = reach.one_scan_plan(sandbox.serialised(sql))
-    states = copies.Snapshots(odd_store.root)
-    try:
-        snapshot = states.current()
-        read_off = _read_off(snapshot, plans)
-        with snapshot.catalog_cursor() as cursor:
-            assert read_off == reach.reached_files(cursor, snapshot._folder, plans)
-    finally:
-        states.close()
+    read_off, found_by_lake = _reached_both_ways(odd_store, sql)
+    assert read_off == found_by_lake
     assert odd_store.query(sql).table.equals(odd_store.query(sql, unsafe=True).table)
 
 
@@ -147,14 +152,8 @@ def test_a_file_whose_keys_another_writer_wrote_is_reached_as_the_lake_finds_it(
         compact = json.dumps(json.loads(keys), separators=(",", ":"))
         con.execute("UPDATE files SET keys = ? WHERE path = ?", [compact, relative])
     for condition in ("corpus = 'c-1'", "corpus IN ('c-0', 'c-1') AND model = 'm-a'"):
-        plans = reach.one_scan_plan(sandbox.serialised(f"SELECT count(*) FROM token_losses WHERE {condition}"))
-        states = copies.Snapshots(suite_store.root)
-        try:
-            snapshot = states.current()
-            with snapshot.catalog_cursor() as cursor:
-                assert row["path"] in _read_off(snapshot, plans) == reach.reached_files(cursor, snapshot._folder, plans)
-        finally:
-            states.close()
+        read_off, found_by_lake = _reached_both_ways(suite_store, f"SELECT count(*) FROM token_losses WHERE {condition}")
+        assert row["path"] in read_off and read_off == found_by_lake
 
 
 def test_a_state_read_off_its_metadata_reaches_its_own_files_not_later_ones(suite_store):
